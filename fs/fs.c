@@ -1,0 +1,1027 @@
+/*
+ * fs.c -- FUSE low-level operations on top of a branch store.
+ *
+ * Every mutation is one atomic store batch (for rename: both entries and
+ * every inode whose link count changes), so each seq is a crash-consistent
+ * state of the tree.  Files are 8 KiB pages keyed by (ino, page no); a page
+ * that was never written, or lies past a truncation, is absent and reads as
+ * zeros, and an all-zero page is stored as an empty value.  The invariant
+ * that makes extension cheap: bytes past EOF inside the last page are zero
+ * (writes never go past EOF without moving it, truncation zeroes the tail).
+ *
+ * Locking: attribute read-modify-writes of an inode happen under that
+ * inode's stripe mutex; namespace operations also take one mutex over the
+ * whole namespace (PostgreSQL's metadata traffic is light, its data traffic
+ * is page writes, which take only the stripe lock).  Stripe locks are always
+ * taken in ascending stripe order.
+ *
+ * The daemon is the only writer of its branch, so the kernel may cache
+ * entries, attributes and pages for long: every change passes through it.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 8192u
+#define NSTRIPES 256
+#define TIMEOUT 86400.0           /* entry/attr cache time: we are the only writer */
+#define VIEW_SHIFT 48             /* FUSE ino = view << 48 | store ino */
+#define SYN_BRANCHES 2            /* FUSE ino of the synthetic branches/ directory */
+#define ATTR_VERSION 1
+#define ATTR_FIXED 61             /* encoded size without a symlink target */
+
+typedef struct fs_attr {
+    uint32_t mode, uid, gid, nlink, rdev;
+    uint64_t size;
+    int64_t atime, mtime, ctime;  /* nanoseconds since the epoch */
+    char target[PATH_MAX];        /* symlink target (size bytes) */
+} fs_attr;
+
+typedef struct fs_dirent {
+    char *name;
+    fuse_ino_t ino;
+    uint32_t type;                /* S_IFMT bits */
+} fs_dirent;
+
+typedef struct fs_dir {           /* an open directory: a snapshot listing */
+    fs_dirent *ents;
+    size_t n, cap;
+} fs_dir;
+
+typedef struct fs_file {          /* an open file */
+    int flags;                    /* open(2) flags, for O_SYNC/O_DSYNC */
+} fs_file;
+
+static pthread_mutex_t ns_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t stripes[NSTRIPES];
+static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
+static struct timespec mount_time;
+
+/* ---- small helpers ---- */
+
+static fs_config *cfg_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void stripes_init(void)
+{
+    for (int i = 0; i < NSTRIPES; i++) pthread_mutex_init(&stripes[i], NULL);
+    clock_gettime(CLOCK_REALTIME, &mount_time);
+}
+
+static unsigned stripe_of(uint64_t ino) { return (unsigned)((ino * 0x9e3779b97f4a7c15ull) >> 56); }
+
+/* Lock the stripes of up to 4 inodes (0 = none), ascending, without repeats. */
+static void lock_inos(uint64_t a, uint64_t b, uint64_t c, uint64_t d, unsigned *held, int *nheld)
+{
+    uint64_t inos[4] = { a, b, c, d };
+    int n = 0;
+    for (int i = 0; i < 4; i++) {
+        if (!inos[i]) continue;
+        unsigned s = stripe_of(inos[i]);
+        int dup = 0;
+        for (int k = 0; k < n; k++) dup |= held[k] == s;
+        if (!dup) held[n++] = s;
+    }
+    for (int i = 1; i < n; i++)
+        for (int k = i; k > 0 && held[k - 1] > held[k]; k--) { unsigned t = held[k]; held[k] = held[k - 1]; held[k - 1] = t; }
+    for (int i = 0; i < n; i++) pthread_mutex_lock(&stripes[held[i]]);
+    *nheld = n;
+}
+
+static void unlock_inos(const unsigned *held, int nheld)
+{
+    for (int i = nheld - 1; i >= 0; i--) pthread_mutex_unlock(&stripes[held[i]]);
+}
+
+/* ---- inode numbers: FUSE <-> store ---- */
+
+/* Store inode of FUSE inode INO, or 0 for a synthetic one. */
+static uint64_t to_store(const fs_config *c, fuse_ino_t ino)
+{
+    if (ino == FUSE_ROOT_ID) return c->branch_root ? FS_ROOT_INO : 0;
+    if ((ino >> VIEW_SHIFT) == 1) return ino & ((1ull << VIEW_SHIFT) - 1);
+    return 0;
+}
+
+static fuse_ino_t to_fuse(const fs_config *c, uint64_t sino)
+{
+    if (c->branch_root && sino == FS_ROOT_INO) return FUSE_ROOT_ID;
+    return (1ull << VIEW_SHIFT) | sino;
+}
+
+/* ---- attribute and dirent encoding (little-endian) ---- */
+
+static void put_le(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) { p[i] = (uint8_t)v; v >>= 8; } }
+static uint64_t get_le(const uint8_t *p, int n) { uint64_t v = 0; for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+
+/* Encode A into BUF (at least ATTR_FIXED + PATH_MAX bytes); returns length. */
+static size_t attr_encode(const fs_attr *a, uint8_t *buf)
+{
+    buf[0] = ATTR_VERSION;
+    put_le(buf + 1, a->mode, 4); put_le(buf + 5, a->uid, 4); put_le(buf + 9, a->gid, 4);
+    put_le(buf + 13, a->nlink, 4); put_le(buf + 17, a->rdev, 4); put_le(buf + 21, a->size, 8);
+    put_le(buf + 29, (uint64_t)a->atime, 8); put_le(buf + 37, (uint64_t)a->mtime, 8);
+    put_le(buf + 45, (uint64_t)a->ctime, 8); put_le(buf + 53, 0, 8);
+    size_t len = ATTR_FIXED;
+    if (S_ISLNK(a->mode)) { memcpy(buf + len, a->target, a->size); len += a->size; }
+    return len;
+}
+
+/* Decode LEN bytes into A; -EIO if malformed. */
+static int attr_decode(const uint8_t *buf, size_t len, fs_attr *a)
+{
+    if (len < ATTR_FIXED || buf[0] != ATTR_VERSION) return -EIO;
+    a->mode = (uint32_t)get_le(buf + 1, 4); a->uid = (uint32_t)get_le(buf + 5, 4);
+    a->gid = (uint32_t)get_le(buf + 9, 4); a->nlink = (uint32_t)get_le(buf + 13, 4);
+    a->rdev = (uint32_t)get_le(buf + 17, 4); a->size = get_le(buf + 21, 8);
+    a->atime = (int64_t)get_le(buf + 29, 8); a->mtime = (int64_t)get_le(buf + 37, 8);
+    a->ctime = (int64_t)get_le(buf + 45, 8);
+    if (S_ISLNK(a->mode)) {
+        if (a->size >= PATH_MAX || len != ATTR_FIXED + a->size) return -EIO;
+        memcpy(a->target, buf + ATTR_FIXED, a->size);
+        a->target[a->size] = 0;
+    }
+    return 0;
+}
+
+size_t fs_root_attr(uint8_t *buf, size_t cap)
+{
+    fs_attr a = { .mode = S_IFDIR | 0755, .nlink = 2 };
+    a.atime = a.mtime = a.ctime = now_ns();
+    uint8_t tmp[ATTR_FIXED + PATH_MAX];
+    size_t len = attr_encode(&a, tmp);
+    if (len > cap) return 0;
+    memcpy(buf, tmp, len);
+    return len;
+}
+
+/* Load the attributes of store inode SINO. */
+static int attr_load(store *st, uint64_t sino, fs_attr *a)
+{
+    uint8_t buf[ATTR_FIXED + PATH_MAX];
+    size_t len;
+    skey k;
+    key_inode(&k, sino);
+    int rc = store_get(st, &k, buf, sizeof buf, &len);
+    if (rc) return rc;
+    if (len > sizeof buf) return -EIO;
+    return attr_decode(buf, len, a);
+}
+
+/* Add "store attributes of SINO = A" to batch B. */
+static void attr_put(store_batch *b, uint64_t sino, const fs_attr *a)
+{
+    uint8_t buf[ATTR_FIXED + PATH_MAX];
+    skey k;
+    key_inode(&k, sino);
+    store_batch_put(b, &k, buf, attr_encode(a, buf));
+}
+
+/* Child of entry NAME in directory DIR: -ENOENT if none. */
+static int dirent_load(store *st, uint64_t dir, const char *name, uint64_t *child, uint32_t *type)
+{
+    uint8_t v[9];
+    size_t len;
+    skey k;
+    key_dirent(&k, dir, name, strlen(name));
+    int rc = store_get(st, &k, v, sizeof v, &len);
+    if (rc) return rc;
+    if (len != 9) return -EIO;
+    *child = get_le(v, 8);
+    if (type) *type = (uint32_t)v[8] << 12;
+    return 0;
+}
+
+static void dirent_put(store_batch *b, uint64_t dir, const char *name, uint64_t child, uint32_t mode)
+{
+    uint8_t v[9];
+    skey k;
+    put_le(v, child, 8);
+    v[8] = (uint8_t)((mode & S_IFMT) >> 12);
+    key_dirent(&k, dir, name, strlen(name));
+    store_batch_put(b, &k, v, sizeof v);
+}
+
+static void dirent_del(store_batch *b, uint64_t dir, const char *name)
+{
+    skey k;
+    key_dirent(&k, dir, name, strlen(name));
+    store_batch_del(b, &k);
+}
+
+static void ts_of(int64_t ns, struct timespec *ts) { ts->tv_sec = ns / 1000000000; ts->tv_nsec = ns % 1000000000; }
+
+/* Fill ST from A for FUSE inode INO. */
+static void attr_to_stat(const fs_attr *a, fuse_ino_t ino, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = ino;
+    st->st_mode = a->mode; st->st_nlink = a->nlink; st->st_uid = a->uid; st->st_gid = a->gid;
+    st->st_rdev = a->rdev; st->st_size = (off_t)a->size; st->st_blksize = PAGE;
+    st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+    ts_of(a->atime, &st->st_atim); ts_of(a->mtime, &st->st_mtim); ts_of(a->ctime, &st->st_ctim);
+}
+
+/* Attributes of a synthetic directory (repository root, branches/). */
+static void synthetic_stat(fuse_ino_t ino, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = ino; st->st_mode = S_IFDIR | 0755; st->st_nlink = 2; st->st_blksize = PAGE;
+    st->st_atim = st->st_mtim = st->st_ctim = mount_time;
+}
+
+static void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct stat *st)
+{
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = ino; e.attr = *st; e.attr_timeout = TIMEOUT; e.entry_timeout = TIMEOUT;
+    fuse_reply_entry(req, &e);
+}
+
+static void reply_attr_entry(fuse_req_t req, const fs_config *c, uint64_t sino, const fs_attr *a)
+{
+    struct stat st;
+    attr_to_stat(a, to_fuse(c, sino), &st);
+    reply_entry(req, to_fuse(c, sino), &st);
+}
+
+/* ---- pages ---- */
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Read page PG of SINO into BUF (zeros if absent); -EIO on failure. */
+static int page_load(store *st, uint64_t sino, uint64_t pg, uint8_t *buf)
+{
+    skey k;
+    size_t len;
+    key_page(&k, sino, pg);
+    int rc = store_get(st, &k, buf, PAGE, &len);
+    if (rc == -ENOENT || (!rc && len == 0)) { memset(buf, 0, PAGE); return 0; }
+    if (!rc && len != PAGE) rc = -EIO;
+    return rc;
+}
+
+static void page_put(store_batch *b, uint64_t sino, uint64_t pg, const uint8_t *data)
+{
+    skey k;
+    key_page(&k, sino, pg);
+    store_batch_put(b, &k, data, all_zero(data, PAGE) ? 0 : PAGE);
+}
+
+/* Zero bytes [from, to) of SINO (file size SIZE) in batch B: whole pages
+ * become tombstones, partial ones are rewritten. */
+static int zero_range(store *st, store_batch *b, uint64_t sino, uint64_t size, uint64_t from, uint64_t to)
+{
+    uint8_t page[PAGE];
+    for (uint64_t pg = from / PAGE; pg * PAGE < to; pg++) {
+        uint64_t ps = pg * PAGE, pe = ps + PAGE;
+        if (from <= ps && to >= pe) {
+            skey k;
+            key_page(&k, sino, pg);
+            store_batch_del(b, &k);
+            continue;
+        }
+        if (ps >= size) continue;          /* past EOF: already zero */
+        int rc = page_load(st, sino, pg, page);
+        if (rc) return rc;
+        uint64_t zs = from > ps ? from : ps, ze = to < pe ? to : pe;
+        memset(page + (zs - ps), 0, ze - zs);
+        page_put(b, sino, pg, page);
+    }
+    return 0;
+}
+
+/* Change the size of SINO from A->size to SIZE in batch B (stripe held). */
+static int resize(store *st, store_batch *b, uint64_t sino, fs_attr *a, uint64_t size)
+{
+    if (size < a->size) {
+        uint64_t end = (a->size + PAGE - 1) / PAGE * PAGE;
+        int rc = zero_range(st, b, sino, a->size, size, end);
+        if (rc) return rc;
+    }
+    a->size = size;
+    return 0;
+}
+
+/* ---- lookups ---- */
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fs_config *c = cfg_of(req);
+    uint64_t sdir = to_store(c, parent);
+    struct stat st;
+    if (!sdir) {
+        if (parent == FUSE_ROOT_ID && !strcmp(name, "branches")) {
+            synthetic_stat(SYN_BRANCHES, &st);
+            reply_entry(req, SYN_BRANCHES, &st);
+        } else if (parent == SYN_BRANCHES && !strcmp(name, c->branch)) {
+            fs_attr a;
+            int rc = attr_load(c->st, FS_ROOT_INO, &a);
+            if (rc) fuse_reply_err(req, -rc);
+            else reply_attr_entry(req, c, FS_ROOT_INO, &a);
+        } else {
+            fuse_reply_err(req, ENOENT);
+        }
+        return;
+    }
+    if (strlen(name) > 255) { fuse_reply_err(req, ENAMETOOLONG); return; }
+    uint64_t child;
+    fs_attr a;
+    int rc = dirent_load(c->st, sdir, name, &child, NULL);
+    if (rc == -ENOENT) {          /* negative entry, cached by the kernel */
+        struct fuse_entry_param e;
+        memset(&e, 0, sizeof e);
+        e.entry_timeout = TIMEOUT;
+        fuse_reply_entry(req, &e);
+        return;
+    }
+    if (!rc) rc = attr_load(c->st, child, &a);
+    if (rc) { fuse_reply_err(req, -rc == ENOENT ? EIO : -rc); return; }
+    reply_attr_entry(req, c, child, &a);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    fs_config *c = cfg_of(req);
+    uint64_t sino = to_store(c, ino);
+    struct stat st;
+    if (!sino) {
+        synthetic_stat(ino, &st);
+        fuse_reply_attr(req, &st, TIMEOUT);
+        return;
+    }
+    fs_attr a;
+    int rc = attr_load(c->st, sino, &a);
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    attr_to_stat(&a, ino, &st);
+    fuse_reply_attr(req, &st, TIMEOUT);
+}
+
+static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
+{
+    (void)fi;
+    fs_config *c = cfg_of(req);
+    uint64_t sino = to_store(c, ino);
+    if (!sino) { fuse_reply_err(req, EPERM); return; }
+    unsigned held[4]; int nheld;
+    lock_inos(sino, 0, 0, 0, held, &nheld);
+    fs_attr a;
+    store_batch b;
+    store_batch_init(&b);
+    int rc = attr_load(c->st, sino, &a);
+    int64_t now = now_ns();
+    if (!rc && (to_set & FUSE_SET_ATTR_SIZE)) {
+        if (S_ISDIR(a.mode)) rc = -EISDIR;
+        else if (!S_ISREG(a.mode)) rc = -EINVAL;
+        else if ((rc = resize(c->st, &b, sino, &a, (uint64_t)attr->st_size)) == 0) a.mtime = now;
+    }
+    if (!rc) {
+        if (to_set & FUSE_SET_ATTR_MODE) a.mode = (a.mode & S_IFMT) | (attr->st_mode & 07777);
+        if (to_set & FUSE_SET_ATTR_UID) a.uid = attr->st_uid;
+        if (to_set & FUSE_SET_ATTR_GID) a.gid = attr->st_gid;
+        if (to_set & FUSE_SET_ATTR_ATIME) a.atime = (int64_t)attr->st_atim.tv_sec * 1000000000 + attr->st_atim.tv_nsec;
+        if (to_set & FUSE_SET_ATTR_MTIME) a.mtime = (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+        if (to_set & FUSE_SET_ATTR_ATIME_NOW) a.atime = now;
+        if (to_set & FUSE_SET_ATTR_MTIME_NOW) a.mtime = now;
+        a.ctime = (to_set & FUSE_SET_ATTR_CTIME) ? (int64_t)attr->st_ctim.tv_sec * 1000000000 + attr->st_ctim.tv_nsec : now;
+        attr_put(&b, sino, &a);
+        rc = store_commit(c->st, &b);
+    }
+    unlock_inos(held, nheld);
+    store_batch_free(&b);
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    struct stat st;
+    attr_to_stat(&a, ino, &st);
+    fuse_reply_attr(req, &st, TIMEOUT);
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+    fs_config *c = cfg_of(req);
+    uint64_t sino = to_store(c, ino);
+    fs_attr a;
+    int rc = sino ? attr_load(c->st, sino, &a) : -EINVAL;
+    if (!rc && !S_ISLNK(a.mode)) rc = -EINVAL;
+    if (rc) fuse_reply_err(req, -rc);
+    else fuse_reply_readlink(req, a.target);
+}
+
+/* ---- namespace changes ---- */
+
+/* Check PARENT is a directory of the store and NAME a valid new name; the
+ * result is the parent's store inode in *SDIR. */
+static int check_new_entry(fs_config *c, fuse_ino_t parent, const char *name, uint64_t *sdir)
+{
+    *sdir = to_store(c, parent);
+    if (!*sdir) return -EPERM;
+    if (strlen(name) > 255) return -ENAMETOOLONG;
+    uint64_t child;
+    int rc = dirent_load(c->st, *sdir, name, &child, NULL);
+    if (rc == 0) return -EEXIST;
+    return rc == -ENOENT ? 0 : rc;
+}
+
+/* Create a new inode (file, dir, node, symlink) named NAME under PARENT. */
+static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                     dev_t rdev, const char *target, uint64_t *sino_out, fs_attr *a)
+{
+    fs_config *c = cfg_of(req);
+    const struct fuse_ctx *ctx = fuse_req_ctx(req);
+    uint64_t sdir;
+    pthread_mutex_lock(&ns_mu);
+    int rc = check_new_entry(c, parent, name, &sdir);
+    if (rc) { pthread_mutex_unlock(&ns_mu); return rc; }
+    if (target && strlen(target) >= PATH_MAX) { pthread_mutex_unlock(&ns_mu); return -ENAMETOOLONG; }
+    uint64_t sino = store_alloc_ino(c->st);
+    unsigned held[4]; int nheld;
+    lock_inos(sdir, sino, 0, 0, held, &nheld);
+    fs_attr pa;
+    rc = attr_load(c->st, sdir, &pa);
+    if (!rc && !S_ISDIR(pa.mode)) rc = -ENOTDIR;
+    if (!rc) {
+        memset(a, 0, sizeof *a);
+        a->mode = mode; a->uid = ctx->uid; a->gid = ctx->gid; a->rdev = (uint32_t)rdev;
+        a->nlink = S_ISDIR(mode) ? 2 : 1;
+        if (pa.mode & S_ISGID) {
+            a->gid = pa.gid;
+            if (S_ISDIR(mode)) a->mode |= S_ISGID;
+        }
+        a->atime = a->mtime = a->ctime = now_ns();
+        if (target) { a->size = strlen(target); memcpy(a->target, target, a->size + 1); }
+        store_batch b;
+        store_batch_init(&b);
+        attr_put(&b, sino, a);
+        dirent_put(&b, sdir, name, sino, mode);
+        pa.mtime = pa.ctime = a->mtime;
+        if (S_ISDIR(mode)) pa.nlink++;
+        attr_put(&b, sdir, &pa);
+        rc = store_commit(c->st, &b);
+        store_batch_free(&b);
+    }
+    unlock_inos(held, nheld);
+    pthread_mutex_unlock(&ns_mu);
+    *sino_out = sino;
+    return rc;
+}
+
+static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+    uint64_t sino; fs_attr a;
+    int rc = make_node(req, parent, name, mode, rdev, NULL, &sino, &a);
+    if (rc) fuse_reply_err(req, -rc);
+    else reply_attr_entry(req, cfg_of(req), sino, &a);
+}
+
+static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+    uint64_t sino; fs_attr a;
+    int rc = make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &sino, &a);
+    if (rc) fuse_reply_err(req, -rc);
+    else reply_attr_entry(req, cfg_of(req), sino, &a);
+}
+
+static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+    uint64_t sino; fs_attr a;
+    int rc = make_node(req, parent, name, S_IFLNK | 0777, 0, link, &sino, &a);
+    if (rc) fuse_reply_err(req, -rc);
+    else reply_attr_entry(req, cfg_of(req), sino, &a);
+}
+
+static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
+{
+    uint64_t sino; fs_attr a;
+    int rc = make_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &sino, &a);
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    fs_file *f = malloc(sizeof *f);
+    if (!f) { fuse_reply_err(req, ENOMEM); return; }
+    f->flags = fi->flags;
+    fi->fh = (uint64_t)(uintptr_t)f;
+    fi->keep_cache = 1;
+    fs_config *c = cfg_of(req);
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = to_fuse(c, sino);
+    attr_to_stat(&a, e.ino, &e.attr);
+    e.attr_timeout = e.entry_timeout = TIMEOUT;
+    if (fuse_reply_create(req, &e, fi)) free(f);
+}
+
+/* Is directory SDIR empty? 1 yes, 0 no, -errno. */
+static int scan_stop(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)arg; (void)key; (void)klen; (void)val; (void)vlen;
+    return 1;
+}
+
+static int dir_is_empty(store *st, uint64_t sdir)
+{
+    skey k;
+    key_dirent(&k, sdir, "", 0);
+    int rc = store_scan(st, k.b, k.len, scan_stop, NULL);
+    return rc < 0 ? rc : rc == 0;
+}
+
+/* Remove entry NAME of PARENT; DIR selects rmdir semantics. */
+static int remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
+{
+    fs_config *c = cfg_of(req);
+    uint64_t sdir = to_store(c, parent), child;
+    if (!sdir) return -EPERM;
+    pthread_mutex_lock(&ns_mu);
+    int rc = dirent_load(c->st, sdir, name, &child, NULL);
+    unsigned held[4]; int nheld = 0;
+    fs_attr a, pa;
+    if (!rc) {
+        lock_inos(sdir, child, 0, 0, held, &nheld);
+        rc = attr_load(c->st, child, &a);
+        if (!rc) rc = attr_load(c->st, sdir, &pa);
+    }
+    if (!rc) {
+        if (dir && !S_ISDIR(a.mode)) rc = -ENOTDIR;
+        else if (!dir && S_ISDIR(a.mode)) rc = -EISDIR;
+        else if (dir && (rc = dir_is_empty(c->st, child)) >= 0) rc = rc ? 0 : -ENOTEMPTY;
+    }
+    if (!rc) {
+        store_batch b;
+        store_batch_init(&b);
+        int64_t now = now_ns();
+        dirent_del(&b, sdir, name);
+        a.nlink = dir ? 0 : a.nlink - 1;
+        a.ctime = now;
+        attr_put(&b, child, &a);
+        if (dir) pa.nlink--;
+        pa.mtime = pa.ctime = now;
+        attr_put(&b, sdir, &pa);
+        rc = store_commit(c->st, &b);
+        store_batch_free(&b);
+    }
+    if (nheld) unlock_inos(held, nheld);
+    pthread_mutex_unlock(&ns_mu);
+    return rc;
+}
+
+static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, -remove_entry(req, parent, name, 0));
+}
+
+static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    fuse_reply_err(req, -remove_entry(req, parent, name, 1));
+}
+
+static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+    fs_config *c = cfg_of(req);
+    uint64_t sino = to_store(c, ino), sdir;
+    if (!sino) { fuse_reply_err(req, EPERM); return; }
+    pthread_mutex_lock(&ns_mu);
+    int rc = check_new_entry(c, newparent, newname, &sdir);
+    unsigned held[4]; int nheld = 0;
+    fs_attr a;
+    if (!rc) {
+        lock_inos(sino, sdir, 0, 0, held, &nheld);
+        rc = attr_load(c->st, sino, &a);
+        if (!rc && S_ISDIR(a.mode)) rc = -EPERM;
+    }
+    if (!rc) {
+        store_batch b;
+        store_batch_init(&b);
+        a.nlink++;
+        a.ctime = now_ns();
+        attr_put(&b, sino, &a);
+        dirent_put(&b, sdir, newname, sino, a.mode);
+        rc = store_commit(c->st, &b);
+        store_batch_free(&b);
+    }
+    if (nheld) unlock_inos(held, nheld);
+    pthread_mutex_unlock(&ns_mu);
+    if (rc) fuse_reply_err(req, -rc);
+    else reply_attr_entry(req, c, sino, &a);
+}
+
+static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+    fs_config *c = cfg_of(req);
+    uint64_t sp = to_store(c, parent), np = to_store(c, newparent);
+    if (!sp || !np) { fuse_reply_err(req, EPERM); return; }
+    if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) { fuse_reply_err(req, EINVAL); return; }
+    if (strlen(newname) > 255) { fuse_reply_err(req, ENAMETOOLONG); return; }
+    pthread_mutex_lock(&ns_mu);
+    uint64_t src, dst = 0;
+    int rc = dirent_load(c->st, sp, name, &src, NULL);
+    if (!rc) {
+        rc = dirent_load(c->st, np, newname, &dst, NULL);
+        if (rc == -ENOENT) { dst = 0; rc = (flags & RENAME_EXCHANGE) ? -ENOENT : 0; }
+        else if (!rc && (flags & RENAME_NOREPLACE)) rc = -EEXIST;
+    }
+    if (!rc && dst == src) {      /* two links to one inode: nothing to do */
+        pthread_mutex_unlock(&ns_mu);
+        fuse_reply_err(req, 0);
+        return;
+    }
+    unsigned held[4]; int nheld = 0;
+    fs_attr sa, da, spa, npa;
+    if (!rc) {
+        lock_inos(sp, np, src, dst, held, &nheld);
+        rc = attr_load(c->st, src, &sa);
+        if (!rc && dst) rc = attr_load(c->st, dst, &da);
+        if (!rc) rc = attr_load(c->st, sp, &spa);
+        if (!rc) rc = attr_load(c->st, np, &npa);
+    }
+    if (!rc && dst && !(flags & RENAME_EXCHANGE)) {
+        if (S_ISDIR(sa.mode) && !S_ISDIR(da.mode)) rc = -ENOTDIR;
+        else if (!S_ISDIR(sa.mode) && S_ISDIR(da.mode)) rc = -EISDIR;
+        else if (S_ISDIR(da.mode) && (rc = dir_is_empty(c->st, dst)) >= 0) rc = rc ? 0 : -ENOTEMPTY;
+    }
+    if (!rc) {
+        store_batch b;
+        store_batch_init(&b);
+        int64_t now = now_ns();
+        int dsp = 0, dnp = 0;     /* link count changes of the two parents */
+        if (flags & RENAME_EXCHANGE) {
+            dirent_put(&b, sp, name, dst, da.mode);
+            dirent_put(&b, np, newname, src, sa.mode);
+            if (S_ISDIR(sa.mode) != S_ISDIR(da.mode)) {
+                int d = S_ISDIR(sa.mode) ? 1 : -1;   /* a directory moves from sp to np */
+                dsp -= d; dnp += d;
+            }
+            da.ctime = now;
+            attr_put(&b, dst, &da);
+        } else {
+            dirent_del(&b, sp, name);
+            dirent_put(&b, np, newname, src, sa.mode);
+            if (dst) {
+                da.nlink = S_ISDIR(da.mode) ? 0 : da.nlink - 1;
+                da.ctime = now;
+                attr_put(&b, dst, &da);
+                if (S_ISDIR(da.mode)) dnp--;
+            }
+            if (S_ISDIR(sa.mode)) { dsp--; dnp++; }
+        }
+        sa.ctime = now;
+        attr_put(&b, src, &sa);
+        npa.mtime = npa.ctime = now;
+        if (sp == np) {
+            npa.nlink = (uint32_t)((int64_t)npa.nlink + dsp + dnp);
+        } else {
+            spa.nlink = (uint32_t)((int64_t)spa.nlink + dsp);
+            npa.nlink = (uint32_t)((int64_t)npa.nlink + dnp);
+            spa.mtime = spa.ctime = now;
+            attr_put(&b, sp, &spa);
+        }
+        attr_put(&b, np, &npa);
+        rc = store_commit(c->st, &b);
+        store_batch_free(&b);
+    }
+    if (nheld) unlock_inos(held, nheld);
+    pthread_mutex_unlock(&ns_mu);
+    fuse_reply_err(req, -rc);
+}
+
+/* ---- file data ---- */
+
+/* O_TRUNC at open (the kernel hands it to us: atomic_o_trunc). */
+static int truncate_to_zero(store *st, uint64_t sino)
+{
+    unsigned held[4]; int nheld;
+    lock_inos(sino, 0, 0, 0, held, &nheld);
+    fs_attr a;
+    store_batch b;
+    store_batch_init(&b);
+    int rc = attr_load(st, sino, &a);
+    if (!rc && a.size) {
+        rc = resize(st, &b, sino, &a, 0);
+        if (!rc) {
+            a.mtime = a.ctime = now_ns();
+            attr_put(&b, sino, &a);
+            rc = store_commit(st, &b);
+        }
+    }
+    unlock_inos(held, nheld);
+    store_batch_free(&b);
+    return rc;
+}
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fs_config *c = cfg_of(req);
+    uint64_t sino = to_store(c, ino);
+    fs_attr a;
+    int rc = sino ? attr_load(c->st, sino, &a) : -EISDIR;
+    if (!rc && S_ISDIR(a.mode)) rc = -EISDIR;
+    if (!rc && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
+        rc = truncate_to_zero(c->st, sino);
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    fs_file *f = malloc(sizeof *f);
+    if (!f) { fuse_reply_err(req, ENOMEM); return; }
+    f->flags = fi->flags;
+    fi->fh = (uint64_t)(uintptr_t)f;
+    fi->keep_cache = 1;
+    if (fuse_reply_open(req, fi)) free(f);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    free((fs_file *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino; (void)fi;
+    fuse_reply_err(req, 0);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)fi;
+    fs_config *c = cfg_of(req);
+    uint64_t sino = to_store(c, ino);
+    fs_attr a;
+    int rc = sino ? attr_load(c->st, sino, &a) : -EISDIR;
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    if ((uint64_t)off >= a.size) { fuse_reply_buf(req, NULL, 0); return; }
+    size_t n = a.size - (uint64_t)off < size ? (size_t)(a.size - (uint64_t)off) : size;
+    uint8_t *out = malloc(n), page[PAGE];
+    if (!out) { fuse_reply_err(req, ENOMEM); return; }
+    for (size_t done = 0; done < n && !rc;) {
+        uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
+        size_t take = PAGE - in < n - done ? PAGE - in : n - done;
+        if (in == 0 && take == PAGE) rc = page_load(c->st, sino, pg, out + done);
+        else if (!(rc = page_load(c->st, sino, pg, page))) memcpy(out + done, page + in, take);
+        done += take;
+    }
+    if (rc) fuse_reply_err(req, -rc);
+    else fuse_reply_buf(req, (const char *)out, n);
+    free(out);
+}
+
+static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+    fs_config *c = cfg_of(req);
+    uint64_t sino = to_store(c, ino);
+    if (!sino) { fuse_reply_err(req, EISDIR); return; }
+    unsigned held[4]; int nheld;
+    lock_inos(sino, 0, 0, 0, held, &nheld);
+    fs_attr a;
+    store_batch b;
+    store_batch_init(&b);
+    uint8_t page[PAGE];
+    int rc = attr_load(c->st, sino, &a);
+    for (size_t done = 0; done < size && !rc;) {
+        uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
+        size_t take = PAGE - in < size - done ? PAGE - in : size - done;
+        if (take == PAGE) {
+            page_put(&b, sino, pg, (const uint8_t *)buf + done);
+        } else {
+            if (pg * PAGE < a.size) rc = page_load(c->st, sino, pg, page);
+            else memset(page, 0, PAGE);
+            if (!rc) {
+                memcpy(page + in, buf + done, take);
+                page_put(&b, sino, pg, page);
+            }
+        }
+        done += take;
+    }
+    if (!rc) {
+        if ((uint64_t)off + size > a.size) a.size = (uint64_t)off + size;
+        a.mtime = a.ctime = now_ns();
+        attr_put(&b, sino, &a);
+        rc = store_commit(c->st, &b);
+    }
+    unlock_inos(held, nheld);
+    store_batch_free(&b);
+    fs_file *f = (fs_file *)(uintptr_t)fi->fh;
+    if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(c->st);
+    if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);
+    else fuse_reply_write(req, size);
+}
+
+static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino; (void)datasync; (void)fi;
+    int rc = store_sync(cfg_of(req)->st);
+    fuse_reply_err(req, rc ? EIO : 0);
+}
+
+static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                         struct fuse_file_info *fi)
+{
+    (void)fi;
+    fs_config *c = cfg_of(req);
+    uint64_t sino = to_store(c, ino);
+    if (!sino) { fuse_reply_err(req, EISDIR); return; }
+    if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
+    if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) { fuse_reply_err(req, EOPNOTSUPP); return; }
+    unsigned held[4]; int nheld;
+    lock_inos(sino, 0, 0, 0, held, &nheld);
+    fs_attr a;
+    store_batch b;
+    store_batch_init(&b);
+    uint64_t end = (uint64_t)off + (uint64_t)len;
+    int rc = attr_load(c->st, sino, &a);
+    if (!rc && !S_ISREG(a.mode)) rc = -ENODEV;
+    if (!rc && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
+        rc = zero_range(c->st, &b, sino, a.size, (uint64_t)off, end);
+    if (!rc) {
+        if (!(mode & FALLOC_FL_KEEP_SIZE) && end > a.size) a.size = end;
+        a.ctime = now_ns();
+        attr_put(&b, sino, &a);
+        rc = store_commit(c->st, &b);
+    }
+    unlock_inos(held, nheld);
+    store_batch_free(&b);
+    fuse_reply_err(req, -rc);
+}
+
+/* ---- directories ---- */
+
+/* Append an entry to an open directory listing. */
+static int dir_add(fs_dir *d, const char *name, size_t nlen, fuse_ino_t ino, uint32_t type)
+{
+    if (d->n == d->cap) {
+        size_t cap = d->cap ? d->cap * 2 : 16;
+        fs_dirent *ne = realloc(d->ents, cap * sizeof *ne);
+        if (!ne) return -ENOMEM;
+        d->ents = ne; d->cap = cap;
+    }
+    char *s = strndup(name, nlen);
+    if (!s) return -ENOMEM;
+    d->ents[d->n++] = (fs_dirent){ s, ino, type };
+    return 0;
+}
+
+static void dir_free(fs_dir *d)
+{
+    for (size_t i = 0; i < d->n; i++) free(d->ents[i].name);
+    free(d->ents);
+    free(d);
+}
+
+typedef struct list_ctx {
+    fs_dir *d;
+    const fs_config *c;
+} list_ctx;
+
+/* store_scan callback: one directory entry into the listing. */
+static int list_entry(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    list_ctx *l = arg;
+    if (vlen != 9 || klen <= 9) return -EIO;
+    const uint8_t *v = val;
+    return dir_add(l->d, (const char *)key + 9, klen - 9, to_fuse(l->c, get_le(v, 8)), (uint32_t)v[8] << 12);
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fs_config *c = cfg_of(req);
+    fs_dir *d = calloc(1, sizeof *d);
+    if (!d) { fuse_reply_err(req, ENOMEM); return; }
+    uint64_t sino = to_store(c, ino);
+    int rc = dir_add(d, ".", 1, ino, S_IFDIR);
+    if (!rc) rc = dir_add(d, "..", 2, ino == SYN_BRANCHES ? FUSE_ROOT_ID : ino, S_IFDIR);
+    if (rc) {
+    } else if (!sino) {
+        if (ino == FUSE_ROOT_ID) rc = dir_add(d, "branches", 8, SYN_BRANCHES, S_IFDIR);
+        else rc = dir_add(d, c->branch, strlen(c->branch), to_fuse(c, FS_ROOT_INO), S_IFDIR);
+    } else {
+        fs_attr a;
+        rc = attr_load(c->st, sino, &a);
+        if (!rc && !S_ISDIR(a.mode)) rc = -ENOTDIR;
+        if (!rc) {
+            skey k;
+            key_dirent(&k, sino, "", 0);
+            list_ctx l = { d, c };
+            rc = store_scan(c->st, k.b, k.len, list_entry, &l);
+        }
+    }
+    if (rc) { dir_free(d); fuse_reply_err(req, -rc); return; }
+    fi->fh = (uint64_t)(uintptr_t)d;
+    fi->cache_readdir = 0;
+    if (fuse_reply_open(req, fi)) dir_free(d);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)ino;
+    fs_dir *d = (fs_dir *)(uintptr_t)fi->fh;
+    char *buf = malloc(size);
+    if (!buf) { fuse_reply_err(req, ENOMEM); return; }
+    size_t used = 0;
+    for (size_t i = (size_t)off; i < d->n; i++) {
+        struct stat st;
+        memset(&st, 0, sizeof st);
+        st.st_ino = d->ents[i].ino;
+        st.st_mode = d->ents[i].type;
+        size_t need = fuse_add_direntry(req, buf + used, size - used, d->ents[i].name, &st, (off_t)(i + 1));
+        if (need > size - used) break;
+        used += need;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    dir_free((fs_dir *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    fs_fsync(req, ino, datasync, fi);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    (void)ino;
+    fs_config *c = cfg_of(req);
+    struct statvfs sv, out;
+    if (statvfs(c->statfs_path, &sv) < 0) { fuse_reply_err(req, errno); return; }
+    memset(&out, 0, sizeof out);
+    out.f_bsize = out.f_frsize = 4096;
+    double scale = (double)sv.f_frsize / 4096.0;
+    out.f_blocks = (fsblkcnt_t)((double)sv.f_blocks * scale);
+    out.f_bfree = (fsblkcnt_t)((double)sv.f_bfree * scale);
+    out.f_bavail = (fsblkcnt_t)((double)sv.f_bavail * scale);
+    out.f_files = sv.f_files; out.f_ffree = sv.f_ffree; out.f_favail = sv.f_favail;
+    out.f_namemax = 255;
+    fuse_reply_statfs(req, &out);
+}
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    pthread_once(&stripes_once, stripes_init);
+    conn->max_write = 1u << 20;
+    conn->max_readahead = 1u << 20;
+    conn->max_background = 64;
+    conn->congestion_threshold = 48;
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .init = fs_init,
+    .lookup = fs_lookup,
+    .getattr = fs_getattr,
+    .setattr = fs_setattr,
+    .readlink = fs_readlink,
+    .mknod = fs_mknod,
+    .mkdir = fs_mkdir,
+    .unlink = fs_unlink,
+    .rmdir = fs_rmdir,
+    .symlink = fs_symlink,
+    .rename = fs_rename,
+    .link = fs_link,
+    .open = fs_open,
+    .read = fs_read,
+    .write = fs_write,
+    .flush = fs_flush,
+    .release = fs_release,
+    .fsync = fs_fsync,
+    .opendir = fs_opendir,
+    .readdir = fs_readdir,
+    .releasedir = fs_releasedir,
+    .fsyncdir = fs_fsyncdir,
+    .statfs = fs_statfs,
+    .create = fs_create,
+    .fallocate = fs_fallocate,
+};
+
+const struct fuse_lowlevel_ops *fs_ops(void)
+{
+    pthread_once(&stripes_once, stripes_init);
+    return &ops;
+}

@@ -1,0 +1,63 @@
+/*
+ * layer.h -- immutable layer files: sorted runs of key versions.
+ *
+ * A layer holds versions (key, seq, value or tombstone) sorted by key
+ * ascending and, within a key, by seq descending.  It is written once,
+ * uploaded with put-if-absent and never changed.  On disk: a sequence of
+ * zstd-compressed blocks (~64 KiB raw each), an index (first key, offset,
+ * compressed length, crc32c of each block), and a fixed footer (index
+ * offset/length/crc, key/seq ranges, magic).  Every block and the index
+ * carry a CRC-32C, so a flipped byte is an error (-EIO), never wrong data.
+ *
+ * Readers load the footer and index once (layer_open) and fetch blocks with
+ * ranged gets; decompressed blocks live in a process-wide LRU cache.
+ */
+#ifndef LAKEFS_LAYER_H
+#define LAKEFS_LAYER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "objstore.h"
+
+typedef struct layer_writer layer_writer;
+
+/* A writer that builds a layer in memory. */
+layer_writer *layer_writer_new(void);
+/* Append a version; keys must come ascending, seqs descending within a key.
+ * TOMB != 0 marks a deletion (VAL ignored).  Returns 0 or -errno. */
+int layer_writer_add(layer_writer *w, const uint8_t *key, size_t klen,
+                     uint64_t seq, int tomb, const void *val, size_t vlen);
+/* Serialize into a new malloc'd buffer; the writer is left empty. */
+int layer_writer_finish(layer_writer *w, void **buf, size_t *len);
+void layer_writer_free(layer_writer *w);
+
+typedef struct layer layer;
+
+/* Open object KEY of OS as a layer: reads and checks footer and index. */
+int layer_open(objstore *os, const char *key, layer **out);
+void layer_close(layer *l);
+/* Object key, seq range and object size of an open layer. */
+const char *layer_name(const layer *l);
+uint64_t layer_min_seq(const layer *l);
+uint64_t layer_max_seq(const layer *l);
+uint64_t layer_size(const layer *l);
+
+/* Newest version of KEY with seq <= MAX_SEQ.  Returns 1 if found (then
+ * *TOMB tells a deletion, else *VAL is a malloc'd copy of *VLEN bytes and
+ * *SEQ its seq), 0 if the layer has no such version, -EIO on a checksum or
+ * read failure (logged with the object name). */
+int layer_get(layer *l, const uint8_t *key, size_t klen, uint64_t max_seq,
+              int *tomb, void **val, size_t *vlen, uint64_t *seq);
+
+/* Call FN for the newest version with seq <= MAX_SEQ of each key starting
+ * with PREFIX, in key order; FN returning non-zero stops the scan and that
+ * value is returned.  Tombstones are passed too (TOMB != 0). */
+typedef int (*layer_scan_fn)(void *arg, const uint8_t *key, size_t klen,
+                             uint64_t seq, int tomb, const void *val, size_t vlen);
+int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
+               layer_scan_fn fn, void *arg);
+
+/* Size the process-wide decompressed-block cache (bytes). */
+void layer_cache_set_limit(size_t bytes);
+
+#endif

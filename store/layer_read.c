@@ -1,0 +1,609 @@
+/*
+ * layer_read.c -- reading layers, and the process-wide block cache.
+ *
+ * layer_open fetches only the fixed footer and the index (two ranged gets)
+ * and verifies both checksums; after that the layer struct is immutable, so
+ * any number of threads may call layer_get/layer_scan on it at once.  Blocks
+ * are fetched on demand with one ranged get each, checked against the CRC-32C
+ * in the index, decompressed and structurally validated once, then kept in a
+ * process-wide LRU cache.  Nothing read from an object is trusted before it
+ * is checked: every length is bounded by the buffer holding it, so a
+ * truncated or corrupt layer yields -EIO, never a crash or wrong data.
+ *
+ * Cache entries are reference counted: a reader holds a reference while it
+ * walks a block, so eviction by another thread only unlinks the entry and
+ * the last holder frees it.  The cache is keyed by (repository URL + object
+ * key, block number); objects are immutable, so an entry never goes stale.
+ */
+#include "layer.h"
+#include "layer_format.h"
+#include "crc32c.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+/* ---- block cache ---- */
+
+typedef struct cblock {
+    struct cblock *hnext;         /* hash chain */
+    struct cblock *prev, *next;   /* LRU list, most recently used first */
+    char *id;                     /* layer identity: URL '\n' object key */
+    uint64_t hash;                /* hash of (id, blockno) */
+    size_t blockno;               /* block number within the layer */
+    int refs;                     /* readers holding it, +1 while cached */
+    size_t len;                   /* bytes of data */
+    uint8_t data[];               /* the decompressed block */
+} cblock;
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static cblock **cache_buckets;    /* hash table, cache_nbuckets long */
+static size_t cache_nbuckets;
+static size_t cache_count;        /* entries cached */
+static size_t cache_bytes;        /* data bytes cached */
+static size_t cache_limit = (size_t)256 << 20;
+static cblock *cache_head, *cache_tail;  /* LRU ends */
+
+/* Hash of layer identity ID and block number B. */
+static uint64_t cache_hash(const char *id, size_t b)
+{
+    uint64_t h = 1469598103934665603ull;
+
+    for (const char *p = id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    h ^= (uint64_t)b * 0x9E3779B97F4A7C15ull;
+    return h ^ (h >> 29);
+}
+
+/* Unlink C from the LRU list (cache_mu held). */
+static void lru_unlink(cblock *c)
+{
+    if (c->prev) c->prev->next = c->next; else cache_head = c->next;
+    if (c->next) c->next->prev = c->prev; else cache_tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+/* Put C at the front of the LRU list (cache_mu held). */
+static void lru_push(cblock *c)
+{
+    c->prev = NULL;
+    c->next = cache_head;
+    if (cache_head) cache_head->prev = c; else cache_tail = c;
+    cache_head = c;
+}
+
+/* Drop one reference to C, freeing it with the last (cache_mu held). */
+static void cblock_unref_locked(cblock *c)
+{
+    if (--c->refs == 0) {
+        free(c->id);
+        free(c);
+    }
+}
+
+/* Remove C from the cache (cache_mu held). */
+static void cache_remove(cblock *c)
+{
+    cblock **pp = &cache_buckets[c->hash % cache_nbuckets];
+
+    while (*pp != c)
+        pp = &(*pp)->hnext;
+    *pp = c->hnext;
+    lru_unlink(c);
+    cache_count--;
+    cache_bytes -= c->len;
+    cblock_unref_locked(c);
+}
+
+/* Evict least recently used entries until within the limit (cache_mu held). */
+static void cache_evict(void)
+{
+    while (cache_tail && cache_bytes > cache_limit)
+        cache_remove(cache_tail);
+}
+
+/* The cached block (ID, B) with a new reference, or NULL. */
+static cblock *cache_lookup(const char *id, uint64_t hash, size_t b)
+{
+    cblock *c = NULL;
+
+    pthread_mutex_lock(&cache_mu);
+    if (cache_nbuckets)
+        for (c = cache_buckets[hash % cache_nbuckets]; c; c = c->hnext)
+            if (c->hash == hash && c->blockno == b && strcmp(c->id, id) == 0)
+                break;
+    if (c) {
+        c->refs++;
+        lru_unlink(c);
+        lru_push(c);
+    }
+    pthread_mutex_unlock(&cache_mu);
+    return c;
+}
+
+/* Double the hash table when it gets crowded (cache_mu held); best effort. */
+static void cache_grow(void)
+{
+    size_t nb = cache_nbuckets ? cache_nbuckets * 2 : 1024;
+    cblock **nt;
+
+    if (cache_count < cache_nbuckets)
+        return;
+    nt = calloc(nb, sizeof(*nt));
+    if (!nt)
+        return;
+    for (size_t i = 0; i < cache_nbuckets; i++)
+        while (cache_buckets[i]) {
+            cblock *c = cache_buckets[i];
+            cache_buckets[i] = c->hnext;
+            c->hnext = nt[c->hash % nb];
+            nt[c->hash % nb] = c;
+        }
+    free(cache_buckets);
+    cache_buckets = nt;
+    cache_nbuckets = nb;
+}
+
+/* Insert *CP (held by the caller) into the cache; if another thread cached
+ * the same block first, switch *CP to that one. */
+static void cache_insert(cblock **cp)
+{
+    cblock *c = *cp, *o = NULL;
+
+    pthread_mutex_lock(&cache_mu);
+    if (cache_limit == 0)
+        goto out;
+    if (cache_nbuckets)
+        for (o = cache_buckets[c->hash % cache_nbuckets]; o; o = o->hnext)
+            if (o->hash == c->hash && o->blockno == c->blockno &&
+                strcmp(o->id, c->id) == 0)
+                break;
+    if (o) {
+        o->refs++;
+        cblock_unref_locked(c);
+        *cp = o;
+        goto out;
+    }
+    cache_grow();
+    if (!cache_nbuckets)
+        goto out;
+    c->hnext = cache_buckets[c->hash % cache_nbuckets];
+    cache_buckets[c->hash % cache_nbuckets] = c;
+    lru_push(c);
+    c->refs++;
+    cache_count++;
+    cache_bytes += c->len;
+    cache_evict();
+out:
+    pthread_mutex_unlock(&cache_mu);
+}
+
+/* Release a reference obtained from block_load. */
+static void cblock_release(cblock *c)
+{
+    pthread_mutex_lock(&cache_mu);
+    cblock_unref_locked(c);
+    pthread_mutex_unlock(&cache_mu);
+}
+
+/* Size the process-wide decompressed-block cache (bytes); 0 empties it. */
+void layer_cache_set_limit(size_t bytes)
+{
+    pthread_mutex_lock(&cache_mu);
+    cache_limit = bytes;
+    cache_evict();
+    if (cache_count == 0) {
+        free(cache_buckets);
+        cache_buckets = NULL;
+        cache_nbuckets = 0;
+    }
+    pthread_mutex_unlock(&cache_mu);
+}
+
+/* ---- layers ---- */
+
+typedef struct lblock {
+    const uint8_t *first;         /* first key (points into the index) */
+    size_t firstlen;
+    uint64_t off;                 /* offset of the compressed block */
+    uint32_t clen, rawlen;        /* compressed and raw lengths */
+    uint32_t crc;                 /* crc32c of the compressed bytes */
+} lblock;
+
+struct layer {
+    objstore *os;                 /* repository; must outlive the layer */
+    char *name;                   /* object key */
+    char *id;                     /* cache identity: URL '\n' key */
+    uint64_t size;                /* object size */
+    uint64_t nentries, min_seq, max_seq;  /* from the footer */
+    uint8_t *index;               /* raw index; keys below point into it */
+    size_t nblocks;
+    lblock *blocks;
+    const uint8_t *minkey, *maxkey;  /* key range */
+    size_t minlen, maxlen;
+};
+
+typedef struct lentry {
+    const uint8_t *key;
+    size_t klen;
+    uint64_t seq;
+    int tomb;
+    const uint8_t *val;
+    size_t vlen;
+} lentry;
+
+/* Decode the entry at *P (before END) into E and advance; -1 if malformed. */
+static int entry_next(const uint8_t **p, const uint8_t *end, lentry *e)
+{
+    uint64_t klen, vlen;
+
+    if (layer_get_varint(p, end, &klen) < 0 || klen > (uint64_t)(end - *p))
+        return -1;
+    e->key = *p;
+    e->klen = (size_t)klen;
+    *p += klen;
+    if (end - *p < 9)
+        return -1;
+    e->seq = layer_get64(*p);
+    if ((*p)[8] & ~LAYER_FLAG_TOMB)
+        return -1;
+    e->tomb = (*p)[8] & LAYER_FLAG_TOMB;
+    *p += 9;
+    if (layer_get_varint(p, end, &vlen) < 0 || vlen > (uint64_t)(end - *p) ||
+        (e->tomb && vlen))
+        return -1;
+    e->val = *p;
+    e->vlen = (size_t)vlen;
+    *p += vlen;
+    return 0;
+}
+
+/* 0 if block B's raw bytes DATA/LEN parse as sorted entries starting with
+ * the index's first key, else -1. */
+static int block_check(const layer *l, size_t b, const uint8_t *data, size_t len)
+{
+    const uint8_t *p = data, *end = data + len;
+    lentry e, prev = { 0 };
+    int first = 1;
+
+    while (p < end) {
+        if (entry_next(&p, end, &e) < 0)
+            return -1;
+        if (first) {
+            if (layer_keycmp(e.key, e.klen, l->blocks[b].first,
+                             l->blocks[b].firstlen) != 0)
+                return -1;
+        } else {
+            int c = layer_keycmp(e.key, e.klen, prev.key, prev.klen);
+            if (c < 0 || (c == 0 && e.seq >= prev.seq))
+                return -1;
+        }
+        prev = e;
+        first = 0;
+    }
+    return first ? -1 : 0;
+}
+
+/* Fetch, verify and decompress block B of L (or find it cached) into *OUT,
+ * which the caller releases with cblock_release; -EIO on any defect. */
+static int block_load(layer *l, size_t b, cblock **out)
+{
+    const lblock *lb = &l->blocks[b];
+    uint64_t hash = cache_hash(l->id, b);
+    void *buf = NULL;
+    size_t got = 0, r;
+    cblock *c;
+    int rc;
+
+    if ((*out = cache_lookup(l->id, hash, b)) != NULL)
+        return 0;
+    rc = os_get(l->os, l->name, lb->off, lb->clen, &buf, &got);
+    if (rc < 0 || got != lb->clen) {
+        fprintf(stderr, "lakefs: layer %s block %zu: %s\n", l->name, b,
+                rc < 0 ? strerror(-rc) : "short read");
+        free(buf);
+        return -EIO;
+    }
+    if (crc32c(0, buf, got) != lb->crc) {
+        fprintf(stderr, "lakefs: layer %s block %zu: checksum mismatch\n",
+                l->name, b);
+        free(buf);
+        return -EIO;
+    }
+    c = malloc(sizeof(*c) + lb->rawlen);
+    if (!c || !(c->id = strdup(l->id))) {
+        free(c);
+        free(buf);
+        return -ENOMEM;
+    }
+    r = ZSTD_decompress(c->data, lb->rawlen, buf, got);
+    free(buf);
+    if (ZSTD_isError(r) || r != lb->rawlen ||
+        block_check(l, b, c->data, lb->rawlen) < 0) {
+        fprintf(stderr, "lakefs: layer %s block %zu: malformed block\n",
+                l->name, b);
+        free(c->id);
+        free(c);
+        return -EIO;
+    }
+    c->hnext = c->prev = c->next = NULL;
+    c->hash = hash;
+    c->blockno = b;
+    c->refs = 1;
+    c->len = lb->rawlen;
+    cache_insert(&c);
+    *out = c;
+    return 0;
+}
+
+/* Read a varint-length key from [*P, END) into *K and *KLEN; -1 if malformed. */
+static int index_key(const uint8_t **p, const uint8_t *end,
+                     const uint8_t **k, size_t *klen)
+{
+    uint64_t n;
+
+    if (layer_get_varint(p, end, &n) < 0 || n > (uint64_t)(end - *p) ||
+        n > LAYER_KEY_MAX)
+        return -1;
+    *k = *p;
+    *klen = (size_t)n;
+    *p += n;
+    return 0;
+}
+
+/* Parse and check L->index (ILEN bytes, data ending at IOFF); -1 on defect. */
+static int index_parse(layer *l, size_t ilen, uint64_t ioff)
+{
+    const uint8_t *p = l->index, *end = l->index + ilen;
+    uint64_t nb, next = 0;
+
+    if (layer_get_varint(&p, end, &nb) < 0 || nb > ilen / 21)
+        return -1;
+    l->nblocks = (size_t)nb;
+    l->blocks = calloc(nb ? nb : 1, sizeof(*l->blocks));
+    if (!l->blocks)
+        return -1;
+    for (size_t i = 0; i < nb; i++) {
+        lblock *b = &l->blocks[i];
+        if (index_key(&p, end, &b->first, &b->firstlen) < 0 || end - p < 20)
+            return -1;
+        b->off = layer_get64(p);
+        b->clen = layer_get32(p + 8);
+        b->rawlen = layer_get32(p + 12);
+        b->crc = layer_get32(p + 16);
+        p += 20;
+        /* blocks are contiguous from offset 0 and keys strictly ascend */
+        if (b->off != next || b->clen == 0 || b->rawlen == 0 ||
+            b->rawlen > LAYER_BLOCK_MAX ||
+            (i > 0 && layer_keycmp(b->first, b->firstlen, b[-1].first,
+                                   b[-1].firstlen) <= 0))
+            return -1;
+        next = b->off + b->clen;
+    }
+    if (next != ioff ||
+        index_key(&p, end, &l->minkey, &l->minlen) < 0 ||
+        index_key(&p, end, &l->maxkey, &l->maxlen) < 0 || p != end)
+        return -1;
+    if (nb == 0)
+        return l->nentries == 0 && l->minlen == 0 && l->maxlen == 0 ? 0 : -1;
+    if (l->nentries < nb || l->min_seq > l->max_seq ||
+        layer_keycmp(l->minkey, l->minlen, l->blocks[0].first,
+                     l->blocks[0].firstlen) != 0 ||
+        layer_keycmp(l->maxkey, l->maxlen, l->blocks[nb - 1].first,
+                     l->blocks[nb - 1].firstlen) < 0)
+        return -1;
+    return 0;
+}
+
+/* Open object KEY of OS as a layer: reads and checks footer and index. */
+int layer_open(objstore *os, const char *key, layer **out)
+{
+    uint8_t *foot = NULL;
+    void *ibuf = NULL;
+    size_t got = 0;
+    uint64_t ioff, ilen;
+    const char *why = NULL;
+    layer *l;
+    int rc;
+
+    *out = NULL;
+    l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->os = os;
+    l->name = strdup(key);
+    l->id = malloc(strlen(os_url(os)) + strlen(key) + 2);
+    if (!l->name || !l->id) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    sprintf(l->id, "%s\n%s", os_url(os), key);
+    if ((rc = os_head(os, key, &l->size)) < 0)
+        goto fail;
+    if (l->size < LAYER_FOOTER_SIZE) {
+        why = "too short for a footer";
+        goto bad;
+    }
+    rc = os_get(os, key, l->size - LAYER_FOOTER_SIZE, LAYER_FOOTER_SIZE,
+                (void **)&foot, &got);
+    if (rc < 0)
+        goto fail;
+    if (got != LAYER_FOOTER_SIZE || memcmp(foot, LAYER_MAGIC, 8) != 0 ||
+        layer_get32(foot + 60) != crc32c(0, foot, 60)) {
+        why = "bad footer";
+        goto bad;
+    }
+    if (layer_get32(foot + 8) != LAYER_VERSION || layer_get32(foot + 12) != 0) {
+        why = "unsupported format version";
+        goto bad;
+    }
+    ioff = layer_get64(foot + 16);
+    ilen = layer_get64(foot + 24);
+    l->nentries = layer_get64(foot + 32);
+    l->min_seq = layer_get64(foot + 40);
+    l->max_seq = layer_get64(foot + 48);
+    if (ioff > l->size - LAYER_FOOTER_SIZE ||
+        ilen != l->size - LAYER_FOOTER_SIZE - ioff || ilen == 0) {
+        why = "index out of bounds";
+        goto bad;
+    }
+    rc = os_get(os, key, ioff, ilen, &ibuf, &got);
+    if (rc < 0)
+        goto fail;
+    l->index = ibuf;
+    if (got != ilen || crc32c(0, l->index, got) != layer_get32(foot + 56)) {
+        why = "index checksum mismatch";
+        goto bad;
+    }
+    if (index_parse(l, got, ioff) < 0) {
+        why = "malformed index";
+        goto bad;
+    }
+    free(foot);
+    *out = l;
+    return 0;
+bad:
+    fprintf(stderr, "lakefs: layer %s: %s\n", key, why);
+    rc = -EIO;
+fail:
+    free(foot);
+    layer_close(l);
+    return rc;
+}
+
+/* Free an open layer (cached blocks stay in the cache). */
+void layer_close(layer *l)
+{
+    if (!l)
+        return;
+    free(l->name);
+    free(l->id);
+    free(l->index);
+    free(l->blocks);
+    free(l);
+}
+
+const char *layer_name(const layer *l) { return l->name; }
+uint64_t layer_min_seq(const layer *l) { return l->min_seq; }
+uint64_t layer_max_seq(const layer *l) { return l->max_seq; }
+uint64_t layer_size(const layer *l) { return l->size; }
+
+/* Index of the last block whose first key is <= KEY, or -1 if none. */
+static long block_find(const layer *l, const uint8_t *key, size_t klen)
+{
+    size_t lo = 0, hi = l->nblocks;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (layer_keycmp(l->blocks[mid].first, l->blocks[mid].firstlen,
+                         key, klen) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return (long)lo - 1;
+}
+
+/* Newest version of KEY with seq <= MAX_SEQ: 1 found, 0 none, -errno. */
+int layer_get(layer *l, const uint8_t *key, size_t klen, uint64_t max_seq,
+              int *tomb, void **val, size_t *vlen, uint64_t *seq)
+{
+    const uint8_t *p, *end;
+    cblock *c;
+    lentry e;
+    long b;
+    int rc = 0;
+
+    *val = NULL;
+    *vlen = 0;
+    if (l->nblocks == 0 || max_seq < l->min_seq ||
+        layer_keycmp(key, klen, l->minkey, l->minlen) < 0 ||
+        layer_keycmp(key, klen, l->maxkey, l->maxlen) > 0)
+        return 0;
+    if ((b = block_find(l, key, klen)) < 0)
+        return 0;
+    if ((rc = block_load(l, (size_t)b, &c)) < 0)
+        return rc;
+    p = c->data;
+    end = c->data + c->len;
+    while (p < end) {
+        int cmp;
+        if (entry_next(&p, end, &e) < 0) {
+            rc = -EIO;          /* block_check accepted it: cannot happen */
+            break;
+        }
+        cmp = layer_keycmp(e.key, e.klen, key, klen);
+        if (cmp > 0)
+            break;
+        if (cmp == 0 && e.seq <= max_seq) {
+            *tomb = e.tomb;
+            *seq = e.seq;
+            if (!e.tomb) {
+                *val = malloc(e.vlen ? e.vlen : 1);
+                if (!*val) {
+                    rc = -ENOMEM;
+                    break;
+                }
+                if (e.vlen)
+                    memcpy(*val, e.val, e.vlen);
+                *vlen = e.vlen;
+            }
+            rc = 1;
+            break;
+        }
+    }
+    cblock_release(c);
+    return rc;
+}
+
+/* Call FN for the newest version <= MAX_SEQ of each key with PREFIX. */
+int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
+               layer_scan_fn fn, void *arg)
+{
+    long start;
+
+    if (l->nblocks == 0 || max_seq < l->min_seq ||
+        layer_keycmp(prefix, plen, l->maxkey, l->maxlen) > 0)
+        return 0;
+    start = block_find(l, prefix, plen);
+    for (size_t b = start < 0 ? 0 : (size_t)start; b < l->nblocks; b++) {
+        const uint8_t *p, *end, *cur = NULL;
+        size_t curlen = 0;
+        int done = 0, past = 0, rc;
+        cblock *c;
+        lentry e;
+
+        if ((rc = block_load(l, b, &c)) < 0)
+            return rc;
+        p = c->data;
+        end = c->data + c->len;
+        while (rc == 0 && !past && p < end) {
+            if (entry_next(&p, end, &e) < 0) {
+                rc = -EIO;      /* block_check accepted it: cannot happen */
+                break;
+            }
+            if (e.klen < plen || (plen && memcmp(e.key, prefix, plen) != 0)) {
+                /* keys sort, so one past the prefix ends the scan */
+                past = layer_keycmp(e.key, e.klen, prefix, plen) > 0;
+                continue;
+            }
+            if (!cur || layer_keycmp(e.key, e.klen, cur, curlen) != 0) {
+                cur = e.key;
+                curlen = e.klen;
+                done = 0;
+            }
+            if (!done && e.seq <= max_seq) {
+                done = 1;
+                rc = fn(arg, e.key, e.klen, e.seq, e.tomb,
+                        e.tomb ? NULL : e.val, e.vlen);
+            }
+        }
+        cblock_release(c);
+        if (rc != 0 || past)
+            return rc;
+    }
+    return 0;
+}

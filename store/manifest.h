@@ -1,0 +1,50 @@
+/*
+ * manifest.h -- a branch's commit point.
+ *
+ * A manifest lists the layers that make up a branch up to seq SEQ, plus the
+ * highest inode number in use.  Manifests are objects named
+ * branches/NAME/manifest/GGGGGGGGGGGGGGGGGGGG (20-digit generation) and are
+ * created with put-if-absent: uploading generation G+1 is the atomic commit,
+ * and two writers can never both commit the same generation.
+ *
+ * The encoding is line-oriented text ending with a CRC-32C line, so it is
+ * both inspectable and verified: "lakefs-manifest 1", "seq N", "max_ino N",
+ * one "layer KEY MINSEQ MAXSEQ SIZE" per layer (newest last), "crc XXXXXXXX".
+ */
+#ifndef LAKEFS_MANIFEST_H
+#define LAKEFS_MANIFEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "objstore.h"
+
+typedef struct manifest_layer {
+    char *key;                    /* object key of the layer */
+    uint64_t min_seq, max_seq;    /* seq range of its versions */
+    uint64_t size;                /* object size in bytes */
+} manifest_layer;
+
+typedef struct manifest {
+    uint64_t gen;                 /* generation (from the object name) */
+    uint64_t seq;                 /* every version <= seq is in the layers */
+    uint64_t max_ino;             /* highest inode number allocated */
+    size_t nlayers;
+    manifest_layer *layers;       /* oldest first */
+} manifest;
+
+/* Serialize M into a malloc'd buffer. */
+int manifest_encode(const manifest *m, char **buf, size_t *len);
+/* Parse LEN bytes of BUF into M (gen left 0); -EINVAL on any defect. */
+int manifest_decode(const char *buf, size_t len, manifest *m);
+void manifest_free(manifest *m);
+/* Append a layer entry (KEY copied). */
+int manifest_add_layer(manifest *m, const char *key, uint64_t min_seq,
+                       uint64_t max_seq, uint64_t size);
+
+/* Load the newest manifest of BRANCH; -ENOENT if the branch has none. */
+int manifest_load_latest(objstore *os, const char *branch, manifest *m);
+/* Commit M as generation M->gen of BRANCH (put-if-absent); -EEXIST if that
+ * generation exists already (another writer committed first). */
+int manifest_commit(objstore *os, const char *branch, const manifest *m);
+
+#endif

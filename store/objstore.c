@@ -1,0 +1,186 @@
+/*
+ * objstore.c -- repository URL dispatch and the checks every backend shares.
+ *
+ * The store talks to one interface (objstore.h); this file picks the backend
+ * from the URL scheme and enforces the key rules once, for all backends:
+ * keys are relative paths of [A-Za-z0-9._/-] without empty, "." or ".."
+ * components.  Those rules keep a key from escaping a file:// root and keep
+ * it a legal, unescaped S3 object name, so a repository can move between
+ * backends unchanged.  Results of os_list are sorted here so every backend
+ * returns the same order.
+ */
+#include "objstore.h"
+#include "objstore_backend.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct objstore {
+    char *url;                    /* URL as given to os_open */
+    const os_backend *be;         /* backend chosen by scheme */
+    void *state;                  /* backend's private state */
+};
+
+/* --- s3 backend dispatch (objstore_s3.c) --- */
+extern const os_backend os_s3_backend;
+static const os_backend *const os_backends[] = { &os_file_backend,
+                                                 &os_s3_backend };
+/* --- end s3 backend dispatch --- */
+
+/* 1 if C may appear in a key. */
+static int os_key_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '/' ||
+           c == '-';
+}
+
+/* 0 if S is a valid key (PREFIX: a valid key prefix, which may be empty
+ * or end in '/' or a partial component), else -EINVAL. */
+static int os_check_key(const char *s, int prefix)
+{
+    const char *comp = s;
+
+    if (!s || (!prefix && !*s) || *s == '/')
+        return -EINVAL;
+    for (const char *p = s;; p++) {
+        if (*p && !os_key_char(*p))
+            return -EINVAL;
+        if (*p == '/' || *p == '\0') {
+            size_t clen = (size_t)(p - comp);
+            int last = (*p == '\0');
+            /* an unfinished last component of a prefix may be anything */
+            if (!(prefix && last)) {
+                if (clen == 0)
+                    return -EINVAL;
+                if ((clen == 1 && comp[0] == '.') ||
+                    (clen == 2 && comp[0] == '.' && comp[1] == '.'))
+                    return -EINVAL;
+            }
+            if (last)
+                return 0;
+            comp = p + 1;
+        }
+    }
+}
+
+/* Open the repository at URL; on failure write a one-line reason to err. */
+int os_open(const char *url, objstore **out, char *err, size_t errlen)
+{
+    const os_backend *be = NULL;
+    objstore *os;
+    int rc;
+
+    *out = NULL;
+    for (size_t i = 0; i < sizeof(os_backends) / sizeof(os_backends[0]); i++) {
+        size_t sl = strlen(os_backends[i]->scheme);
+        if (strncmp(url, os_backends[i]->scheme, sl) == 0) {
+            be = os_backends[i];
+            break;
+        }
+    }
+    if (!be) {
+        snprintf(err, errlen, "unknown repository URL scheme in '%s': use "
+                 "file:///path or s3://bucket/prefix", url);
+        return -EINVAL;
+    }
+    os = calloc(1, sizeof(*os));
+    if (!os || !(os->url = strdup(url))) {
+        free(os);
+        snprintf(err, errlen, "out of memory opening '%s'", url);
+        return -ENOMEM;
+    }
+    os->be = be;
+    rc = be->open(url + strlen(be->scheme), &os->state, err, errlen);
+    if (rc < 0) {
+        free(os->url);
+        free(os);
+        return rc;
+    }
+    *out = os;
+    return 0;
+}
+
+/* Close and free. */
+void os_close(objstore *os)
+{
+    if (!os)
+        return;
+    os->be->close(os->state);
+    free(os->url);
+    free(os);
+}
+
+/* The URL this store was opened with. */
+const char *os_url(const objstore *os)
+{
+    return os->url;
+}
+
+/* Create KEY with LEN bytes of BUF, durably; -EEXIST if KEY already exists. */
+int os_put_if_absent(objstore *os, const char *key, const void *buf, size_t len)
+{
+    if (os_check_key(key, 0) < 0)
+        return -EINVAL;
+    return os->be->put_if_absent(os->state, key, buf, len);
+}
+
+/* Read a range of KEY into a new malloc'd buffer; -ENOENT if none. */
+int os_get(objstore *os, const char *key, uint64_t off, uint64_t len,
+           void **buf, size_t *outlen)
+{
+    *buf = NULL;
+    *outlen = 0;
+    if (os_check_key(key, 0) < 0)
+        return -EINVAL;
+    return os->be->get(os->state, key, off, len, buf, outlen);
+}
+
+/* Size of KEY in *SIZE; -ENOENT if none. */
+int os_head(objstore *os, const char *key, uint64_t *size)
+{
+    if (os_check_key(key, 0) < 0)
+        return -EINVAL;
+    return os->be->head(os->state, key, size);
+}
+
+/* qsort comparator for an array of C strings. */
+static int os_strcmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* All keys starting with PREFIX, sorted ascending. */
+int os_list(objstore *os, const char *prefix, char ***keys, size_t *n)
+{
+    int rc;
+
+    *keys = NULL;
+    *n = 0;
+    if (os_check_key(prefix, 1) < 0)
+        return -EINVAL;
+    rc = os->be->list(os->state, prefix, keys, n);
+    if (rc < 0)
+        return rc;
+    if (*n > 1)
+        qsort(*keys, *n, sizeof(**keys), os_strcmp);
+    return 0;
+}
+
+/* Free a list returned by os_list. */
+void os_list_free(char **keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+/* Remove KEY; removing a missing key succeeds. */
+int os_delete(objstore *os, const char *key)
+{
+    if (os_check_key(key, 0) < 0)
+        return -EINVAL;
+    return os->be->del(os->state, key);
+}

@@ -1,0 +1,43 @@
+/*
+ * objstore.h -- the object-store interface the store reaches repositories by.
+ *
+ * A repository is a flat namespace of immutable objects under one URL
+ * (file:///path today, s3://bucket/prefix next).  The store needs exactly
+ * four operations, chosen so every backend can implement them atomically:
+ * put-if-absent (the only way an object comes to exist, so nothing is ever
+ * overwritten), ranged get, list by prefix, and delete.
+ *
+ * Keys are relative paths made of [A-Za-z0-9._/-]; '/' separates levels.
+ * All functions return 0 on success or a negative errno.
+ */
+#ifndef LAKEFS_OBJSTORE_H
+#define LAKEFS_OBJSTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct objstore objstore;
+
+/* Open the repository at URL; on failure write a one-line reason to err. */
+int os_open(const char *url, objstore **out, char *err, size_t errlen);
+/* Close and free. */
+void os_close(objstore *os);
+/* The URL this store was opened with. */
+const char *os_url(const objstore *os);
+
+/* Create KEY with LEN bytes of BUF, durably; -EEXIST if KEY already exists. */
+int os_put_if_absent(objstore *os, const char *key, const void *buf, size_t len);
+/* Read LEN bytes at OFF of KEY (LEN == UINT64_MAX: to the end) into a new
+ * malloc'd *BUF of *OUTLEN bytes (short at end of object); -ENOENT if none. */
+int os_get(objstore *os, const char *key, uint64_t off, uint64_t len,
+           void **buf, size_t *outlen);
+/* Size of KEY in *SIZE; -ENOENT if none. */
+int os_head(objstore *os, const char *key, uint64_t *size);
+/* All keys starting with PREFIX, sorted ascending, in a malloc'd array of
+ * malloc'd strings; free with os_list_free. */
+int os_list(objstore *os, const char *prefix, char ***keys, size_t *n);
+void os_list_free(char **keys, size_t n);
+/* Remove KEY; removing a missing key succeeds. */
+int os_delete(objstore *os, const char *key);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * objstore_backend.h -- private interface between objstore.c (URL dispatch,
+ * key validation) and one storage backend (objstore_file.c today, S3 next).
+ *
+ * objstore.c has already validated every key and prefix before a backend
+ * sees it, so backends only map keys to their own namespace.
+ */
+#ifndef LAKEFS_OBJSTORE_BACKEND_H
+#define LAKEFS_OBJSTORE_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct os_backend {
+    const char *scheme;           /* URL prefix handled, e.g. "file://" */
+    /* Open the location REST (URL minus scheme) into *STATE. */
+    int (*open)(const char *rest, void **state, char *err, size_t errlen);
+    void (*close)(void *state);
+    int (*put_if_absent)(void *state, const char *key, const void *buf, size_t len);
+    int (*get)(void *state, const char *key, uint64_t off, uint64_t len,
+               void **buf, size_t *outlen);
+    int (*head)(void *state, const char *key, uint64_t *size);
+    /* Unsorted keys starting with PREFIX; objstore.c sorts them. */
+    int (*list)(void *state, const char *prefix, char ***keys, size_t *n);
+    int (*del)(void *state, const char *key);
+} os_backend;
+
+extern const os_backend os_file_backend;
+
+#endif

@@ -1,0 +1,1326 @@
+/*
+ * objstore_s3.c -- the s3:// backend: a repository is a bucket and prefix in
+ * any S3-compatible object store.
+ *
+ * s3://bucket/prefix maps key K to the object "prefix/K", addressed
+ * path-style (https://endpoint/bucket/prefix/K) so that any S3 server works,
+ * not only ones with wildcard DNS.  Requests go through libcurl and are
+ * signed with AWS Signature Version 4 (sigv4.c), body hash included.
+ *
+ * Configuration is read the way the AWS tools read it, so an existing setup
+ * works unchanged: AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+ * AWS_SESSION_TOKEN, else the AWS_PROFILE (default "default") section of
+ * ~/.aws/credentials or ~/.aws/config; AWS_REGION / AWS_DEFAULT_REGION or
+ * the profile's region; AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL or the
+ * profile's endpoint_url, else https://s3.REGION.amazonaws.com.  TLS is
+ * verified (AWS_CA_BUNDLE names extra CAs); plain http:// is refused unless
+ * the host is loopback or LAKEFS_S3_ALLOW_HTTP=1.  Secrets are never
+ * printed: errors name where a key came from, never the key, and they are
+ * wiped from memory at close.
+ *
+ * The guarantees of objstore.h map onto S3 as follows:
+ *  - put-if-absent is a PUT with "If-None-Match: *" (412 or 409 means the
+ *    key exists).  os_open checks that the server honours it, by writing a
+ *    probe object twice, because a server that ignores the header would
+ *    silently overwrite objects.  A retried PUT that meets 412 may have
+ *    written the object itself on an attempt whose answer was lost: then
+ *    the object's ETag (MD5 of a single-part upload) is compared with ours.
+ *  - ranged get, head, list (ListObjectsV2 with continuation tokens) and
+ *    delete (a missing key is success) are plain requests.
+ *
+ * The backend is called from many threads: finished CURL handles go back to
+ * a mutex-protected pool, so connections (and TLS sessions) are reused.
+ * Transient failures (connection errors, 5xx, 429/503 throttling) are
+ * retried with exponential backoff and jitter up to LAKEFS_S3_RETRIES
+ * attempts (default 10, about 15 s); after that the operation returns -EIO
+ * and logs one line naming method, object and the last status or error.
+ *
+ * Multipart upload is not implemented yet: one PUT carries up to 5 GiB.
+ */
+#include "objstore_backend.h"
+#include "sigv4.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#define S3_PROBE_KEY ".lakefs-conditional-put-probe" /* hidden from os_list */
+#define S3_OPEN_ATTEMPTS 3        /* retry budget of the checks in os_open */
+#define S3_EMPTY_SHA256 \
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+typedef struct s3 {
+    char *endpoint;               /* "https://host[:port]", no trailing '/' */
+    char *host;                   /* Host header: the endpoint's authority */
+    char *bucket;
+    char *prefix;                 /* "" or "some/prefix/" */
+    char *region;
+    char *access_key, *secret_key, *token;
+    char *ca_bundle;              /* AWS_CA_BUNDLE, or NULL */
+    int attempts;                 /* retry budget of one operation */
+    pthread_mutex_t lock;         /* protects the handle pool */
+    CURL **idle;                  /* pool of handles not in use */
+    size_t nidle, capidle;
+} s3;
+
+/* One request to send. */
+typedef struct s3_req {
+    const char *method;           /* GET, PUT, HEAD, DELETE */
+    const char *object;           /* full object name, or NULL: the bucket */
+    const char *query;            /* canonical wire query, or NULL */
+    const char *range;            /* Range header value, or NULL */
+    int if_none_match;            /* send "If-None-Match: *" */
+    const void *body;
+    size_t blen;
+    int attempts;                 /* retry budget */
+    int quiet;                    /* do not log when the budget is spent */
+} s3_req;
+
+/* What came back (or why nothing did). */
+typedef struct s3_resp {
+    long status;                  /* HTTP status; 0 if none */
+    CURLcode cerr;                /* curl error of the last attempt */
+    char cmsg[CURL_ERROR_SIZE];   /* its details */
+    char *data;                   /* body */
+    size_t len, cap;
+    uint64_t clen;                /* Content-Length (HEAD) */
+    char etag[80];                /* ETag, unquoted */
+    int tries;                    /* attempts made */
+} s3_resp;
+
+/* Upload cursor for the read callback. */
+typedef struct s3_upload {
+    const char *p;
+    size_t len, pos;
+} s3_upload;
+
+static pthread_once_t s3_once = PTHREAD_ONCE_INIT;
+static CURLcode s3_global_rc;
+
+/* curl_global_init, once per process. */
+static void s3_global_init(void)
+{
+    s3_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* Free the response body and reset R for another attempt. */
+static void s3_resp_clear(s3_resp *r)
+{
+    int tries = r->tries;
+
+    free(r->data);
+    memset(r, 0, sizeof(*r));
+    r->tries = tries;
+}
+
+/* ---------------------------------------------------------------- curl glue */
+
+/* curl write callback: append to the response body. */
+static size_t s3_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    s3_resp *r = ud;
+    size_t n = size * nmemb;
+
+    if (r->len + n + 1 > r->cap) {
+        size_t cap = r->cap ? r->cap : 4096;
+        char *p;
+        while (cap < r->len + n + 1)
+            cap *= 2;
+        if (!(p = realloc(r->data, cap)))
+            return 0;           /* curl reports CURLE_WRITE_ERROR */
+        r->data = p;
+        r->cap = cap;
+    }
+    memcpy(r->data + r->len, ptr, n);
+    r->len += n;
+    r->data[r->len] = '\0';
+    return n;
+}
+
+/* curl header callback: keep the ETag, unquoted. */
+static size_t s3_header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    s3_resp *r = ud;
+    size_t n = size * nmemb, i = 5, j;
+
+    if (n > 5 && strncasecmp(ptr, "etag:", 5) == 0) {
+        while (i < n && (ptr[i] == ' ' || ptr[i] == '"'))
+            i++;
+        for (j = 0; i < n && ptr[i] != '"' && ptr[i] != '\r' && ptr[i] != '\n' &&
+                    j + 1 < sizeof(r->etag); i++)
+            r->etag[j++] = ptr[i];
+        r->etag[j] = '\0';
+    }
+    return n;
+}
+
+/* curl read callback: the next piece of the upload. */
+static size_t s3_read_cb(char *buf, size_t size, size_t nmemb, void *ud)
+{
+    s3_upload *u = ud;
+    size_t n = size * nmemb;
+
+    if (n > u->len - u->pos)
+        n = u->len - u->pos;
+    memcpy(buf, u->p + u->pos, n);
+    u->pos += n;
+    return n;
+}
+
+/* curl seek callback: rewind the upload when curl resends it. */
+static int s3_seek_cb(void *ud, curl_off_t off, int origin)
+{
+    s3_upload *u = ud;
+
+    if (origin != SEEK_SET || off < 0 || (uint64_t)off > u->len)
+        return CURL_SEEKFUNC_CANTSEEK;
+    u->pos = (size_t)off;
+    return CURL_SEEKFUNC_OK;
+}
+
+/* A handle from the pool or a new one; NULL on OOM. */
+static CURL *s3_handle_get(s3 *s)
+{
+    CURL *h = NULL;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->nidle > 0)
+        h = s->idle[--s->nidle];
+    pthread_mutex_unlock(&s->lock);
+    return h ? h : curl_easy_init();
+}
+
+/* Return H to the pool (its connection stays open for the next request). */
+static void s3_handle_put(s3 *s, CURL *h)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->nidle == s->capidle) {
+        size_t cap = s->capidle ? s->capidle * 2 : 8;
+        CURL **p = realloc(s->idle, cap * sizeof(*p));
+        if (p) {
+            s->idle = p;
+            s->capidle = cap;
+        }
+    }
+    if (s->nidle < s->capidle) {
+        s->idle[s->nidle++] = h;
+        h = NULL;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (h)
+        curl_easy_cleanup(h);
+}
+
+/* Append LINE to the header list *L; -ENOMEM on failure. */
+static int s3_hdr(struct curl_slist **l, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*l, line);
+
+    if (!n)
+        return -ENOMEM;
+    *l = n;
+    return 0;
+}
+
+/* Send REQ once with body hash HASH; 0 with R filled, or -ENOMEM/-EINVAL. */
+static int s3_perform(s3 *s, const s3_req *req, const char *hash, s3_resp *r)
+{
+    char *enc = NULL, *url = NULL, *hostline = NULL, *rangeline = NULL;
+    sigv4_header h[3];
+    size_t nh = 0;
+    sigv4_result sig;
+    struct curl_slist *hl = NULL;
+    s3_upload up = { req->body, req->blen, 0 };
+    CURL *c;
+    int rc = -ENOMEM;
+
+    memset(&sig, 0, sizeof(sig));
+    if (!(c = s3_handle_get(s)))
+        return -ENOMEM;
+    if (req->object) {
+        if (!(enc = sigv4_uri_encode(req->object, 1)))
+            goto out;
+    }
+    if (asprintf(&url, "%s/%s%s%s%s%s", s->endpoint, s->bucket,
+                 enc ? "/" : "", enc ? enc : "", req->query ? "?" : "",
+                 req->query ? req->query : "") < 0) {
+        url = NULL;
+        goto out;
+    }
+    if (asprintf(&hostline, "Host: %s", s->host) < 0) {
+        hostline = NULL;
+        goto out;
+    }
+    h[nh++] = (sigv4_header){ "Host", s->host };
+    if (req->range) {
+        if (asprintf(&rangeline, "Range: %s", req->range) < 0) {
+            rangeline = NULL;
+            goto out;
+        }
+        h[nh++] = (sigv4_header){ "Range", req->range };
+    }
+    if (req->if_none_match)
+        h[nh++] = (sigv4_header){ "If-None-Match", "*" };
+    {
+        const char *path = url + strlen(s->endpoint);
+        char *q = strchr(path, '?');
+        char *p = strndup(path, q ? (size_t)(q - path) : strlen(path));
+        sigv4_request sr = { req->method, p, req->query, h, nh, hash };
+        sigv4_creds cr = { s->access_key, s->secret_key, s->token };
+        sigv4_params par = { s->region, "s3", time(NULL), 0, 0, 1 };
+        if (!p)
+            goto out;
+        rc = sigv4_sign(&sr, &cr, &par, &sig);
+        free(p);
+        if (rc < 0)
+            goto out;
+        rc = -ENOMEM;
+    }
+    if (s3_hdr(&hl, hostline) < 0 || (rangeline && s3_hdr(&hl, rangeline) < 0) ||
+        (req->if_none_match && s3_hdr(&hl, "If-None-Match: *") < 0) ||
+        s3_hdr(&hl, "Expect:") < 0 || s3_hdr(&hl, "Accept:") < 0)
+        goto out;
+    for (size_t i = 0; i < sig.nadd; i++)
+        if (s3_hdr(&hl, sig.add[i]) < 0)
+            goto out;
+
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);   /* stalled 30 s: fail */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->cmsg);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s3_write_cb);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s3_header_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    if (s->ca_bundle)
+        curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_bundle);
+    if (strcmp(req->method, "PUT") == 0) {
+        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(c, CURLOPT_READFUNCTION, s3_read_cb);
+        curl_easy_setopt(c, CURLOPT_READDATA, &up);
+        curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, s3_seek_cb);
+        curl_easy_setopt(c, CURLOPT_SEEKDATA, &up);
+        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->blen);
+    } else if (strcmp(req->method, "HEAD") == 0) {
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    } else if (strcmp(req->method, "GET") != 0) {
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+    }
+    r->cerr = curl_easy_perform(c);
+    if (r->cerr == CURLE_OK) {
+        curl_off_t cl = -1;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+        curl_easy_getinfo(c, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+        r->clen = cl > 0 ? (uint64_t)cl : 0;
+    } else if (!r->cmsg[0]) {
+        snprintf(r->cmsg, sizeof(r->cmsg), "%s", curl_easy_strerror(r->cerr));
+    }
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    rc = 0;
+out:
+    sigv4_result_free(&sig);
+    curl_slist_free_all(hl);
+    free(enc);
+    free(url);
+    free(hostline);
+    free(rangeline);
+    s3_handle_put(s, c);
+    return rc;
+}
+
+/* 1 if curl error E may go away by itself (network, timeouts, resets). */
+static int s3_transient(CURLcode e)
+{
+    switch (e) {
+    case CURLE_COULDNT_RESOLVE_HOST: case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT: case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR: case CURLE_GOT_NOTHING: case CURLE_PARTIAL_FILE:
+    case CURLE_SSL_CONNECT_ERROR: case CURLE_HTTP2: case CURLE_HTTP2_STREAM:
+    case CURLE_SEND_FAIL_REWIND:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* 1 if HTTP status ST asks for a retry (server error or throttling). */
+static int s3_retry_status(long st)
+{
+    return st == 429 || st == 408 || (st >= 500 && st != 501);
+}
+
+/* Random number for jitter (thread-local xorshift, seeded from the clock). */
+static uint64_t s3_rand(void)
+{
+    static _Thread_local uint64_t x;
+
+    if (!x) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+            (uint64_t)(uintptr_t)&ts;
+        x |= 1;
+    }
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+}
+
+/* Sleep before attempt TRY+1: 50 ms doubling to 5 s, half of it jitter. */
+static void s3_backoff(int try)
+{
+    uint64_t ms = 50ULL << (try < 8 ? try - 1 : 7);
+    struct timespec ts;
+
+    if (ms > 5000)
+        ms = 5000;
+    ms = ms / 2 + s3_rand() % (ms / 2 + 1);
+    ts.tv_sec = (time_t)(ms / 1000);
+    ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Contents of the first <TAG> element of XML in OUT (unescaped); "" if none. */
+static void s3_xml_tag(const char *xml, const char *tag, char *out, size_t outlen);
+
+/* Send REQ with retries; 0 with R holding the final answer, -EIO when the
+ * budget is spent (logged unless quiet), -ENOMEM. */
+static int s3_call(s3 *s, const s3_req *req, s3_resp *r)
+{
+    char hash[65];
+    int rc;
+
+    memset(r, 0, sizeof(*r));
+    if (req->blen)
+        sigv4_sha256_hex(req->body, req->blen, hash);
+    else
+        memcpy(hash, S3_EMPTY_SHA256, 65);
+    for (;;) {
+        s3_resp_clear(r);
+        r->tries++;
+        if ((rc = s3_perform(s, req, hash, r)) < 0)
+            return rc;
+        if (r->cerr == CURLE_OK && !s3_retry_status(r->status))
+            return 0;
+        if (r->cerr != CURLE_OK && !s3_transient(r->cerr))
+            break;
+        if (r->tries >= req->attempts)
+            break;
+        s3_backoff(r->tries);
+    }
+    if (!req->quiet) {
+        char code[64];
+        if (r->cerr != CURLE_OK) {
+            fprintf(stderr, "lakefs: s3: %s %s/%s: %s (after %d attempt%s)\n",
+                    req->method, s->bucket, req->object ? req->object : "",
+                    r->cmsg, r->tries, r->tries == 1 ? "" : "s");
+        } else {
+            s3_xml_tag(r->data, "Code", code, sizeof(code));
+            fprintf(stderr, "lakefs: s3: %s %s/%s: HTTP %ld%s%s (after %d attempts)\n",
+                    req->method, s->bucket, req->object ? req->object : "",
+                    r->status, code[0] ? " " : "", code, r->tries);
+        }
+    }
+    return -EIO;
+}
+
+/* Log the unexpected answer R to REQ in one line; returns -EIO (-EACCES
+ * for 403). */
+static int s3_unexpected(s3 *s, const s3_req *req, const s3_resp *r)
+{
+    char code[64];
+
+    s3_xml_tag(r->data, "Code", code, sizeof(code));
+    fprintf(stderr, "lakefs: s3: %s %s/%s: unexpected HTTP %ld%s%s\n",
+            req->method, s->bucket, req->object ? req->object : "", r->status,
+            code[0] ? " " : "", code);
+    return r->status == 403 ? -EACCES : -EIO;
+}
+
+/* ---------------------------------------------------------------- XML */
+
+/* Append the UTF-8 encoding of code point CP to OUT at *J (bounded by N). */
+static void s3_utf8(unsigned long cp, char *out, size_t *j, size_t n)
+{
+    char t[4];
+    size_t k = 0;
+
+    if (cp < 0x80) {
+        t[k++] = (char)cp;
+    } else if (cp < 0x800) {
+        t[k++] = (char)(0xC0 | (cp >> 6));
+        t[k++] = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        t[k++] = (char)(0xE0 | (cp >> 12));
+        t[k++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        t[k++] = (char)(0x80 | (cp & 0x3F));
+    } else {
+        t[k++] = (char)(0xF0 | ((cp >> 18) & 0x07));
+        t[k++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+        t[k++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        t[k++] = (char)(0x80 | (cp & 0x3F));
+    }
+    for (size_t i = 0; i < k && *j + 1 < n; i++)
+        out[(*j)++] = t[i];
+}
+
+/* XML-unescape LEN bytes of S into OUT (N bytes, NUL-terminated). */
+static void s3_xml_unescape(const char *s, size_t len, char *out, size_t n)
+{
+    static const struct { const char *ent; char c; } ents[] = {
+        { "&amp;", '&' }, { "&lt;", '<' }, { "&gt;", '>' },
+        { "&quot;", '"' }, { "&apos;", '\'' },
+    };
+    size_t j = 0;
+
+    for (size_t i = 0; i < len && j + 1 < n;) {
+        size_t k;
+        if (s[i] != '&') {
+            out[j++] = s[i++];
+            continue;
+        }
+        for (k = 0; k < sizeof(ents) / sizeof(ents[0]); k++) {
+            size_t el = strlen(ents[k].ent);
+            if (len - i >= el && memcmp(s + i, ents[k].ent, el) == 0) {
+                out[j++] = ents[k].c;
+                i += el;
+                break;
+            }
+        }
+        if (k < sizeof(ents) / sizeof(ents[0]))
+            continue;
+        if (len - i > 2 && s[i + 1] == '#') {
+            int hex = s[i + 2] == 'x' || s[i + 2] == 'X';
+            const char *semi = memchr(s + i, ';', len - i);
+            char *end;
+            unsigned long cp = strtoul(s + i + 2 + hex, &end, hex ? 16 : 10);
+            if (semi && end == semi && cp > 0 && cp <= 0x10FFFF) {
+                s3_utf8(cp, out, &j, n);
+                i = (size_t)(semi - s) + 1;
+                continue;
+            }
+        }
+        out[j++] = s[i++];
+    }
+    out[j] = '\0';
+}
+
+/* Contents of the first <TAG> element of XML in OUT (unescaped); "" if none. */
+static void s3_xml_tag(const char *xml, const char *tag, char *out, size_t outlen)
+{
+    char open[64], close[64];
+    const char *a, *b;
+
+    out[0] = '\0';
+    if (!xml)
+        return;
+    snprintf(open, sizeof(open), "<%s>", tag);
+    snprintf(close, sizeof(close), "</%s>", tag);
+    if ((a = strstr(xml, open)) && (b = strstr(a, close))) {
+        a += strlen(open);
+        s3_xml_unescape(a, (size_t)(b - a), out, outlen);
+    }
+}
+
+/* ---------------------------------------------------------------- operations */
+
+/* 1 if the object holding BUF/LEN has ETag ETAG (single-part: hex MD5). */
+static int s3_etag_matches(const char *etag, const void *buf, size_t len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char hex[2 * EVP_MAX_MD_SIZE + 1];
+
+    if (!EVP_Digest(buf, len, md, &mdlen, EVP_md5(), NULL))
+        return 0;
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    return strcasecmp(hex, etag) == 0;
+}
+
+/* Full object name of KEY (prefix + key), malloc'd; NULL on OOM. */
+static char *s3_object(const s3 *s, const char *key)
+{
+    char *o;
+
+    return asprintf(&o, "%s%s", s->prefix, key) < 0 ? NULL : o;
+}
+
+/* PUT OBJECT unless it exists; 0, -EEXIST, or an error (R: the answer). */
+static int s3_put_object(s3 *s, const char *object, const void *buf, size_t len,
+                         int attempts, int quiet, s3_resp *r)
+{
+    s3_req req = { .method = "PUT", .object = object, .if_none_match = 1,
+                   .body = buf, .blen = len, .attempts = attempts,
+                   .quiet = quiet };
+    int rc = s3_call(s, &req, r);
+
+    if (rc < 0)
+        return rc;
+    if (r->status == 200 || r->status == 201)
+        return 0;
+    if (r->status == 412 || r->status == 409) {
+        /* a retry may have met the object an earlier attempt wrote */
+        if (r->tries > 1) {
+            s3_req hq = { .method = "HEAD", .object = object,
+                          .attempts = attempts, .quiet = quiet };
+            s3_resp hr;
+            int match = s3_call(s, &hq, &hr) == 0 && hr.status == 200 &&
+                        s3_etag_matches(hr.etag, buf, len);
+            s3_resp_clear(&hr);
+            if (match)
+                return 0;
+        }
+        return -EEXIST;
+    }
+    return quiet ? -EIO : s3_unexpected(s, &req, r);
+}
+
+/* Create KEY with LEN bytes of BUF; -EEXIST if it exists. */
+static int s3_put_if_absent(void *state, const char *key, const void *buf,
+                            size_t len)
+{
+    s3 *s = state;
+    char *o = s3_object(s, key);
+    s3_resp r;
+    int rc;
+
+    if (!o)
+        return -ENOMEM;
+    rc = s3_put_object(s, o, buf, len, s->attempts, 0, &r);
+    s3_resp_clear(&r);
+    free(o);
+    return rc;
+}
+
+/* Size of KEY in *SIZE; -ENOENT if none. */
+static int s3_head(void *state, const char *key, uint64_t *size)
+{
+    s3 *s = state;
+    char *o = s3_object(s, key);
+    s3_req req = { .method = "HEAD", .object = o, .attempts = s->attempts };
+    s3_resp r;
+    int rc;
+
+    if (!o)
+        return -ENOMEM;
+    rc = s3_call(s, &req, &r);
+    if (rc == 0) {
+        if (r.status == 200)
+            *size = r.clen;
+        else if (r.status == 404)
+            rc = -ENOENT;
+        else
+            rc = s3_unexpected(s, &req, &r);
+    }
+    s3_resp_clear(&r);
+    free(o);
+    return rc;
+}
+
+/* Read LEN bytes at OFF of KEY (UINT64_MAX: to the end) into a new buffer. */
+static int s3_get(void *state, const char *key, uint64_t off, uint64_t len,
+                  void **buf, size_t *outlen)
+{
+    s3 *s = state;
+    char range[64], *o;
+    s3_req req = { .method = "GET", .range = range, .attempts = s->attempts };
+    s3_resp r;
+    int rc;
+
+    if (len == 0) {             /* no byte range can say "none": check only */
+        uint64_t size;
+        if ((rc = s3_head(state, key, &size)) < 0)
+            return rc;
+        if (!(*buf = malloc(1)))
+            return -ENOMEM;
+        *outlen = 0;
+        return 0;
+    }
+    if (len >= UINT64_MAX - off)
+        snprintf(range, sizeof(range), "bytes=%llu-", (unsigned long long)off);
+    else
+        snprintf(range, sizeof(range), "bytes=%llu-%llu", (unsigned long long)off,
+                 (unsigned long long)(off + len - 1));
+    if (!(o = s3_object(s, key)))
+        return -ENOMEM;
+    req.object = o;
+    rc = s3_call(s, &req, &r);
+    if (rc == 0) {
+        if (r.status == 200 || r.status == 206) {
+            size_t skip = 0;
+            /* a server ignoring Range sends the whole object: cut it */
+            if (r.status == 200)
+                skip = off < r.len ? (size_t)off : r.len;
+            if (skip)
+                memmove(r.data, r.data + skip, r.len - skip);
+            r.len -= skip;
+            if (r.len > len)
+                r.len = (size_t)len;
+            if (!r.data && !(r.data = malloc(1))) {
+                rc = -ENOMEM;
+            } else {
+                *buf = r.data;
+                *outlen = r.len;
+                r.data = NULL;
+            }
+        } else if (r.status == 416) {       /* OFF at or past the end */
+            if (!(*buf = malloc(1)))
+                rc = -ENOMEM;
+            *outlen = 0;
+        } else if (r.status == 404) {
+            rc = -ENOENT;
+        } else {
+            rc = s3_unexpected(s, &req, &r);
+        }
+    }
+    s3_resp_clear(&r);
+    free(o);
+    return rc;
+}
+
+/* Growable key list. */
+typedef struct s3_keys {
+    char **k;
+    size_t n, cap;
+} s3_keys;
+
+/* Add the keys of one ListObjectsV2 page XML (names relative to the
+ * repository prefix) to L; 0 or -ENOMEM. */
+static int s3_list_page(const s3 *s, const char *xml, s3_keys *l)
+{
+    size_t pl = strlen(s->prefix);
+    const char *p = xml;
+
+    while ((p = strstr(p, "<Key>"))) {
+        const char *e;
+        char *name;
+        p += 5;
+        if (!(e = strstr(p, "</Key>")))
+            break;
+        if (!(name = malloc((size_t)(e - p) + 1)))   /* unescaping shrinks */
+            return -ENOMEM;
+        s3_xml_unescape(p, (size_t)(e - p), name, (size_t)(e - p) + 1);
+        p = e + 6;
+        if (strncmp(name, s->prefix, pl) != 0 || !name[pl] ||
+            strcmp(name + pl, S3_PROBE_KEY) == 0) {
+            free(name);
+            continue;
+        }
+        memmove(name, name + pl, strlen(name + pl) + 1);
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? l->cap * 2 : 256;
+            char **k = realloc(l->k, cap * sizeof(*k));
+            if (!k) {
+                free(name);
+                return -ENOMEM;
+            }
+            l->k = k;
+            l->cap = cap;
+        }
+        l->k[l->n++] = name;
+    }
+    return 0;
+}
+
+/* Unsorted keys starting with PREFIX (ListObjectsV2, all pages). */
+static int s3_list(void *state, const char *prefix, char ***keys, size_t *n)
+{
+    s3 *s = state;
+    s3_keys l = { 0 };
+    char *full = s3_object(s, prefix), *pfx = NULL, *tok = NULL, *q = NULL;
+    char next[4096];
+    s3_req req = { .method = "GET", .attempts = s->attempts };
+    s3_resp r = { 0 };
+    int rc = -ENOMEM;
+
+    if (!full || !(pfx = sigv4_uri_encode(full, 0)))
+        goto out;
+    for (;;) {
+        char trunc[8];
+        free(q);
+        if (asprintf(&q, "%s%s%slist-type=2&prefix=%s",
+                     tok ? "continuation-token=" : "", tok ? tok : "",
+                     tok ? "&" : "", pfx) < 0) {
+            q = NULL;
+            rc = -ENOMEM;
+            goto out;
+        }
+        req.query = q;
+        s3_resp_clear(&r);
+        if ((rc = s3_call(s, &req, &r)) < 0)
+            goto out;
+        if (r.status != 200) {
+            rc = s3_unexpected(s, &req, &r);
+            goto out;
+        }
+        if ((rc = s3_list_page(s, r.data ? r.data : "", &l)) < 0)
+            goto out;
+        s3_xml_tag(r.data, "IsTruncated", trunc, sizeof(trunc));
+        s3_xml_tag(r.data, "NextContinuationToken", next, sizeof(next));
+        if (strcmp(trunc, "true") != 0)
+            break;
+        if (!next[0]) {
+            fprintf(stderr, "lakefs: s3: list %s/%s: truncated page without "
+                    "NextContinuationToken\n", s->bucket, full);
+            rc = -EIO;
+            goto out;
+        }
+        free(tok);
+        if (!(tok = sigv4_uri_encode(next, 0))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    *keys = l.k;
+    *n = l.n;
+    l.k = NULL;
+    l.n = 0;
+    rc = 0;
+out:
+    for (size_t i = 0; i < l.n; i++)
+        free(l.k[i]);
+    free(l.k);
+    s3_resp_clear(&r);
+    free(full);
+    free(pfx);
+    free(tok);
+    free(q);
+    return rc;
+}
+
+/* Remove KEY; a missing key is success. */
+static int s3_del(void *state, const char *key)
+{
+    s3 *s = state;
+    char *o = s3_object(s, key);
+    s3_req req = { .method = "DELETE", .object = o, .attempts = s->attempts };
+    s3_resp r;
+    int rc;
+
+    if (!o)
+        return -ENOMEM;
+    rc = s3_call(s, &req, &r);
+    if (rc == 0 && r.status != 204 && r.status != 200 && r.status != 404)
+        rc = s3_unexpected(s, &req, &r);
+    s3_resp_clear(&r);
+    free(o);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- open */
+
+/* Free a string that may hold a secret, wiping it first. */
+static void s3_free_secret(char *p)
+{
+    if (p) {
+        OPENSSL_cleanse(p, strlen(p));
+        free(p);
+    }
+}
+
+/* Free the backend state and everything it owns. */
+static void s3_close(void *state)
+{
+    s3 *s = state;
+
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nidle; i++)
+        curl_easy_cleanup(s->idle[i]);
+    free(s->idle);
+    pthread_mutex_destroy(&s->lock);
+    free(s->endpoint);
+    free(s->host);
+    free(s->bucket);
+    free(s->prefix);
+    free(s->region);
+    s3_free_secret(s->access_key);
+    s3_free_secret(s->secret_key);
+    s3_free_secret(s->token);
+    free(s->ca_bundle);
+    free(s);
+}
+
+/* Non-empty environment variable NAME, or NULL. */
+static const char *s3_env(const char *name)
+{
+    const char *v = getenv(name);
+
+    return v && *v ? v : NULL;
+}
+
+/* Value of KEY in section SECTION of the INI file PATH (malloc'd), or NULL;
+ * *FOUND is set to 1 when the section exists. */
+static char *s3_ini_get(const char *path, const char *section, const char *key,
+                        int *found)
+{
+    FILE *f = fopen(path, "r");
+    char *line = NULL, *val = NULL;
+    size_t cap = 0;
+    int in = 0;
+
+    if (!f)
+        return NULL;
+    while (!val && getline(&line, &cap, f) >= 0) {
+        char *p = line, *e, *eq;
+        if (*p == ' ' || *p == '\t')
+            continue;           /* nested settings ("s3 =" blocks) */
+        e = p + strlen(p);
+        while (e > p && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' ||
+                         e[-1] == '\t'))
+            *--e = '\0';
+        if (*p == '#' || *p == ';' || !*p)
+            continue;
+        if (*p == '[') {
+            char *q = strchr(p, ']');
+            if (q)
+                *q = '\0';
+            p++;
+            while (*p == ' ')
+                p++;
+            for (q = p + strlen(p); q > p && q[-1] == ' ';)
+                *--q = '\0';
+            in = strcmp(p, section) == 0;
+            if (in)
+                *found = 1;
+            continue;
+        }
+        if (!in || !(eq = strchr(p, '=')))
+            continue;
+        for (e = eq; e > p && (e[-1] == ' ' || e[-1] == '\t');)
+            e--;
+        if ((size_t)(e - p) == strlen(key) && strncmp(p, key, (size_t)(e - p)) == 0) {
+            for (eq++; *eq == ' ' || *eq == '\t';)
+                eq++;
+            val = strdup(eq);
+        }
+    }
+    if (line) {
+        OPENSSL_cleanse(line, cap);
+        free(line);
+    }
+    fclose(f);
+    return val;
+}
+
+/* Where the AWS files are and which profile to use. */
+typedef struct s3_conf {
+    const char *profile;
+    char credfile[4096], conffile[4096];
+    char section[300];            /* the profile's section in the config file */
+    int found;                    /* the profile has a section somewhere */
+} s3_conf;
+
+/* KEY of the profile: from the credentials file, else the config file. */
+static char *s3_conf_get(s3_conf *c, const char *key, int credentials)
+{
+    char *v = credentials ? s3_ini_get(c->credfile, c->profile, key, &c->found)
+                          : NULL;
+
+    return v ? v : s3_ini_get(c->conffile, c->section, key, &c->found);
+}
+
+/* Fill C from AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE, HOME. */
+static void s3_conf_init(s3_conf *c)
+{
+    const char *home = s3_env("HOME"), *v;
+
+    memset(c, 0, sizeof(*c));
+    c->profile = s3_env("AWS_PROFILE") ? s3_env("AWS_PROFILE") : "default";
+    if ((v = s3_env("AWS_SHARED_CREDENTIALS_FILE")))
+        snprintf(c->credfile, sizeof(c->credfile), "%s", v);
+    else
+        snprintf(c->credfile, sizeof(c->credfile), "%s/.aws/credentials",
+                 home ? home : "");
+    if ((v = s3_env("AWS_CONFIG_FILE")))
+        snprintf(c->conffile, sizeof(c->conffile), "%s", v);
+    else
+        snprintf(c->conffile, sizeof(c->conffile), "%s/.aws/config",
+                 home ? home : "");
+    if (strcmp(c->profile, "default") == 0)
+        snprintf(c->section, sizeof(c->section), "default");
+    else
+        snprintf(c->section, sizeof(c->section), "profile %s", c->profile);
+}
+
+/* 1 if NAME is a valid S3 bucket name (3-63 of [a-z0-9.-], alnum at ends). */
+static int s3_bucket_ok(const char *b, size_t n)
+{
+    if (n < 3 || n > 63)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = b[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && ((c != '.' && c != '-') || i == 0 || i == n - 1))
+            return 0;
+    }
+    return 1;
+}
+
+/* 1 if P is a valid repository prefix: key characters, no empty, "." or
+ * ".." components (leading and trailing '/' already stripped). */
+static int s3_prefix_ok(const char *p)
+{
+    const char *comp = p;
+
+    for (const char *c = p;; c++) {
+        if (*c == '/' || !*c) {
+            size_t l = (size_t)(c - comp);
+            if (l == 0 || (l == 1 && comp[0] == '.') ||
+                (l == 2 && comp[0] == '.' && comp[1] == '.'))
+                return 0;
+            if (!*c)
+                return 1;
+            comp = c + 1;
+        } else if (!((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
+                     (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' ||
+                     *c == '-')) {
+            return 0;
+        }
+    }
+}
+
+/* 1 if the host of AUTHORITY ("host[:port]", "[v6]:port") is loopback. */
+static int s3_loopback(const char *auth)
+{
+    char host[256];
+    const char *end;
+    struct in_addr a4;
+    struct in6_addr a6;
+    size_t n;
+
+    if (auth[0] == '[') {
+        end = strchr(auth, ']');
+        if (!end || (size_t)(end - auth - 1) >= sizeof(host))
+            return 0;
+        n = (size_t)(end - auth - 1);
+        memcpy(host, auth + 1, n);
+        host[n] = '\0';
+        return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    end = strchr(auth, ':');
+    n = end ? (size_t)(end - auth) : strlen(auth);
+    if (n >= sizeof(host))
+        return 0;
+    memcpy(host, auth, n);
+    host[n] = '\0';
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* Set S's endpoint and host from URL; 0 or -EINVAL with ERR written. */
+static int s3_set_endpoint(s3 *s, const char *url, const char *from, char *err,
+                           size_t errlen)
+{
+    int https = strncmp(url, "https://", 8) == 0;
+    const char *auth = url + (https ? 8 : 7), *slash;
+    size_t n;
+
+    if (!https && strncmp(url, "http://", 7) != 0) {
+        snprintf(err, errlen, "S3 endpoint '%s' (from %s) must start with "
+                 "https:// or http://", url, from);
+        return -EINVAL;
+    }
+    slash = strchr(auth, '/');
+    n = slash ? (size_t)(slash - auth) : strlen(auth);
+    if (n == 0 || (slash && strcmp(slash, "/") != 0) || memchr(auth, '@', n) ||
+        memchr(auth, '?', n)) {
+        snprintf(err, errlen, "S3 endpoint '%s' (from %s) must be "
+                 "scheme://host[:port] without a path", url, from);
+        return -EINVAL;
+    }
+    if (!(s->host = strndup(auth, n)) ||
+        !(s->endpoint = strndup(url, (size_t)(auth - url) + n))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (char *p = s->host; *p; p++)
+        if (*p >= 'A' && *p <= 'Z')
+            *p = (char)(*p + 32);
+    if (!https && !s3_loopback(s->host) && !s3_env("LAKEFS_S3_ALLOW_HTTP")) {
+        snprintf(err, errlen, "refusing plain-http S3 endpoint '%s' (from %s): "
+                 "use https://, or set LAKEFS_S3_ALLOW_HTTP=1 to send requests "
+                 "unencrypted", s->endpoint, from);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Fill S's credentials, region and endpoint from the environment and the
+ * AWS files; 0 or a negative errno with ERR written. */
+static int s3_configure(s3 *s, char *err, size_t errlen)
+{
+    const char *ak = s3_env("AWS_ACCESS_KEY_ID"), *sk = s3_env("AWS_SECRET_ACCESS_KEY");
+    const char *v, *from;
+    char *ep = NULL, *url = NULL;
+    s3_conf c;
+    int rc;
+
+    s3_conf_init(&c);
+    if (ak || sk) {
+        if (!ak || !sk) {
+            snprintf(err, errlen, "%s is set but %s is not: set both, or neither "
+                     "to use a profile", ak ? "AWS_ACCESS_KEY_ID" : "AWS_SECRET_ACCESS_KEY",
+                     ak ? "AWS_SECRET_ACCESS_KEY" : "AWS_ACCESS_KEY_ID");
+            return -EINVAL;
+        }
+        s->access_key = strdup(ak);
+        s->secret_key = strdup(sk);
+        if ((v = s3_env("AWS_SESSION_TOKEN")) && !(s->token = strdup(v)))
+            goto oom;
+        if (!s->access_key || !s->secret_key)
+            goto oom;
+    } else {
+        s->access_key = s3_conf_get(&c, "aws_access_key_id", 1);
+        s->secret_key = s3_conf_get(&c, "aws_secret_access_key", 1);
+        s->token = s3_conf_get(&c, "aws_session_token", 1);
+        if (!s->access_key || !s->secret_key) {
+            if (s3_env("AWS_PROFILE") && !c.found)
+                snprintf(err, errlen, "AWS profile '%s' not found in %s or %s",
+                         c.profile, c.credfile, c.conffile);
+            else
+                snprintf(err, errlen, "no S3 credentials: set AWS_ACCESS_KEY_ID "
+                         "and AWS_SECRET_ACCESS_KEY, or aws_access_key_id and "
+                         "aws_secret_access_key in profile '%s' of %s",
+                         c.profile, c.credfile);
+            return -EACCES;
+        }
+    }
+    if ((v = s3_env("AWS_REGION")) || (v = s3_env("AWS_DEFAULT_REGION")))
+        s->region = strdup(v);
+    else if (!(s->region = s3_conf_get(&c, "region", 0)))
+        s->region = strdup("us-east-1");
+    if (!s->region)
+        goto oom;
+    if ((v = s3_env("AWS_ENDPOINT_URL_S3"))) {
+        from = "AWS_ENDPOINT_URL_S3";
+    } else if ((v = s3_env("AWS_ENDPOINT_URL"))) {
+        from = "AWS_ENDPOINT_URL";
+    } else if ((ep = s3_conf_get(&c, "endpoint_url", 0))) {
+        v = ep;
+        from = c.conffile;
+    } else {
+        if (asprintf(&url, "https://s3.%s.amazonaws.com", s->region) < 0)
+            goto oom;
+        v = url;
+        from = "AWS_REGION";
+    }
+    rc = s3_set_endpoint(s, v, from, err, errlen);
+    free(ep);
+    free(url);
+    if (rc < 0)
+        return rc;
+    if ((v = s3_env("AWS_CA_BUNDLE")) && !(s->ca_bundle = strdup(v)))
+        goto oom;
+    s->attempts = 10;
+    if ((v = s3_env("LAKEFS_S3_RETRIES")) && atoi(v) > 0)
+        s->attempts = atoi(v);
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return -ENOMEM;
+}
+
+/* Explain why the check request to S's bucket failed, in ERR; returns the
+ * errno to give up with. */
+static int s3_explain(s3 *s, const s3_resp *r, char *err, size_t errlen)
+{
+    char code[64], msg[256];
+    const char *hint = "";
+
+    if (r->cerr != CURLE_OK) {
+        if (r->cerr == CURLE_PEER_FAILED_VERIFICATION || r->cerr == CURLE_SSL_CACERT_BADFILE)
+            snprintf(err, errlen, "TLS check of S3 endpoint %s failed: %s "
+                     "(fix the server certificate or set AWS_CA_BUNDLE)",
+                     s->endpoint, r->cmsg);
+        else
+            snprintf(err, errlen, "cannot reach S3 endpoint %s: %s (check "
+                     "AWS_ENDPOINT_URL / the region and that the server is up)",
+                     s->endpoint, r->cmsg);
+        return -EHOSTUNREACH;
+    }
+    s3_xml_tag(r->data, "Code", code, sizeof(code));
+    s3_xml_tag(r->data, "Message", msg, sizeof(msg));
+    if (r->status == 404 && (strcmp(code, "NoSuchBucket") == 0 || !code[0])) {
+        snprintf(err, errlen, "bucket '%s' does not exist at %s (create it first, "
+                 "or fix the URL)", s->bucket, s->endpoint);
+        return -ENOENT;
+    }
+    if (strcmp(code, "InvalidAccessKeyId") == 0)
+        hint = ": the access key id is unknown; check AWS_ACCESS_KEY_ID or the "
+               "profile's aws_access_key_id";
+    else if (strcmp(code, "SignatureDoesNotMatch") == 0)
+        hint = ": the secret key is wrong; check AWS_SECRET_ACCESS_KEY or the "
+               "profile's aws_secret_access_key";
+    else if (strcmp(code, "RequestTimeTooSkewed") == 0)
+        hint = ": this machine's clock is off; fix the time";
+    else if (strcmp(code, "ExpiredToken") == 0 || strcmp(code, "InvalidToken") == 0)
+        hint = ": the session token is expired or invalid; refresh AWS_SESSION_TOKEN";
+    else if (strcmp(code, "AccessDenied") == 0)
+        hint = ": these credentials may not use this bucket; check its policy";
+    else if (r->status == 301 || strcmp(code, "AuthorizationHeaderMalformed") == 0)
+        hint = ": the bucket is in another region; set AWS_REGION";
+    snprintf(err, errlen, "S3 endpoint %s refused bucket '%s' (HTTP %ld%s%s)%s",
+             s->endpoint, s->bucket, r->status, code[0] ? " " : "", code,
+             hint[0] ? hint : (msg[0] ? ": see the server's message" : ""));
+    return r->status == 403 ? -EACCES : -EIO;
+}
+
+/* Check the bucket answers a signed list and honours If-None-Match; 0 or
+ * a negative errno with ERR written. */
+static int s3_check(s3 *s, char *err, size_t errlen)
+{
+    char *pfx = sigv4_uri_encode(s->prefix, 0), *q = NULL, *probe = NULL;
+    s3_req req = { .method = "GET", .attempts = S3_OPEN_ATTEMPTS, .quiet = 1 };
+    s3_resp r = { 0 };
+    int rc = -ENOMEM;
+
+    if (!pfx || asprintf(&q, "list-type=2&max-keys=1&prefix=%s", pfx) < 0 ||
+        !(probe = s3_object(s, S3_PROBE_KEY))) {
+        q = NULL;
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    req.query = q;
+    if ((rc = s3_call(s, &req, &r)) == -ENOMEM) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    if (rc < 0 || r.status != 200) {
+        rc = s3_explain(s, &r, err, errlen);
+        goto out;
+    }
+    if (!r.data || !strstr(r.data, "<ListBucketResult")) {
+        snprintf(err, errlen, "%s answered a bucket listing with something "
+                 "else: is it an S3 endpoint? (check AWS_ENDPOINT_URL)",
+                 s->endpoint);
+        rc = -EPROTO;
+        goto out;
+    }
+    /* the probe exists after the first PUT; the second must be refused */
+    for (int i = 0; i < 2; i++) {
+        s3_resp_clear(&r);
+        rc = s3_put_object(s, probe, "lakefs", 6, S3_OPEN_ATTEMPTS, 1, &r);
+        if (rc == -ENOMEM) {
+            snprintf(err, errlen, "out of memory");
+            goto out;
+        }
+        if (rc == -EIO) {
+            char code[64];
+            s3_xml_tag(r.data, "Code", code, sizeof(code));
+            if (r.cerr != CURLE_OK)
+                snprintf(err, errlen, "cannot write to bucket '%s' at %s: %s",
+                         s->bucket, s->endpoint, r.cmsg);
+            else
+                snprintf(err, errlen, "cannot write to bucket '%s' at %s: HTTP "
+                         "%ld %s (lakefs needs write access)", s->bucket,
+                         s->endpoint, r.status, code);
+            rc = r.status == 403 ? -EACCES : -EIO;
+            goto out;
+        }
+        if (i == 1 && rc == 0) {
+            snprintf(err, errlen, "S3 endpoint %s ignores conditional PUT "
+                     "(If-None-Match: *): lakefs needs it so objects are never "
+                     "overwritten; use a server that supports it", s->endpoint);
+            rc = -EOPNOTSUPP;
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    s3_resp_clear(&r);
+    free(pfx);
+    free(q);
+    free(probe);
+    return rc;
+}
+
+/* Open s3://REST ("bucket[/prefix]"): configure, then check the bucket. */
+static int s3_open(const char *rest, void **state, char *err, size_t errlen)
+{
+    const char *slash = strchr(rest, '/'), *p;
+    size_t bl = slash ? (size_t)(slash - rest) : strlen(rest), pl;
+    s3 *s;
+    int rc;
+
+    p = slash ? slash : rest + bl;
+    while (*p == '/')
+        p++;
+    pl = strlen(p);
+    while (pl > 0 && p[pl - 1] == '/')
+        pl--;
+    if (!s3_bucket_ok(rest, bl)) {
+        snprintf(err, errlen, "malformed repository URL 's3://%s': expected "
+                 "s3://bucket[/prefix] with a bucket name of 3-63 characters "
+                 "[a-z0-9.-]", rest);
+        return -EINVAL;
+    }
+    if (!(s = calloc(1, sizeof(*s)))) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    s->bucket = strndup(rest, bl);
+    s->prefix = malloc(pl + 2);
+    if (!s->bucket || !s->prefix) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    memcpy(s->prefix, p, pl);
+    s->prefix[pl] = '\0';
+    if (pl && !s3_prefix_ok(s->prefix)) {
+        snprintf(err, errlen, "malformed repository URL 's3://%s': the prefix "
+                 "may hold only [A-Za-z0-9._-] and '/' between non-empty parts "
+                 "other than '.' and '..'", rest);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (pl)
+        strcpy(s->prefix + pl, "/");
+    if ((rc = s3_configure(s, err, errlen)) < 0)
+        goto fail;
+    pthread_once(&s3_once, s3_global_init);
+    if (s3_global_rc != CURLE_OK) {
+        snprintf(err, errlen, "libcurl initialisation failed: %s",
+                 curl_easy_strerror(s3_global_rc));
+        rc = -EIO;
+        goto fail;
+    }
+    if ((rc = s3_check(s, err, errlen)) < 0)
+        goto fail;
+    *state = s;
+    return 0;
+fail:
+    s3_close(s);
+    return rc;
+}
+
+const os_backend os_s3_backend = {
+    .scheme = "s3://",
+    .open = s3_open,
+    .close = s3_close,
+    .put_if_absent = s3_put_if_absent,
+    .get = s3_get,
+    .head = s3_head,
+    .list = s3_list,
+    .del = s3_del,
+};

@@ -1,0 +1,686 @@
+/*
+ * store.c -- one branch's versioned store: batches, journal, memtables,
+ * layers and manifests put together.
+ *
+ * Concurrency: a writer-preferring rwlock guards the memtables, the layer
+ * list and the manifest.  Commits take it exclusively for the journal
+ * append and the memtable insert only; readers share it, also while they
+ * read layer blocks (layers are immutable, and the flusher needs the
+ * exclusive lock only to swap a frozen memtable for its layer).  The
+ * journal append happens under the lock so that journal order is seq order.
+ *
+ * Flushing: when the active memtable passes its limit the committing
+ * thread freezes it (and rotates the journal) and wakes the flusher, which
+ * writes the layer, uploads it with put-if-absent, commits manifest
+ * generation G+1 (put-if-absent again: the commit point, and the fence
+ * against a second writer), installs the layer and drops the journal files
+ * the frozen memtable came from.  A crash anywhere in between leaves either
+ * an orphan layer (harmless, collected later) or a journal replayed on the
+ * next open, whose records at or below the manifest's seq are skipped.
+ */
+#include "store.h"
+#include "journal.h"
+#include "layer.h"
+#include "manifest.h"
+#include "memtable.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STORE_MEMTABLE_DEFAULT (64u << 20)
+#define STORE_MAX_FROZEN 4
+#define STORE_REPO_MARKER "lakefs.repo"
+#define STORE_REPO_CONTENT "lakefs-repository 1\n"
+
+enum { OP_PUT = 1, OP_DEL = 2 };
+
+typedef struct frozen {
+    memtable *mt;                 /* immutable from now on */
+    uint64_t journal_upto;        /* journal files holding only its batches (and older) */
+} frozen;
+
+struct store {
+    objstore *os;
+    char *branch;
+    char *state_dir;
+    size_t memtable_limit;
+    int lock_fd;                  /* flock'ed state_dir/lock */
+    journal *jn;
+    pthread_rwlock_t lock;        /* guards everything below */
+    memtable *active;
+    frozen frozen[STORE_MAX_FROZEN];  /* oldest first */
+    int nfrozen;
+    layer **layers;               /* oldest first, as in the manifest */
+    size_t nlayers;
+    manifest man;                 /* last committed manifest */
+    uint64_t seq;                 /* last committed seq */
+    uint64_t next_ino;            /* next inode number to hand out (atomic) */
+    pthread_mutex_t flush_mu;     /* serialises flushes; with flush_cv wakes the flusher */
+    pthread_cond_t flush_cv;
+    pthread_t flusher;
+    int flusher_running, stopping;
+    int leased;                   /* we hold branches/NAME/lease */
+};
+
+/* ---- repository ---- */
+
+int store_repo_create(objstore *os)
+{
+    return os_put_if_absent(os, STORE_REPO_MARKER, STORE_REPO_CONTENT, strlen(STORE_REPO_CONTENT));
+}
+
+int store_repo_check(objstore *os)
+{
+    void *buf; size_t len;
+    int rc = os_get(os, STORE_REPO_MARKER, 0, UINT64_MAX, &buf, &len);
+    if (rc) return rc;
+    rc = (len == strlen(STORE_REPO_CONTENT) && !memcmp(buf, STORE_REPO_CONTENT, len)) ? 0 : -ENOENT;
+    free(buf);
+    return rc;
+}
+
+/* Upload a finished layer of BRANCH; its object key goes to *NAME (malloc'd). */
+static int store_upload_layer(objstore *os, const char *branch, const void *buf, size_t len,
+                              uint64_t min_seq, uint64_t max_seq, char **name)
+{
+    for (int attempt = 0; attempt < 8; attempt++) {
+        uint32_t rnd;
+        if (getentropy(&rnd, sizeof rnd) < 0) return -errno;
+        char key[512];
+        snprintf(key, sizeof key, "branches/%s/layers/%016" PRIx64 "-%016" PRIx64 "-%08x.layer",
+                 branch, min_seq, max_seq, rnd);
+        int rc = os_put_if_absent(os, key, buf, len);
+        if (rc == -EEXIST) continue;
+        if (rc) return rc;
+        if (!(*name = strdup(key))) return -ENOMEM;
+        return 0;
+    }
+    return -EEXIST;
+}
+
+int store_branch_create(objstore *os, const char *branch, const skey *key,
+                        const void *val, size_t vlen)
+{
+    manifest m = {0};
+    if (manifest_load_latest(os, branch, &m) == 0) { manifest_free(&m); return -EEXIST; }
+    layer_writer *w = layer_writer_new();
+    if (!w) return -ENOMEM;
+    void *buf = NULL; size_t len = 0; char *name = NULL;
+    int rc = layer_writer_add(w, key->b, key->len, 1, 0, val, vlen);
+    if (!rc) rc = layer_writer_finish(w, &buf, &len);
+    layer_writer_free(w);
+    if (!rc) rc = store_upload_layer(os, branch, buf, len, 1, 1, &name);
+    free(buf);
+    if (rc) return rc;
+    m = (manifest){ .gen = 1, .seq = 1, .max_ino = key->b[0] == KEY_INODE ? key_get64(key->b + 1) : 0 };
+    rc = manifest_add_layer(&m, name, 1, 1, len);
+    if (!rc) rc = manifest_commit(os, branch, &m);
+    free(name);
+    manifest_free(&m);
+    return rc;
+}
+
+/* ---- batches: the journal payload is built directly ---- */
+
+void store_batch_init(store_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    b->len = 12;                  /* seq u64 + nops u32, filled at commit */
+}
+
+/* Make room for N more bytes in B. */
+static int store_batch_reserve(store_batch *b, size_t n)
+{
+    if (b->err) return -1;
+    if (b->len + n <= b->cap) return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n) cap *= 2;
+    uint8_t *nb = realloc(b->buf, cap);
+    if (!nb) { b->err = -ENOMEM; return -1; }
+    b->buf = nb; b->cap = cap;
+    return 0;
+}
+
+/* Append one op to B. */
+static void store_batch_op(store_batch *b, uint8_t type, const skey *k, const void *val, size_t vlen)
+{
+    if (store_batch_reserve(b, 7 + k->len + vlen)) return;
+    uint8_t *p = b->buf + b->len;
+    uint16_t kl = k->len; uint32_t vl = (uint32_t)vlen;
+    p[0] = type; memcpy(p + 1, &kl, 2); memcpy(p + 3, &vl, 4);
+    memcpy(p + 7, k->b, k->len);
+    if (vlen) memcpy(p + 7 + k->len, val, vlen);
+    b->len += 7 + k->len + vlen;
+    b->nops++;
+}
+
+void store_batch_put(store_batch *b, const skey *k, const void *val, size_t vlen)
+{
+    store_batch_op(b, OP_PUT, k, val, vlen);
+}
+
+void store_batch_del(store_batch *b, const skey *k)
+{
+    store_batch_op(b, OP_DEL, k, NULL, 0);
+}
+
+void store_batch_free(store_batch *b)
+{
+    free(b->buf);
+    memset(b, 0, sizeof *b);
+}
+
+/* Apply a journal payload to the active memtable (commit and replay). */
+static int store_apply(store *st, const uint8_t *p, size_t len)
+{
+    if (len < 12) return -EIO;
+    uint64_t seq; uint32_t nops;
+    memcpy(&seq, p, 8); memcpy(&nops, p + 8, 4);
+    size_t off = 12;
+    for (uint32_t i = 0; i < nops; i++) {
+        if (len - off < 7) return -EIO;
+        uint16_t kl; uint32_t vl;
+        memcpy(&kl, p + off + 1, 2); memcpy(&vl, p + off + 3, 4);
+        uint8_t type = p[off];
+        if (kl == 0 || kl > KEY_MAX || len - off - 7 < (size_t)kl + vl) return -EIO;
+        const uint8_t *key = p + off + 7;
+        int rc = mt_put(st->active, key, kl, seq, type == OP_DEL, key + kl, vl);
+        if (rc) return rc;
+        if (type == OP_PUT && key[0] == KEY_INODE && kl == 9) {
+            uint64_t ino = key_get64(key + 1);
+            if (ino >= st->next_ino) st->next_ino = ino + 1;
+        }
+        off += 7 + kl + vl;
+    }
+    if (seq > st->seq) st->seq = seq;
+    return 0;
+}
+
+/* Journal replay callback: apply records newer than the manifest. */
+static int store_replay(void *arg, const uint8_t *p, size_t len)
+{
+    store *st = arg;
+    uint64_t seq;
+    if (len < 12) return -EIO;
+    memcpy(&seq, p, 8);
+    if (seq <= st->man.seq) return 0;
+    return store_apply(st, p, len);
+}
+
+/* Freeze the active memtable (caller holds the write lock). */
+static int store_freeze(store *st)
+{
+    if (mt_bytes(st->active) == 0 || st->nfrozen == STORE_MAX_FROZEN) return 0;
+    memtable *fresh = mt_new();
+    if (!fresh) return -ENOMEM;
+    uint64_t upto;
+    int rc = journal_rotate(st->jn, &upto);
+    if (rc) { mt_free(fresh); return rc; }
+    st->frozen[st->nfrozen++] = (frozen){ st->active, upto };
+    st->active = fresh;
+    return 0;
+}
+
+int store_commit(store *st, store_batch *b)
+{
+    if (b->err) return b->err;
+    pthread_rwlock_wrlock(&st->lock);
+    uint64_t seq = st->seq + 1;
+    memcpy(b->buf, &seq, 8);
+    memcpy(b->buf + 8, &b->nops, 4);
+    int rc = journal_append(st->jn, b->buf, b->len);
+    if (!rc) rc = store_apply(st, b->buf, b->len);
+    int wake = 0;
+    if (!rc && mt_bytes(st->active) > st->memtable_limit && st->nfrozen < STORE_MAX_FROZEN) {
+        rc = store_freeze(st);
+        wake = 1;
+    }
+    pthread_rwlock_unlock(&st->lock);
+    if (wake) {
+        pthread_mutex_lock(&st->flush_mu);
+        pthread_cond_signal(&st->flush_cv);
+        pthread_mutex_unlock(&st->flush_mu);
+    }
+    b->len = 12; b->nops = 0;
+    return rc;
+}
+
+int store_sync(store *st)
+{
+    return journal_sync(st->jn);
+}
+
+uint64_t store_alloc_ino(store *st)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    uint64_t ino = st->next_ino++;
+    pthread_rwlock_unlock(&st->lock);
+    return ino;
+}
+
+/* ---- reads ---- */
+
+/* Copy a found value out to the caller. */
+static void store_copy_out(const void *val, size_t vlen, void *buf, size_t cap, size_t *outlen)
+{
+    if (vlen) memcpy(buf, val, vlen < cap ? vlen : cap);
+    *outlen = vlen;
+}
+
+int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
+{
+    int rc = -ENOENT;
+    pthread_rwlock_rdlock(&st->lock);
+    const mt_version *v = mt_get(st->active, k->b, k->len, UINT64_MAX);
+    for (int i = st->nfrozen - 1; !v && i >= 0; i--)
+        v = mt_get(st->frozen[i].mt, k->b, k->len, UINT64_MAX);
+    if (v) {
+        if (!v->tomb) { store_copy_out(v->val, v->vlen, buf, cap, vlen); rc = 0; }
+    } else {
+        for (size_t i = st->nlayers; i-- > 0;) {
+            int tomb; void *val = NULL; size_t len; uint64_t seq;
+            int found = layer_get(st->layers[i], k->b, k->len, UINT64_MAX, &tomb, &val, &len, &seq);
+            if (found < 0) { rc = found; break; }
+            if (!found) continue;
+            if (!tomb) { store_copy_out(val, len, buf, cap, vlen); rc = 0; }
+            free(val);
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&st->lock);
+    return rc;
+}
+
+typedef struct scan_ctx {
+    memtable *result;             /* newest version per key gathered so far */
+    const uint8_t *prefix;
+    size_t plen;
+} scan_ctx;
+
+/* Gather a memtable key into the scan result while it matches the prefix. */
+static int store_scan_mt(void *arg, const uint8_t *key, size_t klen, const mt_version *v)
+{
+    scan_ctx *c = arg;
+    if (klen < c->plen || (c->plen && memcmp(key, c->prefix, c->plen))) return 1;
+    return mt_put(c->result, key, klen, v->seq, v->tomb, v->val, v->vlen);
+}
+
+/* Gather a layer key into the scan result. */
+static int store_scan_layer(void *arg, const uint8_t *key, size_t klen, uint64_t seq,
+                            int tomb, const void *val, size_t vlen)
+{
+    scan_ctx *c = arg;
+    return mt_put(c->result, key, klen, seq, tomb, val, vlen);
+}
+
+typedef struct scan_out {
+    store_scan_fn fn;
+    void *arg;
+} scan_out;
+
+/* Hand live keys of the scan result to the caller. */
+static int store_scan_emit(void *arg, const uint8_t *key, size_t klen, const mt_version *v)
+{
+    scan_out *o = arg;
+    if (v->tomb) return 0;
+    return o->fn(o->arg, key, klen, v->val, v->vlen);
+}
+
+int store_scan(store *st, const uint8_t *prefix, size_t plen, store_scan_fn fn, void *arg)
+{
+    scan_ctx c = { mt_new(), prefix, plen };
+    if (!c.result) return -ENOMEM;
+    int rc = 0;
+    pthread_rwlock_rdlock(&st->lock);
+    for (size_t i = 0; i < st->nlayers && rc >= 0; i++)
+        rc = layer_scan(st->layers[i], prefix, plen, UINT64_MAX, store_scan_layer, &c);
+    for (int i = 0; i < st->nfrozen && rc >= 0; i++)
+        rc = mt_iterate(st->frozen[i].mt, prefix, plen, store_scan_mt, &c);
+    if (rc >= 0) rc = mt_iterate(st->active, prefix, plen, store_scan_mt, &c);
+    pthread_rwlock_unlock(&st->lock);
+    if (rc >= 0) {
+        scan_out o = { fn, arg };
+        rc = mt_iterate(c.result, NULL, 0, store_scan_emit, &o);
+    }
+    mt_free(c.result);
+    return rc;
+}
+
+/* ---- flushing ---- */
+
+typedef struct build_ctx {
+    layer_writer *w;
+    int rc;
+} build_ctx;
+
+/* Write every version of one memtable key into the layer. */
+static int store_build_key(void *arg, const uint8_t *key, size_t klen, const mt_version *v)
+{
+    build_ctx *c = arg;
+    for (uint64_t newer = UINT64_MAX; v; newer = v->seq, v = v->older) {
+        if (v->seq == newer) continue;   /* a key twice in one batch: the last op won */
+        int rc = layer_writer_add(c->w, key, klen, v->seq, v->tomb, v->val, v->vlen);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Write the oldest frozen memtable as a layer and commit it (flush_mu held). */
+static int store_flush_one(store *st)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    if (st->nfrozen == 0) { pthread_rwlock_unlock(&st->lock); return 0; }
+    frozen fz = st->frozen[0];
+    pthread_rwlock_unlock(&st->lock);
+
+    build_ctx c = { layer_writer_new(), 0 };
+    if (!c.w) return -ENOMEM;
+    void *buf = NULL; size_t len = 0; char *name = NULL; layer *l = NULL;
+    int rc = mt_iterate(fz.mt, NULL, 0, store_build_key, &c);
+    if (!rc) rc = layer_writer_finish(c.w, &buf, &len);
+    layer_writer_free(c.w);
+    uint64_t min_seq = mt_min_seq(fz.mt), max_seq = mt_max_seq(fz.mt);
+    if (!rc) rc = store_upload_layer(st->os, st->branch, buf, len, min_seq, max_seq, &name);
+    free(buf);
+    if (!rc) rc = layer_open(st->os, name, &l);
+    manifest next = {0};
+    if (!rc) {
+        next.gen = st->man.gen + 1;
+        next.seq = max_seq;
+        pthread_rwlock_rdlock(&st->lock);
+        next.max_ino = st->next_ino - 1;
+        pthread_rwlock_unlock(&st->lock);
+        for (size_t i = 0; i < st->man.nlayers && !rc; i++) {
+            manifest_layer *ml = &st->man.layers[i];
+            rc = manifest_add_layer(&next, ml->key, ml->min_seq, ml->max_seq, ml->size);
+        }
+        if (!rc) rc = manifest_add_layer(&next, name, min_seq, max_seq, len);
+        if (!rc) rc = manifest_commit(st->os, st->branch, &next);
+        if (rc == -EEXIST)
+            fprintf(stderr, "lakefs: branch %s: manifest generation %" PRIu64 " was committed by another writer; "
+                    "this daemon lost the branch and stops writing\n", st->branch, next.gen);
+    }
+    if (rc) {
+        fprintf(stderr, "lakefs: branch %s: flushing seq %" PRIu64 "-%" PRIu64 " failed: %s (data stays in the journal)\n",
+                st->branch, min_seq, max_seq, strerror(-rc));
+        if (l) layer_close(l);
+        manifest_free(&next);
+        free(name);
+        return rc;
+    }
+    free(name);
+    pthread_rwlock_wrlock(&st->lock);
+    layer **nl = realloc(st->layers, (st->nlayers + 1) * sizeof *nl);
+    if (!nl) { pthread_rwlock_unlock(&st->lock); layer_close(l); manifest_free(&next); return -ENOMEM; }
+    st->layers = nl;
+    st->layers[st->nlayers++] = l;
+    memmove(&st->frozen[0], &st->frozen[1], (size_t)(st->nfrozen - 1) * sizeof(frozen));
+    st->nfrozen--;
+    manifest_free(&st->man);
+    st->man = next;
+    pthread_rwlock_unlock(&st->lock);
+    mt_free(fz.mt);
+    return journal_drop(st->jn, fz.journal_upto);
+}
+
+/* Background thread: flush frozen memtables as they appear. */
+static void *store_flusher(void *arg)
+{
+    store *st = arg;
+    pthread_mutex_lock(&st->flush_mu);
+    while (!st->stopping) {
+        pthread_rwlock_rdlock(&st->lock);
+        int pending = st->nfrozen;
+        pthread_rwlock_unlock(&st->lock);
+        if (pending) {
+            if (store_flush_one(st)) {        /* back off, then retry */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_sec += 5;
+                pthread_cond_timedwait(&st->flush_cv, &st->flush_mu, &ts);
+            }
+            continue;
+        }
+        pthread_cond_wait(&st->flush_cv, &st->flush_mu);
+    }
+    pthread_mutex_unlock(&st->flush_mu);
+    return NULL;
+}
+
+/* ---- the branch lease: one writer per branch across daemons ---- */
+
+/* This machine's identity: hostname and boot id, into BUF. */
+static void store_machine_id(char *buf, size_t len)
+{
+    char host[256] = "unknown", boot[64] = "unknown";
+    gethostname(host, sizeof host - 1);
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(boot, sizeof boot, f)) snprintf(boot, sizeof boot, "unknown");
+        fclose(f);
+        boot[strcspn(boot, "\n")] = 0;
+    }
+    snprintf(buf, len, "%s %s", host, boot);
+}
+
+/* Take branches/BRANCH/lease with put-if-absent.  A lease left by a dead
+ * process of this same boot of this machine (kill -9, crash) is taken
+ * over; any other holder is reported in ERR. */
+static int store_lease_take(store *st, char *err, size_t errlen)
+{
+    char key[512], me[400], body[512];
+    snprintf(key, sizeof key, "branches/%s/lease", st->branch);
+    store_machine_id(me, sizeof me);
+    int blen = snprintf(body, sizeof body, "lakefs-lease 1\nholder %s\npid %ld\n", me, (long)getpid());
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int rc = os_put_if_absent(st->os, key, body, (size_t)blen);
+        if (rc != -EEXIST) {
+            if (rc) snprintf(err, errlen, "cannot take the lease of branch '%s': %s", st->branch, strerror(-rc));
+            return rc;
+        }
+        void *cur; size_t clen;
+        rc = os_get(st->os, key, 0, UINT64_MAX, &cur, &clen);
+        if (rc == -ENOENT) continue;
+        if (rc) { snprintf(err, errlen, "cannot read the lease of branch '%s': %s", st->branch, strerror(-rc)); return rc; }
+        char holder[400] = "", *text = strndup(cur, clen);
+        free(cur);
+        long pid = 0;
+        if (text) {
+            char *h = strstr(text, "holder "), *p = strstr(text, "pid ");
+            if (h) { h += 7; size_t n = strcspn(h, "\n"); snprintf(holder, sizeof holder, "%.*s", (int)n, h); }
+            if (p) pid = strtol(p + 4, NULL, 10);
+            free(text);
+        }
+        if (strcmp(holder, me) || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
+            snprintf(err, errlen, "branch '%s' is already mounted read-write by another lakefs daemon (%s, pid %ld); unmount it first",
+                     st->branch, holder[0] ? holder : "unknown holder", pid);
+            return -EBUSY;
+        }
+        fprintf(stderr, "lakefs: branch %s: taking over the lease of dead process %ld\n", st->branch, pid);
+        if ((rc = os_delete(st->os, key))) {
+            snprintf(err, errlen, "cannot remove the stale lease of branch '%s': %s", st->branch, strerror(-rc));
+            return rc;
+        }
+    }
+    snprintf(err, errlen, "cannot take the lease of branch '%s': it keeps changing hands", st->branch);
+    return -EBUSY;
+}
+
+/* Give the lease back (clean unmount). */
+static void store_lease_release(store *st)
+{
+    char key[512];
+    snprintf(key, sizeof key, "branches/%s/lease", st->branch);
+    int rc = os_delete(st->os, key);
+    if (rc) fprintf(stderr, "lakefs: branch %s: cannot release the lease %s: %s\n", st->branch, key, strerror(-rc));
+}
+
+/* ---- open / close ---- */
+
+/* Create DIR (mode 0700) and its parents. */
+static int store_mkdirs(const char *dir)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return -ENAMETOOLONG;
+    for (char *p = path + 1; ; p++) {
+        if (*p == '/' || !*p) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(path, 0700) < 0 && errno != EEXIST) return -errno;
+            *p = c;
+            if (!c) break;
+        }
+    }
+    return 0;
+}
+
+int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
+{
+    store *st = calloc(1, sizeof *st);
+    if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
+    st->os = cfg->os;
+    st->branch = strdup(cfg->branch);
+    st->state_dir = strdup(cfg->state_dir);
+    st->memtable_limit = cfg->memtable_limit ? cfg->memtable_limit : STORE_MEMTABLE_DEFAULT;
+    st->lock_fd = -1;
+    st->active = mt_new();
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&st->lock, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&st->flush_mu, NULL);
+    pthread_cond_init(&st->flush_cv, NULL);
+    int rc = 0;
+    if (!st->branch || !st->state_dir || !st->active) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if ((rc = store_mkdirs(st->state_dir))) {
+        snprintf(err, errlen, "cannot create state directory %s: %s", st->state_dir, strerror(-rc));
+        goto fail;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/lock", st->state_dir);
+    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (st->lock_fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open lock file %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        char holder[32] = "";
+        ssize_t n = pread(st->lock_fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        snprintf(err, errlen, "branch '%s' is already mounted read-write by another lakefs daemon (pid %s); unmount it first",
+                 st->branch, holder[0] ? holder : "unknown");
+        goto fail;
+    }
+    char pid[32];
+    int pl = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(st->lock_fd, 0) < 0 || pwrite(st->lock_fd, pid, (size_t)pl, 0) != pl) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot write lock file %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if ((rc = manifest_load_latest(st->os, st->branch, &st->man))) {
+        if (rc == -ENOENT) snprintf(err, errlen, "branch '%s' does not exist in %s", st->branch, os_url(st->os));
+        else snprintf(err, errlen, "cannot load the manifest of branch '%s': %s", st->branch, strerror(-rc));
+        goto fail;
+    }
+    if ((rc = store_lease_take(st, err, errlen))) goto fail;
+    st->leased = 1;
+    st->seq = st->man.seq;
+    st->next_ino = st->man.max_ino + 1;
+    st->layers = calloc(st->man.nlayers ? st->man.nlayers : 1, sizeof *st->layers);
+    if (!st->layers) { rc = -ENOMEM; snprintf(err, errlen, "out of memory"); goto fail; }
+    for (size_t i = 0; i < st->man.nlayers; i++) {
+        if ((rc = layer_open(st->os, st->man.layers[i].key, &st->layers[i]))) {
+            snprintf(err, errlen, "cannot open layer %s of branch '%s': %s",
+                     st->man.layers[i].key, st->branch, strerror(-rc));
+            goto fail;
+        }
+        st->nlayers++;
+    }
+    if ((rc = journal_open(st->state_dir, store_replay, st, &st->jn))) {
+        snprintf(err, errlen, "cannot replay the journal in %s: %s", st->state_dir, strerror(-rc));
+        goto fail;
+    }
+    *out = st;
+    return 0;
+fail:
+    st->stopping = 1;
+    store_close(st);
+    return rc;
+}
+
+int store_start(store *st)
+{
+    int rc = pthread_create(&st->flusher, NULL, store_flusher, st);
+    if (rc) return -rc;
+    st->flusher_running = 1;
+    return 0;
+}
+
+int store_close(store *st)
+{
+    int rc = 0;
+    if (st->flusher_running) {
+        pthread_mutex_lock(&st->flush_mu);
+        st->stopping = 1;
+        pthread_cond_signal(&st->flush_cv);
+        pthread_mutex_unlock(&st->flush_mu);
+        pthread_join(st->flusher, NULL);
+    }
+    if (st->jn) {                 /* flush everything that is left */
+        pthread_mutex_lock(&st->flush_mu);
+        for (;;) {
+            pthread_rwlock_wrlock(&st->lock);
+            rc = store_freeze(st);
+            int pending = st->nfrozen;
+            pthread_rwlock_unlock(&st->lock);
+            if (rc || !pending) break;
+            if ((rc = store_flush_one(st))) break;
+        }
+        pthread_mutex_unlock(&st->flush_mu);
+        journal_close(st->jn);
+    }
+    if (st->leased && !rc) store_lease_release(st);
+    for (size_t i = 0; i < st->nlayers; i++) layer_close(st->layers[i]);
+    free(st->layers);
+    for (int i = 0; i < st->nfrozen; i++) mt_free(st->frozen[i].mt);
+    mt_free(st->active);
+    manifest_free(&st->man);
+    if (st->lock_fd >= 0) close(st->lock_fd);
+    pthread_rwlock_destroy(&st->lock);
+    pthread_mutex_destroy(&st->flush_mu);
+    pthread_cond_destroy(&st->flush_cv);
+    free(st->branch);
+    free(st->state_dir);
+    free(st);
+    return rc;
+}
+
+void store_get_stats(store *st, store_stats *s)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    s->seq = st->seq;
+    s->manifest_gen = st->man.gen;
+    s->layers = st->nlayers;
+    s->memtable_bytes = mt_bytes(st->active);
+    for (int i = 0; i < st->nfrozen; i++) s->memtable_bytes += mt_bytes(st->frozen[i].mt);
+    pthread_rwlock_unlock(&st->lock);
+}

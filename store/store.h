@@ -1,0 +1,86 @@
+/*
+ * store.h -- the versioned key-value store of one branch.
+ *
+ * Writes are atomic batches: each gets the next seq, is appended to the
+ * local journal (surviving kill -9 at once, power loss after store_sync)
+ * and applied to the memtable.  A full memtable is frozen, written as an
+ * immutable delta layer to the object store, and committed by a new
+ * manifest generation; then its journal files are dropped.  Reads take the
+ * newest version of a key: memtable, frozen memtables, then layers newest
+ * first.  The store knows nothing of FUSE or PostgreSQL: it stores the keys
+ * of key.h with opaque values.
+ */
+#ifndef LAKEFS_STORE_H
+#define LAKEFS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "key.h"
+#include "objstore.h"
+
+typedef struct store store;
+
+typedef struct store_config {
+    objstore *os;                 /* the repository */
+    const char *branch;           /* branch name */
+    const char *state_dir;        /* local directory for journal and lock (created 0700) */
+    size_t memtable_limit;        /* freeze the memtable past this many bytes (0: default) */
+} store_config;
+
+/* Mark OS as a new, empty lakefs repository; -EEXIST if it is one already. */
+int store_repo_create(objstore *os);
+/* 0 if OS holds a lakefs repository, -ENOENT if not. */
+int store_repo_check(objstore *os);
+/* Create BRANCH whose first state holds one version: KEY = VAL. */
+int store_branch_create(objstore *os, const char *branch, const skey *key,
+                        const void *val, size_t vlen);
+
+/* Open BRANCH for writing: take the local lock, load the manifest, replay
+ * the journal.  On failure writes a one-line reason to ERR. */
+int store_open(const store_config *cfg, store **out, char *err, size_t errlen);
+/* Start the background flusher (call after any fork). */
+int store_start(store *st);
+/* Flush everything into layers, commit, drop the journal, free.  Returns
+ * 0 or -errno (data not flushed stays in the journal for the next open). */
+int store_close(store *st);
+
+/* Newest value of K: copies up to CAP bytes to BUF and sets *VLEN to the
+ * full length.  0, -ENOENT (absent or deleted) or -EIO. */
+int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen);
+
+/* Call FN for each live key starting with PREFIX, in key order, with its
+ * newest value; FN returning non-zero stops the scan and is returned. */
+typedef int (*store_scan_fn)(void *arg, const uint8_t *key, size_t klen,
+                             const void *val, size_t vlen);
+int store_scan(store *st, const uint8_t *prefix, size_t plen,
+               store_scan_fn fn, void *arg);
+
+/* An atomic group of puts and deletes, built then committed. */
+typedef struct store_batch {
+    uint8_t *buf;                 /* journal payload being built */
+    size_t len, cap;
+    uint32_t nops;
+    int err;                      /* first allocation failure */
+} store_batch;
+
+void store_batch_init(store_batch *b);
+void store_batch_put(store_batch *b, const skey *k, const void *val, size_t vlen);
+void store_batch_del(store_batch *b, const skey *k);
+void store_batch_free(store_batch *b);
+/* Apply B atomically (journal, then memtable); B is reset for reuse. */
+int store_commit(store *st, store_batch *b);
+/* Make every committed batch durable (group commit). */
+int store_sync(store *st);
+/* A fresh inode number. */
+uint64_t store_alloc_ino(store *st);
+
+/* Counters for tests and benchmarks. */
+typedef struct store_stats {
+    uint64_t seq;                 /* last committed seq */
+    uint64_t manifest_gen;        /* generation of the last committed manifest */
+    uint64_t layers;              /* layers in the manifest */
+    uint64_t memtable_bytes;      /* bytes in active + frozen memtables */
+} store_stats;
+void store_get_stats(store *st, store_stats *s);
+
+#endif

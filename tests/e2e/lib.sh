@@ -1,0 +1,449 @@
+# shellcheck shell=bash
+# tests/e2e/lib.sh -- helpers shared by the end-to-end tests, tools/demo.sh
+# and tools/bench.sh. Source it after "set -euo pipefail".
+#
+# A test calls e2e_setup NAME first: it makes a private temp dir $T (logs in
+# $T/logs, sanitizer reports in $T/asan), and installs an EXIT trap that runs
+# the registered cleanups (stop PostgreSQL, unmount, kill our daemons) in
+# reverse order, then fails the test if any log holds a sanitizer report.
+#
+# Environment: LAKEFS (binary, default ./lakefs of the build tree),
+# PGBIN (default /usr/lib/postgresql/15/bin), LAKEFS_TEST_LONG=1 for long runs,
+# KEEP_TMP=1 to keep $T, LAKEFS_TEST_OUT (copy logs there on failure).
+
+LAKEFS_TOP=${LAKEFS_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+case ":$PATH:" in *":$PGBIN:"*) ;; *) PATH="$PGBIN:$PATH" ;; esac
+export PATH
+LAKEFS=${LAKEFS:-$LAKEFS_TOP/lakefs}
+E2E_DIR=${E2E_DIR:-$LAKEFS_TOP/tests/e2e}
+MOUNT_TIMEOUT=${MOUNT_TIMEOUT:-120}
+PG_TIMEOUT=${PG_TIMEOUT:-600}
+SANITIZER_PATTERN='ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:'
+
+declare -gA DAEMON_PID=()   # mount point -> pid of its foreground daemon
+declare -gA PG_PORT=()      # PGDATA -> port
+declare -gA PG_POSTMASTER=()  # PGDATA -> postmaster pid
+_cleanups=()
+_nlog=0
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "FAIL: $*"; exit 1; }
+ok() { log "ok: $*"; }
+
+need_root() {
+    [ "$(id -u)" = 0 ] || die "run as root (mounts with allow_other, runs PostgreSQL as postgres)"
+}
+
+# Register a cleanup command (a string, eval'ed at exit in reverse order).
+on_exit() { _cleanups+=("$*"); }
+
+_run_cleanups() {
+    local rc=$? i
+    set +e
+    trap - EXIT
+    for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do
+        eval "${_cleanups[i]}"
+    done
+    if [ -n "${T:-}" ] && [ -d "$T" ]; then
+        if ! check_sanitizer_logs; then
+            rc=1
+        fi
+        if [ "$rc" != 0 ]; then
+            show_logs
+            if [ -n "${LAKEFS_TEST_OUT:-}" ]; then
+                mkdir -p "$LAKEFS_TEST_OUT/$E2E_NAME"
+                cp -a "$T/logs" "$T/asan" "$LAKEFS_TEST_OUT/$E2E_NAME/" 2>/dev/null
+                log "logs kept in $LAKEFS_TEST_OUT/$E2E_NAME"
+            fi
+        fi
+        if [ "${KEEP_TMP:-0}" = 1 ]; then
+            log "temp dir kept: $T"
+        else
+            rm -rf "$T"
+        fi
+    fi
+    if [ "$rc" = 0 ]; then log "PASS ${E2E_NAME:-}"; else log "FAIL ${E2E_NAME:-} (exit $rc)"; fi
+    exit "$rc"
+}
+
+# e2e_setup NAME: temp dir, sanitizer settings, traps.
+e2e_setup() {
+    E2E_NAME=$1
+    need_root
+    [ -x "$LAKEFS" ] || die "$LAKEFS not built (run: make)"
+    T=$(mktemp -d "${TMPDIR_E2E:-/var/tmp}/lakefs-$E2E_NAME.XXXXXX")
+    chmod 0755 "$T"   # postgres must reach mount points inside
+    mkdir -p "$T/logs" "$T/asan" "$T/bin"
+    chmod 1777 "$T/logs" "$T/asan"   # pg_ctl writes its log as postgres
+    # test clients copied where user postgres can run them
+    local c
+    for c in posix_check ackclient; do
+        [ -x "$E2E_DIR/$c" ] && install -m 0755 "$E2E_DIR/$c" "$T/bin/$c"
+    done
+    sanitizer_env "$T/asan"
+    trap _run_cleanups EXIT
+    trap 'exit 130' INT TERM HUP
+    log "test $E2E_NAME in $T"
+}
+
+# sanitizer_env DIR: reports of every instrumented process go to DIR/*.
+sanitizer_env() {
+    export ASAN_OPTIONS="abort_on_error=1:detect_leaks=${LAKEFS_DETECT_LEAKS:-1}:log_path=$1/asan:print_summary=1${ASAN_EXTRA_OPTIONS:+:$ASAN_EXTRA_OPTIONS}"
+    export UBSAN_OPTIONS="print_stacktrace=1:log_path=$1/ubsan"
+    export LSAN_OPTIONS="${LSAN_OPTIONS:-}"
+}
+
+check_sanitizer_logs() {
+    local hits
+    hits=$(grep -lE "$SANITIZER_PATTERN" "$T"/logs/* "$T"/asan/* 2>/dev/null || true)
+    if [ -n "$hits" ]; then
+        log "sanitizer reports in: $hits"
+        local f
+        for f in $hits; do
+            echo "----- $f" >&2
+            head -n 60 "$f" >&2
+        done
+        return 1
+    fi
+    return 0
+}
+
+show_logs() {
+    local f
+    for f in "$T"/logs/*; do
+        [ -s "$f" ] || continue
+        echo "----- last lines of $f" >&2
+        tail -n 25 "$f" >&2
+    done
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: poll COMMAND until it succeeds.
+wait_for() {
+    local secs=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@"; do
+        if ((SECONDS >= deadline)); then
+            log "timed out after ${secs}s waiting for $what"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+# pid_alive PID: running and not a zombie. (bash builtins only: these run
+# in polling loops)
+pid_alive() {
+    local st
+    read -r st 2>/dev/null <"/proc/$1/stat" || return 1
+    st=${st##*) }
+    [ "${st%% *}" != Z ]
+}
+pid_dead() { ! pid_alive "$1"; }
+
+# child_pids PID: direct children of PID.
+child_pids() {
+    local f st ppid
+    for f in /proc/[0-9]*/stat; do
+        read -r st 2>/dev/null <"$f" || continue
+        st=${st##*) }
+        read -r _ ppid _ <<<"$st"
+        if [ "$ppid" = "$1" ]; then f=${f#/proc/}; echo "${f%/stat}"; fi
+    done
+    return 0
+}
+
+# pids_with_arg ARG: processes one of whose argv words is exactly ARG
+# (used to find a detached daemon by its unique mount point).
+pids_with_arg() {
+    local d a
+    local -a args
+    for d in /proc/[0-9]*; do
+        [ "${d#/proc/}" = "$$" ] && continue
+        [ "${d#/proc/}" = "${BASHPID:-}" ] && continue
+        mapfile -d '' -t args 2>/dev/null <"$d/cmdline" || continue
+        for a in "${args[@]}"; do
+            if [ "$a" = "$1" ]; then echo "${d#/proc/}"; break; fi
+        done
+    done
+    return 0
+}
+
+# kill_job PID: kill -9 PID only if it is still a running job of this shell.
+kill_job() {
+    local p
+    for p in $(jobs -p); do
+        [ "$p" = "$1" ] && kill -9 "$1" 2>/dev/null
+    done
+    return 0
+}
+
+no_daemon_for() { [ -z "$(pids_with_arg "$1")" ]; }
+
+newlog() { _nlog=$((_nlog + 1)); echo "$T/logs/$(printf '%02d' $_nlog)-$1.log"; }
+
+# ------------------------------------------------------------------ lakefs
+
+# repo_listing DIR: names, types, sizes, modes and content hashes of a tree.
+repo_listing() {
+    (cd "$1" && find . -printf '%y %p %s %m\n' | LC_ALL=C sort &&
+        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+}
+
+lakefs_init() {
+    "$LAKEFS" init "$1" >>"$(newlog init)" 2>&1 || die "lakefs init $1 failed"
+}
+
+is_mounted() { mountpoint -q "$1"; }
+not_mounted() { ! mountpoint -q "$1"; }
+
+_mounted_or_dead() { is_mounted "$1" || pid_dead "$2"; }
+
+# lakefs_mount URL MOUNTPOINT [ARGS...]: runs the daemon in the foreground
+# (-f) in the background, stderr to a log, returns once the mount is usable.
+lakefs_mount() {
+    local url=$1 mp=$2
+    shift 2
+    local lg
+    lg=$(newlog "daemon-$(basename "$mp")")
+    echo "+ lakefs mount $url $mp -f $*" >>"$lg"
+    "$LAKEFS" mount "$url" "$mp" -f "$@" >>"$lg" 2>&1 &
+    local pid=$!
+    DAEMON_PID[$mp]=$pid
+    on_exit "cleanup_mount '$mp'"
+    wait_for "$MOUNT_TIMEOUT" "mount at $mp" _mounted_or_dead "$mp" "$pid" ||
+        die "mount at $mp did not come up"
+    pid_alive "$pid" || { tail -n 20 "$lg" >&2; die "daemon for $mp exited during mount"; }
+    # the mount is usable: the root answers
+    stat "$mp/." >/dev/null || die "mount at $mp does not answer"
+    log "mounted $url at $mp (daemon pid $pid)"
+}
+
+# lakefs_umount MOUNTPOINT [umount command]: clean unmount; the daemon must
+# flush and exit 0 on its own.
+lakefs_umount() {
+    local mp=$1 cmd=${2:-fusermount3 -u}
+    local pid=${DAEMON_PID[$mp]:-}
+    $cmd "$mp" || die "$cmd $mp failed"
+    not_mounted "$mp" || die "$mp still mounted after $cmd"
+    if [ -n "$pid" ]; then
+        wait_for "$MOUNT_TIMEOUT" "daemon $pid to exit" pid_dead "$pid" ||
+            die "daemon for $mp did not exit after unmount"
+        local rc=0
+        wait "$pid" || rc=$?
+        unset "DAEMON_PID[$mp]"
+        [ "$rc" = 0 ] || die "daemon for $mp exited with status $rc after unmount"
+    else
+        wait_for "$MOUNT_TIMEOUT" "daemon of $mp to exit" no_daemon_for "$mp" ||
+            die "daemon for $mp did not exit after unmount"
+    fi
+    log "unmounted $mp"
+}
+
+# lakefs_crash MOUNTPOINT: kill -9 the daemon, lazily detach the dead mount.
+lakefs_crash() {
+    local mp=$1 pid=${DAEMON_PID[$1]:-}
+    [ -n "$pid" ] || die "no daemon pid for $mp"
+    kill -9 "$pid"
+    wait "$pid" 2>/dev/null || true
+    unset "DAEMON_PID[$mp]"
+    fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
+    wait_for 30 "dead mount $mp detached" not_mounted "$mp" || die "cannot detach $mp"
+    log "killed daemon $pid of $mp"
+}
+
+# registered by lakefs_mount: never leave a mount or a daemon behind.
+cleanup_mount() {
+    local mp=$1 pid=${DAEMON_PID[$1]:-}
+    if is_mounted "$mp"; then
+        fusermount3 -u "$mp" 2>/dev/null || umount "$mp" 2>/dev/null ||
+            fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null
+    fi
+    if [ -n "$pid" ]; then
+        wait_for 60 "daemon $pid to exit" pid_dead "$pid" || kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    fi
+    local p
+    for p in $(pids_with_arg "$mp"); do
+        wait_for 30 "daemon $p to exit" pid_dead "$p" || kill -9 "$p" 2>/dev/null
+    done
+    return 0
+}
+
+# ------------------------------------------------------------------ postgres
+
+as_pg() { runuser -u postgres -- "$@"; }
+
+# free_port: a TCP port nobody listens on and no socket file uses.
+free_port() {
+    local p i
+    for i in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+        [ -e "/tmp/.s.PGSQL.$p" ] || [ -e "/var/run/postgresql/.s.PGSQL.$p" ] && continue
+        echo "$p"
+        return 0
+    done
+    die "no free port found"
+}
+
+# pg_prepare_dir DIR: PGDATA on the mount, owned by postgres, mode 0700.
+pg_prepare_dir() {
+    chown postgres:postgres "$1" || die "chown postgres $1"
+    chmod 0700 "$1" || die "chmod 0700 $1"
+}
+
+pg_initdb() {
+    local data=$1
+    pg_prepare_dir "$data"
+    as_pg initdb --data-checksums --auth=trust -U postgres -E UTF8 --locale=C -D "$data" \
+        >>"$(newlog initdb)" 2>&1 || die "initdb on $data failed"
+    ok "initdb --data-checksums on $data"
+}
+
+PGSOCK=
+_pg_sockdir() {
+    if [ -z "$PGSOCK" ]; then
+        PGSOCK=$T/sock
+        mkdir -p "$PGSOCK"
+        chown postgres:postgres "$PGSOCK"
+    fi
+}
+
+# pg_start PGDATA [PORT]: start the postmaster as a child of this shell (so
+# it is reaped here, whatever init does), wait until it accepts connections.
+pg_start() {
+    local data=$1 port=${2:-${PG_PORT[$1]:-}}
+    [ -n "$port" ] || port=$(free_port)
+    _pg_sockdir
+    PG_PORT[$data]=$port
+    local lg
+    lg=$(newlog "postgres-$port")
+    setpriv --reuid=postgres --regid=postgres --init-groups \
+        postgres -D "$data" -p "$port" -k "$PGSOCK" -c listen_addresses= \
+        >>"$lg" 2>&1 </dev/null &
+    local pid=$!
+    PG_POSTMASTER[$data]=$pid
+    on_exit "pg_cleanup '$data'"
+    wait_for "$PG_TIMEOUT" "PostgreSQL on $data to accept connections" _pg_ready_or_dead "$port" "$pid" ||
+        { tail -n 30 "$lg" >&2; die "PostgreSQL on $data did not become ready"; }
+    pid_alive "$pid" || { tail -n 30 "$lg" >&2; die "PostgreSQL on $data did not start"; }
+    ok "PostgreSQL started on $data, port $port, pid $pid"
+}
+
+_pg_ready_or_dead() {
+    pg_isready -q -h "$PGSOCK" -p "$1" -U postgres -d postgres -t 5 || pid_dead "$2"
+}
+
+# pg_stop PGDATA: fast shutdown, postmaster exits 0.
+pg_stop() {
+    local data=$1 pid=${PG_POSTMASTER[$1]:-}
+    [ -n "$pid" ] || die "PostgreSQL on $data is not running"
+    kill -INT "$pid"
+    wait_for "$PG_TIMEOUT" "PostgreSQL on $data to stop" pid_dead "$pid" ||
+        die "PostgreSQL on $data did not stop"
+    local rc=0
+    wait "$pid" || rc=$?
+    unset "PG_POSTMASTER[$data]"
+    [ "$rc" = 0 ] || die "PostgreSQL on $data exited with status $rc"
+    [ ! -e "$data/postmaster.pid" ] || die "postmaster.pid left behind on $data"
+    ok "PostgreSQL stopped on $data"
+}
+
+# pg_kill9 PGDATA: kill -9 the postmaster and its children (the cluster's
+# processes only), wait until they are gone.
+pg_kill9() {
+    local data=$1 pm=${PG_POSTMASTER[$1]:-}
+    [ -n "$pm" ] || return 0
+    local pids
+    pids="$pm $(child_pids "$pm")"
+    kill -9 $pids 2>/dev/null || true
+    local p
+    for p in $pids; do
+        wait_for 60 "postgres process $p to die" pid_dead "$p" || die "postgres $p survived kill -9"
+    done
+    wait "$pm" 2>/dev/null || true
+    unset "PG_POSTMASTER[$data]"
+    log "killed PostgreSQL processes of $data: $pids"
+}
+
+# registered by pg_start: immediate shutdown, kill -9 if that hangs.
+pg_cleanup() {
+    local data=$1 pm=${PG_POSTMASTER[$1]:-}
+    [ -n "$pm" ] || return 0
+    if pid_alive "$pm"; then
+        kill -QUIT "$pm" 2>/dev/null
+        wait_for 60 "PostgreSQL to quit" pid_dead "$pm" || pg_kill9 "$data"
+    fi
+    wait "$pm" 2>/dev/null
+    unset "PG_POSTMASTER[$data]"
+    return 0
+}
+
+# psql_at PGDATA SQL: run SQL (as superuser postgres), print unaligned tuples.
+psql_at() {
+    local data=$1
+    shift
+    psql -X -q -At -v ON_ERROR_STOP=1 -h "$PGSOCK" -p "${PG_PORT[$data]}" -U postgres \
+        -d "${PGDATABASE_E2E:-postgres}" "$@"
+}
+
+pg_conninfo() {
+    echo "host=$PGSOCK port=${PG_PORT[$1]} user=postgres dbname=postgres"
+}
+
+# pg_amcheck_clean PGDATA: every database, heap + all indexes.
+pg_amcheck_clean() {
+    local data=$1 lg
+    lg=$(newlog amcheck)
+    local rc=0
+    pg_amcheck --install-missing --heapallindexed --all -h "$PGSOCK" -p "${PG_PORT[$data]}" \
+        -U postgres >"$lg" 2>&1 || rc=$?
+    [ "$rc" = 0 ] || { cat "$lg" >&2; die "pg_amcheck exit status $rc"; }
+    ok "pg_amcheck --heapallindexed --all clean"
+}
+
+# pgbench_invariant PGDATA: the four balances agree.
+pgbench_invariant() {
+    local data=$1 out
+    out=$(psql_at "$data" -c "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
+        (SELECT sum(bbalance) FROM pgbench_branches),
+        (SELECT sum(tbalance) FROM pgbench_tellers),
+        (SELECT coalesce(sum(delta), 0) FROM pgbench_history),
+        (SELECT count(*) FROM pgbench_history)") || die "invariant query failed"
+    local a b t h n
+    IFS='|' read -r a b t h n <<<"$out"
+    [ "$a" = "$b" ] && [ "$b" = "$t" ] && [ "$t" = "$h" ] ||
+        die "pgbench invariant broken: accounts=$a branches=$b tellers=$t history=$h"
+    ok "pgbench invariant holds (sum=$a over $n history rows)"
+}
+
+pg_checksums_clean() {
+    as_pg pg_checksums --check -D "$1" >>"$(newlog checksums)" 2>&1 ||
+        die "pg_checksums --check failed on $1"
+    ok "pg_checksums --check clean"
+}
+
+# ------------------------------------------------------------------ packages
+
+LAKEFS_PACKAGES="autoconf automake pkg-config gcc make libc6-dev libfuse3-dev fuse3
+    libzstd-dev libcurl4-openssl-dev libssl-dev libpq-dev postgresql-15 postgresql-contrib
+    fio util-linux procps coreutils findutils curl radosgw ceph-mon ceph-osd"
+
+# install_packages [EXTRA...]: apt-get only if something is missing.
+install_packages() {
+    local missing=() p
+    for p in $LAKEFS_PACKAGES "$@"; do
+        dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed ||
+            missing+=("$p")
+    done
+    if [ ${#missing[@]} = 0 ]; then
+        log "packages already installed"
+        return 0
+    fi
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends $LAKEFS_PACKAGES "$@"
+}

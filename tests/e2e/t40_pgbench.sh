@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Acceptance 1: PostgreSQL 15 with checksums on branches/main: pgbench load,
+# clean stop, unmount, mount again: pg_amcheck --heapallindexed clean, the
+# pgbench invariant holds, pg_checksums --check clean.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+e2e_setup pgbench
+
+if [ "${LAKEFS_TEST_LONG:-0}" = 1 ]; then
+    scale=${PGBENCH_SCALE:-50} duration=${PGBENCH_TIME:-300}
+else
+    scale=${PGBENCH_SCALE:-10} duration=${PGBENCH_TIME:-30}
+fi
+
+repo=$T/repo
+url=file://$repo
+mp=$T/mnt
+mkdir -p "$mp"
+opts=allow_other,default_permissions,state_dir=$T/state
+lakefs_init "$url"
+lakefs_mount "$url" "$mp" -o "$opts"
+data=$mp/branches/main
+
+pg_initdb "$data"
+pg_start "$data"
+port=${PG_PORT[$data]}
+
+pgbench -i -s "$scale" -q -h "$PGSOCK" -p "$port" -U postgres postgres \
+    >"$(newlog pgbench-init)" 2>&1 || die "pgbench -i -s $scale failed"
+ok "pgbench -i -s $scale"
+
+lg=$(newlog pgbench-run)
+pgbench -T "$duration" -c 4 -j 2 -h "$PGSOCK" -p "$port" -U postgres postgres >"$lg" 2>&1 ||
+    { tail -n 20 "$lg" >&2; die "pgbench -T $duration -c 4 failed"; }
+grep -q '^number of failed transactions: 0 ' "$lg" || { cat "$lg" >&2; die "pgbench had failed transactions"; }
+ntx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$lg")
+[ "${ntx:-0}" -gt 0 ] || die "pgbench processed no transactions"
+ok "pgbench -T $duration -c 4: $ntx transactions, $(grep -m1 '^tps' "$lg")"
+
+hist_before=$(psql_at "$data" -c "SELECT count(*) FROM pgbench_history")
+pgbench_invariant "$data"
+pg_stop "$data"
+lakefs_umount "$mp"
+
+lakefs_mount "$url" "$mp" -o "$opts"
+pg_checksums_clean "$data"
+pg_start "$data"
+hist_after=$(psql_at "$data" -c "SELECT count(*) FROM pgbench_history")
+[ "$hist_after" = "$hist_before" ] || die "pgbench_history has $hist_after rows after remount, $hist_before before"
+naccounts=$(psql_at "$data" -c "SELECT count(*) FROM pgbench_accounts")
+[ "$naccounts" = $((scale * 100000)) ] || die "pgbench_accounts has $naccounts rows, want $((scale * 100000))"
+pgbench_invariant "$data"
+pg_amcheck_clean "$data"
+pg_stop "$data"
+pg_checksums_clean "$data"
+lakefs_umount "$mp"

@@ -1,0 +1,428 @@
+/*
+ * lakefs.c -- the `lakefs` command: one binary, git-style subcommands.
+ *
+ *   lakefs init URL                      create an empty repository with branch main
+ *   lakefs mount URL[#BRANCH] DIR [-f] [-d] [-o OPTS]   run the FUSE daemon
+ *
+ * `mount` is also what mount(8) runs for `-t fuse.lakefs` (through
+ * contrib/mount.fuse.lakefs).  Without -f it forks before touching the
+ * store, and the parent exits only when the child reports the mount ready
+ * (status 0) or failed (its one-line error already printed), so a shell or
+ * fstab sees the real outcome.  After that the daemon's stderr goes to a log
+ * file in its state directory.
+ */
+#include "../fs/fs.h"
+#include "../store/objstore.h"
+#include "../store/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "0.1.0"
+#endif
+
+static const char *usage_main =
+    "usage: lakefs [--version] [--help] COMMAND [ARGS]\n"
+    "\n"
+    "Serve PostgreSQL data directories from a versioned copy-on-write store.\n"
+    "\n"
+    "Commands:\n"
+    "  init URL                         create an empty repository with a branch 'main'\n"
+    "  mount URL[#BRANCH] DIR [-o OPTS] mount a repository (or one branch) at DIR\n"
+    "\n"
+    "URL is file:///absolute/path.  'lakefs COMMAND --help' describes a command.\n";
+
+static const char *usage_init =
+    "usage: lakefs init URL\n"
+    "\n"
+    "Create an empty lakefs repository at URL (file:///absolute/path; the\n"
+    "directory is created if missing and must otherwise be empty) with one\n"
+    "branch, 'main', whose root directory is empty.\n";
+
+static const char *usage_mount =
+    "usage: lakefs mount URL[#BRANCH] DIR [-f] [-d] [-o OPT[,OPT...]]\n"
+    "\n"
+    "Mount the repository at URL on the empty directory DIR.  DIR shows\n"
+    "branches/main/; with #BRANCH or -o branch=BRANCH, DIR is that branch's\n"
+    "root (a PGDATA directory) instead.  Without -f the command returns once\n"
+    "the mount is ready and the daemon runs in the background; unmount with\n"
+    "'umount DIR' or 'fusermount3 -u DIR', which flushes everything.\n"
+    "\n"
+    "  -f                  stay in the foreground, log to stderr\n"
+    "  -d                  also log every FUSE request (implies -f)\n"
+    "  -o branch=NAME      mount only branch NAME at DIR\n"
+    "  -o state_dir=DIR    local journal and lock directory (default\n"
+    "                      /var/lib/lakefs/<hash of URL>, or ~/.local/state/lakefs/... as non-root)\n"
+    "  -o log=FILE         daemon log (default STATE_DIR/lakefs.log)\n"
+    "  -o memtable_size=N  bytes buffered in memory before a layer is written (default 64M)\n"
+    "  -o allow_other      let other users (e.g. postgres) use the mount\n"
+    "  -o default_permissions  let the kernel check permissions (use with allow_other)\n"
+    "  -o ro               read-only mount\n"
+    "  -o fsname=NAME      name shown in /proc/mounts (default: URL)\n"
+    "  kernel flags passed on: rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime\n"
+    "  fstab options accepted and ignored: defaults, _netdev, auto, noauto, nofail,\n"
+    "  user, nouser, users, x-*, comment=*\n";
+
+/* Print "lakefs: MSG" and return exit status 1. */
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lakefs: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+/* Is NAME a valid branch name: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'? */
+static int branch_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 63 || name[0] == '.' || name[0] == '-') return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = name[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Create DIR and its parents with MODE. */
+static int mkdirs(const char *dir, mode_t mode)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return -ENAMETOOLONG;
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || !*p) {
+            char ch = *p;
+            *p = 0;
+            if (mkdir(path, mode) < 0 && errno != EEXIST) return -errno;
+            *p = ch;
+            if (!ch) return 0;
+        }
+    }
+}
+
+/* Open URL as a repository that must exist; prints the error. */
+static int open_repo(const char *url, objstore **os)
+{
+    char err[512];
+    int rc = os_open(url, os, err, sizeof err);
+    if (rc) return fail("%s", err);
+    if (store_repo_check(*os)) {
+        os_close(*os);
+        return fail("%s is not a lakefs repository (create one with: lakefs init %s)", url, url);
+    }
+    return 0;
+}
+
+static int cmd_init(int argc, char **argv)
+{
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) { fputs(usage_init, stdout); return 0; }
+    if (argc != 2) { fputs(usage_init, stderr); return 2; }
+    const char *url = argv[1];
+    if (!strncmp(url, "file://", 7) && url[7] == '/') {
+        int rc = mkdirs(url + 7, 0755);
+        if (rc) return fail("cannot create repository directory %s: %s", url + 7, strerror(-rc));
+    }
+    char err[512];
+    objstore *os;
+    int rc = os_open(url, &os, err, sizeof err);
+    if (rc) return fail("%s", err);
+    if (store_repo_check(os) == 0) {
+        os_close(os);
+        return fail("%s is already a lakefs repository; nothing changed", url);
+    }
+    char **keys; size_t n;
+    if ((rc = os_list(os, "", &keys, &n))) { os_close(os); return fail("cannot list %s: %s", url, strerror(-rc)); }
+    os_list_free(keys, n);
+    if (n) { os_close(os); return fail("%s is not empty and not a lakefs repository; use an empty location", url); }
+    uint8_t attr[256];
+    size_t alen = fs_root_attr(attr, sizeof attr);
+    skey k;
+    key_inode(&k, FS_ROOT_INO);
+    rc = store_branch_create(os, "main", &k, attr, alen);
+    if (!rc) rc = store_repo_create(os);
+    os_close(os);
+    if (rc) return fail("cannot create repository %s: %s", url, strerror(-rc));
+    printf("Created lakefs repository %s with branch main\n", url);
+    return 0;
+}
+
+typedef struct mount_opts {
+    char *url;                    /* repository URL without #BRANCH */
+    char *branch;                 /* branch to serve */
+    int branch_root;              /* mount the branch itself at DIR */
+    char *mountpoint;
+    char *state_dir, *log;
+    size_t memtable_size;
+    int foreground, debug;
+    char fuse_opts[1024];         /* options handed to libfuse */
+} mount_opts;
+
+/* Append OPT to the libfuse option string. */
+static int add_fuse_opt(mount_opts *m, const char *opt)
+{
+    size_t len = strlen(m->fuse_opts);
+    int n = snprintf(m->fuse_opts + len, sizeof m->fuse_opts - len, "%s%s", len ? "," : "", opt);
+    return n < 0 || (size_t)n >= sizeof m->fuse_opts - len ? -1 : 0;
+}
+
+/* Parse a size like 64M. */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return -1;
+    switch (*end) {
+    case 'k': case 'K': v <<= 10; end++; break;
+    case 'm': case 'M': v <<= 20; end++; break;
+    case 'g': case 'G': v <<= 30; end++; break;
+    }
+    if (*end || v == 0) return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* Parse one -o list into M; returns 0 or a usage status. */
+static int parse_mount_opts(mount_opts *m, char *list)
+{
+    static const char *passed[] = { "allow_other", "default_permissions", "ro", "rw", "dev", "nodev",
+                                     "suid", "nosuid", "exec", "noexec", "atime", "noatime", NULL };
+    static const char *ignored[] = { "defaults", "_netdev", "auto", "noauto", "nofail", "user",
+                                     "nouser", "users", NULL };
+    char *save, *opt;
+    for (opt = strtok_r(list, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+        int known = 0;
+        for (int i = 0; passed[i]; i++)
+            if (!strcmp(opt, passed[i])) { known = 1; if (add_fuse_opt(m, opt)) return fail("mount options too long"); }
+        for (int i = 0; ignored[i]; i++) known |= !strcmp(opt, ignored[i]);
+        if (!strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8)) known = 1;
+        if (known) continue;
+        char *eq = strchr(opt, '=');
+        if (!eq) return fail("unknown mount option '%s' (see lakefs mount --help)", opt);
+        *eq = 0;
+        const char *val = eq + 1;
+        if (!strcmp(opt, "branch")) {
+            free(m->branch); m->branch = strdup(val); m->branch_root = 1;
+        } else if (!strcmp(opt, "state_dir")) {
+            if (val[0] != '/') return fail("state_dir must be an absolute path, not '%s'", val);
+            free(m->state_dir); m->state_dir = strdup(val);
+        } else if (!strcmp(opt, "log")) {
+            free(m->log); m->log = strdup(val);
+        } else if (!strcmp(opt, "memtable_size")) {
+            if (parse_size(val, &m->memtable_size)) return fail("bad memtable_size '%s': use a byte count like 64M", val);
+        } else if (!strcmp(opt, "fsname")) {
+            char o[600];
+            snprintf(o, sizeof o, "fsname=%s", val);
+            if (add_fuse_opt(m, o)) return fail("mount options too long");
+        } else {
+            return fail("unknown mount option '%s' (see lakefs mount --help)", opt);
+        }
+    }
+    return 0;
+}
+
+/* 64-bit FNV-1a of S, for the default state directory name. */
+static uint64_t fnv1a(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) { h ^= (uint8_t)*s; h *= 0x100000001b3ull; }
+    return h;
+}
+
+/* Check DIR exists, is a directory and is empty. */
+static int check_mountpoint(const char *dir)
+{
+    struct stat st;
+    if (stat(dir, &st) < 0) return fail("mount point %s: %s; create an empty directory first", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return fail("mount point %s is not a directory", dir);
+    DIR *d = opendir(dir);
+    if (!d) return fail("mount point %s: %s", dir, strerror(errno));
+    struct dirent *de;
+    int entries = 0;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) entries++;
+    closedir(d);
+    if (entries) return fail("mount point %s is not empty; use an empty directory", dir);
+    return 0;
+}
+
+/* Run the FUSE session until unmount; REPORT_FD (or -1) gets the startup status. */
+static int serve(mount_opts *m, store *st, int report_fd)
+{
+    char statedir_abs[4096];
+    snprintf(statedir_abs, sizeof statedir_abs, "%s", m->state_dir);
+    fs_config cfg = { .st = st, .branch = m->branch, .branch_root = m->branch_root, .statfs_path = statedir_abs };
+    char fsname[600];
+    snprintf(fsname, sizeof fsname, "fsname=%s", m->url);
+    if (!strstr(m->fuse_opts, "fsname=")) add_fuse_opt(m, fsname);
+    add_fuse_opt(m, "subtype=lakefs");
+    char *argv[] = { "lakefs", "-o", m->fuse_opts, m->debug ? "-d" : NULL, NULL };
+    struct fuse_args args = FUSE_ARGS_INIT(m->debug ? 4 : 3, argv);
+    struct fuse_session *se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), &cfg);
+    if (!se) return fail("cannot start a FUSE session (options: %s)", m->fuse_opts);
+    if (fuse_set_signal_handlers(se)) { fuse_session_destroy(se); return fail("cannot install signal handlers"); }
+    if (fuse_session_mount(se, m->mountpoint)) {
+        fuse_remove_signal_handlers(se);
+        fuse_session_destroy(se);
+        return fail("cannot mount at %s (is /dev/fuse available and fuse3 installed?)", m->mountpoint);
+    }
+    if (report_fd >= 0) {         /* detach: logs go to the log file */
+        int nul = open("/dev/null", O_RDWR);
+        int log = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (nul >= 0) { dup2(nul, 0); dup2(nul, 1); close(nul); }
+        if (log >= 0) { dup2(log, 2); close(log); }
+        if (chdir("/") < 0) { /* not fatal: only keeps a directory busy */ }
+        char ok = 0;
+        if (write(report_fd, &ok, 1) != 1) { /* the parent is gone; keep serving */ }
+        close(report_fd);
+    }
+    fprintf(stderr, "lakefs: serving %s branch %s at %s (pid %ld)\n", m->url, m->branch, m->mountpoint, (long)getpid());
+    int rc = store_start(st);
+    if (rc) fprintf(stderr, "lakefs: cannot start the flusher: %s\n", strerror(-rc));
+    struct fuse_loop_config *lc = fuse_loop_cfg_create();
+    fuse_loop_cfg_set_max_threads(lc, 64);
+    fuse_loop_cfg_set_clone_fd(lc, 1);
+    int loop = rc ? 1 : fuse_session_loop_mt(se, lc);
+    fuse_loop_cfg_destroy(lc);
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+    fuse_session_destroy(se);
+    fuse_opt_free_args(&args);
+    return loop ? 1 : 0;
+}
+
+static int cmd_mount(int argc, char **argv)
+{
+    mount_opts m = { 0 };
+    int rc = 0, status = 1;
+    char *positional[2];
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { fputs(usage_mount, stdout); status = 0; goto out; }
+        else if (!strcmp(a, "-f")) m.foreground = 1;
+        else if (!strcmp(a, "-d")) m.foreground = m.debug = 1;
+        else if (!strcmp(a, "-o") || !strncmp(a, "-o", 2)) {
+            char *list = a[2] ? strdup(a + 2) : (i + 1 < argc ? strdup(argv[++i]) : NULL);
+            if (!list) { fputs(usage_mount, stderr); status = 2; goto out; }
+            rc = parse_mount_opts(&m, list);
+            free(list);
+            if (rc) { status = rc; goto out; }
+        } else if (a[0] == '-') {
+            fail("unknown flag '%s' (see lakefs mount --help)", a);
+            status = 2;
+            goto out;
+        } else if (npos < 2) {
+            positional[npos++] = argv[i];
+        } else {
+            fputs(usage_mount, stderr);
+            status = 2;
+            goto out;
+        }
+    }
+    if (npos != 2) { fputs(usage_mount, stderr); status = 2; goto out; }
+    m.url = strdup(positional[0]);
+    char *hash = strchr(m.url, '#');
+    if (hash) {
+        *hash = 0;
+        free(m.branch);
+        m.branch = strdup(hash + 1);
+        m.branch_root = 1;
+    }
+    if (!m.branch) m.branch = strdup("main");
+    if (!branch_name_ok(m.branch)) {
+        fail("invalid branch name '%s': use 1-63 characters of A-Z a-z 0-9 . _ - not starting with . or -", m.branch);
+        goto out;
+    }
+    m.mountpoint = realpath(positional[1], NULL);
+    if (!m.mountpoint) { fail("mount point %s: %s; create an empty directory first", positional[1], strerror(errno)); goto out; }
+    if (check_mountpoint(m.mountpoint)) goto out;
+    objstore *os;
+    if (open_repo(m.url, &os)) goto out;
+    if (!m.state_dir) {
+        char dir[4096];
+        const char *home = getenv("HOME");
+        if (geteuid() == 0 || !home) snprintf(dir, sizeof dir, "/var/lib/lakefs/%016" PRIx64, fnv1a(m.url));
+        else snprintf(dir, sizeof dir, "%s/.local/state/lakefs/%016" PRIx64, home, fnv1a(m.url));
+        m.state_dir = strdup(dir);
+    }
+    if ((rc = mkdirs(m.state_dir, 0700))) {
+        fail("cannot create state directory %s: %s", m.state_dir, strerror(-rc));
+        os_close(os);
+        goto out;
+    }
+    if (!m.log) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/lakefs.log", m.state_dir);
+        m.log = strdup(path);
+    }
+    int report[2] = { -1, -1 };
+    if (!m.foreground) {
+        if (pipe(report) < 0) { fail("pipe: %s", strerror(errno)); os_close(os); goto out; }
+        pid_t pid = fork();
+        if (pid < 0) { fail("fork: %s", strerror(errno)); os_close(os); goto out; }
+        if (pid > 0) {            /* parent: wait for the child's verdict */
+            close(report[1]);
+            char ok;
+            ssize_t n = read(report[0], &ok, 1);
+            close(report[0]);
+            os_close(os);
+            if (n == 1 && ok == 0) status = 0;
+            goto out;
+        }
+        close(report[0]);
+        setsid();
+    }
+    char branch_dir[4200], err[512];
+    snprintf(branch_dir, sizeof branch_dir, "%s/%s", m.state_dir, m.branch);
+    store_config sc = { .os = os, .branch = m.branch, .state_dir = branch_dir, .memtable_limit = m.memtable_size };
+    store *st;
+    if (store_open(&sc, &st, err, sizeof err)) {
+        fail("%s", err);
+    } else {
+        status = serve(&m, st, report[1]);
+        rc = store_close(st);
+        if (rc) {
+            fprintf(stderr, "lakefs: flushing branch %s at unmount failed: %s; the journal in %s keeps the data\n",
+                    m.branch, strerror(-rc), branch_dir);
+            status = 1;
+        } else {
+            fprintf(stderr, "lakefs: unmounted %s, everything flushed\n", m.mountpoint);
+        }
+    }
+    os_close(os);
+out:
+    free(m.url); free(m.branch); free(m.mountpoint); free(m.state_dir); free(m.log);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) { fputs(usage_main, stderr); return 2; }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { fputs(usage_main, stdout); return 0; }
+    if (!strcmp(cmd, "--version")) { printf("lakefs %s\n", PACKAGE_VERSION); return 0; }
+    if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
+    if (!strcmp(cmd, "mount")) return cmd_mount(argc - 1, argv + 1);
+    /* mount(8) convention: lakefs SOURCE MOUNTPOINT [-o OPTS] */
+    if (strstr(cmd, "://")) return cmd_mount(argc, argv);
+    fail("unknown command '%s' (see lakefs --help)", cmd);
+    return 2;
+}
