@@ -111,6 +111,16 @@ static void unlock_inos(const unsigned *held, int nheld)
     for (int i = nheld - 1; i >= 0; i--) pthread_mutex_unlock(&stripes[held[i]]);
 }
 
+/* ---- single-inode updates ---- */
+
+typedef struct inode_txn {        /* a read-modify-write of one inode */
+    uint64_t sino;                /* store inode */
+    unsigned held[4];             /* its stripe lock */
+    int nheld;
+    fs_attr a;                    /* its attributes, loaded at begin */
+    store_batch b;                /* the changes, committed with A at end */
+} inode_txn;
+
 /* ---- inode numbers: FUSE <-> store ---- */
 
 /* Store inode of FUSE inode INO, or 0 for a synthetic one. */
@@ -263,6 +273,28 @@ static void reply_attr_entry(fuse_req_t req, const fs_config *c, uint64_t sino, 
     reply_entry(req, to_fuse(c, sino), &st);
 }
 
+/* Lock SINO and load its attributes into T; returns 0 or -errno (then
+ * itxn_end must still be called). */
+static int itxn_begin(store *st, uint64_t sino, inode_txn *t)
+{
+    t->sino = sino;
+    lock_inos(sino, 0, 0, 0, t->held, &t->nheld);
+    store_batch_init(&t->b);
+    return attr_load(st, sino, &t->a);
+}
+
+/* If RC is 0, commit T's batch with its attributes; unlock; returns the result. */
+static int itxn_end(store *st, inode_txn *t, int rc)
+{
+    if (!rc) {
+        attr_put(&t->b, t->sino, &t->a);
+        rc = store_commit(st, &t->b);
+    }
+    unlock_inos(t->held, t->nheld);
+    store_batch_free(&t->b);
+    return rc;
+}
+
 /* ---- pages ---- */
 
 static int all_zero(const uint8_t *p, size_t n)
@@ -385,35 +417,29 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     fs_config *c = cfg_of(req);
     uint64_t sino = to_store(c, ino);
     if (!sino) { fuse_reply_err(req, EPERM); return; }
-    unsigned held[4]; int nheld;
-    lock_inos(sino, 0, 0, 0, held, &nheld);
-    fs_attr a;
-    store_batch b;
-    store_batch_init(&b);
-    int rc = attr_load(c->st, sino, &a);
+    inode_txn t;
+    fs_attr *a = &t.a;
+    int rc = itxn_begin(c->st, sino, &t);
     int64_t now = now_ns();
     if (!rc && (to_set & FUSE_SET_ATTR_SIZE)) {
-        if (S_ISDIR(a.mode)) rc = -EISDIR;
-        else if (!S_ISREG(a.mode)) rc = -EINVAL;
-        else if ((rc = resize(c->st, &b, sino, &a, (uint64_t)attr->st_size)) == 0) a.mtime = now;
+        if (S_ISDIR(a->mode)) rc = -EISDIR;
+        else if (!S_ISREG(a->mode)) rc = -EINVAL;
+        else if ((rc = resize(c->st, &t.b, sino, a, (uint64_t)attr->st_size)) == 0) a->mtime = now;
     }
     if (!rc) {
-        if (to_set & FUSE_SET_ATTR_MODE) a.mode = (a.mode & S_IFMT) | (attr->st_mode & 07777);
-        if (to_set & FUSE_SET_ATTR_UID) a.uid = attr->st_uid;
-        if (to_set & FUSE_SET_ATTR_GID) a.gid = attr->st_gid;
-        if (to_set & FUSE_SET_ATTR_ATIME) a.atime = (int64_t)attr->st_atim.tv_sec * 1000000000 + attr->st_atim.tv_nsec;
-        if (to_set & FUSE_SET_ATTR_MTIME) a.mtime = (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
-        if (to_set & FUSE_SET_ATTR_ATIME_NOW) a.atime = now;
-        if (to_set & FUSE_SET_ATTR_MTIME_NOW) a.mtime = now;
-        a.ctime = (to_set & FUSE_SET_ATTR_CTIME) ? (int64_t)attr->st_ctim.tv_sec * 1000000000 + attr->st_ctim.tv_nsec : now;
-        attr_put(&b, sino, &a);
-        rc = store_commit(c->st, &b);
+        if (to_set & FUSE_SET_ATTR_MODE) a->mode = (a->mode & S_IFMT) | (attr->st_mode & 07777);
+        if (to_set & FUSE_SET_ATTR_UID) a->uid = attr->st_uid;
+        if (to_set & FUSE_SET_ATTR_GID) a->gid = attr->st_gid;
+        if (to_set & FUSE_SET_ATTR_ATIME) a->atime = (int64_t)attr->st_atim.tv_sec * 1000000000 + attr->st_atim.tv_nsec;
+        if (to_set & FUSE_SET_ATTR_MTIME) a->mtime = (int64_t)attr->st_mtim.tv_sec * 1000000000 + attr->st_mtim.tv_nsec;
+        if (to_set & FUSE_SET_ATTR_ATIME_NOW) a->atime = now;
+        if (to_set & FUSE_SET_ATTR_MTIME_NOW) a->mtime = now;
+        a->ctime = (to_set & FUSE_SET_ATTR_CTIME) ? (int64_t)attr->st_ctim.tv_sec * 1000000000 + attr->st_ctim.tv_nsec : now;
     }
-    unlock_inos(held, nheld);
-    store_batch_free(&b);
+    rc = itxn_end(c->st, &t, rc);
     if (rc) { fuse_reply_err(req, -rc); return; }
     struct stat st;
-    attr_to_stat(&a, ino, &st);
+    attr_to_stat(a, ino, &st);
     fuse_reply_attr(req, &st, TIMEOUT);
 }
 
@@ -708,23 +734,11 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
 /* O_TRUNC at open (the kernel hands it to us: atomic_o_trunc). */
 static int truncate_to_zero(store *st, uint64_t sino)
 {
-    unsigned held[4]; int nheld;
-    lock_inos(sino, 0, 0, 0, held, &nheld);
-    fs_attr a;
-    store_batch b;
-    store_batch_init(&b);
-    int rc = attr_load(st, sino, &a);
-    if (!rc && a.size) {
-        rc = resize(st, &b, sino, &a, 0);
-        if (!rc) {
-            a.mtime = a.ctime = now_ns();
-            attr_put(&b, sino, &a);
-            rc = store_commit(st, &b);
-        }
-    }
-    unlock_inos(held, nheld);
-    store_batch_free(&b);
-    return rc;
+    inode_txn t;
+    int rc = itxn_begin(st, sino, &t);
+    if (!rc) rc = resize(st, &t.b, sino, &t.a, 0);
+    if (!rc) t.a.mtime = t.a.ctime = now_ns();
+    return itxn_end(st, &t, rc);
 }
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -788,36 +802,29 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     fs_config *c = cfg_of(req);
     uint64_t sino = to_store(c, ino);
     if (!sino) { fuse_reply_err(req, EISDIR); return; }
-    unsigned held[4]; int nheld;
-    lock_inos(sino, 0, 0, 0, held, &nheld);
-    fs_attr a;
-    store_batch b;
-    store_batch_init(&b);
+    inode_txn t;
     uint8_t page[PAGE];
-    int rc = attr_load(c->st, sino, &a);
+    int rc = itxn_begin(c->st, sino, &t);
     for (size_t done = 0; done < size && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < size - done ? PAGE - in : size - done;
         if (take == PAGE) {
-            page_put(&b, sino, pg, (const uint8_t *)buf + done);
+            page_put(&t.b, sino, pg, (const uint8_t *)buf + done);
         } else {
-            if (pg * PAGE < a.size) rc = page_load(c->st, sino, pg, page);
+            if (pg * PAGE < t.a.size) rc = page_load(c->st, sino, pg, page);
             else memset(page, 0, PAGE);
             if (!rc) {
                 memcpy(page + in, buf + done, take);
-                page_put(&b, sino, pg, page);
+                page_put(&t.b, sino, pg, page);
             }
         }
         done += take;
     }
     if (!rc) {
-        if ((uint64_t)off + size > a.size) a.size = (uint64_t)off + size;
-        a.mtime = a.ctime = now_ns();
-        attr_put(&b, sino, &a);
-        rc = store_commit(c->st, &b);
+        if ((uint64_t)off + size > t.a.size) t.a.size = (uint64_t)off + size;
+        t.a.mtime = t.a.ctime = now_ns();
     }
-    unlock_inos(held, nheld);
-    store_batch_free(&b);
+    rc = itxn_end(c->st, &t, rc);
     fs_file *f = (fs_file *)(uintptr_t)fi->fh;
     if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(c->st);
     if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);
@@ -843,25 +850,17 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
         return;
     }
     if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) { fuse_reply_err(req, EOPNOTSUPP); return; }
-    unsigned held[4]; int nheld;
-    lock_inos(sino, 0, 0, 0, held, &nheld);
-    fs_attr a;
-    store_batch b;
-    store_batch_init(&b);
+    inode_txn t;
     uint64_t end = (uint64_t)off + (uint64_t)len;
-    int rc = attr_load(c->st, sino, &a);
-    if (!rc && !S_ISREG(a.mode)) rc = -ENODEV;
+    int rc = itxn_begin(c->st, sino, &t);
+    if (!rc && !S_ISREG(t.a.mode)) rc = -ENODEV;
     if (!rc && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
-        rc = zero_range(c->st, &b, sino, a.size, (uint64_t)off, end);
+        rc = zero_range(c->st, &t.b, sino, t.a.size, (uint64_t)off, end);
     if (!rc) {
-        if (!(mode & FALLOC_FL_KEEP_SIZE) && end > a.size) a.size = end;
-        a.ctime = now_ns();
-        attr_put(&b, sino, &a);
-        rc = store_commit(c->st, &b);
+        if (!(mode & FALLOC_FL_KEEP_SIZE) && end > t.a.size) t.a.size = end;
+        t.a.ctime = now_ns();
     }
-    unlock_inos(held, nheld);
-    store_batch_free(&b);
-    fuse_reply_err(req, -rc);
+    fuse_reply_err(req, -itxn_end(c->st, &t, rc));
 }
 
 /* ---- directories ---- */

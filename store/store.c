@@ -603,6 +603,16 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     }
     if ((rc = store_lease_take(st, err, errlen))) goto fail;
     st->leased = 1;
+    /* Fence: commit the next generation unchanged, so a writer that lost the
+     * lease (and still holds the old generation) can never commit again. */
+    st->man.gen++;
+    if ((rc = manifest_commit(st->os, st->branch, &st->man))) {
+        if (rc == -EEXIST)
+            snprintf(err, errlen, "branch '%s' changed while it was being opened: another daemon is writing it; unmount that one first", st->branch);
+        else
+            snprintf(err, errlen, "cannot commit the manifest of branch '%s': %s", st->branch, strerror(-rc));
+        goto fail;
+    }
     st->seq = st->man.seq;
     st->next_ino = st->man.max_ino + 1;
     st->layers = calloc(st->man.nlayers ? st->man.nlayers : 1, sizeof *st->layers);
