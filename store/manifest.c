@@ -336,3 +336,16 @@ int manifest_commit(objstore *os, const char *branch, const manifest *m)
     free(key);
     return rc;
 }
+
+int manifest_exists(objstore *os, const char *branch, uint64_t gen)
+{
+    char *key = manifest_key(branch, 1, gen);
+    uint64_t size;
+    if (!key)
+        return -ENOMEM;
+    int rc = os_head(os, key, &size);
+    free(key);
+    if (rc == -ENOENT)
+        return 0;
+    return rc ? rc : 1;
+}

@@ -47,4 +47,7 @@ int manifest_load_latest(objstore *os, const char *branch, manifest *m);
  * generation exists already (another writer committed first). */
 int manifest_commit(objstore *os, const char *branch, const manifest *m);
 
+/* 1 if generation GEN of BRANCH exists, 0 if not, or -errno. */
+int manifest_exists(objstore *os, const char *branch, uint64_t gen);
+
 #endif

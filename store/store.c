@@ -39,6 +39,7 @@
 
 #define STORE_MEMTABLE_DEFAULT (64u << 20)
 #define STORE_MAX_FROZEN 4
+#define STORE_FENCE_CHECK_SECONDS 5   /* how often an idle writer checks for a takeover */
 #define STORE_REPO_MARKER "lakefs.repo"
 #define STORE_REPO_CONTENT "lakefs-repository 1\n"
 
@@ -70,6 +71,8 @@ struct store {
     pthread_t flusher;
     int flusher_running, stopping;
     int leased;                   /* we hold branches/NAME/lease */
+    int takeover;                 /* break a live holder's lease at open */
+    int fenced;                   /* another writer took over: refuse writes (atomic) */
 };
 
 /* ---- repository ---- */
@@ -234,6 +237,7 @@ static int store_freeze(store *st)
 int store_commit(store *st, store_batch *b)
 {
     if (b->err) return b->err;
+    if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) return -EIO;
     pthread_rwlock_wrlock(&st->lock);
     uint64_t seq = st->seq + 1;
     memcpy(b->buf, &seq, 8);
@@ -257,6 +261,7 @@ int store_commit(store *st, store_batch *b)
 
 int store_sync(store *st)
 {
+    if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) return -EIO;
     return journal_sync(st->jn);
 }
 
@@ -375,6 +380,14 @@ static int store_build_key(void *arg, const uint8_t *key, size_t klen, const mt_
     return 0;
 }
 
+/* Another writer committed generation GEN: refuse every write from now on. */
+static void store_fence(store *st, uint64_t gen)
+{
+    if (__atomic_exchange_n(&st->fenced, 1, __ATOMIC_SEQ_CST)) return;
+    fprintf(stderr, "lakefs: branch %s: manifest generation %" PRIu64 " was committed by another writer "
+            "(a takeover); this daemon lost the branch and fails every write and fsync from now on\n", st->branch, gen);
+}
+
 /* Write the oldest frozen memtable as a layer and commit it (flush_mu held). */
 static int store_flush_one(store *st)
 {
@@ -406,9 +419,7 @@ static int store_flush_one(store *st)
         }
         if (!rc) rc = manifest_add_layer(&next, name, min_seq, max_seq, len);
         if (!rc) rc = manifest_commit(st->os, st->branch, &next);
-        if (rc == -EEXIST)
-            fprintf(stderr, "lakefs: branch %s: manifest generation %" PRIu64 " was committed by another writer; "
-                    "this daemon lost the branch and stops writing\n", st->branch, next.gen);
+        if (rc == -EEXIST) store_fence(st, next.gen);
     }
     if (rc) {
         fprintf(stderr, "lakefs: branch %s: flushing seq %" PRIu64 "-%" PRIu64 " failed: %s (data stays in the journal)\n",
@@ -451,7 +462,12 @@ static void *store_flusher(void *arg)
             }
             continue;
         }
-        pthread_cond_wait(&st->flush_cv, &st->flush_mu);
+        struct timespec ts;       /* idle: look for a takeover now and then */
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += STORE_FENCE_CHECK_SECONDS;
+        if (pthread_cond_timedwait(&st->flush_cv, &st->flush_mu, &ts) == ETIMEDOUT && !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST) &&
+            manifest_exists(st->os, st->branch, st->man.gen + 1) == 1)
+            store_fence(st, st->man.gen + 1);
     }
     pthread_mutex_unlock(&st->flush_mu);
     return NULL;
@@ -501,12 +517,15 @@ static int store_lease_take(store *st, char *err, size_t errlen)
             if (p) pid = strtol(p + 4, NULL, 10);
             free(text);
         }
-        if (strcmp(holder, me) || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
-            snprintf(err, errlen, "branch '%s' is already mounted read-write by another lakefs daemon (%s, pid %ld); unmount it first",
+        int dead = !strcmp(holder, me) && pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+        if (!dead && !st->takeover) {
+            snprintf(err, errlen, "branch '%s' is already mounted read-write by another lakefs daemon (%s, pid %ld); "
+                     "unmount it first, or mount with -o takeover if that daemon's machine is gone",
                      st->branch, holder[0] ? holder : "unknown holder", pid);
             return -EBUSY;
         }
-        fprintf(stderr, "lakefs: branch %s: taking over the lease of dead process %ld\n", st->branch, pid);
+        fprintf(stderr, "lakefs: branch %s: taking over the lease of %s process %ld (%s)\n", st->branch,
+                dead ? "dead" : "live", pid, holder);
         if ((rc = os_delete(st->os, key))) {
             snprintf(err, errlen, "cannot remove the stale lease of branch '%s': %s", st->branch, strerror(-rc));
             return rc;
@@ -552,6 +571,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     st->branch = strdup(cfg->branch);
     st->state_dir = strdup(cfg->state_dir);
     st->memtable_limit = cfg->memtable_limit ? cfg->memtable_limit : STORE_MEMTABLE_DEFAULT;
+    st->takeover = cfg->takeover;
     st->lock_fd = -1;
     st->active = mt_new();
     pthread_rwlockattr_t ra;
@@ -645,6 +665,20 @@ int store_start(store *st)
     return 0;
 }
 
+/* Move a fenced writer's journal aside, so that no later mount replays
+ * writes made on top of a state another writer has since moved on from. */
+static void store_quarantine_journal(store *st)
+{
+    char to[4200];
+    snprintf(to, sizeof to, "%s.fenced-%ld", st->state_dir, (long)time(NULL));
+    if (rename(st->state_dir, to) < 0)
+        fprintf(stderr, "lakefs: branch %s: cannot move the journal %s aside: %s; do not mount with this state directory\n",
+                st->branch, st->state_dir, strerror(errno));
+    else
+        fprintf(stderr, "lakefs: branch %s: journal of the lost writer kept in %s (not replayed by later mounts)\n",
+                st->branch, to);
+}
+
 int store_close(store *st)
 {
     int rc = 0;
@@ -655,7 +689,7 @@ int store_close(store *st)
         pthread_mutex_unlock(&st->flush_mu);
         pthread_join(st->flusher, NULL);
     }
-    if (st->jn) {                 /* flush everything that is left */
+    if (st->jn && !st->fenced) {  /* flush everything that is left */
         pthread_mutex_lock(&st->flush_mu);
         for (;;) {
             pthread_rwlock_wrlock(&st->lock);
@@ -666,7 +700,11 @@ int store_close(store *st)
             if ((rc = store_flush_one(st))) break;
         }
         pthread_mutex_unlock(&st->flush_mu);
-        journal_close(st->jn);
+    }
+    if (st->jn) journal_close(st->jn);
+    if (st->fenced) {             /* the branch belongs to the new writer now */
+        store_quarantine_journal(st);
+        rc = -EIO;
     }
     if (st->leased && !rc) store_lease_release(st);
     for (size_t i = 0; i < st->nlayers; i++) layer_close(st->layers[i]);

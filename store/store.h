@@ -25,6 +25,7 @@ typedef struct store_config {
     const char *branch;           /* branch name */
     const char *state_dir;        /* local directory for journal and lock (created 0700) */
     size_t memtable_limit;        /* freeze the memtable past this many bytes (0: default) */
+    int takeover;                 /* break a lease held by another live daemon or machine */
 } store_config;
 
 /* Mark OS as a new, empty lakefs repository; -EEXIST if it is one already. */
@@ -69,7 +70,9 @@ void store_batch_del(store_batch *b, const skey *k);
 void store_batch_free(store_batch *b);
 /* Apply B atomically (journal, then memtable); B is reset for reuse. */
 int store_commit(store *st, store_batch *b);
-/* Make every committed batch durable (group commit). */
+/* Make every committed batch durable (group commit).  Once another writer
+ * has taken the branch over (see store_open's fencing), commits and syncs
+ * fail with -EIO: this daemon's writes can no longer become durable. */
 int store_sync(store *st);
 /* A fresh inode number. */
 uint64_t store_alloc_ino(store *st);

@@ -69,6 +69,8 @@ static const char *usage_mount =
     "  -o allow_other      let other users (e.g. postgres) use the mount\n"
     "  -o default_permissions  let the kernel check permissions (use with allow_other)\n"
     "  -o ro               read-only mount\n"
+    "  -o takeover         take the branch over from another daemon (one whose machine is\n"
+    "                      gone); that daemon's later writes and fsyncs fail\n"
     "  -o fsname=NAME      name shown in /proc/mounts (default: URL)\n"
     "  kernel flags passed on: rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime\n"
     "  fstab options accepted and ignored: defaults, _netdev, auto, noauto, nofail,\n"
@@ -171,6 +173,7 @@ typedef struct mount_opts {
     char *state_dir, *log;
     size_t memtable_size;
     int foreground, debug;
+    int takeover;                 /* break another daemon's lease on the branch */
     char fuse_opts[1024];         /* options handed to libfuse */
 } mount_opts;
 
@@ -214,6 +217,7 @@ static int parse_mount_opts(mount_opts *m, char *list)
         for (int i = 0; ignored[i]; i++) known |= !strcmp(opt, ignored[i]);
         if (!strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8)) known = 1;
         if (known) continue;
+        if (!strcmp(opt, "takeover")) { m->takeover = 1; continue; }
         char *eq = strchr(opt, '=');
         if (!eq) return fail("unknown mount option '%s' (see lakefs mount --help)", opt);
         *eq = 0;
@@ -392,7 +396,8 @@ static int cmd_mount(int argc, char **argv)
     }
     char branch_dir[4200], err[512];
     snprintf(branch_dir, sizeof branch_dir, "%s/%s", m.state_dir, m.branch);
-    store_config sc = { .os = os, .branch = m.branch, .state_dir = branch_dir, .memtable_limit = m.memtable_size };
+    store_config sc = { .os = os, .branch = m.branch, .state_dir = branch_dir, .memtable_limit = m.memtable_size,
+                         .takeover = m.takeover };
     store *st;
     if (store_open(&sc, &st, err, sizeof err)) {
         fail("%s", err);
