@@ -23,11 +23,7 @@ struct objstore {
     void *state;                  /* backend's private state */
 };
 
-/* --- s3 backend dispatch (objstore_s3.c) --- */
-extern const os_backend os_s3_backend;
-static const os_backend *const os_backends[] = { &os_file_backend,
-                                                 &os_s3_backend };
-/* --- end s3 backend dispatch --- */
+static const os_backend *const os_backends[] = { &os_file_backend, &os_s3_backend };
 
 /* 1 if C may appear in a key. */
 static int os_key_char(char c)
@@ -99,6 +95,21 @@ int os_open(const char *url, objstore **out, char *err, size_t errlen)
         free(os);
         return rc;
     }
+    *out = os;
+    return 0;
+}
+
+int os_wrap(const os_backend *be, void *state, const char *url, objstore **out)
+{
+    objstore *os = calloc(1, sizeof(*os));
+
+    *out = NULL;
+    if (!os || !(os->url = strdup(url))) {
+        free(os);
+        return -ENOMEM;
+    }
+    os->be = be;
+    os->state = state;
     *out = os;
     return 0;
 }

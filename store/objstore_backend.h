@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "objstore.h"
 
 typedef struct os_backend {
     const char *scheme;           /* URL prefix handled, e.g. "file://" */
@@ -26,5 +27,10 @@ typedef struct os_backend {
 } os_backend;
 
 extern const os_backend os_file_backend;
+extern const os_backend os_s3_backend;
+
+/* Make *OUT a store named URL whose calls go to BE with STATE: a wrapper
+ * around another store (the disk cache), never chosen by URL scheme. */
+int os_wrap(const os_backend *be, void *state, const char *url, objstore **out);
 
 #endif

@@ -12,6 +12,7 @@
  * file in its state directory.
  */
 #include "../fs/fs.h"
+#include "../store/objcache.h"
 #include "../store/objstore.h"
 #include "../store/store.h"
 
@@ -66,6 +67,9 @@ static const char *usage_mount =
     "                      /var/lib/lakefs/<hash of URL>, or ~/.local/state/lakefs/... as non-root)\n"
     "  -o log=FILE         daemon log (default STATE_DIR/lakefs.log)\n"
     "  -o memtable_size=N  bytes buffered in memory before a layer is written (default 64M)\n"
+    "  -o cache_dir=DIR    local disk cache of layer blocks, kept across mounts (default\n"
+    "                      STATE_DIR/cache; file:// repositories use no cache unless given)\n"
+    "  -o cache_size=N     bound on the disk cache, e.g. 512M or 2G (default 1G)\n"
     "  -o allow_other      let other users (e.g. postgres) use the mount\n"
     "  -o default_permissions  let the kernel check permissions (use with allow_other)\n"
     "  -o ro               read-only mount\n"
@@ -172,6 +176,8 @@ typedef struct mount_opts {
     char *mountpoint;
     char *state_dir, *log;
     size_t memtable_size;
+    char *cache_dir;              /* -o cache_dir, NULL: default */
+    size_t cache_size;            /* -o cache_size, 0: default */
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
     char fuse_opts[1024];         /* options handed to libfuse */
@@ -231,6 +237,11 @@ static int parse_mount_opts(mount_opts *m, char *list)
             free(m->log); m->log = strdup(val);
         } else if (!strcmp(opt, "memtable_size")) {
             if (parse_size(val, &m->memtable_size)) return fail("bad memtable_size '%s': use a byte count like 64M", val);
+        } else if (!strcmp(opt, "cache_dir")) {
+            if (val[0] != '/') return fail("cache_dir must be an absolute path, not '%s'", val);
+            free(m->cache_dir); m->cache_dir = strdup(val);
+        } else if (!strcmp(opt, "cache_size")) {
+            if (parse_size(val, &m->cache_size)) return fail("bad cache_size '%s': use a byte count like 1G", val);
         } else if (!strcmp(opt, "fsname")) {
             char o[600];
             snprintf(o, sizeof o, "fsname=%s", val);
@@ -396,8 +407,23 @@ static int cmd_mount(int argc, char **argv)
     }
     char branch_dir[4200], err[512];
     snprintf(branch_dir, sizeof branch_dir, "%s/%s", m.state_dir, m.branch);
+    /* --- disk cache (store/objcache.c): for every non-file:// URL, and for
+     * file:// when cache_dir is given; a default one that fails is skipped --- */
+    objcache *cache = NULL;
+    char cache_dir[4200];
+    if (m.cache_dir) snprintf(cache_dir, sizeof cache_dir, "%s", m.cache_dir);
+    else snprintf(cache_dir, sizeof cache_dir, "%s/cache", m.state_dir);
+    if (m.cache_dir || strncmp(m.url, "file://", 7)) {
+        mkdirs(cache_dir, 0700);  /* parents; objcache_open reports any failure */
+        if (objcache_open(os, cache_dir, m.cache_size ? m.cache_size : (size_t)1 << 30, &cache, err, sizeof err)) {
+            if (m.cache_dir) { fail("%s", err); os_close(os); goto out; }
+            fprintf(stderr, "lakefs: %s; mounting without a disk cache\n", err);
+        }
+    }
+    /* --- end disk cache --- */
     store_config sc = { .os = os, .branch = m.branch, .state_dir = branch_dir, .memtable_limit = m.memtable_size,
                          .takeover = m.takeover };
+    if (cache) sc.os = objcache_store(cache);  /* disk cache */
     store *st;
     if (store_open(&sc, &st, err, sizeof err)) {
         fail("%s", err);
@@ -411,10 +437,23 @@ static int cmd_mount(int argc, char **argv)
         } else {
             fprintf(stderr, "lakefs: unmounted %s, everything flushed\n", m.mountpoint);
         }
+        /* --- disk cache: counters to the log and to STATE_DIR/BRANCH/stats --- */
+        if (cache) {
+            objcache_counters cs;
+            objcache_stats(cache, &cs);
+            fprintf(stderr, "lakefs: cache: %llu hits, %llu misses, %llu bytes downloaded\n",
+                    (unsigned long long)cs.hits, (unsigned long long)cs.misses, (unsigned long long)cs.downloaded);
+            char stats[4300];
+            snprintf(stats, sizeof stats, "%s/stats", branch_dir);
+            if ((rc = objcache_write_stats(cache, stats)))
+                fprintf(stderr, "lakefs: cannot write %s: %s\n", stats, strerror(-rc));
+        }
+        /* --- end disk cache --- */
     }
+    objcache_close(cache);
     os_close(os);
 out:
-    free(m.url); free(m.branch); free(m.mountpoint); free(m.state_dir); free(m.log);
+    free(m.url); free(m.branch); free(m.mountpoint); free(m.state_dir); free(m.log); free(m.cache_dir);
     return status;
 }
 

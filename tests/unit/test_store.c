@@ -369,7 +369,7 @@ static void env_free(env *e)
 static store *open_store(env *e, size_t limit, int start)
 {
     char err[512] = "";
-    store_config cfg = { e->os, "main", e->state, limit };
+    store_config cfg = { .os = e->os, .branch = "main", .state_dir = e->state, .memtable_limit = limit };
     store *st = NULL;
     int rc = store_open(&cfg, &st, err, sizeof err);
     if (rc) { fprintf(stderr, "store_open: %d %s\n", rc, err); exit(2); }
@@ -655,7 +655,7 @@ static void test_crashes(void)
 static int open_is_refused(env *e)
 {
     char err[512] = "";
-    store_config cfg = { e->os, "main", e->state, MEMTABLE_LIMIT };
+    store_config cfg = { .os = e->os, .branch = "main", .state_dir = e->state, .memtable_limit = MEMTABLE_LIMIT };
     store *st = NULL;
     int rc = store_open(&cfg, &st, err, sizeof err);
     if (rc == 0) { store_close(st); return 1; }
@@ -685,7 +685,7 @@ static void test_lock(void)
     CHECK(store_close(st) == 0);
 
     char err[512] = "";
-    store_config cfg = { e.os, "nosuchbranch", e.state, 0 };
+    store_config cfg = { .os = e.os, .branch = "nosuchbranch", .state_dir = e.state };
     CHECK(store_open(&cfg, &st, err, sizeof err) == -ENOENT);
     CHECK(strstr(err, "does not exist") != NULL);
     env_free(&e);
