@@ -989,6 +989,9 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
     conn->congestion_threshold = 48;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    /* Every change passes through the kernel, so its page cache is always
+     * right: do not drop a file's cached pages whenever its mtime moves. */
+    conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;
 }
 
 static const struct fuse_lowlevel_ops ops = {
