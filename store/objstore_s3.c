@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 #include <time.h>
 
@@ -719,7 +720,7 @@ static int s3_list_page(const s3 *s, const char *xml, s3_keys *l)
         s3_xml_unescape(p, (size_t)(e - p), name, (size_t)(e - p) + 1);
         p = e + 6;
         if (strncmp(name, s->prefix, pl) != 0 || !name[pl] ||
-            strcmp(name + pl, S3_PROBE_KEY) == 0) {
+            strncmp(name + pl, S3_PROBE_KEY, strlen(S3_PROBE_KEY)) == 0) {
             free(name);
             continue;
         }
@@ -1188,13 +1189,18 @@ static int s3_explain(s3 *s, const s3_resp *r, char *err, size_t errlen)
  * a negative errno with ERR written. */
 static int s3_check(s3 *s, char *err, size_t errlen)
 {
-    char *pfx = sigv4_uri_encode(s->prefix, 0), *q = NULL, *probe = NULL;
+    char *pfx = sigv4_uri_encode(s->prefix, 0), *q = NULL, *probe = NULL, probe_key[64];
+    uint32_t nonce = 0;
+    int probed = 0;               /* the probe object exists */
+    if (getentropy(&nonce, sizeof nonce) < 0) nonce = (uint32_t)getpid();
+    /* a fresh name per open, removed afterwards: a failed mount leaves nothing */
+    snprintf(probe_key, sizeof probe_key, "%s-%08x", S3_PROBE_KEY, nonce);
     s3_req req = { .method = "GET", .attempts = S3_OPEN_ATTEMPTS, .quiet = 1 };
     s3_resp r = { 0 };
     int rc = -ENOMEM;
 
     if (!pfx || asprintf(&q, "list-type=2&max-keys=1&prefix=%s", pfx) < 0 ||
-        !(probe = s3_object(s, S3_PROBE_KEY))) {
+        !(probe = s3_object(s, probe_key))) {
         q = NULL;
         snprintf(err, errlen, "out of memory");
         goto out;
@@ -1236,6 +1242,7 @@ static int s3_check(s3 *s, char *err, size_t errlen)
             rc = r.status == 403 ? -EACCES : -EIO;
             goto out;
         }
+        probed = 1;
         if (i == 1 && rc == 0) {
             snprintf(err, errlen, "S3 endpoint %s ignores conditional PUT "
                      "(If-None-Match: *): lakefs needs it so objects are never "
@@ -1246,6 +1253,7 @@ static int s3_check(s3 *s, char *err, size_t errlen)
     }
     rc = 0;
 out:
+    if (probed) s3_del(s, probe_key);
     s3_resp_clear(&r);
     free(pfx);
     free(q);

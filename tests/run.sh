@@ -9,7 +9,13 @@
 #   --long       longer acceptance runs (pgbench -T 300 scale 50, 10 crash rounds)
 #   --no-apt     do not install packages
 #   --no-build   use the current build tree as it is (make check-e2e / check-long)
-#   PATTERN      run only e2e tests whose name contains PATTERN (unit tests still run)
+#   PATTERN      run only e2e tests whose name contains PATTERN (unit tests still run),
+#                e.g. "[s3]" for the s3 runs, "pgbench" for both runs of t40_pgbench
+# A test with a header line "# backends: file s3" runs twice: on a file://
+# repository (e2e/NAME) and on an s3:// one (e2e/NAME[s3]); "# backends: s3"
+# runs only on s3; no such line: file only. The s3 runs share one throw-away
+# Ceph RADOS Gateway on 127.0.0.1 (memstore, random keys), started before the
+# first of them and stopped at exit (tests/e2e/lib.sh: rgw_start).
 # environment: LAKEFS_SANITIZERS=0 builds without sanitizers; KEEP_TMP=1 keeps
 #   the tests' temp dirs; logs of failed tests go to tests/out/.
 set -euo pipefail
@@ -107,18 +113,57 @@ for src in tests/unit/test_*.c; do
 done
 
 # ------------------------------------------------------------- e2e tests
-for t in tests/e2e/t[0-9]*.sh; do
-    name=e2e/$(basename "$t" .sh)
-    if [ ${#patterns[@]} -gt 0 ]; then
-        match=0
-        for p in "${patterns[@]}"; do [[ $name == *"$p"* ]] && match=1; done
-        [ "$match" = 1 ] || continue
+# The S3 server of the s3 runs: started once, when the first one is due.
+s3_state=none s3_bucket=lakefs-e2e
+trap 'rgw_stop' EXIT
+trap 'exit 130' INT TERM HUP
+s3_server() {
+    case $s3_state in up) return 0 ;; failed) return 1 ;; esac
+    local start=$SECONDS
+    s3_state=failed
+    if rgw_start >"$out/rgw.log" 2>&1 &&
+        (s3_use_env "$RGW_DIR/s3.env" && s3_create_bucket "$s3_bucket") >>"$out/rgw.log" 2>&1; then
+        s3_state=up
+        echo "S3 server (Ceph RGW, memstore) up in $((SECONDS - start))s"
+        return 0
     fi
-    start=$SECONDS
-    st=0
-    bash "$t" >"$out/$(basename "$t" .sh).log" 2>&1 </dev/null || st=$?
-    result "$name" "$st" $((SECONDS - start))
-    [ "$st" = 0 ] || tail -n 30 "$out/$(basename "$t" .sh).log" | sed 's/^/    /'
+    sed 's/^/    /' "$out/rgw.log"
+    result "e2e/s3-server (ceph rgw start)" 1 $((SECONDS - start))
+    return 1
+}
+
+for t in tests/e2e/t[0-9]*.sh; do
+    base=$(basename "$t" .sh)
+    backends=$(sed -n '1,/^set -euo/s/^# backends: *//p' "$t")
+    for backend in ${backends:-file}; do
+        name=e2e/$base lg=$out/$base.log
+        # an s3 run of a test that also runs on file:// is NAME[s3]
+        if [ "$backend" != file ] && [[ " $backends " == *" file "* ]]; then
+            name="e2e/$base[$backend]" lg=$out/$base.$backend.log
+        fi
+        if [ ${#patterns[@]} -gt 0 ]; then
+            match=0
+            for p in "${patterns[@]}"; do [[ $name == *"$p"* ]] && match=1; done
+            [ "$match" = 1 ] || continue
+        fi
+        tenv=(LAKEFS_TEST_BACKEND="$backend")
+        case $backend in
+        file) ;;
+        s3)
+            if ! s3_server; then
+                result "$name" 1 0
+                continue
+            fi
+            tenv+=(LAKEFS_TEST_S3_ENV="$RGW_DIR/s3.env" LAKEFS_TEST_S3_BUCKET="$s3_bucket")
+            ;;
+        *) echo "$t: unknown backend '$backend'" >&2; result "$name" 1 0; continue ;;
+        esac
+        start=$SECONDS
+        st=0
+        env "${tenv[@]}" bash "$t" >"$lg" 2>&1 </dev/null || st=$?
+        result "$name" "$st" $((SECONDS - start))
+        [ "$st" = 0 ] || tail -n 30 "$lg" | sed 's/^/    /'
+    done
 done
 
 summary

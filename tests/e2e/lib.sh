@@ -70,6 +70,8 @@ _run_cleanups() {
 # e2e_setup NAME: temp dir, sanitizer settings, traps.
 e2e_setup() {
     E2E_NAME=$1
+    # the s3 run of a test that runs on both backends: its own name for logs
+    [ "${LAKEFS_TEST_BACKEND:-file}" != s3 ] || [[ $E2E_NAME == *s3* ]] || E2E_NAME=$E2E_NAME-s3
     need_root
     [ -x "$LAKEFS" ] || die "$LAKEFS not built (run: make)"
     T=$(mktemp -d "${TMPDIR_E2E:-/var/tmp}/lakefs-$E2E_NAME.XXXXXX")
@@ -84,7 +86,9 @@ e2e_setup() {
     sanitizer_env "$T/asan"
     trap _run_cleanups EXIT
     trap 'exit 130' INT TERM HUP
-    log "test $E2E_NAME in $T"
+    log "test $E2E_NAME in $T (backend $LAKEFS_TEST_BACKEND)"
+    e2e_backend_setup
+    on_exit s3_repos_cleanup
 }
 
 # sanitizer_env DIR: reports of every instrumented process go to DIR/*.
@@ -181,6 +185,33 @@ kill_job() {
 
 no_daemon_for() { [ -z "$(pids_with_arg "$1")" ]; }
 
+# expect_fail NAME CMD...: CMD exits non-zero within 2 minutes with exactly
+# one line on stderr, starting "lakefs: "; that line is left in FAIL_MSG.
+FAIL_MSG=
+expect_fail() {
+    local name=$1
+    shift
+    local err=$T/logs/err.$RANDOM out=$T/logs/out.$RANDOM rc=0
+    timeout 120 "$@" >"$out" 2>"$err" </dev/null || rc=$?
+    [ "$rc" != 0 ] || die "$name: exit status 0 (command: $*)"
+    [ "$rc" != 124 ] || die "$name: did not return within 120 s"
+    local lines
+    lines=$(grep -c '' "$err" || true)
+    [ "$lines" = 1 ] || { cat "$err" >&2; die "$name: $lines lines on stderr, want 1"; }
+    grep -q '^lakefs: ' "$err" || { cat "$err" >&2; die "$name: stderr does not start with 'lakefs: '"; }
+    FAIL_MSG=$(cat "$err")
+    ok "$name: exit $rc: $FAIL_MSG"
+}
+
+# msg_says NAME WORDS...: FAIL_MSG contains each of WORDS (fixed strings).
+msg_says() {
+    local name=$1 w
+    shift
+    for w in "$@"; do
+        [[ $FAIL_MSG == *"$w"* ]] || die "$name: message does not say '$w': $FAIL_MSG"
+    done
+}
+
 newlog() { _nlog=$((_nlog + 1)); echo "$T/logs/$(printf '%02d' $_nlog)-$1.log"; }
 
 # ------------------------------------------------------------------ lakefs
@@ -269,6 +300,176 @@ cleanup_mount() {
         wait_for 30 "daemon $p to exit" pid_dead "$p" || kill -9 "$p" 2>/dev/null
     done
     return 0
+}
+
+# ------------------------------------------------------------------ backends
+#
+# A test names its repository with "url=$(repo_url NAME)": file://$T/NAME, or,
+# when LAKEFS_TEST_BACKEND=s3, s3://BUCKET/<test>-<pid>-<n>-NAME on a Ceph
+# RADOS Gateway on 127.0.0.1. tests/run.sh starts one gateway for the whole
+# run (rgw_start) and passes it on in LAKEFS_TEST_S3_ENV (its s3.env) and
+# LAKEFS_TEST_S3_BUCKET; a test run alone starts a private one (e2e_setup ->
+# e2e_backend_setup) and stops it at exit. The daemon gets the endpoint and
+# keys from the AWS_* environment it inherits from "lakefs mount".
+# A test declares the backends it supports in a header line "# backends: file
+# s3" (tests/run.sh runs it once per backend); without one: file only.
+
+LAKEFS_TEST_BACKEND=${LAKEFS_TEST_BACKEND:-file}
+RGW_TOOLS=${RGW_TOOLS:-$(cd "$LAKEFS_TOP/.." && pwd)/shared/tools/ceph-rgw}
+RGW_DIR=        # a gateway this shell started (stopped by rgw_stop)
+S3_BUCKET=
+
+# rgw_start: start a throw-away one-node Ceph RGW (memstore) in a new short
+# directory under /tmp (its admin sockets live there) on a free port, with
+# random keys; sets RGW_DIR, returns non-zero on failure. The caller stops it with rgw_stop. The keys go
+# to RGW_DIR/s3.env only (mode 0600), never on a command line or into a log.
+rgw_start() {
+    [ -x "$RGW_TOOLS/start" ] && command -v radosgw >/dev/null || {
+        log "no Ceph RGW: need $RGW_TOOLS/start and radosgw (apt-get install radosgw ceph-mon ceph-osd)"
+        return 1
+    }
+    local try port dir
+    for try in 1 2 3 4 5; do
+        dir=$(mktemp -d /tmp/lkrgw.XXXXXX)
+        port=$((20000 + RANDOM % 30000))
+        # start refuses a busy port or mon port (PORT+1); retry elsewhere then
+        if RGW_ACCESS_KEY="LKE2E$(_rand_hex 8 | tr a-f A-F)" RGW_SECRET_KEY="lakefs-e2e-$(_rand_hex 16)" \
+            "$RGW_TOOLS/start" "$dir" "$port" memstore >"$dir.log" 2>&1; then
+            rm -f "$dir.log"
+            chmod 0600 "$dir/s3.env"
+            RGW_DIR=$dir
+            log "Ceph RGW (memstore) at http://127.0.0.1:$port, in $dir"
+            return 0
+        fi
+        log "rgw start on port $port failed (try $try): $(grep -v '^S3_' "$dir.log" | tail -n 3 | tr '\n' ' ')"
+        "$RGW_TOOLS/stop" "$dir" >/dev/null 2>&1
+        rm -rf "$dir" "$dir.log"
+    done
+    log "could not start Ceph RGW"
+    return 1
+}
+
+_rand_hex() { od -An -N"$1" -tx1 /dev/urandom | tr -d ' \n'; }
+
+# rgw_stop: stop the gateway rgw_start started, remove its directory.
+rgw_stop() {
+    [ -n "$RGW_DIR" ] || return 0
+    "$RGW_TOOLS/stop" "$RGW_DIR" >/dev/null 2>&1 || log "rgw stop: some daemon needed SIGKILL"
+    rm -rf "$RGW_DIR"
+    RGW_DIR=
+}
+
+# s3_use_env S3ENV: the endpoint and keys of S3ENV (an s3.env written by
+# ceph-rgw/start) for this shell and what it starts: S3_* and AWS_* exported,
+# other AWS settings that could override them removed.
+s3_use_env() {
+    [ -r "$1" ] || die "S3 settings $1 missing"
+    # shellcheck disable=SC1090
+    . "$1"
+    export S3_ENDPOINT S3_ACCESS_KEY S3_SECRET_KEY S3_REGION
+    unset AWS_ENDPOINT_URL_S3 AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_REGION AWS_CA_BUNDLE
+    export AWS_SHARED_CREDENTIALS_FILE=/nonexistent/lakefs-e2e/credentials
+    export AWS_CONFIG_FILE=/nonexistent/lakefs-e2e/config
+    export AWS_ENDPOINT_URL=$S3_ENDPOINT AWS_REGION=$S3_REGION
+    export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+}
+
+# s3_curl METHOD PATH [CURL ARGS...]: a SigV4-signed request to the endpoint
+# in S3_*; prints the body, returns non-zero unless the status is 2xx. The
+# keys reach curl on stdin (a config file), never on its command line.
+s3_curl() {
+    local method=$1 path=$2
+    shift 2
+    printf 'user = "%s:%s"\n' "$S3_ACCESS_KEY" "$S3_SECRET_KEY" |
+        curl -sS -f -K - -X "$method" --aws-sigv4 "aws:amz:$S3_REGION:s3" \
+            -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$@" "$S3_ENDPOINT/$path"
+}
+
+# s3_create_bucket NAME
+s3_create_bucket() {
+    s3_curl PUT "$1" -o /dev/null || die "cannot create bucket $1 at $S3_ENDPOINT"
+}
+
+# s3_bucket_exists NAME
+s3_bucket_exists() { s3_curl GET "$1?list-type=2&max-keys=1" -o /dev/null 2>/dev/null; }
+
+# s3_listing BUCKET PREFIX: sorted "KEY SIZE" lines (to compare states).
+s3_listing() { s3_list "$1" "$2" | LC_ALL=C sort; }
+
+# s3_bytes BUCKET PREFIX: total size of the objects under PREFIX.
+s3_bytes() { s3_list "$1" "$2" | awk '{ n += $2 } END { print n + 0 }'; }
+
+# s3_list BUCKET PREFIX: the keys under PREFIX with their sizes ("KEY SIZE"
+# lines), every page of ListObjectsV2.
+s3_list() {
+    local bucket=$1 prefix=$2 token='' body q
+    while :; do
+        q="list-type=2&max-keys=1000&prefix=$(_urlencode "$prefix")"
+        [ -z "$token" ] || q="$q&continuation-token=$(_urlencode "$token")"
+        body=$(s3_curl GET "$bucket?$q") || die "cannot list s3://$bucket/$prefix"
+        tr -d '\n' <<<"$body" | { grep -o '<Contents>.*</Contents>' || true; } | sed 's#</Contents>#&\n#g' |
+            sed -n 's#.*<Key>\(.*\)</Key>.*<Size>\([0-9]*\)</Size>.*#\1 \2#p'
+        grep -q '<IsTruncated>true</IsTruncated>' <<<"$body" || break
+        token=$(sed -n 's#.*<NextContinuationToken>\(.*\)</NextContinuationToken>.*#\1#p' <<<"$body")
+        [ -n "$token" ] || die "truncated listing without a continuation token"
+    done
+}
+
+_urlencode() {
+    local s=$1 i c out=
+    for ((i = 0; i < ${#s}; i++)); do
+        c=${s:i:1}
+        case $c in [a-zA-Z0-9._~-]) out+=$c ;; *) out+=$(printf '%%%02X' "'$c") ;; esac
+    done
+    printf '%s' "$out"
+}
+
+# s3_delete_prefix BUCKET PREFIX: delete every object under PREFIX (keeps
+# the shared gateway's memory bounded over a run).
+s3_delete_prefix() {
+    local key size
+    s3_list "$1" "$2" | while read -r key _; do
+        s3_curl DELETE "$1/$(_urlencode "$key" | sed 's#%2F#/#g')" -o /dev/null ||
+            log "cannot delete s3://$1/$key"
+    done
+}
+
+# e2e_backend_setup (called by e2e_setup): for the s3 backend, the shared
+# gateway of tests/run.sh, or a private one for this test, and a bucket.
+e2e_backend_setup() {
+    case $LAKEFS_TEST_BACKEND in
+    file) return 0 ;;
+    s3) ;;
+    *) die "LAKEFS_TEST_BACKEND=$LAKEFS_TEST_BACKEND: want file or s3" ;;
+    esac
+    if [ -n "${LAKEFS_TEST_S3_ENV:-}" ]; then
+        s3_use_env "$LAKEFS_TEST_S3_ENV"
+        S3_BUCKET=${LAKEFS_TEST_S3_BUCKET:?LAKEFS_TEST_S3_BUCKET not set}
+    else
+        on_exit rgw_stop
+        rgw_start || die "cannot start an S3 server for the s3 backend"
+        s3_use_env "$RGW_DIR/s3.env"
+        S3_BUCKET=lakefs-e2e
+        s3_create_bucket "$S3_BUCKET"
+    fi
+    log "backend s3: bucket $S3_BUCKET at $S3_ENDPOINT"
+}
+
+# repo_url NAME: the URL of this test's repository NAME (nothing created):
+# file://$T/NAME, or s3://BUCKET/<test>-<pid of the test>-NAME.
+repo_url() {
+    case $LAKEFS_TEST_BACKEND in
+    s3) echo "s3://$S3_BUCKET/$E2E_NAME-$$-$1" ;;
+    *) echo "file://$T/$1" ;;
+    esac
+}
+
+# s3_repos_cleanup: registered by e2e_setup for s3 tests; deletes the
+# repositories this test made (not with KEEP_TMP=1).
+s3_repos_cleanup() {
+    [ "$LAKEFS_TEST_BACKEND" = s3 ] && [ -n "$S3_BUCKET" ] && [ -n "${LAKEFS_TEST_S3_ENV:-}" ] || return 0
+    [ "${KEEP_TMP:-0}" != 1 ] || return 0
+    s3_delete_prefix "$S3_BUCKET" "$E2E_NAME-$$-"
 }
 
 # ------------------------------------------------------------------ postgres

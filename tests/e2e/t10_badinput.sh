@@ -13,21 +13,8 @@ lakefs_init "$url"
 [ -d "$repo" ] || die "lakefs init did not create $repo"
 before=$(repo_listing "$repo")
 
-# expect_fail NAME CMD...: non-zero exit, one line on stderr starting
+# expect_fail (lib.sh): non-zero exit, one line on stderr starting
 # "lakefs: ", returns within 2 minutes.
-expect_fail() {
-    local name=$1
-    shift
-    local err=$T/logs/err.$RANDOM out=$T/logs/out.$RANDOM rc=0
-    timeout 120 "$@" >"$out" 2>"$err" </dev/null || rc=$?
-    [ "$rc" != 0 ] || die "$name: exit status 0 (command: $*)"
-    [ "$rc" != 124 ] || die "$name: did not return within 120 s"
-    local lines
-    lines=$(grep -c '' "$err" || true)
-    [ "$lines" = 1 ] || { cat "$err" >&2; die "$name: $lines lines on stderr, want 1"; }
-    grep -q '^lakefs: ' "$err" || { cat "$err" >&2; die "$name: stderr does not start with 'lakefs: '"; }
-    ok "$name: exit $rc: $(cat "$err")"
-}
 
 same_repo() {
     local now

@@ -3,12 +3,12 @@
 # "lakefs mount" without -f returns once the mount is usable; umount ends
 # the daemon; -o branch=main and URL#main mount the branch at the mount
 # point; -o ro refuses writes.
+# backends: file s3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_setup layout
 
-repo=$T/repo
-url=file://$repo
+url=$(repo_url repo)
 mp=$T/mnt
 mkdir -p "$mp"
 opts=allow_other,default_permissions,state_dir=$T/state

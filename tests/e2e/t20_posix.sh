@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # POSIX semantics PostgreSQL needs (tests/e2e/posix_check.c), as root and as
 # user postgres, then again after unmount + mount ("verify" mode).
+# backends: file s3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_setup posix
 
-repo=$T/repo
-url=file://$repo
+url=$(repo_url repo)
 mp=$T/mnt
 mkdir -p "$mp"
 opts=allow_other,default_permissions,state_dir=$T/state

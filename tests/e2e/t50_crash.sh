@@ -4,6 +4,7 @@
 # file). Clean up (fusermount3 -u -z, kill -9 the cluster's processes),
 # remount (journal replay), start PostgreSQL: every acknowledged commit is
 # there, pg_amcheck is clean, the pgbench invariant holds.
+# backends: file s3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_setup crash
@@ -15,8 +16,7 @@ else
 fi
 
 [ -x "$T/bin/ackclient" ] || die "tests/e2e/ackclient not built (make e2e)"
-repo=$T/repo
-url=file://$repo
+url=$(repo_url repo)
 mp=$T/mnt
 mkdir -p "$mp"
 opts=allow_other,default_permissions,state_dir=$T/state

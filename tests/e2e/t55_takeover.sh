@@ -7,12 +7,12 @@
 # durability mode, what is only in the old machine's journal stays there).  The
 # daemon that lost the branch is fenced: its writes and fsyncs fail, and
 # nothing it writes afterwards reaches the branch.
+# backends: file s3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_setup takeover
 
-repo=$T/repo
-url=file://$repo
+url=$(repo_url repo)
 mkdir -p "$T/a" "$T/b" "$T/c"
 lakefs_init "$url"
 common=allow_other,default_permissions
