@@ -606,6 +606,22 @@ pg_amcheck_clean() {
 }
 
 # pgbench_invariant PGDATA: the four balances agree.
+# pgbench_load PGDATA SCALE SECONDS: pgbench -i, then TPC-B -c 4 -j 2 for
+# SECONDS; fails on any failed transaction or none processed.
+pgbench_load() {
+    local data=$1 scale=$2 duration=$3 port=${PG_PORT[$1]} lg ntx
+    pgbench -i -s "$scale" -q -h "$PGSOCK" -p "$port" -U postgres postgres \
+        >"$(newlog pgbench-init)" 2>&1 || die "pgbench -i -s $scale failed"
+    ok "pgbench -i -s $scale"
+    lg=$(newlog pgbench-run)
+    pgbench -T "$duration" -c 4 -j 2 -h "$PGSOCK" -p "$port" -U postgres postgres >"$lg" 2>&1 ||
+        { tail -n 20 "$lg" >&2; die "pgbench -T $duration -c 4 failed"; }
+    grep -q '^number of failed transactions: 0 ' "$lg" || { cat "$lg" >&2; die "pgbench had failed transactions"; }
+    ntx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$lg")
+    [ "${ntx:-0}" -gt 0 ] || die "pgbench processed no transactions"
+    ok "pgbench -T $duration -c 4: $ntx transactions, $(grep -m1 '^tps' "$lg")"
+}
+
 pgbench_invariant() {
     local data=$1 out
     out=$(psql_at "$data" -c "SELECT (SELECT sum(abalance) FROM pgbench_accounts),

@@ -33,17 +33,7 @@ lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state1,cache_dir=$T/cache1"
 data=$mp/branches/main
 pg_initdb "$data"
 pg_start "$data"
-port=${PG_PORT[$data]}
-pgbench -i -s "$scale" -q -h "$PGSOCK" -p "$port" -U postgres postgres \
-    >"$(newlog pgbench-init)" 2>&1 || die "pgbench -i -s $scale failed"
-ok "pgbench -i -s $scale"
-lg=$(newlog pgbench-run)
-pgbench -T "$duration" -c 4 -j 2 -h "$PGSOCK" -p "$port" -U postgres postgres >"$lg" 2>&1 ||
-    { tail -n 20 "$lg" >&2; die "pgbench -T $duration -c 4 failed"; }
-grep -q '^number of failed transactions: 0 ' "$lg" || { cat "$lg" >&2; die "pgbench had failed transactions"; }
-ntx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$lg")
-[ "${ntx:-0}" -gt 0 ] || die "pgbench processed no transactions"
-ok "pgbench -T $duration -c 4: $ntx transactions"
+pgbench_load "$data" "$scale" "$duration"
 hist_before=$(psql_at "$data" -c "SELECT count(*) FROM pgbench_history")
 pgbench_invariant "$data"
 pg_stop "$data"
