@@ -90,8 +90,9 @@ int manifest_encode(const manifest *m, char **buf, size_t *len)
         return -ENOMEM;
     b.cap = 256;
     b.p[0] = '\0';
-    rc = mbuf_printf(&b, MANIFEST_HEADER "seq %" PRIu64 "\nmax_ino %" PRIu64 "\n",
-                     m->seq, m->max_ino);
+    rc = mbuf_printf(&b, MANIFEST_HEADER "seq %" PRIu64 "\nmax_ino %" PRIu64 "\nwriter %" PRIu64
+                     "\nsession %" PRIu64 "\ninherit %" PRIu64 "\n",
+                     m->seq, m->max_ino, m->writer, m->session, m->inherit);
     for (size_t i = 0; rc == 0 && i < m->nlayers; i++) {
         const manifest_layer *ml = &m->layers[i];
         if (!manifest_key_ok(ml->key) || ml->min_seq > ml->max_seq) {
@@ -187,7 +188,10 @@ int manifest_decode(const char *buf, size_t len, manifest *m)
     memset(m, 0, sizeof(*m));
     if (expect(&p, end, MANIFEST_HEADER) < 0 ||
         parse_field(&p, end, "seq ", &m->seq) < 0 ||
-        parse_field(&p, end, "max_ino ", &m->max_ino) < 0)
+        parse_field(&p, end, "max_ino ", &m->max_ino) < 0 ||
+        parse_field(&p, end, "writer ", &m->writer) < 0 ||
+        parse_field(&p, end, "session ", &m->session) < 0 ||
+        parse_field(&p, end, "inherit ", &m->inherit) < 0)
         goto fail;
     while (expect(&p, end, "layer ") == 0)
         if ((rc = parse_layer(&p, end, m)) < 0)

@@ -9,7 +9,13 @@
  *
  * The encoding is line-oriented text ending with a CRC-32C line, so it is
  * both inspectable and verified: "lakefs-manifest 1", "seq N", "max_ino N",
- * one "layer KEY MINSEQ MAXSEQ SIZE" per layer (newest last), "crc XXXXXXXX".
+ * "writer N", "session N", "inherit N", one "layer KEY MINSEQ MAXSEQ SIZE"
+ * per layer (newest last), "crc XXXXXXXX".
+ *
+ * writer, session and inherit say where the batches after SEQ are: in the
+ * local journal of the state directory whose id is WRITER (0: none yet),
+ * and in the remote journal chains (journal_remote.h) of sessions INHERIT
+ * (0: none) and SESSION, the mount that committed this generation.
  */
 #ifndef LAKEFS_MANIFEST_H
 #define LAKEFS_MANIFEST_H
@@ -28,6 +34,9 @@ typedef struct manifest {
     uint64_t gen;                 /* generation (from the object name) */
     uint64_t seq;                 /* every version <= seq is in the layers */
     uint64_t max_ino;             /* highest inode number allocated */
+    uint64_t writer;              /* id of the committing daemon's state directory */
+    uint64_t session;             /* committing mount (the generation it opened with) */
+    uint64_t inherit;             /* older session whose remote chain is still to fold in */
     size_t nlayers;
     manifest_layer *layers;       /* oldest first */
 } manifest;

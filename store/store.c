@@ -17,14 +17,31 @@
  * the frozen memtable came from.  A crash anywhere in between leaves either
  * an orphan layer (harmless, collected later) or a journal replayed on the
  * next open, whose records at or below the manifest's seq are skipped.
+ *
+ * Who may replay what: every manifest names the state directory that
+ * committed it (writer, a random id kept in STATE_DIR/writer) and the mount
+ * (session = the generation that mount opened with).  Opening replays the
+ * local journal only if this state directory is the branch's last writer;
+ * otherwise its journal predates another writer's commits and is moved
+ * aside unread.  The previous session's remote journal (durability=remote,
+ * journal_remote.h) is then claimed -- which fences that session -- and
+ * folded in as a layer before the first write is served, so a manifest
+ * never needs more than one older session's chain (its "inherit").
+ *
+ * durability=remote: commits also queue their journal payload; store_sync
+ * uploads the queue as one segment of this session's chain (after the
+ * local fdatasync, so the local journal always holds at least as much).
+ * Batches written into a committed layer leave the queue unuploaded.
  */
 #include "store.h"
 #include "journal.h"
+#include "journal_remote.h"
 #include "layer.h"
 #include "manifest.h"
 #include "memtable.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -73,6 +90,13 @@ struct store {
     int leased;                   /* we hold branches/NAME/lease */
     int takeover;                 /* break a live holder's lease at open */
     int fenced;                   /* another writer took over: refuse writes (atomic) */
+    int remote;                   /* durability=remote: a sync uploads the batches */
+    uint64_t writer;              /* id of state_dir (its "writer" file) */
+    uint64_t session;             /* this mount: the manifest generation it opened with */
+    pthread_mutex_t rj_mu;        /* serialises uploads to the remote journal */
+    uint8_t *rj_buf;              /* batches not yet uploaded, u32 length + payload each (lock) */
+    size_t rj_len, rj_cap;
+    uint64_t folded, folded_end;  /* session folded in at open, up to seq: its segments to delete */
 };
 
 /* ---- repository ---- */
@@ -234,16 +258,53 @@ static int store_freeze(store *st)
     return 0;
 }
 
+/* Make room for N more bytes of not yet uploaded batches (lock held). */
+static int store_rj_reserve(store *st, size_t n)
+{
+    if (st->rj_len + n <= st->rj_cap) return 0;
+    size_t cap = st->rj_cap ? st->rj_cap : 4096;
+    while (cap < st->rj_len + n) cap *= 2;
+    uint8_t *nb = realloc(st->rj_buf, cap);
+    if (!nb) return -ENOMEM;
+    st->rj_buf = nb;
+    st->rj_cap = cap;
+    return 0;
+}
+
+/* Forget the not yet uploaded batches with seq <= UPTO (lock held). */
+static void store_rj_drop(store *st, uint64_t upto)
+{
+    size_t off = 0;
+    if (!st->rj_len) return;
+    while (off < st->rj_len) {
+        uint32_t rl; uint64_t seq;
+        memcpy(&rl, st->rj_buf + off, 4);
+        memcpy(&seq, st->rj_buf + off + 4, 8);
+        if (seq > upto) break;
+        off += 4 + rl;
+    }
+    memmove(st->rj_buf, st->rj_buf + off, st->rj_len - off);
+    st->rj_len -= off;
+}
+
 int store_commit(store *st, store_batch *b)
 {
     if (b->err) return b->err;
     if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) return -EIO;
+    if (b->len > UINT32_MAX) return -EFBIG;
     pthread_rwlock_wrlock(&st->lock);
     uint64_t seq = st->seq + 1;
     memcpy(b->buf, &seq, 8);
     memcpy(b->buf + 8, &b->nops, 4);
-    int rc = journal_append(st->jn, b->buf, b->len);
+    int rc = st->remote ? store_rj_reserve(st, 4 + b->len) : 0;
+    if (!rc) rc = journal_append(st->jn, b->buf, b->len);
     if (!rc) rc = store_apply(st, b->buf, b->len);
+    if (!rc && st->remote) {      /* queued for the next sync's upload */
+        uint32_t rl = (uint32_t)b->len;
+        memcpy(st->rj_buf + st->rj_len, &rl, 4);
+        memcpy(st->rj_buf + st->rj_len + 4, b->buf, b->len);
+        st->rj_len += 4 + b->len;
+    }
     int wake = 0;
     if (!rc && mt_bytes(st->active) > st->memtable_limit && st->nfrozen < STORE_MAX_FROZEN) {
         rc = store_freeze(st);
@@ -259,10 +320,63 @@ int store_commit(store *st, store_batch *b)
     return rc;
 }
 
+static void store_fence(store *st, uint64_t gen);
+
+/* durability=remote: upload every batch committed so far as one segment
+ * of this session's remote journal (one upload at a time; callers queue
+ * behind it, so concurrent syncs share the next upload). */
+static int store_sync_remote(store *st)
+{
+    pthread_mutex_lock(&st->rj_mu);
+    pthread_rwlock_rdlock(&st->lock);
+    size_t len = st->rj_len;
+    uint8_t *recs = len ? malloc(len) : NULL;
+    if (recs) memcpy(recs, st->rj_buf, len);
+    uint64_t last = st->seq;
+    pthread_rwlock_unlock(&st->lock);
+    int rc = len && !recs ? -ENOMEM : 0;
+    size_t off = 0;
+    while (!rc && off < len) {
+        uint64_t first, taken = 0;
+        memcpy(&first, recs + off + 4, 8);
+        rc = jremote_put(st->os, st->branch, st->session, first, last, recs + off, len - off, &taken);
+        if (rc == -EEXIST) {      /* an attempt that failed did store batches FIRST..TAKEN */
+            rc = 0;
+            while (off < len) {
+                uint32_t rl; uint64_t seq;
+                memcpy(&rl, recs + off, 4);
+                memcpy(&seq, recs + off + 4, 8);
+                if (seq > taken) break;
+                off += 4 + rl;
+            }
+            continue;
+        }
+        if (rc == -ESTALE) {
+            store_fence(st, 0);
+            rc = -EIO;
+        } else if (rc) {
+            fprintf(stderr, "lakefs: branch %s: uploading the journal (seq %" PRIu64 "-%" PRIu64 ") failed: %s; "
+                    "fsync fails until the repository is reachable\n", st->branch, first, last, strerror(-rc));
+            rc = -EIO;
+        }
+        break;
+    }
+    if (!rc && len) {
+        pthread_rwlock_wrlock(&st->lock);
+        store_rj_drop(st, last);
+        pthread_rwlock_unlock(&st->lock);
+    }
+    free(recs);
+    pthread_mutex_unlock(&st->rj_mu);
+    return rc;
+}
+
 int store_sync(store *st)
 {
     if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) return -EIO;
-    return journal_sync(st->jn);
+    int rc = journal_sync(st->jn);
+    if (!rc && st->remote) rc = store_sync_remote(st);
+    return rc;
 }
 
 uint64_t store_alloc_ino(store *st)
@@ -380,12 +494,17 @@ static int store_build_key(void *arg, const uint8_t *key, size_t klen, const mt_
     return 0;
 }
 
-/* Another writer committed generation GEN: refuse every write from now on. */
+/* Another writer took the branch over (committed generation GEN, or fenced
+ * our remote journal if GEN is 0): refuse every write from now on. */
 static void store_fence(store *st, uint64_t gen)
 {
     if (__atomic_exchange_n(&st->fenced, 1, __ATOMIC_SEQ_CST)) return;
-    fprintf(stderr, "lakefs: branch %s: manifest generation %" PRIu64 " was committed by another writer "
-            "(a takeover); this daemon lost the branch and fails every write and fsync from now on\n", st->branch, gen);
+    if (gen)
+        fprintf(stderr, "lakefs: branch %s: manifest generation %" PRIu64 " was committed by another writer "
+                "(a takeover); this daemon lost the branch and fails every write and fsync from now on\n", st->branch, gen);
+    else
+        fprintf(stderr, "lakefs: branch %s: another writer fenced this daemon's remote journal (a takeover); "
+                "this daemon lost the branch and fails every write and fsync from now on\n", st->branch);
 }
 
 /* Write the oldest frozen memtable as a layer and commit it (flush_mu held). */
@@ -410,6 +529,8 @@ static int store_flush_one(store *st)
     if (!rc) {
         next.gen = st->man.gen + 1;
         next.seq = max_seq;
+        next.writer = st->writer;
+        next.session = st->session;
         pthread_rwlock_rdlock(&st->lock);
         next.max_ino = st->next_ino - 1;
         pthread_rwlock_unlock(&st->lock);
@@ -439,8 +560,12 @@ static int store_flush_one(store *st)
     st->nfrozen--;
     manifest_free(&st->man);
     st->man = next;
+    store_rj_drop(st, max_seq);   /* in a layer now: no upload needed */
     pthread_rwlock_unlock(&st->lock);
     mt_free(fz.mt);
+    if (st->remote && (rc = jremote_trim(st->os, st->branch, st->session, max_seq)))
+        fprintf(stderr, "lakefs: branch %s: removing remote journal segments up to seq %" PRIu64 " failed: %s (left for gc)\n",
+                st->branch, max_seq, strerror(-rc));
     return journal_drop(st->jn, fz.journal_upto);
 }
 
@@ -448,6 +573,10 @@ static int store_flush_one(store *st)
 static void *store_flusher(void *arg)
 {
     store *st = arg;
+    int rc;
+    if (st->folded && (rc = jremote_trim(st->os, st->branch, st->folded, st->folded_end)))
+        fprintf(stderr, "lakefs: branch %s: removing the folded journal of session %" PRIu64 " failed: %s (left for gc)\n",
+                st->branch, st->folded, strerror(-rc));
     pthread_mutex_lock(&st->flush_mu);
     while (!st->stopping) {
         pthread_rwlock_rdlock(&st->lock);
@@ -563,6 +692,134 @@ static int store_mkdirs(const char *dir)
     return 0;
 }
 
+/* Read this state directory's writer id from DIR/writer, creating it
+ * (random, durable) on first use. */
+static int store_writer_id(store *st, char *err, size_t errlen)
+{
+    char path[4200], text[32] = "";
+    snprintf(path, sizeof path, "%s/writer", st->state_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read(fd, text, sizeof text - 1);
+        close(fd);
+        char *end;
+        text[n > 0 ? n : 0] = 0;
+        st->writer = strtoull(text, &end, 16);
+        if (n == 17 && *end == '\n' && st->writer) return 0;
+        snprintf(err, errlen, "state directory %s: the writer id in %s is damaged; "
+                 "move the state directory aside (its journal cannot be trusted)", st->state_dir, path);
+        return -EIO;
+    }
+    if (errno != ENOENT) {
+        int e = errno;
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(e));
+        return -e;
+    }
+    do {
+        if (getentropy(&st->writer, sizeof st->writer) < 0) {
+            int e = errno;
+            snprintf(err, errlen, "cannot make a writer id: %s", strerror(e));
+            return -e;
+        }
+    } while (!st->writer);
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int len = snprintf(text, sizeof text, "%016" PRIx64 "\n", st->writer);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int rc = fd < 0 || write(fd, text, (size_t)len) != len || fsync(fd) < 0 ? -errno : 0;
+    if (fd >= 0) close(fd);
+    if (!rc && rename(tmp, path) < 0) rc = -errno;
+    if (!rc) {
+        int dfd = open(st->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || fsync(dfd) < 0) rc = -errno;
+        if (dfd >= 0) close(dfd);
+    }
+    if (rc) snprintf(err, errlen, "cannot write %s: %s", path, strerror(-rc));
+    return rc;
+}
+
+/* The branch was last written from another state directory: any journal
+ * here is older than the branch and must never be replayed; move its files
+ * into DIR/stale-GEN-TIME for inspection. */
+static int store_set_aside_journal(store *st, char *err, size_t errlen)
+{
+    DIR *d = opendir(st->state_dir);
+    if (!d) {
+        int e = errno;
+        snprintf(err, errlen, "cannot read state directory %s: %s", st->state_dir, strerror(e));
+        return -e;
+    }
+    char aside[4200] = "";
+    int rc = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        if (strncmp(de->d_name, "journal.", 8)) continue;
+        char from[4500], to[4500];
+        if (!aside[0]) {
+            snprintf(aside, sizeof aside, "%s/stale-%" PRIu64 "-%ld", st->state_dir, st->man.gen, (long)time(NULL));
+            if (mkdir(aside, 0700) < 0 && errno != EEXIST) { rc = -errno; break; }
+        }
+        snprintf(from, sizeof from, "%s/%s", st->state_dir, de->d_name);
+        snprintf(to, sizeof to, "%s/%s", aside, de->d_name);
+        if (rename(from, to) < 0) rc = -errno;
+    }
+    closedir(d);
+    if (rc)
+        snprintf(err, errlen, "cannot move the stale journal of %s aside: %s", st->state_dir, strerror(-rc));
+    else if (aside[0])
+        fprintf(stderr, "lakefs: branch %s: the journal in %s is older than the branch (another daemon wrote it since); "
+                "not replayed, kept in %s\n", st->branch, st->state_dir, aside);
+    return rc;
+}
+
+/* Remote journal replay callback: apply batches not replayed yet. */
+static int store_replay_remote(void *arg, const uint8_t *p, size_t len)
+{
+    store *st = arg;
+    uint64_t seq;
+    memcpy(&seq, p, 8);
+    if (seq <= st->seq) return 0;
+    if (seq != st->seq + 1) return -EIO;
+    return store_apply(st, p, len);
+}
+
+/* Fold the remote journal of session SOURCE (the branch's previous mount)
+ * into this mount: claim its chain after the manifest's seq (which fences
+ * it), write everything replayed as a layer and commit a generation that
+ * no longer needs SOURCE.  Done before the mount serves a single write. */
+static int store_fold(store *st, uint64_t source, uint64_t from, char *err, size_t errlen)
+{
+    uint64_t end = 0;
+    int rc = jremote_claim(st->os, st->branch, source, from, st->session, store_replay_remote, st, &end);
+    if (rc) {
+        snprintf(err, errlen, "cannot take over the remote journal of branch '%s' (session %" PRIu64 "): %s",
+                 st->branch, source, strerror(-rc));
+        return rc;
+    }
+    pthread_mutex_lock(&st->flush_mu);
+    pthread_rwlock_wrlock(&st->lock);
+    rc = store_freeze(st);
+    int pending = st->nfrozen;
+    pthread_rwlock_unlock(&st->lock);
+    if (!rc && pending) rc = store_flush_one(st);
+    else if (!rc) {               /* nothing to write: commit the same state without SOURCE */
+        st->man.gen++;
+        st->man.inherit = 0;
+        rc = manifest_commit(st->os, st->branch, &st->man);
+    }
+    pthread_mutex_unlock(&st->flush_mu);
+    if (rc) {
+        snprintf(err, errlen, "cannot commit branch '%s' after taking over its remote journal: %s",
+                 st->branch, rc == -EEXIST ? "another daemon is writing it" : strerror(-rc));
+        return rc;
+    }
+    if (end >= from) {            /* the flusher deletes its segments */
+        st->folded = source;
+        st->folded_end = end;
+    }
+    return 0;
+}
+
 int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
 {
     store *st = calloc(1, sizeof *st);
@@ -572,6 +829,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     st->state_dir = strdup(cfg->state_dir);
     st->memtable_limit = cfg->memtable_limit ? cfg->memtable_limit : STORE_MEMTABLE_DEFAULT;
     st->takeover = cfg->takeover;
+    st->remote = cfg->durability_remote;
     st->lock_fd = -1;
     st->active = mt_new();
     pthread_rwlockattr_t ra;
@@ -581,6 +839,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&st->flush_mu, NULL);
     pthread_cond_init(&st->flush_cv, NULL);
+    pthread_mutex_init(&st->rj_mu, NULL);
     int rc = 0;
     if (!st->branch || !st->state_dir || !st->active) {
         snprintf(err, errlen, "out of memory");
@@ -616,6 +875,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot write lock file %s: %s", path, strerror(errno));
         goto fail;
     }
+    if ((rc = store_writer_id(st, err, errlen))) goto fail;
     if ((rc = manifest_load_latest(st->os, st->branch, &st->man))) {
         if (rc == -ENOENT) snprintf(err, errlen, "branch '%s' does not exist in %s", st->branch, os_url(st->os));
         else snprintf(err, errlen, "cannot load the manifest of branch '%s': %s", st->branch, strerror(-rc));
@@ -623,9 +883,16 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     }
     if ((rc = store_lease_take(st, err, errlen))) goto fail;
     st->leased = 1;
-    /* Fence: commit the next generation unchanged, so a writer that lost the
-     * lease (and still holds the old generation) can never commit again. */
+    if (st->man.writer != st->writer && (rc = store_set_aside_journal(st, err, errlen))) goto fail;
+    /* Fence: commit the next generation as this mount's session, so a writer
+     * that lost the lease (and still holds the old generation) can never
+     * commit again; it names the previous session, whose remote journal is
+     * folded in below, until a later generation holds that. */
+    uint64_t source = st->man.inherit ? st->man.inherit : st->man.session, from = st->man.seq + 1;
     st->man.gen++;
+    st->man.writer = st->writer;
+    st->man.session = st->session = st->man.gen;
+    st->man.inherit = source;
     if ((rc = manifest_commit(st->os, st->branch, &st->man))) {
         if (rc == -EEXIST)
             snprintf(err, errlen, "branch '%s' changed while it was being opened: another daemon is writing it; unmount that one first", st->branch);
@@ -649,6 +916,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot replay the journal in %s: %s", st->state_dir, strerror(-rc));
         goto fail;
     }
+    if (source && (rc = store_fold(st, source, from, err, errlen))) goto fail;
     *out = st;
     return 0;
 fail:
@@ -716,6 +984,8 @@ int store_close(store *st)
     pthread_rwlock_destroy(&st->lock);
     pthread_mutex_destroy(&st->flush_mu);
     pthread_cond_destroy(&st->flush_cv);
+    pthread_mutex_destroy(&st->rj_mu);
+    free(st->rj_buf);
     free(st->branch);
     free(st->state_dir);
     free(st);

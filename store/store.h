@@ -26,6 +26,7 @@ typedef struct store_config {
     const char *state_dir;        /* local directory for journal and lock (created 0700) */
     size_t memtable_limit;        /* freeze the memtable past this many bytes (0: default) */
     int takeover;                 /* break a lease held by another live daemon or machine */
+    int durability_remote;        /* store_sync returns once the batches are in the repository */
 } store_config;
 
 /* Mark OS as a new, empty lakefs repository; -EEXIST if it is one already. */

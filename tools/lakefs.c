@@ -73,6 +73,9 @@ static const char *usage_mount =
     "  -o allow_other      let other users (e.g. postgres) use the mount\n"
     "  -o default_permissions  let the kernel check permissions (use with allow_other)\n"
     "  -o ro               read-only mount\n"
+    "  -o durability=MODE  local (default): fsync returns once the data is in the local\n"
+    "                      journal, uploaded later; remote: once it is in the repository,\n"
+    "                      so a new machine finds every fsynced write\n"
     "  -o takeover         take the branch over from another daemon (one whose machine is\n"
     "                      gone); that daemon's later writes and fsyncs fail\n"
     "  -o fsname=NAME      name shown in /proc/mounts (default: URL)\n"
@@ -180,6 +183,7 @@ typedef struct mount_opts {
     size_t cache_size;            /* -o cache_size, 0: default */
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
+    int durability_remote;        /* -o durability=remote */
     char fuse_opts[1024];         /* options handed to libfuse */
 } mount_opts;
 
@@ -242,6 +246,10 @@ static int parse_mount_opts(mount_opts *m, char *list)
             free(m->cache_dir); m->cache_dir = strdup(val);
         } else if (!strcmp(opt, "cache_size")) {
             if (parse_size(val, &m->cache_size)) return fail("bad cache_size '%s': use a byte count like 1G", val);
+        } else if (!strcmp(opt, "durability")) {
+            if (!strcmp(val, "remote")) m->durability_remote = 1;
+            else if (!strcmp(val, "local")) m->durability_remote = 0;
+            else return fail("bad durability '%s': use durability=local or durability=remote", val);
         } else if (!strcmp(opt, "fsname")) {
             char o[600];
             snprintf(o, sizeof o, "fsname=%s", val);
@@ -422,7 +430,7 @@ static int cmd_mount(int argc, char **argv)
     }
     /* --- end disk cache --- */
     store_config sc = { .os = os, .branch = m.branch, .state_dir = branch_dir, .memtable_limit = m.memtable_size,
-                         .takeover = m.takeover };
+                         .takeover = m.takeover, .durability_remote = m.durability_remote };
     if (cache) sc.os = objcache_store(cache);  /* disk cache */
     store *st;
     if (store_open(&sc, &st, err, sizeof err)) {

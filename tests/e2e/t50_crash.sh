@@ -4,13 +4,19 @@
 # file). Clean up (fusermount3 -u -z, kill -9 the cluster's processes),
 # remount (journal replay), start PostgreSQL: every acknowledged commit is
 # there, pg_amcheck is clean, the pgbench invariant holds.
+# With CRASH_DURABILITY=remote (t52_crash_remote.sh) the daemon runs with
+# -o durability=remote and every remount uses a NEW state directory, as a
+# new machine would: the acknowledged commits must come from the repository.
 # backends: file s3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-e2e_setup crash
+durability=${CRASH_DURABILITY:-local}
+if [ "$durability" = remote ]; then e2e_setup crash_remote; else e2e_setup crash; fi
 
 if [ "${LAKEFS_TEST_LONG:-0}" = 1 ]; then
     rounds=${CRASH_ROUNDS:-"200 2000 5000 50 1000 3000 500 8000 100 10000"}
+elif [ "$durability" = remote ]; then
+    rounds=${CRASH_ROUNDS:-"200 1500"}
 else
     rounds=${CRASH_ROUNDS:-"200 2000 5000"}
 fi
@@ -19,7 +25,7 @@ fi
 url=$(repo_url repo)
 mp=$T/mnt
 mkdir -p "$mp"
-opts=allow_other,default_permissions,state_dir=$T/state
+opts=allow_other,default_permissions,durability=$durability,state_dir=$T/state
 acked=$T/acked
 : >"$acked"
 lakefs_init "$url"
@@ -81,6 +87,10 @@ for target in $rounds; do
     wait "$bench_pid" 2>/dev/null || true
     log "round $round: $(acked_count) acknowledged commits before the crash"
 
+    if [ "$durability" = remote ]; then      # the machine is gone: a new state dir
+        rm -rf "$T/state"
+        log "round $round: state directory removed; remounting from the repository alone"
+    fi
     lakefs_mount "$url" "$mp" -o "$opts"
     pg_start "$data"
     check_acked

@@ -22,10 +22,11 @@ static uint64_t rnd(void)
     return rng;
 }
 
-/* 1 if A and B hold the same seq, max_ino and layers. */
+/* 1 if A and B hold the same fields and layers. */
 static int same(const manifest *a, const manifest *b)
 {
-    if (a->seq != b->seq || a->max_ino != b->max_ino || a->nlayers != b->nlayers)
+    if (a->seq != b->seq || a->max_ino != b->max_ino || a->nlayers != b->nlayers ||
+        a->writer != b->writer || a->session != b->session || a->inherit != b->inherit)
         return 0;
     for (size_t i = 0; i < a->nlayers; i++)
         if (strcmp(a->layers[i].key, b->layers[i].key) ||
@@ -58,6 +59,9 @@ static void random_manifest(manifest *m, size_t n)
     memset(m, 0, sizeof(*m));
     m->seq = rnd();
     m->max_ino = rnd() % 1000000;
+    m->writer = rnd();
+    m->session = rnd() % 1000;
+    m->inherit = rnd() % 2 ? 0 : rnd() % 1000;
     for (size_t i = 0; i < n; i++) {
         char key[80];
         size_t kl = 1 + rnd() % 70;
@@ -80,6 +84,9 @@ int main(void)
     memset(&m, 0, sizeof(m));
     m.seq = 42;
     m.max_ino = 7;
+    m.writer = 9;
+    m.session = 12;
+    m.inherit = 11;
     CHECK(manifest_add_layer(&m, "layers/0001", 1, 20, 4096) == 0);
     CHECK(manifest_add_layer(&m, "layers/0002", 21, 42, 0) == 0);
     CHECK(manifest_add_layer(&m, "bad key", 1, 2, 3) == -EINVAL);
@@ -88,7 +95,7 @@ int main(void)
     CHECK(m.nlayers == 2);
     CHECK(manifest_encode(&m, &buf, &len) == 0);
     {
-        const char *body = "lakefs-manifest 1\nseq 42\nmax_ino 7\n"
+        const char *body = "lakefs-manifest 1\nseq 42\nmax_ino 7\nwriter 9\nsession 12\ninherit 11\n"
                            "layer layers/0001 1 20 4096\n"
                            "layer layers/0002 21 42 0\n";
         char want[512];
@@ -128,30 +135,32 @@ int main(void)
     CHECK(m.nlayers == 0 && m.layers == NULL);
 
     /* the grammar is strict even when the crc is right */
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\n") == 0);
-    CHECK(decode_body("lakefs-manifest 1\nseq 0\nmax_ino 0\n"
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == 0);
+    CHECK(decode_body("lakefs-manifest 1\nseq 0\nmax_ino 0\nwriter 0\nsession 0\ninherit 0\n"
                       "layer a 0 0 0\n") == 0);
-    CHECK(decode_body("lakefs-manifest 1\nseq 18446744073709551615\nmax_ino 2\n") == 0);
-    CHECK(decode_body("lakefs-manifest 1\nseq 18446744073709551616\nmax_ino 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 2\nseq 1\nmax_ino 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 01\nmax_ino 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq -1\nmax_ino 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq +1\nmax_ino 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq  1\nmax_ino 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1 \nmax_ino 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq\nmax_ino 2\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 18446744073709551615\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == 0);
+    CHECK(decode_body("lakefs-manifest 1\nseq 18446744073709551616\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\ninherit 0\nsession 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 2\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 01\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq -1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq +1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq  1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1 \nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
     CHECK(decode_body("lakefs-manifest 1\nmax_ino 2\nseq 1\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\n\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\r\nseq 1\nmax_ino 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nlayer a 5 4 1\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nlayer a b 1 2 3\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nlayer  1 2 3\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nlayer a 1 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nlayer a 1 2 3 4\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nlayer a* 1 2 3\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nlayer a 1 2 3\nseq 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\r\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a 5 4 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a b 1 2 3\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer  1 2 3\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a 1 2\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a 1 2 3 4\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a* 1 2 3\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a 1 2 3\nseq 1\n") == -EINVAL);
     {
-        const char *body = "lakefs-manifest 1\nseq 1\nmax_ino 2\n";
+        const char *body = "lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n";
         char text[256];
         snprintf(text, sizeof(text), "%scrc %08X\n", body,
                  crc32c(0, body, strlen(body)) | 0xa0000000u);
@@ -205,7 +214,7 @@ int main(void)
     /* the encoder refuses what the decoder would refuse */
     {
         manifest_layer ml = { "has space", 1, 2, 3 };
-        manifest bad = { 0, 1, 1, 1, &ml };
+        manifest bad = { .gen = 0, .seq = 1, .max_ino = 1, .nlayers = 1, .layers = &ml };
         CHECK(manifest_encode(&bad, &buf, &len) == -EINVAL && buf == NULL);
         ml.key = "ok";
         ml.min_seq = 5;

@@ -21,13 +21,22 @@
  *  - store_alloc_ino stays above every committed inode key, across reopen;
  *  - a second store_open on the same state directory fails with -EBUSY and
  *    "already mounted", in the same process and in another one;
- *  - the same key twice in one batch: the last op wins, also after a flush.
+ *  - the same key twice in one batch: the last op wins, also after a flush;
+ *  - durability=remote: kill -9 of a writer that synced every batch, then
+ *    recovery from a NEW state directory (a new machine) or from one whose
+ *    journal files were lost: every synced batch is there;
+ *  - takeover with durability=remote: the new writer sees exactly the old
+ *    one's synced batches; the old one's next sync and commit fail, and
+ *    its unsynced batch never appears, also after reopening;
+ *  - a journal left in a state directory after another state directory
+ *    wrote the branch is set aside, never replayed.
  * Batch contents are a pure function of (round, batch number), so a process
  * that only knows how many batches were applied can rebuild the model.
  */
 #include "harness.h"
 #include "store.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -334,12 +343,16 @@ typedef struct env {
     char root[64];
     char repo[128], state[128], url[160];
     objstore *os;
+    int remote;                   /* open with durability=remote */
+    int takeover;                 /* open with takeover */
+    size_t child_limit;           /* memtable limit of crash_child (0: MEMTABLE_LIMIT) */
 } env;
 
 /* A fresh temp dir with a file:// repository holding branch "main". */
 static void env_init(env *e)
 {
     char err[256] = "";
+    memset(e, 0, sizeof *e);
     harness_tmpdir(e->root);
     snprintf(e->repo, sizeof e->repo, "%s/repo", e->root);
     snprintf(e->state, sizeof e->state, "%s/state/main", e->root);
@@ -369,7 +382,8 @@ static void env_free(env *e)
 static store *open_store(env *e, size_t limit, int start)
 {
     char err[512] = "";
-    store_config cfg = { .os = e->os, .branch = "main", .state_dir = e->state, .memtable_limit = limit };
+    store_config cfg = { .os = e->os, .branch = "main", .state_dir = e->state, .memtable_limit = limit,
+                         .durability_remote = e->remote, .takeover = e->takeover };
     store *st = NULL;
     int rc = store_open(&cfg, &st, err, sizeof err);
     if (rc) { fprintf(stderr, "store_open: %d %s\n", rc, err); exit(2); }
@@ -535,9 +549,10 @@ typedef struct ack {
 /* Child: open, commit round R's batches, acknowledge each on WFD; never returns. */
 static void crash_child(env *e, int r, int wfd)
 {
-    store *st = open_store(e, MEMTABLE_LIMIT, 1);
+    store *st = open_store(e, e->child_limit ? e->child_limit : MEMTABLE_LIMIT, 1);
     for (uint64_t b = 1; b <= CRASH_MAXB; b++) {
         if (commit_batch(st, NULL, r, b)) _exit(4);
+        if (e->remote && store_sync(st)) _exit(6);
         store_stats s = stats_of(st);
         ack a = { b, s.layers, s.memtable_bytes };
         if (write(wfd, &a, sizeof a) != sizeof a) _exit(5);
@@ -728,6 +743,131 @@ static void test_same_key_twice(void)
     env_free(&e);
 }
 
+/* ---- durability=remote ---- */
+
+/* Delete the journal files of state directory DIR (a lost local disk). */
+static int remove_journal(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    if (!d) return 0;
+    while ((de = readdir(d))) {
+        char path[512];
+        if (strncmp(de->d_name, "journal.", 8)) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        n += unlink(path) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_remote_durability(void)
+{
+    enum { NEW_STATE, LOST_JOURNAL };
+    static const struct { enum kill_at at; uint64_t n; int after; } rounds[] = {
+        { AT_BATCH, 40, NEW_STATE },
+        { AT_FLUSHED, 1, NEW_STATE },                 /* some batches in a layer, some only remote */
+        { AT_BATCH, 60, LOST_JOURNAL },
+        { AT_FLUSHED, 3, NEW_STATE },
+    };
+    env e;
+    env_init(&e);
+    e.remote = 1;
+    static model m;
+    model_init(&m);
+    uint64_t seq0 = 1;
+    for (size_t i = 0; i < sizeof rounds / sizeof rounds[0]; i++) {
+        int r = 50 + (int)i;
+        uint64_t acked = crash_round(&e, r, rounds[i].at, rounds[i].n);
+        if (rounds[i].after == NEW_STATE)
+            snprintf(e.state, sizeof e.state, "%s/state/machine%zu", e.root, i);
+        else
+            CHECK(remove_journal(e.state) > 0);
+        seq0 += recover_and_check(&e, &m, r, seq0, acked, 1);
+    }
+    store *st = open_store(&e, MEMTABLE_LIMIT, 1);
+    CHECK(stats_of(st).seq == seq0);
+    check_all(st, &m, "after remote recoveries");
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
+static void test_remote_takeover(void)
+{
+    env e;
+    env_init(&e);
+    e.remote = 1;
+    static model m;
+    model_init(&m);
+    store *old = open_store(&e, MEMTABLE_LIMIT, 1);
+    for (uint64_t b = 1; b <= 30; b++) {
+        CHECK(commit_batch(old, &m, 60, b) == 0);
+        if (b % 3 == 0) CHECK(store_sync(old) == 0);
+    }
+    CHECK(commit_batch(old, NULL, 60, 31) == 0);      /* committed, never synced */
+    CHECK(store_sync(old) == 0);
+    model_apply_round(&m, 60, 0);
+    static model want;                                /* what the new writer must see */
+    model_init(&want);
+    model_apply_round(&want, 60, 31);
+    CHECK(commit_batch(old, NULL, 61, 1) == 0);      /* committed after the last sync */
+
+    char old_state[128];
+    snprintf(old_state, sizeof old_state, "%s", e.state);
+    snprintf(e.state, sizeof e.state, "%s/state/machine2", e.root);
+    e.takeover = 1;                                   /* the old writer is alive: take it over */
+    store *nw = open_store(&e, MEMTABLE_LIMIT, 1);
+    check_all(nw, &want, "new writer after takeover");
+    CHECK(store_sync(old) == -EIO);                   /* fenced by the chain */
+    CHECK(commit_batch(old, NULL, 61, 2) == -EIO);
+    for (uint64_t b = 1; b <= 5; b++) CHECK(commit_batch(nw, &want, 62, b) == 0);
+    CHECK(store_sync(nw) == 0);
+    CHECK(store_close(old) == -EIO);
+    CHECK(store_close(nw) == 0);
+    e.takeover = 0;
+    nw = open_store(&e, MEMTABLE_LIMIT, 1);
+    check_all(nw, &want, "after reopen");
+    CHECK(store_close(nw) == 0);
+    snprintf(e.state, sizeof e.state, "%s", old_state);   /* moved aside when fenced: a fresh dir */
+    nw = open_store(&e, MEMTABLE_LIMIT, 1);
+    check_all(nw, &want, "from the old writer's state directory");
+    CHECK(store_close(nw) == 0);
+    env_free(&e);
+}
+
+/* A journal written before another state directory wrote the branch. */
+static void test_stale_journal(void)
+{
+    env e;
+    env_init(&e);
+    static model m;
+    model_init(&m);
+    e.child_limit = 64u << 20;                            /* nothing flushed: all in the journal */
+    uint64_t acked = crash_round(&e, 70, AT_BATCH, 30);   /* leaves a journal in state A */
+    char state_a[128];
+    snprintf(state_a, sizeof state_a, "%s", e.state);
+    snprintf(e.state, sizeof e.state, "%s/state/b", e.root);
+    store *st = open_store(&e, MEMTABLE_LIMIT, 1);        /* local durability: only A's flushed batches */
+    uint64_t flushed = stats_of(st).seq - 1;
+    CHECK(flushed < acked);                               /* A's journal held more */
+    model_apply_round(&m, 70, flushed);
+    CHECK(commit_batch(st, &m, 71, 1) == 0);
+    CHECK(store_close(st) == 0);
+    snprintf(e.state, sizeof e.state, "%s", state_a);
+    st = open_store(&e, MEMTABLE_LIMIT, 1);
+    CHECK(acked >= 30);
+    check_all(st, &m, "a stale journal is not replayed");
+    CHECK(store_close(st) == 0);
+    DIR *d = opendir(state_a);
+    int found = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) found |= !strncmp(de->d_name, "stale-", 6);
+    if (d) closedir(d);
+    CHECK(found);
+    env_free(&e);
+}
+
 int main(void)
 {
     test_get_truncated();
@@ -735,5 +875,8 @@ int main(void)
     test_crashes();
     test_lock();
     test_same_key_twice();
+    test_remote_durability();
+    test_remote_takeover();
+    test_stale_journal();
     return harness_done();
 }
