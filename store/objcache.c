@@ -515,6 +515,39 @@ static int oc_del(void *state, const char *key)
     return rc;
 }
 
+/* qsort and bsearch order of an array of C strings. */
+static int oc_strcmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Delete the N keys KEYS from the repository, and the entries of those keys
+ * from the cache whatever the outcome, since some may be gone even after an
+ * error: one pass over the entries, each looked up in a sorted copy. */
+static int oc_del_many(void *state, const char *const *keys, size_t n)
+{
+    objcache *c = state;
+    const char **sorted = malloc(n * sizeof(*sorted));
+    oc_entry *e, *next;
+    int rc;
+
+    if (!sorted)
+        return -ENOMEM;
+    rc = os_delete_many(c->inner, keys, n);
+    memcpy(sorted, keys, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), oc_strcmp);
+    pthread_mutex_lock(&c->mu);
+    for (e = c->head; e; e = next) {
+        const char *k = e->key;
+        next = e->next;
+        if (bsearch(&k, sorted, n, sizeof(*sorted), oc_strcmp))
+            oc_remove(c, e, 1);
+    }
+    pthread_mutex_unlock(&c->mu);
+    free(sorted);
+    return rc;
+}
+
 /* Free C and everything it holds (files stay). */
 static void oc_free(void *state)
 {
@@ -544,6 +577,7 @@ static const os_backend oc_backend = {
     .head = oc_head,
     .list = oc_list,
     .del = oc_del,
+    .del_many = oc_del_many,
 };
 
 /* ---- opening: adopt what a previous daemon left ---- */

@@ -195,3 +195,12 @@ int os_delete(objstore *os, const char *key)
         return -EINVAL;
     return os->be->del(os->state, key);
 }
+
+/* Remove the N keys KEYS; missing keys succeed, invalid ones remove none. */
+int os_delete_many(objstore *os, const char *const *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (os_check_key(keys[i], 0) < 0)
+            return -EINVAL;
+    return n ? os->be->del_many(os->state, keys, n) : 0;
+}

@@ -5,7 +5,10 @@
  * (file:///path today, s3://bucket/prefix next).  The store needs exactly
  * four operations, chosen so every backend can implement them atomically:
  * put-if-absent (the only way an object comes to exist, so nothing is ever
- * overwritten), ranged get, list by prefix, and delete.
+ * overwritten), ranged get, list by prefix, and delete.  Deleting many keys
+ * at once is offered too, because an object store removes up to a thousand
+ * keys in one request where deleting them one by one costs a round trip
+ * each (garbage collection is to remove layers by the thousand).
  *
  * Keys are relative paths made of [A-Za-z0-9._/-]; '/' separates levels.
  * All functions return 0 on success or a negative errno.
@@ -39,5 +42,8 @@ int os_list(objstore *os, const char *prefix, char ***keys, size_t *n);
 void os_list_free(char **keys, size_t n);
 /* Remove KEY; removing a missing key succeeds. */
 int os_delete(objstore *os, const char *key);
+/* Remove the N keys KEYS; missing keys succeed.  -EINVAL, with nothing
+ * removed, if any key is invalid; after another error some may be gone. */
+int os_delete_many(objstore *os, const char *const *keys, size_t n);
 
 #endif

@@ -24,6 +24,8 @@ typedef struct os_backend {
     /* Unsorted keys starting with PREFIX; objstore.c sorts them. */
     int (*list)(void *state, const char *prefix, char ***keys, size_t *n);
     int (*del)(void *state, const char *key);
+    /* Remove N >= 1 keys, as few requests as the backend allows. */
+    int (*del_many)(void *state, const char *const *keys, size_t n);
 } os_backend;
 
 extern const os_backend os_file_backend;

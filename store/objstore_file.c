@@ -410,6 +410,25 @@ static int osf_del(void *state, const char *key)
     return rc;
 }
 
+/* Remove the N keys KEYS one by one; every key is tried, each failure is
+ * logged with its key, and the first one is returned. */
+static int osf_del_many(void *state, const char *const *keys, size_t n)
+{
+    osf *f = state;
+    int rc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        int r = osf_del(state, keys[i]);
+        if (r < 0) {
+            fprintf(stderr, "lakefs: delete %s/%s: %s\n", f->root, keys[i],
+                    strerror(-r));
+            if (rc == 0)
+                rc = r;
+        }
+    }
+    return rc;
+}
+
 const os_backend os_file_backend = {
     .scheme = "file://",
     .open = osf_open,
@@ -419,4 +438,5 @@ const os_backend os_file_backend = {
     .head = osf_head,
     .list = osf_list,
     .del = osf_del,
+    .del_many = osf_del_many,
 };

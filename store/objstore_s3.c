@@ -26,16 +26,43 @@
  *    written the object itself on an attempt whose answer was lost: then
  *    the object's ETag (MD5 of a single-part upload) is compared with ours.
  *  - ranged get, head, list (ListObjectsV2 with continuation tokens) and
- *    delete (a missing key is success) are plain requests.
+ *    delete (a missing key is success) are plain requests.  Deleting many
+ *    keys is one multi-object delete (POST ?delete, quiet) per 1000 keys,
+ *    with the Content-MD5 S3 demands; a key the server reports as an <Error>
+ *    other than NoSuchKey fails the call, which stops at the first batch
+ *    that fails.
+ *
+ * Large objects go up as multipart uploads (parts of 8 MiB, four at a time,
+ * each signed with its own SHA-256), which a single PUT of one buffer cannot
+ * match for speed, and which retries a part instead of the whole object.
+ * But put-if-absent must stay put-if-absent, and not every server honours
+ * "If-None-Match: *" on CompleteMultipartUpload: AWS does, Ceph RGW ignores
+ * it and overwrites.  So multipart is used only for objects larger than the
+ * threshold (16 MiB, or LAKEFS_S3_MULTIPART_THRESHOLD bytes) whose key contains
+ * "/layers/": layer keys are unique by construction (a random part, and the
+ * store picks another name on -EEXIST), so no two writers ever complete the
+ * same key.  Even so, the key is checked with a HEAD just before completing
+ * (present: -EEXIST) and the header is still sent, which makes the check
+ * atomic where the server supports it.  Commit objects (manifests, the
+ * lease) are small and always a single PUT, where the condition is atomic
+ * everywhere.  A retried Complete that finds its upload gone accepts an
+ * object whose ETag is the multipart ETag of our parts; the ETag in the
+ * Complete answer itself is not used (RGW sends it empty).  Every path that
+ * does not complete the upload aborts it, and when the request starting it
+ * had to be retried (an upload may have been started by an attempt whose
+ * answer was lost), every unfinished upload of that key is aborted too, so
+ * nothing is left behind.  Only a crash in the middle leaves an upload: a
+ * bucket lifecycle rule (AbortIncompleteMultipartUpload) removes those.
  *
  * The backend is called from many threads: finished CURL handles go back to
  * a mutex-protected pool, so connections (and TLS sessions) are reused.
- * Transient failures (connection errors, 5xx, 429/503 throttling) are
- * retried with exponential backoff and jitter up to LAKEFS_S3_RETRIES
- * attempts (default 10, about 15 s); after that the operation returns -EIO
- * and logs one line naming method, object and the last status or error.
- *
- * Multipart upload is not implemented yet: one PUT carries up to 5 GiB.
+ * Transient failures (connection errors, 5xx, 429/503 throttling, and an
+ * error sent in a 200 answer, which S3 does for Complete) are retried with
+ * exponential backoff and jitter up to LAKEFS_S3_RETRIES attempts (default
+ * 10, about 15 s); a 429 or 503 with a Retry-After of N seconds waits N
+ * seconds instead (at most 20), still counting as one attempt of the budget.
+ * After the budget the operation returns -EIO and logs one line naming
+ * method, object and the last status or error.
  */
 #include "objstore_backend.h"
 #include "sigv4.h"
@@ -46,6 +73,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +85,12 @@
 #define S3_OPEN_ATTEMPTS 3        /* retry budget of the checks in os_open */
 #define S3_EMPTY_SHA256 \
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define S3_RETRY_AFTER_MAX 20     /* seconds: longest Retry-After obeyed */
+#define S3_MP_THRESHOLD (16u << 20) /* default: larger layers go multipart */
+#define S3_PART_SIZE (8u << 20)   /* multipart part size (S3 minimum: 5 MiB) */
+#define S3_MAX_PARTS 10000        /* S3's limit; larger objects get larger parts */
+#define S3_PART_THREADS 4         /* parts uploaded at once */
+#define S3_DELETE_BATCH 1000      /* keys per multi-object delete (S3's limit) */
 
 typedef struct s3 {
     char *endpoint;               /* "https://host[:port]", no trailing '/' */
@@ -67,6 +101,7 @@ typedef struct s3 {
     char *access_key, *secret_key, *token;
     char *ca_bundle;              /* AWS_CA_BUNDLE, or NULL */
     int attempts;                 /* retry budget of one operation */
+    uint64_t mp_threshold;        /* larger layer objects go multipart */
     pthread_mutex_t lock;         /* protects the handle pool */
     CURL **idle;                  /* pool of handles not in use */
     size_t nidle, capidle;
@@ -74,10 +109,13 @@ typedef struct s3 {
 
 /* One request to send. */
 typedef struct s3_req {
-    const char *method;           /* GET, PUT, HEAD, DELETE */
+    const char *method;           /* GET, PUT, POST, HEAD, DELETE */
     const char *object;           /* full object name, or NULL: the bucket */
     const char *query;            /* canonical wire query, or NULL */
     const char *range;            /* Range header value, or NULL */
+    const char *content_md5;      /* Content-MD5 header value, or NULL */
+    const char *result;           /* "<Root" a 200 answer must hold, else it
+                                   * is an error sent with 200: retried */
     int if_none_match;            /* send "If-None-Match: *" */
     const void *body;
     size_t blen;
@@ -94,6 +132,7 @@ typedef struct s3_resp {
     size_t len, cap;
     uint64_t clen;                /* Content-Length (HEAD) */
     char etag[80];                /* ETag, unquoted */
+    int retry_after;              /* Retry-After in seconds; 0 if none */
     int tries;                    /* attempts made */
 } s3_resp;
 
@@ -146,7 +185,8 @@ static size_t s3_write_cb(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-/* curl header callback: keep the ETag, unquoted. */
+/* curl header callback: keep the ETag, unquoted, and a Retry-After given in
+ * seconds (the HTTP-date form is ignored: backoff applies then). */
 static size_t s3_header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     s3_resp *r = ud;
@@ -159,6 +199,17 @@ static size_t s3_header_cb(char *ptr, size_t size, size_t nmemb, void *ud)
                     j + 1 < sizeof(r->etag); i++)
             r->etag[j++] = ptr[i];
         r->etag[j] = '\0';
+    } else if (n > 12 && strncasecmp(ptr, "retry-after:", 12) == 0) {
+        long v = 0;
+        size_t k;
+        for (i = 12; i < n && ptr[i] == ' '; i++)
+            ;
+        for (j = i; j < n && ptr[j] >= '0' && ptr[j] <= '9' && v < 1000000; j++)
+            v = v * 10 + (ptr[j] - '0');
+        for (k = j; k < n && (ptr[k] == ' ' || ptr[k] == '\r' || ptr[k] == '\n'); k++)
+            ;
+        if (j > i && k == n)
+            r->retry_after = (int)v;
     }
     return n;
 }
@@ -235,7 +286,8 @@ static int s3_hdr(struct curl_slist **l, const char *line)
 static int s3_perform(s3 *s, const s3_req *req, const char *hash, s3_resp *r)
 {
     char *enc = NULL, *url = NULL, *hostline = NULL, *rangeline = NULL;
-    sigv4_header h[3];
+    char *md5line = NULL;
+    sigv4_header h[4];
     size_t nh = 0;
     sigv4_result sig;
     struct curl_slist *hl = NULL;
@@ -268,6 +320,13 @@ static int s3_perform(s3 *s, const s3_req *req, const char *hash, s3_resp *r)
         }
         h[nh++] = (sigv4_header){ "Range", req->range };
     }
+    if (req->content_md5) {
+        if (asprintf(&md5line, "Content-MD5: %s", req->content_md5) < 0) {
+            md5line = NULL;
+            goto out;
+        }
+        h[nh++] = (sigv4_header){ "Content-MD5", req->content_md5 };
+    }
     if (req->if_none_match)
         h[nh++] = (sigv4_header){ "If-None-Match", "*" };
     {
@@ -286,8 +345,10 @@ static int s3_perform(s3 *s, const s3_req *req, const char *hash, s3_resp *r)
         rc = -ENOMEM;
     }
     if (s3_hdr(&hl, hostline) < 0 || (rangeline && s3_hdr(&hl, rangeline) < 0) ||
+        (md5line && s3_hdr(&hl, md5line) < 0) ||
         (req->if_none_match && s3_hdr(&hl, "If-None-Match: *") < 0) ||
-        s3_hdr(&hl, "Expect:") < 0 || s3_hdr(&hl, "Accept:") < 0)
+        s3_hdr(&hl, "Expect:") < 0 || s3_hdr(&hl, "Accept:") < 0 ||
+        s3_hdr(&hl, "Content-Type:") < 0)
         goto out;
     for (size_t i = 0; i < sig.nadd; i++)
         if (s3_hdr(&hl, sig.add[i]) < 0)
@@ -309,13 +370,18 @@ static int s3_perform(s3 *s, const s3_req *req, const char *hash, s3_resp *r)
     curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
     if (s->ca_bundle)
         curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_bundle);
-    if (strcmp(req->method, "PUT") == 0) {
-        curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    if (strcmp(req->method, "PUT") == 0 || strcmp(req->method, "POST") == 0) {
+        if (req->method[1] == 'U') {
+            curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+            curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->blen);
+        } else {
+            curl_easy_setopt(c, CURLOPT_POST, 1L);
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->blen);
+        }
         curl_easy_setopt(c, CURLOPT_READFUNCTION, s3_read_cb);
         curl_easy_setopt(c, CURLOPT_READDATA, &up);
         curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, s3_seek_cb);
         curl_easy_setopt(c, CURLOPT_SEEKDATA, &up);
-        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)req->blen);
     } else if (strcmp(req->method, "HEAD") == 0) {
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     } else if (strcmp(req->method, "GET") != 0) {
@@ -339,6 +405,7 @@ out:
     free(url);
     free(hostline);
     free(rangeline);
+    free(md5line);
     s3_handle_put(s, c);
     return rc;
 }
@@ -382,19 +449,40 @@ static uint64_t s3_rand(void)
     return x;
 }
 
-/* Sleep before attempt TRY+1: 50 ms doubling to 5 s, half of it jitter. */
-static void s3_backoff(int try)
+/* Sleep MS milliseconds. */
+static void s3_sleep_ms(uint64_t ms)
 {
-    uint64_t ms = 50ULL << (try < 8 ? try - 1 : 7);
     struct timespec ts;
 
-    if (ms > 5000)
-        ms = 5000;
-    ms = ms / 2 + s3_rand() % (ms / 2 + 1);
     ts.tv_sec = (time_t)(ms / 1000);
     ts.tv_nsec = (long)(ms % 1000) * 1000000L;
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
         ;
+}
+
+/* Sleep before attempt TRY+1 after answer R: the server's Retry-After on
+ * 429/503 (at most S3_RETRY_AFTER_MAX s), else 50 ms doubling to 5 s, half
+ * of it jitter. */
+static void s3_backoff(int try, const s3_resp *r)
+{
+    uint64_t ms = 50ULL << (try < 8 ? try - 1 : 7);
+
+    if ((r->status == 429 || r->status == 503) && r->retry_after > 0) {
+        s3_sleep_ms(1000ULL * (uint64_t)(r->retry_after < S3_RETRY_AFTER_MAX ?
+                                         r->retry_after : S3_RETRY_AFTER_MAX));
+        return;
+    }
+    if (ms > 5000)
+        ms = 5000;
+    s3_sleep_ms(ms / 2 + s3_rand() % (ms / 2 + 1));
+}
+
+/* 1 if R is a 200 answer to REQ that carries an error instead of the
+ * expected result (S3 may fail a Complete after sending 200). */
+static int s3_error_in_200(const s3_req *req, const s3_resp *r)
+{
+    return req->result && r->status == 200 && r->data &&
+           strstr(r->data, "<Error>") && !strstr(r->data, req->result);
 }
 
 /* Contents of the first <TAG> element of XML in OUT (unescaped); "" if none. */
@@ -417,13 +505,14 @@ static int s3_call(s3 *s, const s3_req *req, s3_resp *r)
         r->tries++;
         if ((rc = s3_perform(s, req, hash, r)) < 0)
             return rc;
-        if (r->cerr == CURLE_OK && !s3_retry_status(r->status))
+        if (r->cerr == CURLE_OK && !s3_retry_status(r->status) &&
+            !s3_error_in_200(req, r))
             return 0;
         if (r->cerr != CURLE_OK && !s3_transient(r->cerr))
             break;
         if (r->tries >= req->attempts)
             break;
-        s3_backoff(r->tries);
+        s3_backoff(r->tries, r);
     }
     if (!req->quiet) {
         char code[64];
@@ -433,9 +522,10 @@ static int s3_call(s3 *s, const s3_req *req, s3_resp *r)
                     r->cmsg, r->tries, r->tries == 1 ? "" : "s");
         } else {
             s3_xml_tag(r->data, "Code", code, sizeof(code));
-            fprintf(stderr, "lakefs: s3: %s %s/%s: HTTP %ld%s%s (after %d attempts)\n",
+            fprintf(stderr, "lakefs: s3: %s %s/%s: HTTP %ld%s%s (after %d attempt%s)\n",
                     req->method, s->bucket, req->object ? req->object : "",
-                    r->status, code[0] ? " " : "", code, r->tries);
+                    r->status, code[0] ? " " : "", code, r->tries,
+                    r->tries == 1 ? "" : "s");
         }
     }
     return -EIO;
@@ -452,6 +542,14 @@ static int s3_unexpected(s3 *s, const s3_req *req, const s3_resp *r)
             req->method, s->bucket, req->object ? req->object : "", r->status,
             code[0] ? " " : "", code);
     return r->status == 403 ? -EACCES : -EIO;
+}
+
+/* Log that the answer to REQ lacks WHAT; returns -EIO. */
+static int s3_bad_answer(s3 *s, const s3_req *req, const char *what)
+{
+    fprintf(stderr, "lakefs: s3: %s %s/%s: answer without %s\n", req->method,
+            s->bucket, req->object ? req->object : "", what);
+    return -EIO;
 }
 
 /* ---------------------------------------------------------------- XML */
@@ -593,7 +691,289 @@ static int s3_put_object(s3 *s, const char *object, const void *buf, size_t len,
     return quiet ? -EIO : s3_unexpected(s, &req, r);
 }
 
-/* Create KEY with LEN bytes of BUF; -EEXIST if it exists. */
+/* ---------------------------------------------------------------- multipart */
+
+/* One multipart upload under way. */
+typedef struct s3_mpu {
+    s3 *s;
+    const char *object;           /* full object name */
+    char *qid;                    /* "uploadId=..." as sent; NULL until started */
+    const unsigned char *buf;     /* the object's bytes */
+    size_t len, psize;            /* its length; bytes per part (last: fewer) */
+    int nparts;
+    char (*etags)[80];            /* ETag of each part, as the server gave it */
+    atomic_int next;              /* index of the next part to send */
+    atomic_int rc;                /* first error of any part; 0 if none */
+} s3_mpu;
+
+/* Thread body: upload parts of M until all are taken or one has failed. */
+static void *s3_mp_worker(void *arg)
+{
+    s3_mpu *m = arg;
+    int i;
+
+    while (atomic_load(&m->rc) == 0 &&
+           (i = atomic_fetch_add(&m->next, 1)) < m->nparts) {
+        size_t off = (size_t)i * m->psize;
+        s3_req req = { .method = "PUT", .object = m->object,
+                       .body = m->buf + off, .attempts = m->s->attempts,
+                       .blen = m->len - off < m->psize ? m->len - off : m->psize };
+        s3_resp r;
+        char *q;
+        int rc, none = 0;
+
+        if (asprintf(&q, "partNumber=%d&%s", i + 1, m->qid) < 0) {
+            rc = -ENOMEM;
+        } else {
+            req.query = q;
+            rc = s3_call(m->s, &req, &r);
+            if (rc == 0 && r.status != 200)
+                rc = s3_unexpected(m->s, &req, &r);
+            else if (rc == 0 && !r.etag[0])
+                rc = s3_bad_answer(m->s, &req, "ETag");
+            if (rc == 0)
+                memcpy(m->etags[i], r.etag, sizeof(r.etag));
+            s3_resp_clear(&r);
+            free(q);
+        }
+        if (rc < 0)
+            atomic_compare_exchange_strong(&m->rc, &none, rc);
+    }
+    return NULL;
+}
+
+/* Value of hex digit C, or -1. */
+static int s3_hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 :
+           c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* 1 if ETAG is the ETag S3 gives the object made of M's parts: the hex MD5
+ * of the parts' binary MD5s, "-" and the number of parts. */
+static int s3_mp_etag_matches(const s3_mpu *m, const char *etag)
+{
+    unsigned char *bin = malloc((size_t)m->nparts * 16), md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char want[2 * EVP_MAX_MD_SIZE + 16];
+    int ok = bin != NULL;
+
+    for (int i = 0; ok && i < m->nparts; i++) {
+        const char *e = m->etags[i];
+        ok = strlen(e) == 32;
+        for (int j = 0; ok && j < 16; j++) {
+            int hi = s3_hexval(e[2 * j]), lo = s3_hexval(e[2 * j + 1]);
+            ok = hi >= 0 && lo >= 0;
+            bin[i * 16 + j] = (unsigned char)(hi << 4 | lo);
+        }
+    }
+    ok = ok && EVP_Digest(bin, (size_t)m->nparts * 16, md, &mdlen, EVP_md5(), NULL);
+    free(bin);
+    if (!ok)
+        return 0;
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(want + 2 * i, 3, "%02x", md[i]);
+    snprintf(want + 2 * mdlen, sizeof(want) - 2 * mdlen, "-%d", m->nparts);
+    return strcasecmp(want, etag) == 0;
+}
+
+/* HEAD OBJECT; 0 with the answer in R (200, 404), or an error (logged). */
+static int s3_head_object(s3 *s, const char *object, s3_resp *r)
+{
+    s3_req req = { .method = "HEAD", .object = object, .attempts = s->attempts };
+    int rc = s3_call(s, &req, r);
+
+    if (rc == 0 && r->status != 200 && r->status != 404)
+        rc = s3_unexpected(s, &req, r);
+    return rc;
+}
+
+/* Start the multipart upload M; sets M->qid.  *RETRIED: the request went
+ * out more than once, so the server may hold an upload we never heard of. */
+static int s3_mp_start(s3_mpu *m, int *retried)
+{
+    s3_req req = { .method = "POST", .object = m->object, .query = "uploads",
+                   .result = "<InitiateMultipartUploadResult",
+                   .attempts = m->s->attempts };
+    s3_resp r;
+    char id[1024], *enc;
+    int rc = s3_call(m->s, &req, &r);
+
+    *retried = r.tries > 1;
+    if (rc == 0 && r.status != 200)
+        rc = s3_unexpected(m->s, &req, &r);
+    if (rc == 0) {
+        s3_xml_tag(r.data, "UploadId", id, sizeof(id));
+        if (!id[0]) {
+            rc = s3_bad_answer(m->s, &req, "UploadId");
+        } else if (!(enc = sigv4_uri_encode(id, 0))) {
+            rc = -ENOMEM;
+        } else {
+            if (asprintf(&m->qid, "uploadId=%s", enc) < 0) {
+                m->qid = NULL;
+                rc = -ENOMEM;
+            }
+            free(enc);
+        }
+    }
+    s3_resp_clear(&r);
+    return rc;
+}
+
+/* Abort the upload QID ("uploadId=...") of OBJECT; logs when it cannot. */
+static void s3_mp_abort(s3 *s, const char *object, const char *qid)
+{
+    s3_req req = { .method = "DELETE", .object = object, .query = qid,
+                   .attempts = s->attempts };
+    s3_resp r;
+    int rc = s3_call(s, &req, &r);
+
+    if (rc == 0 && r.status != 204 && r.status != 200 && r.status != 404)
+        rc = s3_unexpected(s, &req, &r);
+    if (rc < 0)
+        fprintf(stderr, "lakefs: s3: multipart upload %s of %s/%s left behind: "
+                "abort failed: %s (a bucket lifecycle rule with "
+                "AbortIncompleteMultipartUpload removes it)\n", qid + 9,
+                s->bucket, object, strerror(-rc));
+    s3_resp_clear(&r);
+}
+
+/* Abort every unfinished multipart upload of OBJECT: its key is unique, so
+ * all of them are this writer's (one listing page: 1000 uploads). */
+static void s3_mp_abort_all(s3 *s, const char *object)
+{
+    char *pfx = sigv4_uri_encode(object, 0), *q = NULL;
+    s3_req req = { .method = "GET", .result = "<ListMultipartUploadsResult",
+                   .attempts = s->attempts };
+    s3_resp r = { 0 };
+
+    if (!pfx || asprintf(&q, "prefix=%s&uploads", pfx) < 0) {
+        q = NULL;
+        goto out;
+    }
+    req.query = q;
+    if (s3_call(s, &req, &r) < 0)
+        goto out;
+    if (r.status != 200) {
+        s3_unexpected(s, &req, &r);
+        goto out;
+    }
+    for (const char *p = r.data ? r.data : ""; (p = strstr(p, "<Upload>"));) {
+        const char *e = strstr(p, "</Upload>");
+        char key[1100], id[1024], *one, *enc, *qid;
+        if (!e || !(one = strndup(p, (size_t)(e - p))))
+            break;
+        p = e;
+        s3_xml_tag(one, "Key", key, sizeof(key));
+        s3_xml_tag(one, "UploadId", id, sizeof(id));
+        free(one);
+        if (strcmp(key, object) != 0 || !id[0] || !(enc = sigv4_uri_encode(id, 0)))
+            continue;
+        if (asprintf(&qid, "uploadId=%s", enc) >= 0) {
+            s3_mp_abort(s, object, qid);
+            free(qid);
+        }
+        free(enc);
+    }
+out:
+    s3_resp_clear(&r);
+    free(pfx);
+    free(q);
+}
+
+/* Complete M unless its object exists: 0, -EEXIST, or an error. */
+static int s3_mp_complete(s3_mpu *m)
+{
+    s3 *s = m->s;
+    s3_req req = { .method = "POST", .object = m->object, .query = m->qid,
+                   .result = "<CompleteMultipartUploadResult",
+                   .if_none_match = 1, .attempts = s->attempts };
+    size_t cap = 64 + (size_t)m->nparts * (80 + sizeof(m->etags[0]));
+    char *body, *p, code[64];
+    s3_resp r;
+    int rc;
+
+    /* the server may ignore If-None-Match on Complete: look first */
+    if ((rc = s3_head_object(s, m->object, &r)) == 0 && r.status == 200)
+        rc = -EEXIST;
+    s3_resp_clear(&r);
+    if (rc < 0)
+        return rc;
+    if (!(body = malloc(cap)))
+        return -ENOMEM;
+    p = body + sprintf(body, "<CompleteMultipartUpload>");
+    for (int i = 0; i < m->nparts; i++)
+        p += sprintf(p, "<Part><PartNumber>%d</PartNumber><ETag>\"%s\"</ETag>"
+                     "</Part>", i + 1, m->etags[i]);
+    p += sprintf(p, "</CompleteMultipartUpload>");
+    req.body = body;
+    req.blen = (size_t)(p - body);
+    if ((rc = s3_call(s, &req, &r)) == 0) {
+        s3_xml_tag(r.data, "Code", code, sizeof(code));
+        if (r.status == 200 && r.data && strstr(r.data, req.result)) {
+            rc = 0;
+        } else if (r.tries > 1 && (r.status == 412 || r.status == 409 ||
+                                   (r.status == 404 && !strcmp(code, "NoSuchUpload")))) {
+            /* an earlier attempt may have completed it, its answer lost */
+            s3_resp hr;
+            int ours = s3_head_object(s, m->object, &hr) == 0 &&
+                       hr.status == 200 && s3_mp_etag_matches(m, hr.etag);
+            s3_resp_clear(&hr);
+            rc = ours ? 0 : r.status == 404 ? s3_unexpected(s, &req, &r) : -EEXIST;
+        } else if (r.status == 412 || r.status == 409) {
+            rc = -EEXIST;
+        } else if (r.status == 200) {
+            rc = s3_bad_answer(s, &req, "CompleteMultipartUploadResult");
+        } else {
+            rc = s3_unexpected(s, &req, &r);
+        }
+    }
+    s3_resp_clear(&r);
+    free(body);
+    return rc;
+}
+
+/* Create OBJECT with LEN bytes of BUF by a multipart upload unless it
+ * exists (see the file comment); 0, -EEXIST or an error.  Whatever the
+ * outcome, no upload of OBJECT is left unfinished. */
+static int s3_put_multipart(s3 *s, const char *object, const void *buf,
+                            size_t len)
+{
+    s3_mpu m = { .s = s, .object = object, .buf = buf, .len = len,
+                 .psize = S3_PART_SIZE };
+    pthread_t th[S3_PART_THREADS - 1];
+    int nth = 0, retried = 0, rc;
+
+    while ((len + m.psize - 1) / m.psize > S3_MAX_PARTS)
+        m.psize *= 2;
+    m.nparts = (int)((len + m.psize - 1) / m.psize);
+    atomic_init(&m.next, 0);
+    atomic_init(&m.rc, 0);
+    if (!(m.etags = calloc((size_t)m.nparts, sizeof(*m.etags))))
+        return -ENOMEM;
+    if ((rc = s3_mp_start(&m, &retried)) < 0)
+        goto out;
+    /* this thread sends parts too; fewer helpers if threads run out */
+    while (nth < S3_PART_THREADS - 1 && nth + 1 < m.nparts &&
+           pthread_create(&th[nth], NULL, s3_mp_worker, &m) == 0)
+        nth++;
+    s3_mp_worker(&m);
+    while (nth > 0)
+        pthread_join(th[--nth], NULL);
+    if ((rc = atomic_load(&m.rc)) == 0)
+        rc = s3_mp_complete(&m);
+    if (rc < 0)
+        s3_mp_abort(s, object, m.qid);
+out:
+    if (retried)
+        s3_mp_abort_all(s, object);
+    free(m.qid);
+    free(m.etags);
+    return rc;
+}
+
+/* Create KEY with LEN bytes of BUF; -EEXIST if it exists.  Large layers go
+ * multipart, everything else is one conditional PUT. */
 static int s3_put_if_absent(void *state, const char *key, const void *buf,
                             size_t len)
 {
@@ -604,8 +984,12 @@ static int s3_put_if_absent(void *state, const char *key, const void *buf,
 
     if (!o)
         return -ENOMEM;
-    rc = s3_put_object(s, o, buf, len, s->attempts, 0, &r);
-    s3_resp_clear(&r);
+    if (len > s->mp_threshold && strstr(key, "/layers/")) {
+        rc = s3_put_multipart(s, o, buf, len);
+    } else {
+        rc = s3_put_object(s, o, buf, len, s->attempts, 0, &r);
+        s3_resp_clear(&r);
+    }
     free(o);
     return rc;
 }
@@ -615,20 +999,16 @@ static int s3_head(void *state, const char *key, uint64_t *size)
 {
     s3 *s = state;
     char *o = s3_object(s, key);
-    s3_req req = { .method = "HEAD", .object = o, .attempts = s->attempts };
     s3_resp r;
     int rc;
 
     if (!o)
         return -ENOMEM;
-    rc = s3_call(s, &req, &r);
-    if (rc == 0) {
+    if ((rc = s3_head_object(s, o, &r)) == 0) {
         if (r.status == 200)
             *size = r.clen;
-        else if (r.status == 404)
-            rc = -ENOENT;
         else
-            rc = s3_unexpected(s, &req, &r);
+            rc = -ENOENT;
     }
     s3_resp_clear(&r);
     free(o);
@@ -822,6 +1202,81 @@ static int s3_del(void *state, const char *key)
         rc = s3_unexpected(s, &req, &r);
     s3_resp_clear(&r);
     free(o);
+    return rc;
+}
+
+/* Remove the N <= S3_DELETE_BATCH keys KEYS with one multi-object delete;
+ * 0, or -EIO (-EACCES) after logging the first key the server kept. */
+static int s3_del_batch(s3 *s, const char *const *keys, size_t n)
+{
+    size_t cap = 64, pl = strlen(s->prefix), nerr = 0;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char md5[4 * EVP_MAX_MD_SIZE / 3 + 4], first[1100] = "", code1[64] = "";
+    char *body, *p;
+    s3_req req = { .method = "POST", .query = "delete", .content_md5 = md5,
+                   .result = "<DeleteResult", .attempts = s->attempts };
+    s3_resp r;
+    int rc;
+
+    for (size_t i = 0; i < n; i++)
+        cap += 32 + pl + strlen(keys[i]);
+    if (!(body = malloc(cap)))
+        return -ENOMEM;
+    /* keys and prefix hold only [A-Za-z0-9._/-]: nothing to escape */
+    p = body + sprintf(body, "<Delete><Quiet>true</Quiet>");
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "<Object><Key>%s%s</Key></Object>", s->prefix, keys[i]);
+    p += sprintf(p, "</Delete>");
+    if (!EVP_Digest(body, (size_t)(p - body), md, &mdlen, EVP_md5(), NULL)) {
+        free(body);
+        return -ENOMEM;
+    }
+    EVP_EncodeBlock((unsigned char *)md5, md, (int)mdlen);
+    req.body = body;
+    req.blen = (size_t)(p - body);
+    rc = s3_call(s, &req, &r);
+    if (rc == 0 && r.status != 200)
+        rc = s3_unexpected(s, &req, &r);
+    else if (rc == 0 && !(r.data && strstr(r.data, req.result)))
+        rc = s3_bad_answer(s, &req, "DeleteResult");
+    /* quiet: only keys that were not deleted are listed, as <Error> */
+    for (const char *e = rc == 0 ? r.data : NULL; e && (e = strstr(e, "<Error>"));) {
+        const char *end = strstr(e, "</Error>");
+        char key[1100], code[64], *one;
+        if (!end || !(one = strndup(e, (size_t)(end - e)))) {
+            rc = end ? -ENOMEM : s3_bad_answer(s, &req, "</Error>");
+            break;
+        }
+        e = end;
+        s3_xml_tag(one, "Key", key, sizeof(key));
+        s3_xml_tag(one, "Code", code, sizeof(code));
+        free(one);
+        if (strcmp(code, "NoSuchKey") != 0 && nerr++ == 0) {
+            snprintf(first, sizeof(first), "%s", key);
+            snprintf(code1, sizeof(code1), "%s", code);
+        }
+    }
+    if (rc == 0 && nerr) {
+        fprintf(stderr, "lakefs: s3: delete %s/%s: %s (%zu of %zu keys of the "
+                "request not deleted)\n", s->bucket, first,
+                code1[0] ? code1 : "no error code", nerr, n);
+        rc = strcmp(code1, "AccessDenied") == 0 ? -EACCES : -EIO;
+    }
+    s3_resp_clear(&r);
+    free(body);
+    return rc;
+}
+
+/* Remove the N keys KEYS, S3_DELETE_BATCH per request, in order; stops at
+ * the first batch that fails. */
+static int s3_del_many(void *state, const char *const *keys, size_t n)
+{
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i += S3_DELETE_BATCH)
+        rc = s3_del_batch(state, keys + i,
+                          n - i < S3_DELETE_BATCH ? n - i : S3_DELETE_BATCH);
     return rc;
 }
 
@@ -1134,6 +1589,17 @@ static int s3_configure(s3 *s, char *err, size_t errlen)
     s->attempts = 10;
     if ((v = s3_env("LAKEFS_S3_RETRIES")) && atoi(v) > 0)
         s->attempts = atoi(v);
+    s->mp_threshold = S3_MP_THRESHOLD;
+    if ((v = s3_env("LAKEFS_S3_MULTIPART_THRESHOLD"))) {
+        char *end;
+        errno = 0;
+        s->mp_threshold = strtoull(v, &end, 10);
+        if (*end || errno || s->mp_threshold == 0 || v[0] < '0' || v[0] > '9') {
+            snprintf(err, errlen, "LAKEFS_S3_MULTIPART_THRESHOLD='%s' is not a "
+                     "positive number of bytes", v);
+            return -EINVAL;
+        }
+    }
     return 0;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -1331,4 +1797,5 @@ const os_backend os_s3_backend = {
     .head = s3_head,
     .list = s3_list,
     .del = s3_del,
+    .del_many = s3_del_many,
 };

@@ -366,6 +366,22 @@ int main(void)
     CHECK(os_delete(os, "branches/main/layers/gone") == 0);
     CHECK(stats(c).entries == 1 && each_entry(NULL, NULL) == 1);
     CHECK(os_get(os, "branches/main/layers/gone", 1, 3, &buf, &got) == -ENOENT);
+    /* deleting many: through to the repository, their entries dropped */
+    {
+        const char *keys[] = { "branches/main/layers/g2", "branches/main/layers/none",
+                               "branches/main/layers/g1" };
+        CHECK(os_put_if_absent(inner, keys[0], "abcdef", 6) == 0);
+        CHECK(os_put_if_absent(inner, keys[2], "abcdef", 6) == 0);
+        CHECK(os_get(os, keys[0], 0, 2, &buf, &got) == 0);
+        free(buf);
+        CHECK(os_head(os, keys[2], &size) == 0 && size == 6);
+        CHECK(stats(c).entries == 3);
+        CHECK(os_delete_many(os, keys, 3) == 0);
+        CHECK(stats(c).entries == 1 && each_entry(NULL, NULL) == 1);
+        CHECK(os_head(inner, keys[0], &size) == -ENOENT &&
+              os_head(inner, keys[2], &size) == -ENOENT);
+        CHECK(os_head(os, keys[2], &size) == -ENOENT);
+    }
 
     /* --- concurrent gets under eviction --- */
     {

@@ -1,6 +1,7 @@
 /*
  * test_objstore_file.c -- the file:// object store: URL handling,
- * put-if-absent, ranged gets, listing, deletion and key validation.
+ * put-if-absent, ranged gets, listing, deletion (one key and many) and key
+ * validation.
  */
 #include "harness.h"
 #include "objstore.h"
@@ -58,7 +59,7 @@ int main(void)
     size_t len;
     uint64_t size;
     struct stat st;
-    char **keys;
+    char **keys, **keys_out;
     size_t n;
 
     harness_tmpdir(dir);
@@ -151,6 +152,10 @@ int main(void)
             CHECK(os_head(os, bad[i], &size) == -EINVAL);
             CHECK(os_delete(os, bad[i]) == -EINVAL);
         }
+        {
+            const char *some[] = { "ok.A-z_9/..x", "a//b" };
+            CHECK(os_delete_many(os, some, 2) == -EINVAL);
+        }
         CHECK(os_list(os, "/a", &keys, &n) == -EINVAL);
         CHECK(os_list(os, "../", &keys, &n) == -EINVAL);
         CHECK(os_list(os, "a//", &keys, &n) == -EINVAL);
@@ -214,6 +219,23 @@ int main(void)
     CHECK(os_delete(os, "a/b/c") == 0);
     CHECK(os_delete(os, "never/was") == 0);
     CHECK(os_put_if_absent(os, "a/b/c", "again", 5) == 0);
+
+    /* delete many: missing keys succeed, an invalid key removes nothing */
+    {
+        const char *keys[] = { "d/1", "d/x/2", "d/never", "d/3", "d/3/under" };
+        const char *bad[] = { "d/1", "d/../a/b/c" };
+        for (int i = 0; i < 4; i++)
+            if (i != 2)
+                CHECK(os_put_if_absent(os, keys[i], "x", 1) == 0);
+        CHECK(os_delete_many(os, bad, 2) == -EINVAL);
+        CHECK(os_head(os, "d/1", &size) == 0 && os_head(os, "a/b/c", &size) == 0);
+        CHECK(os_delete_many(os, keys, 0) == 0);
+        CHECK(os_delete_many(os, keys, 5) == 0);
+        CHECK(os_list(os, "d/", &keys_out, &n) == 0 && n == 0);
+        os_list_free(keys_out, n);
+        CHECK(os_delete_many(os, keys, 5) == 0);
+        CHECK(os_head(os, "a/b/c", &size) == 0);
+    }
 
     /* concurrent put_if_absent: exactly one winner */
     {
