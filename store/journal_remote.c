@@ -310,19 +310,21 @@ int jremote_trim(objstore *os, const char *branch, uint64_t session, uint64_t up
 {
     char prefix[512];
     char **keys = NULL;
-    size_t n = 0;
+    size_t n = 0, ndel = 0;
     int rc = 0;
 
     jr_prefix(prefix, sizeof prefix, branch, session);
     size_t plen = strlen(prefix);
     if ((rc = os_list(os, prefix, &keys, &n))) return rc;
+    const char **del = calloc(n ? n : 1, sizeof *del);
+    if (!del) { os_list_free(keys, n); return -ENOMEM; }
     /* Sorted by FIRST: a segment is all <= UPTO when the next one starts
      * at or below UPTO+1; the last one is read to know. */
     for (size_t i = 0; i < n && !rc; i++) {
         uint64_t f, nf;
         if (jr_first_of(keys[i], plen, &f) || f > upto) continue;
         if (i + 1 < n && jr_first_of(keys[i + 1], plen, &nf) == 0) {
-            if (nf <= upto + 1) rc = os_delete(os, keys[i]);
+            if (nf <= upto + 1) del[ndel++] = keys[i];
             continue;
         }
         void *buf = NULL;
@@ -333,8 +335,10 @@ int jremote_trim(objstore *os, const char *branch, uint64_t session, uint64_t up
         rc = jr_read(os, keys[i], &buf, &fence, &sf, &sl, &recs, &rlen);
         free(buf);
         if (rc == -ENOENT) { rc = 0; continue; }
-        if (!rc && !fence && sl <= upto) rc = os_delete(os, keys[i]);
+        if (!rc && !fence && sl <= upto) del[ndel++] = keys[i];
     }
+    if (!rc && ndel) rc = os_delete_many(os, del, ndel);
+    free(del);
     os_list_free(keys, n);
     return rc;
 }
