@@ -40,4 +40,13 @@ void os_list_free(char **keys, size_t n);
 /* Remove KEY; removing a missing key succeeds. */
 int os_delete(objstore *os, const char *key);
 
+/* Tell a caching store (objcache.h) that os_get(KEY, OFF, LEN) returns the
+ * DLEN bytes of DATA: for an object this process has just written, so that
+ * reading it back needs no round trip to the repository (nor a reachable
+ * one).  Best effort; stores without a cache ignore it. */
+void os_prime(objstore *os, const char *key, uint64_t off, uint64_t len,
+              const void *data, size_t dlen);
+/* Likewise: os_head(KEY) returns SIZE. */
+void os_prime_size(objstore *os, const char *key, uint64_t size);
+
 #endif

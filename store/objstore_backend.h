@@ -24,6 +24,11 @@ typedef struct os_backend {
     /* Unsorted keys starting with PREFIX; objstore.c sorts them. */
     int (*list)(void *state, const char *prefix, char ***keys, size_t *n);
     int (*del)(void *state, const char *key);
+    /* Optional (NULL: ignored): remember answers for an object just
+     * written, as os_prime and os_prime_size describe. */
+    void (*prime)(void *state, const char *key, uint64_t off, uint64_t len,
+                  const void *data, size_t dlen);
+    void (*prime_size)(void *state, const char *key, uint64_t size);
 } os_backend;
 
 extern const os_backend os_file_backend;
