@@ -35,6 +35,11 @@ typedef struct layer layer;
 
 /* Open object KEY of OS as a layer: reads and checks footer and index. */
 int layer_open(objstore *os, const char *key, layer **out);
+/* The same for KEY just uploaded from BUF/LEN by this process: a caching
+ * OS (objcache.h) learns the whole layer first, so reading it back needs
+ * no download. */
+int layer_open_uploaded(objstore *os, const char *key, const void *buf,
+                        size_t len, layer **out);
 void layer_close(layer *l);
 /* Object key, seq range and object size of an open layer. */
 const char *layer_name(const layer *l);

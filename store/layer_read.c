@@ -474,6 +474,38 @@ fail:
     return rc;
 }
 
+/* Open KEY, which this process has just uploaded from BUF/LEN: a caching
+ * repository is primed with its size, footer, index and blocks first, so
+ * that neither this open nor later reads of its blocks need the repository
+ * (reads of what was just flushed keep working while it is unreachable). */
+int layer_open_uploaded(objstore *os, const char *key, const void *buf,
+                        size_t len, layer **out)
+{
+    const uint8_t *b = buf;
+    uint64_t ioff, ilen;
+    int rc;
+
+    if (len >= LAYER_FOOTER_SIZE) {
+        const uint8_t *foot = b + len - LAYER_FOOTER_SIZE;
+        ioff = layer_get64(foot + 16);
+        ilen = layer_get64(foot + 24);
+        os_prime_size(os, key, len);
+        os_prime(os, key, len - LAYER_FOOTER_SIZE, LAYER_FOOTER_SIZE, foot,
+                 LAYER_FOOTER_SIZE);
+        if (ioff <= len - LAYER_FOOTER_SIZE && ilen == len - LAYER_FOOTER_SIZE - ioff)
+            os_prime(os, key, ioff, ilen, b + ioff, (size_t)ilen);
+    }
+    if ((rc = layer_open(os, key, out)) < 0)
+        return rc;
+    /* the index is checked now: blocks lie contiguously before it */
+    for (size_t i = 0; i < (*out)->nblocks; i++) {
+        const lblock *lb = &(*out)->blocks[i];
+        if (lb->off + lb->clen <= len)
+            os_prime(os, key, lb->off, lb->clen, b + lb->off, lb->clen);
+    }
+    return 0;
+}
+
 /* Free an open layer (cached blocks stay in the cache). */
 void layer_close(layer *l)
 {

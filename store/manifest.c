@@ -341,6 +341,28 @@ int manifest_commit(objstore *os, const char *branch, const manifest *m)
     return rc;
 }
 
+/* 1 if generation M->gen of BRANCH holds exactly M's encoding, 0 if it
+ * holds something else or nothing, -errno if it cannot be read. */
+int manifest_matches(objstore *os, const char *branch, const manifest *m)
+{
+    char *key = manifest_key(branch, 1, m->gen), *want = NULL;
+    void *have = NULL;
+    size_t wlen = 0, hlen = 0;
+    int rc;
+
+    if (!key)
+        return -ENOMEM;
+    if ((rc = manifest_encode(m, &want, &wlen)) == 0 &&
+        (rc = os_get(os, key, 0, UINT64_MAX, &have, &hlen)) == 0)
+        rc = hlen == wlen && memcmp(have, want, wlen) == 0;
+    else if (rc == -ENOENT)
+        rc = 0;
+    free(have);
+    free(want);
+    free(key);
+    return rc;
+}
+
 int manifest_exists(objstore *os, const char *branch, uint64_t gen)
 {
     char *key = manifest_key(branch, 1, gen);

@@ -56,6 +56,12 @@ int manifest_load_latest(objstore *os, const char *branch, manifest *m);
  * generation exists already (another writer committed first). */
 int manifest_commit(objstore *os, const char *branch, const manifest *m);
 
+/* 1 if generation M->gen of BRANCH holds exactly M's encoding (a commit
+ * whose answer was lost may have landed: only content naming a layer no
+ * one else can know proves it is ours), 0 if it holds something else or
+ * nothing, -errno if it cannot be read. */
+int manifest_matches(objstore *os, const char *branch, const manifest *m);
+
 /* 1 if generation GEN of BRANCH exists, 0 if not, or -errno. */
 int manifest_exists(objstore *os, const char *branch, uint64_t gen);
 

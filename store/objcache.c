@@ -9,7 +9,11 @@
  * written once under unique names and never change, so an entry cannot go
  * stale.  Manifests (small, read once per open) and the mutable lease always
  * go to the repository.  Heads of layers are cached too, as 8-byte size
- * records, so a warm restart opens its layers without a round trip.
+ * records, so a warm restart opens its layers without a round trip.  A layer
+ * this daemon has just uploaded is entered whole, range by range as the
+ * reader will ask for it (os_prime, called by layer_open_uploaded, which
+ * knows the layout): reading back fresh writes costs no download, and keeps
+ * working while the repository is unreachable.
  *
  * One file per entry, named by a 64-bit hash of (key, kind, offset, length)
  * in 16 hex digits.  Content: a 48-byte header (magic, kind, key length,
@@ -489,6 +493,30 @@ static int oc_head(void *state, const char *key, uint64_t *size)
     return rc;
 }
 
+/* Remember the answer to a ranged get of a layer this process wrote. */
+static void oc_prime(void *state, const char *key, uint64_t off, uint64_t len,
+                     const void *data, size_t dlen)
+{
+    objcache *c = state;
+    oc_id id = { key, OC_RANGE, off, len };
+
+    if (oc_cacheable(key))
+        oc_fill(c, &id, data, dlen);
+}
+
+/* Remember the size of a layer this process wrote. */
+static void oc_prime_size(void *state, const char *key, uint64_t size)
+{
+    objcache *c = state;
+    oc_id id = { key, OC_SIZE, 0, 0 };
+    uint8_t rec[8];
+
+    if (oc_cacheable(key)) {
+        oc_put64(rec, size);
+        oc_fill(c, &id, rec, sizeof(rec));
+    }
+}
+
 /* List keys: straight to the repository. */
 static int oc_list(void *state, const char *prefix, char ***keys, size_t *n)
 {
@@ -578,6 +606,8 @@ static const os_backend oc_backend = {
     .list = oc_list,
     .del = oc_del,
     .del_many = oc_del_many,
+    .prime = oc_prime,
+    .prime_size = oc_prime_size,
 };
 
 /* ---- opening: adopt what a previous daemon left ---- */

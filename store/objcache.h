@@ -5,8 +5,11 @@
  * handle, objcache_store(), that behaves exactly like the first: the store
  * uses it unchanged.  Gets and heads of layer objects (keys containing
  * "/layers/", immutable once written) are answered from files in a local
- * directory when possible and remembered there otherwise; everything else
- * (manifests, leases, puts, lists) goes straight to the repository.  Entries
+ * directory when possible and remembered there otherwise; the layers this
+ * daemon uploads are remembered at once (os_prime, from layer_open_uploaded),
+ * so reading back what it wrote needs neither a download nor a reachable
+ * repository.  Everything else (manifests, leases, puts, lists) goes
+ * straight to the repository.  Entries
  * are checksummed, the directory is bounded (LRU eviction), owner-only, and
  * reused by the next daemon that opens it.  See objcache.c for the layout.
  */

@@ -204,3 +204,18 @@ int os_delete_many(objstore *os, const char *const *keys, size_t n)
             return -EINVAL;
     return n ? os->be->del_many(os->state, keys, n) : 0;
 }
+
+/* Hand the answer to a ranged get of KEY to a caching backend. */
+void os_prime(objstore *os, const char *key, uint64_t off, uint64_t len,
+              const void *data, size_t dlen)
+{
+    if (os->be->prime && os_check_key(key, 0) == 0)
+        os->be->prime(os->state, key, off, len, data, dlen);
+}
+
+/* Hand the size of KEY to a caching backend. */
+void os_prime_size(objstore *os, const char *key, uint64_t size)
+{
+    if (os->be->prime_size && os_check_key(key, 0) == 0)
+        os->be->prime_size(os->state, key, size);
+}

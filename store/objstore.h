@@ -46,4 +46,13 @@ int os_delete(objstore *os, const char *key);
  * removed, if any key is invalid; after another error some may be gone. */
 int os_delete_many(objstore *os, const char *const *keys, size_t n);
 
+/* Tell a caching store (objcache.h) that os_get(KEY, OFF, LEN) returns the
+ * DLEN bytes of DATA: for an object this process has just written, so that
+ * reading it back needs no round trip to the repository (nor a reachable
+ * one).  Best effort; stores without a cache ignore it. */
+void os_prime(objstore *os, const char *key, uint64_t off, uint64_t len,
+              const void *data, size_t dlen);
+/* Likewise: os_head(KEY) returns SIZE. */
+void os_prime_size(objstore *os, const char *key, uint64_t size);
+
 #endif

@@ -26,6 +26,11 @@ typedef struct os_backend {
     int (*del)(void *state, const char *key);
     /* Remove N >= 1 keys, as few requests as the backend allows. */
     int (*del_many)(void *state, const char *const *keys, size_t n);
+    /* Optional (NULL: ignored): remember answers for an object just
+     * written, as os_prime and os_prime_size describe. */
+    void (*prime)(void *state, const char *key, uint64_t off, uint64_t len,
+                  const void *data, size_t dlen);
+    void (*prime_size)(void *state, const char *key, uint64_t size);
 } os_backend;
 
 extern const os_backend os_file_backend;

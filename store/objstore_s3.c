@@ -24,7 +24,9 @@
  *    probe object twice, because a server that ignores the header would
  *    silently overwrite objects.  A retried PUT that meets 412 may have
  *    written the object itself on an attempt whose answer was lost: then
- *    the object's ETag (MD5 of a single-part upload) is compared with ours.
+ *    the object's ETag (MD5 of a single-part upload) is compared with ours;
+ *    if that HEAD gets no answer either, the outcome is unknown: -EIO,
+ *    never -EEXIST (which would tell the caller someone else wrote it).
  *  - ranged get, head, list (ListObjectsV2 with continuation tokens) and
  *    delete (a missing key is success) are plain requests.  Deleting many
  *    keys is one multi-object delete (POST ?delete, quiet) per 1000 keys,
@@ -63,6 +65,9 @@
  * seconds instead (at most 20), still counting as one attempt of the budget.
  * After the budget the operation returns -EIO and logs one line naming
  * method, object and the last status or error.
+ * The checks at open give up on an endpoint that does not answer after 3
+ * attempts, but a server that answers with throttling or 5xx gets the
+ * full budget, and is reported as overloaded, not as misconfigured.
  */
 #include "objstore_backend.h"
 #include "sigv4.h"
@@ -510,7 +515,11 @@ static int s3_call(s3 *s, const s3_req *req, s3_resp *r)
             return 0;
         if (r->cerr != CURLE_OK && !s3_transient(r->cerr))
             break;
-        if (r->tries >= req->attempts)
+        /* a short budget (the checks at open) is for failing fast when
+         * nothing answers; a server that answers 503 SlowDown, 429 or 5xx
+         * is there, and gets the full budget */
+        if (r->tries >= req->attempts &&
+            (r->cerr != CURLE_OK || r->tries >= s->attempts))
             break;
         s3_backoff(r->tries, r);
     }
@@ -680,11 +689,15 @@ static int s3_put_object(s3 *s, const char *object, const void *buf, size_t len,
             s3_req hq = { .method = "HEAD", .object = object,
                           .attempts = attempts, .quiet = quiet };
             s3_resp hr;
-            int match = s3_call(s, &hq, &hr) == 0 && hr.status == 200 &&
+            int hrc = s3_call(s, &hq, &hr), known = hrc == 0 &&
+                      (hr.status == 200 || hr.status == 404);
+            int match = known && hr.status == 200 &&
                         s3_etag_matches(hr.etag, buf, len);
             s3_resp_clear(&hr);
             if (match)
                 return 0;
+            if (!known)         /* ours or not: unknown, not "exists" */
+                return hrc == -ENOMEM ? -ENOMEM : -EIO;
         }
         return -EEXIST;
     }
@@ -1626,6 +1639,12 @@ static int s3_explain(s3 *s, const s3_resp *r, char *err, size_t errlen)
     }
     s3_xml_tag(r->data, "Code", code, sizeof(code));
     s3_xml_tag(r->data, "Message", msg, sizeof(msg));
+    if (s3_retry_status(r->status)) {
+        snprintf(err, errlen, "S3 endpoint %s is overloaded or failing: HTTP %ld%s%s "
+                 "after %d attempts; try again later", s->endpoint, r->status,
+                 code[0] ? " " : "", code, r->tries);
+        return -EAGAIN;
+    }
     if (r->status == 404 && (strcmp(code, "NoSuchBucket") == 0 || !code[0])) {
         snprintf(err, errlen, "bucket '%s' does not exist at %s (create it first, "
                  "or fix the URL)", s->bucket, s->endpoint);
@@ -1687,10 +1706,14 @@ static int s3_check(s3 *s, char *err, size_t errlen)
         rc = -EPROTO;
         goto out;
     }
-    /* the probe exists after the first PUT; the second must be refused */
+    /* the probe exists after the first PUT; the second must be refused.  Its
+     * bytes differ: a retried PUT that meets 412 takes an object with its
+     * own bytes for its own earlier attempt, so after a 503 the same bytes
+     * would pass for "written" and the check would fail a good server */
     for (int i = 0; i < 2; i++) {
         s3_resp_clear(&r);
-        rc = s3_put_object(s, probe, "lakefs", 6, S3_OPEN_ATTEMPTS, 1, &r);
+        rc = s3_put_object(s, probe, i ? "lakefs-again" : "lakefs", i ? 12 : 6,
+                           S3_OPEN_ATTEMPTS, 1, &r);
         if (rc == -ENOMEM) {
             snprintf(err, errlen, "out of memory");
             goto out;
@@ -1701,6 +1724,11 @@ static int s3_check(s3 *s, char *err, size_t errlen)
             if (r.cerr != CURLE_OK)
                 snprintf(err, errlen, "cannot write to bucket '%s' at %s: %s",
                          s->bucket, s->endpoint, r.cmsg);
+            else if (s3_retry_status(r.status) || r.status == 412)
+                snprintf(err, errlen, "cannot write to bucket '%s': S3 endpoint %s "
+                         "is overloaded or failing: HTTP %ld %s after %d "
+                         "attempts; try again later", s->bucket, s->endpoint,
+                         r.status, code, r.tries);
             else
                 snprintf(err, errlen, "cannot write to bucket '%s' at %s: HTTP "
                          "%ld %s (lakefs needs write access)", s->bucket,

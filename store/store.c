@@ -3,15 +3,21 @@
  * layers and manifests put together.
  *
  * Concurrency: a writer-preferring rwlock guards the memtables, the layer
- * list and the manifest.  Commits take it exclusively for the journal
- * append and the memtable insert only; readers share it, also while they
- * read layer blocks (layers are immutable, and the flusher needs the
- * exclusive lock only to swap a frozen memtable for its layer).  The
- * journal append happens under the lock so that journal order is seq order.
+ * set and the manifest.  Commits take it exclusively for the journal
+ * append and the memtable insert only; readers share it to look into the
+ * memtables and to take a reference to the current layer set, and read
+ * layer blocks after releasing it: a block may have to come from the
+ * repository, which can take seconds (retries) when it is slow or down,
+ * and a writer queued behind that reader would stall every commit.  Layers
+ * are immutable and stay open until store_close; a layer set (the array of
+ * them) is replaced, never changed, when the flusher installs a layer.
+ * The journal append happens under the lock so that journal order is seq
+ * order.
  *
  * Flushing: when the active memtable passes its limit the committing
  * thread freezes it (and rotates the journal) and wakes the flusher, which
- * writes the layer, uploads it with put-if-absent, commits manifest
+ * writes the layer, uploads it with put-if-absent (priming the local disk
+ * cache with it, so reading it back needs no download), commits manifest
  * generation G+1 (put-if-absent again: the commit point, and the fence
  * against a second writer), installs the layer and drops the journal files
  * the frozen memtable came from.  A crash anywhere in between leaves either
@@ -32,6 +38,15 @@
  * uploads the queue as one segment of this session's chain (after the
  * local fdatasync, so the local journal always holds at least as much).
  * Batches written into a committed layer leave the queue unuploaded.
+ *
+ * Object-store outages: commits and fsyncs need only the local journal, so
+ * they go on while uploads fail; the flusher retries every few seconds.  A
+ * commit of G+1 whose answer was lost may have landed: the flusher then
+ * retries that very manifest, and a G+1 holding exactly it (it names a
+ * layer only this daemon knows) is its own commit, not another writer's.
+ * Memory is bounded: with STORE_MAX_FROZEN memtables waiting for upload
+ * and the active one full, commits wait (backpressure) until a layer is
+ * committed; they never fail for an unreachable repository.
  */
 #include "store.h"
 #include "journal.h"
@@ -57,6 +72,7 @@
 #define STORE_MEMTABLE_DEFAULT (64u << 20)
 #define STORE_MAX_FROZEN 4
 #define STORE_FENCE_CHECK_SECONDS 5   /* how often an idle writer checks for a takeover */
+#define STORE_RETRY_SECONDS 5         /* wait after a failed flush before the next attempt */
 #define STORE_REPO_MARKER "lakefs.repo"
 #define STORE_REPO_CONTENT "lakefs-repository 1\n"
 
@@ -66,6 +82,14 @@ typedef struct frozen {
     memtable *mt;                 /* immutable from now on */
     uint64_t journal_upto;        /* journal files holding only its batches (and older) */
 } frozen;
+
+/* The layers of the branch, oldest first: replaced as a whole when a layer
+ * is added, so a reader holding a reference can walk it without the lock. */
+typedef struct layerset {
+    int refs;                     /* the store's + readers' (atomic) */
+    size_t n;
+    layer *l[];
+} layerset;
 
 struct store {
     objstore *os;
@@ -78,13 +102,14 @@ struct store {
     memtable *active;
     frozen frozen[STORE_MAX_FROZEN];  /* oldest first */
     int nfrozen;
-    layer **layers;               /* oldest first, as in the manifest */
-    size_t nlayers;
+    layerset *ls;                 /* as in the manifest */
     manifest man;                 /* last committed manifest */
     uint64_t seq;                 /* last committed seq */
     uint64_t next_ino;            /* next inode number to hand out (atomic) */
-    pthread_mutex_t flush_mu;     /* serialises flushes; with flush_cv wakes the flusher */
-    pthread_cond_t flush_cv;
+    pthread_mutex_t flush_mu;     /* serialises flushes (held across uploads) */
+    pthread_mutex_t wake_mu;      /* with wake_cv: the flusher sleeps and is woken; */
+    pthread_cond_t wake_cv;       /* never held across I/O, so commits never wait on it */
+    int kicked;                   /* a memtable was frozen since the flusher looked (wake_mu) */
     pthread_t flusher;
     int flusher_running, stopping;
     int leased;                   /* we hold branches/NAME/lease */
@@ -97,7 +122,38 @@ struct store {
     uint8_t *rj_buf;              /* batches not yet uploaded, u32 length + payload each (lock) */
     size_t rj_len, rj_cap;
     uint64_t folded, folded_end;  /* session folded in at open, up to seq: its segments to delete */
+    int full;                     /* memtables at their bound: commits wait (atomic) */
+    pthread_mutex_t room_mu;      /* with room_cv: commits waiting for room */
+    pthread_cond_t room_cv;
+    struct timespec full_since;   /* when commits started to wait */
+    /* flusher only (flush_mu): a commit of man.gen + 1 whose outcome is
+     * unknown (its answer was lost), retried as it is */
+    manifest uncertain;           /* gen 0: none */
+    layer *uncertain_layer;       /* its new layer, uploaded and open */
 };
+
+/* ---- layer sets ---- */
+
+/* A new layer set with room for N layers (n = 0, one reference). */
+static layerset *lset_new(size_t n)
+{
+    layerset *s = calloc(1, sizeof *s + (n ? n : 1) * sizeof(layer *));
+    if (s) s->refs = 1;
+    return s;
+}
+
+/* Take a reference to the current layer set (lock held, shared is enough). */
+static layerset *lset_hold(store *st)
+{
+    __atomic_add_fetch(&st->ls->refs, 1, __ATOMIC_RELAXED);
+    return st->ls;
+}
+
+/* Drop a reference; the last one frees the array (not the layers). */
+static void lset_release(layerset *s)
+{
+    if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) free(s);
+}
 
 /* ---- repository ---- */
 
@@ -287,11 +343,37 @@ static void store_rj_drop(store *st, uint64_t upto)
     st->rj_len -= off;
 }
 
+/* Wake commits waiting for room (after a layer was installed, or fencing). */
+static void store_room_wake(store *st)
+{
+    pthread_mutex_lock(&st->room_mu);
+    pthread_cond_broadcast(&st->room_cv);
+    pthread_mutex_unlock(&st->room_mu);
+}
+
+/* Wait while the memtables are at their bound; -EIO if fenced meanwhile. */
+static int store_wait_room(store *st)
+{
+    pthread_mutex_lock(&st->room_mu);
+    while (__atomic_load_n(&st->full, __ATOMIC_ACQUIRE) && !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST))
+        pthread_cond_wait(&st->room_cv, &st->room_mu);
+    pthread_mutex_unlock(&st->room_mu);
+    return __atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST) ? -EIO : 0;
+}
+
+/* Seconds from A to B. */
+static double store_elapsed(const struct timespec *a, const struct timespec *b)
+{
+    return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
 int store_commit(store *st, store_batch *b)
 {
     if (b->err) return b->err;
     if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) return -EIO;
     if (b->len > UINT32_MAX) return -EFBIG;
+    if (b->len > UINT32_MAX) return -EFBIG;
+    if (__atomic_load_n(&st->full, __ATOMIC_ACQUIRE) && store_wait_room(st)) return -EIO;
     pthread_rwlock_wrlock(&st->lock);
     uint64_t seq = st->seq + 1;
     memcpy(b->buf, &seq, 8);
@@ -306,15 +388,26 @@ int store_commit(store *st, store_batch *b)
         st->rj_len += 4 + b->len;
     }
     int wake = 0;
-    if (!rc && mt_bytes(st->active) > st->memtable_limit && st->nfrozen < STORE_MAX_FROZEN) {
-        rc = store_freeze(st);
-        wake = 1;
+    if (!rc && mt_bytes(st->active) > st->memtable_limit) {
+        if (st->nfrozen < STORE_MAX_FROZEN) {
+            rc = store_freeze(st);
+            wake = 1;
+        } else if (!__atomic_load_n(&st->full, __ATOMIC_RELAXED)) {
+            /* every memtable waits for the repository: later commits wait */
+            __atomic_store_n(&st->full, 1, __ATOMIC_RELEASE);
+            clock_gettime(CLOCK_MONOTONIC, &st->full_since);
+            size_t bytes = mt_bytes(st->active);
+            for (int i = 0; i < st->nfrozen; i++) bytes += mt_bytes(st->frozen[i].mt);
+            fprintf(stderr, "lakefs: branch %s: %zu MiB in %d memtables wait for the object store; "
+                    "writes wait until a layer is uploaded\n", st->branch, bytes >> 20, st->nfrozen + 1);
+        }
     }
     pthread_rwlock_unlock(&st->lock);
     if (wake) {
-        pthread_mutex_lock(&st->flush_mu);
-        pthread_cond_signal(&st->flush_cv);
-        pthread_mutex_unlock(&st->flush_mu);
+        pthread_mutex_lock(&st->wake_mu);
+        st->kicked = 1;
+        pthread_cond_signal(&st->wake_cv);
+        pthread_mutex_unlock(&st->wake_mu);
     }
     b->len = 12; b->nops = 0;
     return rc;
@@ -405,18 +498,22 @@ int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
         v = mt_get(st->frozen[i].mt, k->b, k->len, UINT64_MAX);
     if (v) {
         if (!v->tomb) { store_copy_out(v->val, v->vlen, buf, cap, vlen); rc = 0; }
-    } else {
-        for (size_t i = st->nlayers; i-- > 0;) {
-            int tomb; void *val = NULL; size_t len; uint64_t seq;
-            int found = layer_get(st->layers[i], k->b, k->len, UINT64_MAX, &tomb, &val, &len, &seq);
-            if (found < 0) { rc = found; break; }
-            if (!found) continue;
-            if (!tomb) { store_copy_out(val, len, buf, cap, vlen); rc = 0; }
-            free(val);
-            break;
-        }
+        pthread_rwlock_unlock(&st->lock);
+        return rc;
     }
+    /* the layers as of this moment, read without the lock */
+    layerset *ls = lset_hold(st);
     pthread_rwlock_unlock(&st->lock);
+    for (size_t i = ls->n; i-- > 0;) {
+        int tomb; void *val = NULL; size_t len; uint64_t seq;
+        int found = layer_get(ls->l[i], k->b, k->len, UINT64_MAX, &tomb, &val, &len, &seq);
+        if (found < 0) { rc = found; break; }
+        if (!found) continue;
+        if (!tomb) { store_copy_out(val, len, buf, cap, vlen); rc = 0; }
+        free(val);
+        break;
+    }
+    lset_release(ls);
     return rc;
 }
 
@@ -426,19 +523,22 @@ typedef struct scan_ctx {
     size_t plen;
 } scan_ctx;
 
-/* Gather a memtable key into the scan result while it matches the prefix. */
+/* Gather a memtable key into the scan result while it matches the prefix
+ * (sources come newest first: a key already gathered is kept). */
 static int store_scan_mt(void *arg, const uint8_t *key, size_t klen, const mt_version *v)
 {
     scan_ctx *c = arg;
     if (klen < c->plen || (c->plen && memcmp(key, c->prefix, c->plen))) return 1;
+    if (mt_get(c->result, key, klen, UINT64_MAX)) return 0;
     return mt_put(c->result, key, klen, v->seq, v->tomb, v->val, v->vlen);
 }
 
-/* Gather a layer key into the scan result. */
+/* Gather a layer key into the scan result unless a newer source had it. */
 static int store_scan_layer(void *arg, const uint8_t *key, size_t klen, uint64_t seq,
                             int tomb, const void *val, size_t vlen)
 {
     scan_ctx *c = arg;
+    if (mt_get(c->result, key, klen, UINT64_MAX)) return 0;
     return mt_put(c->result, key, klen, seq, tomb, val, vlen);
 }
 
@@ -459,14 +559,17 @@ int store_scan(store *st, const uint8_t *prefix, size_t plen, store_scan_fn fn, 
 {
     scan_ctx c = { mt_new(), prefix, plen };
     if (!c.result) return -ENOMEM;
-    int rc = 0;
+    /* newest first: the memtables under the lock, then the layers as of
+     * that moment without it (their blocks may come from the repository) */
     pthread_rwlock_rdlock(&st->lock);
-    for (size_t i = 0; i < st->nlayers && rc >= 0; i++)
-        rc = layer_scan(st->layers[i], prefix, plen, UINT64_MAX, store_scan_layer, &c);
-    for (int i = 0; i < st->nfrozen && rc >= 0; i++)
+    int rc = mt_iterate(st->active, prefix, plen, store_scan_mt, &c);
+    for (int i = st->nfrozen - 1; i >= 0 && rc >= 0; i--)
         rc = mt_iterate(st->frozen[i].mt, prefix, plen, store_scan_mt, &c);
-    if (rc >= 0) rc = mt_iterate(st->active, prefix, plen, store_scan_mt, &c);
+    layerset *ls = lset_hold(st);
     pthread_rwlock_unlock(&st->lock);
+    for (size_t i = ls->n; i-- > 0 && rc >= 0;)
+        rc = layer_scan(ls->l[i], prefix, plen, UINT64_MAX, store_scan_layer, &c);
+    lset_release(ls);
     if (rc >= 0) {
         scan_out o = { fn, arg };
         rc = mt_iterate(c.result, NULL, 0, store_scan_emit, &o);
@@ -505,6 +608,67 @@ static void store_fence(store *st, uint64_t gen)
     else
         fprintf(stderr, "lakefs: branch %s: another writer fenced this daemon's remote journal (a takeover); "
                 "this daemon lost the branch and fails every write and fsync from now on\n", st->branch);
+    store_room_wake(st);
+}
+
+/* Forget the commit whose outcome was unknown (flush_mu held). */
+static void store_uncertain_clear(store *st)
+{
+    manifest_free(&st->uncertain);
+    memset(&st->uncertain, 0, sizeof st->uncertain);
+    if (st->uncertain_layer) layer_close(st->uncertain_layer);
+    st->uncertain_layer = NULL;
+}
+
+/* Write frozen memtable FZ as a layer, upload it and open it; the manifest
+ * committing it (generation man.gen + 1) goes to *NEXT, the layer to *L. */
+static int store_build_layer(store *st, const frozen *fz, manifest *next, layer **l)
+{
+    build_ctx c = { layer_writer_new(), 0 };
+    if (!c.w) return -ENOMEM;
+    void *buf = NULL; size_t len = 0; char *name = NULL;
+    int rc = mt_iterate(fz->mt, NULL, 0, store_build_key, &c);
+    if (!rc) rc = layer_writer_finish(c.w, &buf, &len);
+    layer_writer_free(c.w);
+    uint64_t min_seq = mt_min_seq(fz->mt), max_seq = mt_max_seq(fz->mt);
+    if (!rc) rc = store_upload_layer(st->os, st->branch, buf, len, min_seq, max_seq, &name);
+    if (!rc) rc = layer_open_uploaded(st->os, name, buf, len, l);
+    free(buf);
+    if (!rc) {
+        next->gen = st->man.gen + 1;
+        next->seq = max_seq;
+        next->writer = st->writer;
+        next->session = st->session;
+        pthread_rwlock_rdlock(&st->lock);
+        next->max_ino = st->next_ino - 1;
+        pthread_rwlock_unlock(&st->lock);
+        for (size_t i = 0; i < st->man.nlayers && !rc; i++) {
+            manifest_layer *ml = &st->man.layers[i];
+            rc = manifest_add_layer(next, ml->key, ml->min_seq, ml->max_seq, ml->size);
+        }
+        if (!rc) rc = manifest_add_layer(next, name, min_seq, max_seq, len);
+        if (rc) { layer_close(*l); *l = NULL; manifest_free(next); }
+    }
+    if (rc)
+        fprintf(stderr, "lakefs: branch %s: writing the layer of seq %" PRIu64 "-%" PRIu64 " failed: %s "
+                "(data stays in the journal)\n", st->branch, min_seq, max_seq, strerror(-rc));
+    free(name);
+    return rc;
+}
+
+/* Commit NEXT; -EEXIST only when another writer holds its generation. */
+static int store_commit_manifest(store *st, const manifest *next)
+{
+    int rc = manifest_commit(st->os, st->branch, next);
+    if (rc == -EEXIST) {
+        /* ours, from an attempt whose answer was lost? it names our new layer */
+        int mine = manifest_matches(st->os, st->branch, next);
+        rc = mine == 1 ? 0 : mine < 0 ? mine : -EEXIST;
+        if (mine == 1)
+            fprintf(stderr, "lakefs: branch %s: manifest generation %" PRIu64 " is our own commit, "
+                    "whose answer was lost\n", st->branch, next->gen);
+    }
+    return rc;
 }
 
 /* Write the oldest frozen memtable as a layer and commit it (flush_mu held). */
@@ -513,92 +677,117 @@ static int store_flush_one(store *st)
     pthread_rwlock_rdlock(&st->lock);
     if (st->nfrozen == 0) { pthread_rwlock_unlock(&st->lock); return 0; }
     frozen fz = st->frozen[0];
+    size_t nl = st->ls->n;
     pthread_rwlock_unlock(&st->lock);
 
-    build_ctx c = { layer_writer_new(), 0 };
-    if (!c.w) return -ENOMEM;
-    void *buf = NULL; size_t len = 0; char *name = NULL; layer *l = NULL;
-    int rc = mt_iterate(fz.mt, NULL, 0, store_build_key, &c);
-    if (!rc) rc = layer_writer_finish(c.w, &buf, &len);
-    layer_writer_free(c.w);
-    uint64_t min_seq = mt_min_seq(fz.mt), max_seq = mt_max_seq(fz.mt);
-    if (!rc) rc = store_upload_layer(st->os, st->branch, buf, len, min_seq, max_seq, &name);
-    free(buf);
-    if (!rc) rc = layer_open(st->os, name, &l);
+    layerset *ls = lset_new(nl + 1);
+    if (!ls) return -ENOMEM;
     manifest next = {0};
-    if (!rc) {
-        next.gen = st->man.gen + 1;
-        next.seq = max_seq;
-        next.writer = st->writer;
-        next.session = st->session;
-        pthread_rwlock_rdlock(&st->lock);
-        next.max_ino = st->next_ino - 1;
-        pthread_rwlock_unlock(&st->lock);
-        for (size_t i = 0; i < st->man.nlayers && !rc; i++) {
-            manifest_layer *ml = &st->man.layers[i];
-            rc = manifest_add_layer(&next, ml->key, ml->min_seq, ml->max_seq, ml->size);
-        }
-        if (!rc) rc = manifest_add_layer(&next, name, min_seq, max_seq, len);
-        if (!rc) rc = manifest_commit(st->os, st->branch, &next);
-        if (rc == -EEXIST) store_fence(st, next.gen);
+    layer *l = NULL;
+    int rc = 0;
+    if (st->uncertain.gen) {      /* the last commit's outcome is unknown: that one again */
+        next = st->uncertain;
+        l = st->uncertain_layer;
+        memset(&st->uncertain, 0, sizeof st->uncertain);
+        st->uncertain_layer = NULL;
+    } else {
+        rc = store_build_layer(st, &fz, &next, &l);
     }
+    if (!rc) rc = store_commit_manifest(st, &next);
     if (rc) {
-        fprintf(stderr, "lakefs: branch %s: flushing seq %" PRIu64 "-%" PRIu64 " failed: %s (data stays in the journal)\n",
-                st->branch, min_seq, max_seq, strerror(-rc));
+        if (rc == -EEXIST) {
+            store_fence(st, next.gen);
+        } else if (next.gen) {    /* it may have landed: retry exactly it */
+            st->uncertain = next;
+            st->uncertain_layer = l;
+            next = (manifest){0};
+            l = NULL;
+        }
+        if (next.gen || st->uncertain.gen)   /* else store_build_layer said why */
+            fprintf(stderr, "lakefs: branch %s: committing manifest generation %" PRIu64 " (seq %" PRIu64 "-%" PRIu64 ") "
+                    "failed: %s (data stays in the journal)\n", st->branch, st->man.gen + 1,
+                    mt_min_seq(fz.mt), mt_max_seq(fz.mt), strerror(-rc));
         if (l) layer_close(l);
         manifest_free(&next);
-        free(name);
+        free(ls);
         return rc;
     }
-    free(name);
     pthread_rwlock_wrlock(&st->lock);
-    layer **nl = realloc(st->layers, (st->nlayers + 1) * sizeof *nl);
-    if (!nl) { pthread_rwlock_unlock(&st->lock); layer_close(l); manifest_free(&next); return -ENOMEM; }
-    st->layers = nl;
-    st->layers[st->nlayers++] = l;
+    memcpy(ls->l, st->ls->l, nl * sizeof(layer *));
+    ls->l[nl] = l;
+    ls->n = nl + 1;
+    layerset *old = st->ls;
+    st->ls = ls;
     memmove(&st->frozen[0], &st->frozen[1], (size_t)(st->nfrozen - 1) * sizeof(frozen));
     st->nfrozen--;
     manifest_free(&st->man);
     st->man = next;
-    store_rj_drop(st, max_seq);   /* in a layer now: no upload needed */
+    store_rj_drop(st, st->man.seq);   /* in a layer now: no upload needed */
+    int was_full = __atomic_exchange_n(&st->full, 0, __ATOMIC_ACQ_REL);
     pthread_rwlock_unlock(&st->lock);
+    lset_release(old);
+    if (was_full) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        fprintf(stderr, "lakefs: branch %s: writes resume after waiting %.1f s for the object store\n",
+                st->branch, store_elapsed(&st->full_since, &now));
+        store_room_wake(st);
+    }
+    uint64_t flushed = mt_max_seq(fz.mt);
     mt_free(fz.mt);
-    if (st->remote && (rc = jremote_trim(st->os, st->branch, st->session, max_seq)))
+    if (st->remote && (rc = jremote_trim(st->os, st->branch, st->session, flushed)))
         fprintf(stderr, "lakefs: branch %s: removing remote journal segments up to seq %" PRIu64 " failed: %s (left for gc)\n",
-                st->branch, max_seq, strerror(-rc));
+                st->branch, flushed, strerror(-rc));
     return journal_drop(st->jn, fz.journal_upto);
 }
 
-/* Background thread: flush frozen memtables as they appear. */
+/* Sleep on wake_cv (wake_mu held) for SECONDS, or until woken; 1 if the
+ * time ran out. */
+static int store_flusher_sleep(store *st, int seconds)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += seconds;
+    return pthread_cond_timedwait(&st->wake_cv, &st->wake_mu, &ts) == ETIMEDOUT;
+}
+
+/* Background thread: flush frozen memtables as they appear; after a failed
+ * flush, retry in STORE_RETRY_SECONDS (at once when another memtable is
+ * frozen).  Object-store I/O happens with wake_mu released, so a commit
+ * that wakes the flusher never waits for an upload. */
 static void *store_flusher(void *arg)
 {
     store *st = arg;
-    int rc;
-    if (st->folded && (rc = jremote_trim(st->os, st->branch, st->folded, st->folded_end)))
+    int trc;
+    if (st->folded && (trc = jremote_trim(st->os, st->branch, st->folded, st->folded_end)))
         fprintf(stderr, "lakefs: branch %s: removing the folded journal of session %" PRIu64 " failed: %s (left for gc)\n",
-                st->branch, st->folded, strerror(-rc));
-    pthread_mutex_lock(&st->flush_mu);
+                st->branch, st->folded, strerror(-trc));
+    pthread_mutex_lock(&st->wake_mu);
     while (!st->stopping) {
         pthread_rwlock_rdlock(&st->lock);
         int pending = st->nfrozen;
         pthread_rwlock_unlock(&st->lock);
         if (pending) {
-            if (store_flush_one(st)) {        /* back off, then retry */
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += 5;
-                pthread_cond_timedwait(&st->flush_cv, &st->flush_mu, &ts);
-            }
+            st->kicked = 0;
+            pthread_mutex_unlock(&st->wake_mu);
+            pthread_mutex_lock(&st->flush_mu);
+            int rc = store_flush_one(st);
+            pthread_mutex_unlock(&st->flush_mu);
+            pthread_mutex_lock(&st->wake_mu);
+            if (rc && !st->kicked && !st->stopping)   /* back off, then retry */
+                store_flusher_sleep(st, STORE_RETRY_SECONDS);
             continue;
         }
-        struct timespec ts;       /* idle: look for a takeover now and then */
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += STORE_FENCE_CHECK_SECONDS;
-        if (pthread_cond_timedwait(&st->flush_cv, &st->flush_mu, &ts) == ETIMEDOUT && !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST) &&
-            manifest_exists(st->os, st->branch, st->man.gen + 1) == 1)
-            store_fence(st, st->man.gen + 1);
+        /* idle: look for a takeover now and then */
+        if (store_flusher_sleep(st, STORE_FENCE_CHECK_SECONDS) && !st->kicked && !st->stopping &&
+            !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_unlock(&st->wake_mu);
+            uint64_t next = st->man.gen + 1;  /* only this thread changes man */
+            if (manifest_exists(st->os, st->branch, next) == 1) store_fence(st, next);
+            pthread_mutex_lock(&st->wake_mu);
+        }
     }
-    pthread_mutex_unlock(&st->flush_mu);
+    pthread_mutex_unlock(&st->wake_mu);
     return NULL;
 }
 
@@ -838,8 +1027,11 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     pthread_rwlock_init(&st->lock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&st->flush_mu, NULL);
-    pthread_cond_init(&st->flush_cv, NULL);
     pthread_mutex_init(&st->rj_mu, NULL);
+    pthread_mutex_init(&st->wake_mu, NULL);
+    pthread_cond_init(&st->wake_cv, NULL);
+    pthread_mutex_init(&st->room_mu, NULL);
+    pthread_cond_init(&st->room_cv, NULL);
     int rc = 0;
     if (!st->branch || !st->state_dir || !st->active) {
         snprintf(err, errlen, "out of memory");
@@ -902,15 +1094,15 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     }
     st->seq = st->man.seq;
     st->next_ino = st->man.max_ino + 1;
-    st->layers = calloc(st->man.nlayers ? st->man.nlayers : 1, sizeof *st->layers);
-    if (!st->layers) { rc = -ENOMEM; snprintf(err, errlen, "out of memory"); goto fail; }
+    st->ls = lset_new(st->man.nlayers);
+    if (!st->ls) { rc = -ENOMEM; snprintf(err, errlen, "out of memory"); goto fail; }
     for (size_t i = 0; i < st->man.nlayers; i++) {
-        if ((rc = layer_open(st->os, st->man.layers[i].key, &st->layers[i]))) {
+        if ((rc = layer_open(st->os, st->man.layers[i].key, &st->ls->l[i]))) {
             snprintf(err, errlen, "cannot open layer %s of branch '%s': %s",
                      st->man.layers[i].key, st->branch, strerror(-rc));
             goto fail;
         }
-        st->nlayers++;
+        st->ls->n++;
     }
     if ((rc = journal_open(st->state_dir, store_replay, st, &st->jn))) {
         snprintf(err, errlen, "cannot replay the journal in %s: %s", st->state_dir, strerror(-rc));
@@ -951,10 +1143,10 @@ int store_close(store *st)
 {
     int rc = 0;
     if (st->flusher_running) {
-        pthread_mutex_lock(&st->flush_mu);
+        pthread_mutex_lock(&st->wake_mu);
         st->stopping = 1;
-        pthread_cond_signal(&st->flush_cv);
-        pthread_mutex_unlock(&st->flush_mu);
+        pthread_cond_signal(&st->wake_cv);
+        pthread_mutex_unlock(&st->wake_mu);
         pthread_join(st->flusher, NULL);
     }
     if (st->jn && !st->fenced) {  /* flush everything that is left */
@@ -975,17 +1167,21 @@ int store_close(store *st)
         rc = -EIO;
     }
     if (st->leased && !rc) store_lease_release(st);
-    for (size_t i = 0; i < st->nlayers; i++) layer_close(st->layers[i]);
-    free(st->layers);
+    store_uncertain_clear(st);
+    for (size_t i = 0; st->ls && i < st->ls->n; i++) layer_close(st->ls->l[i]);
+    lset_release(st->ls);
     for (int i = 0; i < st->nfrozen; i++) mt_free(st->frozen[i].mt);
     mt_free(st->active);
     manifest_free(&st->man);
     if (st->lock_fd >= 0) close(st->lock_fd);
     pthread_rwlock_destroy(&st->lock);
     pthread_mutex_destroy(&st->flush_mu);
-    pthread_cond_destroy(&st->flush_cv);
     pthread_mutex_destroy(&st->rj_mu);
     free(st->rj_buf);
+    pthread_mutex_destroy(&st->wake_mu);
+    pthread_cond_destroy(&st->wake_cv);
+    pthread_mutex_destroy(&st->room_mu);
+    pthread_cond_destroy(&st->room_cv);
     free(st->branch);
     free(st->state_dir);
     free(st);
@@ -997,7 +1193,7 @@ void store_get_stats(store *st, store_stats *s)
     pthread_rwlock_rdlock(&st->lock);
     s->seq = st->seq;
     s->manifest_gen = st->man.gen;
-    s->layers = st->nlayers;
+    s->layers = st->ls->n;
     s->memtable_bytes = mt_bytes(st->active);
     for (int i = 0; i < st->nfrozen; i++) s->memtable_bytes += mt_bytes(st->frozen[i].mt);
     pthread_rwlock_unlock(&st->lock);
