@@ -10,7 +10,9 @@
  * carry a CRC-32C, so a flipped byte is an error (-EIO), never wrong data.
  *
  * Readers load the footer and index once (layer_open) and fetch blocks with
- * ranged gets; decompressed blocks live in a process-wide LRU cache.
+ * ranged gets; decompressed blocks live in a process-wide LRU cache.  A
+ * reader going through consecutive blocks of a layer has the blocks ahead of
+ * it prefetched in parallel by a few background threads (read-ahead).
  */
 #ifndef LAKEFS_LAYER_H
 #define LAKEFS_LAYER_H
@@ -40,6 +42,7 @@ int layer_open(objstore *os, const char *key, layer **out);
  * no download. */
 int layer_open_uploaded(objstore *os, const char *key, const void *buf,
                         size_t len, layer **out);
+/* Free L; waits for its prefetches that are running (one get each). */
 void layer_close(layer *l);
 /* Object key, seq range and object size of an open layer. */
 const char *layer_name(const layer *l);
@@ -64,5 +67,17 @@ int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
 
 /* Size the process-wide decompressed-block cache (bytes). */
 void layer_cache_set_limit(size_t bytes);
+
+/* Keep up to BLOCKS blocks (~64 KiB raw each) read ahead of a sequential
+ * reader of a layer (default 32); 0 turns read-ahead off. */
+void layer_readahead_set(size_t blocks);
+
+typedef struct layer_ra_counters {
+    uint64_t prefetched;          /* blocks loaded by read-ahead */
+    uint64_t hits;                /* of those, read by a reader since */
+} layer_ra_counters;
+
+/* A snapshot of the process-wide read-ahead counters. */
+void layer_readahead_stats(layer_ra_counters *out);
 
 #endif

@@ -1,9 +1,11 @@
 /*
- * layer_read.c -- reading layers, and the process-wide block cache.
+ * layer_read.c -- reading layers, the process-wide block cache, and
+ * read-ahead.
  *
  * layer_open fetches only the fixed footer and the index (two ranged gets)
- * and verifies both checksums; after that the layer struct is immutable, so
- * any number of threads may call layer_get/layer_scan on it at once.  Blocks
+ * and verifies both checksums; after that the layer's contents are
+ * immutable (only the read-ahead state changes, under its own mutex), so any
+ * number of threads may call layer_get/layer_scan on it at once.  Blocks
  * are fetched on demand with one ranged get each, checked against the CRC-32C
  * in the index, decompressed and structurally validated once, then kept in a
  * process-wide LRU cache.  Nothing read from an object is trusted before it
@@ -14,6 +16,40 @@
  * walks a block, so eviction by another thread only unlinks the entry and
  * the last holder frees it.  The cache is keyed by (repository URL + object
  * key, block number); objects are immutable, so an entry never goes stale.
+ * A block is fetched by one thread at a time: while it is on the in-flight
+ * list, a reader that needs it waits for that fetch and then finds it in
+ * the cache (a prefetch skips it), so concurrent readers of one block, e.g.
+ * FUSE threads serving neighbouring parts of one kernel read-ahead, do not
+ * download it twice.
+ *
+ * Read-ahead.  One ranged get per block costs a round trip per ~64 KiB,
+ * which on S3 limits a sequential reader to a few MB/s.  A PostgreSQL
+ * sequential scan reads consecutive pages of a relation, which are
+ * consecutive keys and so consecutive blocks of a layer.  Each layer tracks
+ * a few sequential runs (RA_STREAMS): a read of block B continues the run
+ * that last read B - 1 if it enters B at its first key, as a reader going
+ * through consecutive keys does.  When a run has read RA_RUN blocks, it
+ * queues prefetches of the next RA_FIRST blocks; each further block doubles
+ * its window, up to the limit set by layer_readahead_set (RA_DEFAULT blocks
+ * unless set; 0 turns read-ahead off), and the run keeps that many blocks
+ * past the reader cached or queued.  A read that continues no run replaces
+ * the least recently used run and prefetches nothing.  Random reads almost
+ * never prefetch: it would take RA_RUN - 1 of them in a row each landing on
+ * the first key of the block after a recent one.
+ *
+ * RA_WORKERS threads, started at the first prefetch, take jobs from a
+ * bounded queue (RA_QUEUE; a job that does not fit is left out, and the run
+ * tries it again at the reader's next block) and load blocks in parallel
+ * (the S3 backend runs concurrent calls on separate connections) through
+ * the reader's own path: object store get (so objcache.c caches the same
+ * (key, offset, length) ranges on disk), checksum, decompression, block
+ * cache.  Prefetch errors are silent: the reader then fetches the block
+ * itself and reports.  A job points at its layer without holding it, so a
+ * queued prefetch never keeps a layer open: layer_close drops the layer's
+ * queued jobs and waits for its running ones (one get each), after which no
+ * prefetch touches the layer or its object store.  Read-ahead is on for
+ * every backend: on file:// it still overlaps reads, checksums and
+ * decompression of the blocks ahead with the reader's work.
  */
 #include "layer.h"
 #include "layer_format.h"
@@ -21,6 +57,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +73,7 @@ typedef struct cblock {
     uint64_t hash;                /* hash of (id, blockno) */
     size_t blockno;               /* block number within the layer */
     int refs;                     /* readers holding it, +1 while cached */
+    atomic_int prefetched;        /* loaded by read-ahead, not read since */
     size_t len;                   /* bytes of data */
     uint8_t data[];               /* the decompressed block */
 } cblock;
@@ -105,23 +144,42 @@ static void cache_evict(void)
         cache_remove(cache_tail);
 }
 
-/* The cached block (ID, B) with a new reference, or NULL. */
-static cblock *cache_lookup(const char *id, uint64_t hash, size_t b)
+/* The cached block (ID, B), or NULL (cache_mu held). */
+static cblock *cache_find(const char *id, uint64_t hash, size_t b)
 {
     cblock *c = NULL;
 
-    pthread_mutex_lock(&cache_mu);
     if (cache_nbuckets)
         for (c = cache_buckets[hash % cache_nbuckets]; c; c = c->hnext)
             if (c->hash == hash && c->blockno == b && strcmp(c->id, id) == 0)
                 break;
-    if (c) {
+    return c;
+}
+
+/* The cached block (ID, B) with a new reference, or NULL. */
+static cblock *cache_lookup(const char *id, uint64_t hash, size_t b)
+{
+    cblock *c;
+
+    pthread_mutex_lock(&cache_mu);
+    if ((c = cache_find(id, hash, b)) != NULL) {
         c->refs++;
         lru_unlink(c);
         lru_push(c);
     }
     pthread_mutex_unlock(&cache_mu);
     return c;
+}
+
+/* 1 if the cache is on and lacks block (ID, B), else 0. */
+static int cache_wants(const char *id, uint64_t hash, size_t b)
+{
+    int want;
+
+    pthread_mutex_lock(&cache_mu);
+    want = cache_limit > 0 && !cache_find(id, hash, b);
+    pthread_mutex_unlock(&cache_mu);
+    return want;
 }
 
 /* Double the hash table when it gets crowded (cache_mu held); best effort. */
@@ -151,17 +209,12 @@ static void cache_grow(void)
  * the same block first, switch *CP to that one. */
 static void cache_insert(cblock **cp)
 {
-    cblock *c = *cp, *o = NULL;
+    cblock *c = *cp, *o;
 
     pthread_mutex_lock(&cache_mu);
     if (cache_limit == 0)
         goto out;
-    if (cache_nbuckets)
-        for (o = cache_buckets[c->hash % cache_nbuckets]; o; o = o->hnext)
-            if (o->hash == c->hash && o->blockno == c->blockno &&
-                strcmp(o->id, c->id) == 0)
-                break;
-    if (o) {
+    if ((o = cache_find(c->id, c->hash, c->blockno)) != NULL) {
         o->refs++;
         cblock_unref_locked(c);
         *cp = o;
@@ -205,6 +258,13 @@ void layer_cache_set_limit(size_t bytes)
 
 /* ---- layers ---- */
 
+#define RA_STREAMS 4              /* sequential runs tracked per layer */
+#define RA_RUN 3                  /* consecutive blocks read before prefetching */
+#define RA_FIRST 4                /* window of a run's first prefetch */
+#define RA_DEFAULT 32             /* largest window unless set (blocks) */
+#define RA_WORKERS 8              /* prefetch threads */
+#define RA_QUEUE 256              /* prefetch jobs queued at most */
+
 typedef struct lblock {
     const uint8_t *first;         /* first key (points into the index) */
     size_t firstlen;
@@ -212,6 +272,14 @@ typedef struct lblock {
     uint32_t clen, rawlen;        /* compressed and raw lengths */
     uint32_t crc;                 /* crc32c of the compressed bytes */
 } lblock;
+
+typedef struct ra_stream {        /* one sequential run over a layer */
+    size_t next;                  /* block that continues it; 0: unused */
+    size_t len;                   /* consecutive blocks read */
+    size_t end;                   /* blocks before it were queued or cached */
+    size_t window;                /* blocks kept ahead; 0 until RA_RUN read */
+    uint64_t used;                /* layer's ra_clock at its last read */
+} ra_stream;
 
 struct layer {
     objstore *os;                 /* repository; must outlive the layer */
@@ -224,6 +292,10 @@ struct layer {
     lblock *blocks;
     const uint8_t *minkey, *maxkey;  /* key range */
     size_t minlen, maxlen;
+    pthread_mutex_t ra_lock;      /* guards ra and ra_clock */
+    ra_stream ra[RA_STREAMS];
+    uint64_t ra_clock;            /* counts reads of a new block */
+    int ra_busy;                  /* its prefetches running now (ra_mu) */
 };
 
 typedef struct lentry {
@@ -287,29 +359,92 @@ static int block_check(const layer *l, size_t b, const uint8_t *data, size_t len
     return first ? -1 : 0;
 }
 
-/* Fetch, verify and decompress block B of L (or find it cached) into *OUT,
- * which the caller releases with cblock_release; -EIO on any defect. */
-static int block_load(layer *l, size_t b, cblock **out)
+/* ---- fetching blocks ---- */
+
+typedef struct fetch {            /* a block being fetched by some thread */
+    struct fetch *next;
+    const char *id;               /* layer identity (the fetcher's layer's) */
+    uint64_t hash;
+    size_t blockno;
+} fetch;
+
+typedef struct ra_job {           /* a queued prefetch */
+    layer *l;
+    size_t b;
+} ra_job;
+
+/* ra_mu guards the in-flight list, the job queue, the workers and every
+ * layer's ra_busy; ra_done is broadcast when a fetch or a job ends. */
+static pthread_mutex_t ra_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t ra_done = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t ra_wake = PTHREAD_COND_INITIALIZER;  /* a job queued */
+static fetch *inflight;           /* blocks being fetched */
+static ra_job ra_queue[RA_QUEUE]; /* ring of jobs, oldest at ra_head */
+static size_t ra_head, ra_len;
+static int ra_workers;            /* prefetch threads started */
+static atomic_size_t ra_max = RA_DEFAULT;  /* largest window; 0: off */
+static atomic_uint_fast64_t ra_prefetched, ra_hits;  /* layer_readahead_stats */
+
+/* Put F on the in-flight list and return 1, unless its block is being
+ * fetched already: then return 0, if WAIT only once that fetch has ended. */
+static int fetch_claim(fetch *f, int wait)
+{
+    int claimed = 0, waited = 0;
+    fetch *o;
+
+    pthread_mutex_lock(&ra_mu);
+    for (;;) {
+        for (o = inflight; o; o = o->next)
+            if (o->hash == f->hash && o->blockno == f->blockno &&
+                strcmp(o->id, f->id) == 0)
+                break;
+        if (!o && !waited) {
+            f->next = inflight;
+            inflight = f;
+            claimed = 1;
+        }
+        if (!o || !wait)
+            break;
+        pthread_cond_wait(&ra_done, &ra_mu);
+        waited = 1;
+    }
+    pthread_mutex_unlock(&ra_mu);
+    return claimed;
+}
+
+/* Take F off the in-flight list and wake the threads waiting for it. */
+static void fetch_end(fetch *f)
+{
+    fetch **pp;
+
+    pthread_mutex_lock(&ra_mu);
+    for (pp = &inflight; *pp != f; pp = &(*pp)->next)
+        ;
+    *pp = f->next;
+    pthread_cond_broadcast(&ra_done);
+    pthread_mutex_unlock(&ra_mu);
+}
+
+/* Get, verify and decompress block B (HASH) of L into the cache and *OUT,
+ * which the caller releases; -EIO on any defect, logged unless PREFETCH. */
+static int block_fetch(layer *l, size_t b, uint64_t hash, int prefetch,
+                       cblock **out)
 {
     const lblock *lb = &l->blocks[b];
-    uint64_t hash = cache_hash(l->id, b);
+    const char *why = NULL;
     void *buf = NULL;
     size_t got = 0, r;
     cblock *c;
     int rc;
 
-    if ((*out = cache_lookup(l->id, hash, b)) != NULL)
-        return 0;
     rc = os_get(l->os, l->name, lb->off, lb->clen, &buf, &got);
-    if (rc < 0 || got != lb->clen) {
-        fprintf(stderr, "lakefs: layer %s block %zu: %s\n", l->name, b,
-                rc < 0 ? strerror(-rc) : "short read");
-        free(buf);
-        return -EIO;
-    }
-    if (crc32c(0, buf, got) != lb->crc) {
-        fprintf(stderr, "lakefs: layer %s block %zu: checksum mismatch\n",
-                l->name, b);
+    if (rc < 0 || got != lb->clen)
+        why = rc < 0 ? strerror(-rc) : "short read";
+    else if (crc32c(0, buf, got) != lb->crc)
+        why = "checksum mismatch";
+    if (why) {
+        if (!prefetch)
+            fprintf(stderr, "lakefs: layer %s block %zu: %s\n", l->name, b, why);
         free(buf);
         return -EIO;
     }
@@ -323,8 +458,9 @@ static int block_load(layer *l, size_t b, cblock **out)
     free(buf);
     if (ZSTD_isError(r) || r != lb->rawlen ||
         block_check(l, b, c->data, lb->rawlen) < 0) {
-        fprintf(stderr, "lakefs: layer %s block %zu: malformed block\n",
-                l->name, b);
+        if (!prefetch)
+            fprintf(stderr, "lakefs: layer %s block %zu: malformed block\n",
+                    l->name, b);
         free(c->id);
         free(c);
         return -EIO;
@@ -333,10 +469,173 @@ static int block_load(layer *l, size_t b, cblock **out)
     c->hash = hash;
     c->blockno = b;
     c->refs = 1;
+    atomic_init(&c->prefetched, prefetch);
     c->len = lb->rawlen;
     cache_insert(&c);
     *out = c;
     return 0;
+}
+
+/* Block B of L, from the cache or fetched, into *OUT, which the caller
+ * releases with cblock_release; -EIO on any defect.  A reader waits for a
+ * fetch of the block already under way, and counts its first read of a
+ * prefetched block; a PREFETCH load returns 0 and NULL then. */
+static int block_load(layer *l, size_t b, int prefetch, cblock **out)
+{
+    fetch f = { NULL, l->id, cache_hash(l->id, b), b };
+    int rc;
+
+    for (;;) {
+        if ((*out = cache_lookup(l->id, f.hash, b)) != NULL) {
+            if (!prefetch && atomic_exchange(&(*out)->prefetched, 0))
+                atomic_fetch_add(&ra_hits, 1);
+            return 0;
+        }
+        if (fetch_claim(&f, !prefetch))
+            break;
+        if (prefetch)
+            return 0;
+    }
+    rc = block_fetch(l, b, f.hash, prefetch, out);
+    fetch_end(&f);
+    if (rc == 0 && prefetch)
+        atomic_fetch_add(&ra_prefetched, 1);
+    return rc;
+}
+
+/* ---- read-ahead ---- */
+
+/* Prefetch thread: load queued blocks, forever. */
+static void *ra_worker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&ra_mu);
+    for (;;) {
+        ra_job j;
+        cblock *c = NULL;
+
+        while (ra_len == 0)
+            pthread_cond_wait(&ra_wake, &ra_mu);
+        j = ra_queue[ra_head];
+        ra_head = (ra_head + 1) % RA_QUEUE;
+        ra_len--;
+        j.l->ra_busy++;
+        pthread_mutex_unlock(&ra_mu);
+        if (block_load(j.l, j.b, 1, &c) == 0 && c)
+            cblock_release(c);
+        pthread_mutex_lock(&ra_mu);
+        if (--j.l->ra_busy == 0)
+            pthread_cond_broadcast(&ra_done);  /* for ra_forget */
+    }
+    return NULL;
+}
+
+/* Start the prefetch threads, with every signal blocked as libfuse's own
+ * workers have them (ra_mu held); returns how many run. */
+static int ra_start(void)
+{
+    sigset_t all, old;
+    pthread_t t;
+
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (ra_workers < RA_WORKERS &&
+           pthread_create(&t, NULL, ra_worker, NULL) == 0) {
+        pthread_detach(t);
+        ra_workers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ra_workers;
+}
+
+/* Queue prefetches of the blocks in [FROM, TO) of L that are not cached;
+ * returns the first block left out for want of queue room (else TO). */
+static size_t ra_submit(layer *l, size_t from, size_t to)
+{
+    size_t b;
+
+    pthread_mutex_lock(&ra_mu);
+    for (b = from; b < to && (ra_workers || ra_start()); b++) {
+        if (!cache_wants(l->id, cache_hash(l->id, b), b))
+            continue;
+        if (ra_len == RA_QUEUE)
+            break;
+        ra_queue[(ra_head + ra_len++) % RA_QUEUE] = (ra_job){ l, b };
+        pthread_cond_signal(&ra_wake);
+    }
+    pthread_mutex_unlock(&ra_mu);
+    return b;
+}
+
+/* Note a read of block B of L that enters it at KEY (NULL: at its start):
+ * once it makes a sequential run RA_RUN blocks long, keep the run's window
+ * of blocks past B cached or queued. */
+static void ra_read(layer *l, size_t b, const uint8_t *key, size_t klen)
+{
+    size_t max = atomic_load(&ra_max), to;
+    ra_stream *s = NULL;
+    int at_start;
+
+    if (max == 0)
+        return;
+    at_start = !key || layer_keycmp(key, klen, l->blocks[b].first,
+                                    l->blocks[b].firstlen) <= 0;
+    pthread_mutex_lock(&l->ra_lock);
+    for (int i = 0; i < RA_STREAMS && !s; i++)
+        if (l->ra[i].next == b + 1 || (b && at_start && l->ra[i].next == b))
+            s = &l->ra[i];
+    if (!s) {                     /* a new run replaces the oldest */
+        s = &l->ra[0];
+        for (int i = 1; i < RA_STREAMS; i++)
+            if (l->ra[i].used < s->used)
+                s = &l->ra[i];
+        *s = (ra_stream){ b + 1, 1, b + 1, 0, 0 };
+    } else if (s->next == b) {    /* the run goes on */
+        s->next = b + 1;
+        if (++s->len >= RA_RUN) { /* widen the window, top it up */
+            s->window = !s->window ? RA_FIRST :
+                        s->window > max / 2 ? max : s->window * 2;
+            if (s->window > max)
+                s->window = max;
+            if (s->end < b + 1)
+                s->end = b + 1;
+            to = s->window < l->nblocks - b - 1 ? b + 1 + s->window : l->nblocks;
+            if (s->end < to)
+                s->end = ra_submit(l, s->end, to);
+        }
+    }
+    s->used = ++l->ra_clock;
+    pthread_mutex_unlock(&l->ra_lock);
+}
+
+/* Drop L's queued prefetches and wait for its running ones to end. */
+static void ra_forget(layer *l)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&ra_mu);
+    for (size_t i = 0; i < ra_len; i++) {
+        ra_job j = ra_queue[(ra_head + i) % RA_QUEUE];
+        if (j.l != l)
+            ra_queue[(ra_head + n++) % RA_QUEUE] = j;
+    }
+    ra_len = n;
+    while (l->ra_busy)
+        pthread_cond_wait(&ra_done, &ra_mu);
+    pthread_mutex_unlock(&ra_mu);
+}
+
+/* Keep up to BLOCKS blocks read ahead of a sequential reader; 0: off. */
+void layer_readahead_set(size_t blocks)
+{
+    atomic_store(&ra_max, blocks);
+}
+
+/* A snapshot of the read-ahead counters. */
+void layer_readahead_stats(layer_ra_counters *out)
+{
+    out->prefetched = atomic_load(&ra_prefetched);
+    out->hits = atomic_load(&ra_hits);
 }
 
 /* Read a varint-length key from [*P, END) into *K and *KLEN; -1 if malformed. */
@@ -413,6 +712,7 @@ int layer_open(objstore *os, const char *key, layer **out)
     l = calloc(1, sizeof(*l));
     if (!l)
         return -ENOMEM;
+    pthread_mutex_init(&l->ra_lock, NULL);
     l->os = os;
     l->name = strdup(key);
     l->id = malloc(strlen(os_url(os)) + strlen(key) + 2);
@@ -506,11 +806,13 @@ int layer_open_uploaded(objstore *os, const char *key, const void *buf,
     return 0;
 }
 
-/* Free an open layer (cached blocks stay in the cache). */
+/* Free an open layer once its prefetches are over (cached blocks stay). */
 void layer_close(layer *l)
 {
     if (!l)
         return;
+    ra_forget(l);
+    pthread_mutex_destroy(&l->ra_lock);
     free(l->name);
     free(l->id);
     free(l->index);
@@ -557,7 +859,8 @@ int layer_get(layer *l, const uint8_t *key, size_t klen, uint64_t max_seq,
         return 0;
     if ((b = block_find(l, key, klen)) < 0)
         return 0;
-    if ((rc = block_load(l, (size_t)b, &c)) < 0)
+    ra_read(l, (size_t)b, key, klen);
+    if ((rc = block_load(l, (size_t)b, 0, &c)) < 0)
         return rc;
     p = c->data;
     end = c->data + c->len;
@@ -608,7 +911,8 @@ int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
         cblock *c;
         lentry e;
 
-        if ((rc = block_load(l, b, &c)) < 0)
+        ra_read(l, b, (long)b == start ? prefix : NULL, plen);
+        if ((rc = block_load(l, b, 0, &c)) < 0)
             return rc;
         p = c->data;
         end = c->data + c->len;

@@ -12,6 +12,7 @@
  * file in its state directory.
  */
 #include "../fs/fs.h"
+#include "../store/layer.h"
 #include "../store/objcache.h"
 #include "../store/objstore.h"
 #include "../store/store.h"
@@ -70,6 +71,8 @@ static const char *usage_mount =
     "  -o cache_dir=DIR    local disk cache of layer blocks, kept across mounts (default\n"
     "                      STATE_DIR/cache; file:// repositories use no cache unless given)\n"
     "  -o cache_size=N     bound on the disk cache, e.g. 512M or 2G (default 1G)\n"
+    "  -o readahead=N      blocks (~64 KiB each) prefetched ahead of a sequential\n"
+    "                      reader (default 32; 0: off)\n"
     "  -o allow_other      let other users (e.g. postgres) use the mount\n"
     "  -o default_permissions  let the kernel check permissions (use with allow_other)\n"
     "  -o ro               read-only mount\n"
@@ -181,6 +184,7 @@ typedef struct mount_opts {
     size_t memtable_size;
     char *cache_dir;              /* -o cache_dir, NULL: default */
     size_t cache_size;            /* -o cache_size, 0: default */
+    long readahead;               /* -o readahead, -1: default */
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
     int durability_remote;        /* -o durability=remote */
@@ -250,6 +254,12 @@ static int parse_mount_opts(mount_opts *m, char *list)
             if (!strcmp(val, "remote")) m->durability_remote = 1;
             else if (!strcmp(val, "local")) m->durability_remote = 0;
             else return fail("bad durability '%s': use durability=local or durability=remote", val);
+        } else if (!strcmp(opt, "readahead")) {
+            char *end;
+            errno = 0;
+            m->readahead = strtol(val, &end, 10);
+            if (errno || end == val || *end || m->readahead < 0 || m->readahead > 1024)
+                return fail("bad readahead '%s': use a block count from 0 (off) to 1024", val);
         } else if (!strcmp(opt, "fsname")) {
             char o[600];
             snprintf(o, sizeof o, "fsname=%s", val);
@@ -333,7 +343,7 @@ static int serve(mount_opts *m, store *st, int report_fd)
 
 static int cmd_mount(int argc, char **argv)
 {
-    mount_opts m = { 0 };
+    mount_opts m = { .readahead = -1 };
     int rc = 0, status = 1;
     char *positional[2];
     int npos = 0;
@@ -432,6 +442,7 @@ static int cmd_mount(int argc, char **argv)
     store_config sc = { .os = os, .branch = m.branch, .state_dir = branch_dir, .memtable_limit = m.memtable_size,
                          .takeover = m.takeover, .durability_remote = m.durability_remote };
     if (cache) sc.os = objcache_store(cache);  /* disk cache */
+    if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);
     store *st;
     if (store_open(&sc, &st, err, sizeof err)) {
         fail("%s", err);
@@ -445,6 +456,10 @@ static int cmd_mount(int argc, char **argv)
         } else {
             fprintf(stderr, "lakefs: unmounted %s, everything flushed\n", m.mountpoint);
         }
+        layer_ra_counters ra;
+        layer_readahead_stats(&ra);
+        fprintf(stderr, "lakefs: read-ahead: %llu blocks prefetched, %llu of them read\n",
+                (unsigned long long)ra.prefetched, (unsigned long long)ra.hits);
         /* --- disk cache: counters to the log and to STATE_DIR/BRANCH/stats --- */
         if (cache) {
             objcache_counters cs;

@@ -88,6 +88,9 @@ same_repo "mount point not empty"
 # --- unknown -o option
 expect_fail "unknown -o option" "$LAKEFS" mount "$url" "$mp" -o "allow_other,frobnicate=1"
 expect_fail "unknown -o option (alone)" "$LAKEFS" mount "$url" "$mp" -o "nosuchoption"
+expect_fail "bad readahead" "$LAKEFS" mount "$url" "$mp" -o "$opts,readahead=lots"
+msg_says "bad readahead" "readahead" "lots"
+expect_fail "readahead too large" "$LAKEFS" mount "$url" "$mp" -o "$opts,readahead=1025"
 nothing_mounted "$mp"
 same_repo "unknown -o option"
 

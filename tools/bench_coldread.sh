@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# tools/bench_coldread.sh -- what a fresh machine pays to read data of an
+# s3:// repository the first time: every run mounts with a NEW state dir and
+# a NEW empty cache dir (as tests/e2e/t70_s3_scale_to_zero.sh does).
+#
+#   sequential  dd bs=1M of a SIZE MiB file of pseudo-random bytes: MB/s
+#   random      fio, N reads of 8 KiB at random offsets of the same file
+#               (fixed seed: every run reads the same pages): the bytes
+#               downloaded (the daemon's counter in STATE/main/stats) and
+#               the size of the new cache dir
+# Several configurations (--lakefs BIN[:MOUNT_OPTS], repeatable, e.g. an old
+# and a new build, or BIN:readahead=0) read the same repository, written
+# once by the first; runs alternate between them. Prints each run and the
+# median of RUNS runs per configuration. The bucket lives on a private
+# throw-away Ceph RGW (memstore) on 127.0.0.1 (tests/e2e/lib.sh: rgw_start).
+#
+# usage: tools/bench_coldread.sh [--lakefs BIN[:OPTS]]... [--size MIB]
+#            [--runs N] [--random-reads N] [--dir DIR]
+# Run as root. Default: the lakefs of this build tree.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/tests/e2e/lib.sh"
+
+configs=() dir=/var/tmp/lakefs-coldread size=512 runs=3 nrand=2000
+while [ $# -gt 0 ]; do
+    case $1 in
+    --lakefs) configs+=("$2"); shift ;;
+    --size) size=$2; shift ;;
+    --runs) runs=$2; shift ;;
+    --random-reads) nrand=$2; shift ;;
+    --dir) dir=$2; shift ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    *) echo "bench_coldread.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+need_root
+[ ${#configs[@]} -gt 0 ] || configs=("$top/lakefs")
+for c in "${configs[@]}"; do
+    bin=${c%%:*}
+    [ -x "$bin" ] || die "no lakefs binary $bin (build it, or --lakefs PATH)"
+    ! ldd "$bin" 2>/dev/null | grep -q libasan || log "WARNING: $bin is built with sanitizers; numbers will be low"
+done
+command -v fio >/dev/null || die "fio not installed: apt-get install fio"
+
+# lib.sh's cleanup machinery, with $T = the bench dir
+[ ! -e "$dir" ] || die "$dir exists; remove it or use --dir"
+mkdir -p "$dir"
+T=$dir
+E2E_NAME=coldread
+mkdir -p "$T/logs" "$T/asan"
+sanitizer_env "$T/asan"
+trap _run_cleanups EXIT
+trap 'exit 130' INT TERM HUP
+on_exit rgw_stop
+rgw_start || die "cannot start Ceph RGW"
+s3_use_env "$RGW_DIR/s3.env"
+S3_BUCKET=coldread
+s3_create_bucket "$S3_BUCKET"
+
+median() { sort -g | awk '{ a[NR] = $1 } END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1/main/stats"; }
+
+# fresh_mount CONFIG: mount with a new state dir and a new empty cache dir.
+# ra_line: the daemon's read-ahead counters at the unmount since then.
+fresh_mount() {
+    local o=
+    [[ $1 != *:* ]] || o=,${1#*:}
+    LAKEFS=${1%%:*}
+    rm -rf "$T/state" "$T/cache"
+    logpos=$( (cat "$T"/logs/*daemon* 2>/dev/null || true) | wc -l)
+    lakefs_mount "$url" "$mp" -o "state_dir=$T/state,cache_dir=$T/cache$o"
+}
+
+ra_line() { cat "$T"/logs/*daemon* | tail -n +"$((logpos + 1))" | sed -n 's/^lakefs: \(read-ahead: .*\)/; \1/p'; }
+
+url=s3://$S3_BUCKET/repo
+mp=$T/mnt
+mkdir -p "$mp"
+LAKEFS=${configs[0]%%:*}
+lakefs_init "$url"
+fresh_mount "${configs[0]}"
+(openssl enc -aes-128-ctr -nosalt -K 000102030405060708090a0b0c0d0e0f -iv 0 -in /dev/zero 2>/dev/null || true) |
+    head -c "$((size << 20))" >"$mp/branches/main/big"
+lakefs_umount "$mp"
+log "wrote a $size MiB file of pseudo-random bytes; the bucket holds $(s3_bytes "$S3_BUCKET" repo/) bytes"
+
+declare -A seq_mbs=() rand_dl=() rand_du=()
+for r in $(seq 1 "$runs"); do
+    for c in "${configs[@]}"; do
+        fresh_mount "$c"
+        t0=$(date +%s.%N)
+        dd if="$mp/branches/main/big" of=/dev/null bs=1M status=none
+        t1=$(date +%s.%N)
+        lakefs_umount "$mp"
+        mbs=$(awk -v s="$size" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", s * 1048576 / (b - a) / 1e6 }')
+        seq_mbs[$c]+=" $mbs"
+        log "$c run $r: sequential $mbs MB/s, downloaded $(stat_of "$T/state" downloaded) bytes$(ra_line)"
+
+        fresh_mount "$c"
+        fio --name=rand --filename="$mp/branches/main/big" --readonly --rw=randread --bs=8k \
+            --ioengine=psync --number_ios="$nrand" --randseed=42 --randrepeat=1 \
+            --output-format=terse >/dev/null 2>>"$T/logs/fio.err" || die "fio failed"
+        lakefs_umount "$mp"
+        dl=$(stat_of "$T/state" downloaded) du=$(du -sb "$T/cache" | cut -f1)
+        rand_dl[$c]+=" $dl"
+        rand_du[$c]+=" $du"
+        log "$c run $r: $nrand random 8 KiB reads downloaded $dl bytes, cache dir $du bytes$(ra_line)"
+    done
+done
+for c in "${configs[@]}"; do
+    echo "$c"
+    echo "  sequential MB/s:${seq_mbs[$c]}; median $(tr ' ' '\n' <<<"${seq_mbs[$c]}" | grep . | median)"
+    echo "  random, bytes downloaded:${rand_dl[$c]}; median $(tr ' ' '\n' <<<"${rand_dl[$c]}" | grep . | median)"
+    echo "  random, cache dir bytes:${rand_du[$c]}; median $(tr ' ' '\n' <<<"${rand_du[$c]}" | grep . | median)"
+done
