@@ -99,6 +99,7 @@
 
 typedef struct s3 {
     char *endpoint;               /* "https://host[:port]", no trailing '/' */
+    const char *endpoint_from;    /* where it was configured (for messages) */
     char *host;                   /* Host header: the endpoint's authority */
     char *bucket;
     char *prefix;                 /* "" or "some/prefix/" */
@@ -1573,13 +1574,16 @@ static int s3_configure(s3 *s, char *err, size_t errlen)
             return -EACCES;
         }
     }
-    if ((v = s3_env("AWS_REGION")) || (v = s3_env("AWS_DEFAULT_REGION")))
+    if ((v = s3_env("LAKEFS_S3_REGION")) || (v = s3_env("AWS_REGION")) ||
+        (v = s3_env("AWS_DEFAULT_REGION")))
         s->region = strdup(v);
     else if (!(s->region = s3_conf_get(&c, "region", 0)))
         s->region = strdup("us-east-1");
     if (!s->region)
         goto oom;
-    if ((v = s3_env("AWS_ENDPOINT_URL_S3"))) {
+    if ((v = s3_env("LAKEFS_S3_ENDPOINT"))) {
+        from = "-o endpoint";
+    } else if ((v = s3_env("AWS_ENDPOINT_URL_S3"))) {
         from = "AWS_ENDPOINT_URL_S3";
     } else if ((v = s3_env("AWS_ENDPOINT_URL"))) {
         from = "AWS_ENDPOINT_URL";
@@ -1592,6 +1596,7 @@ static int s3_configure(s3 *s, char *err, size_t errlen)
         v = url;
         from = "AWS_REGION";
     }
+    s->endpoint_from = from == c.conffile ? "endpoint_url in the AWS config" : from;
     rc = s3_set_endpoint(s, v, from, err, errlen);
     free(ep);
     free(url);
@@ -1633,8 +1638,8 @@ static int s3_explain(s3 *s, const s3_resp *r, char *err, size_t errlen)
                      s->endpoint, r->cmsg);
         else
             snprintf(err, errlen, "cannot reach S3 endpoint %s: %s (check "
-                     "AWS_ENDPOINT_URL / the region and that the server is up)",
-                     s->endpoint, r->cmsg);
+                     "%s and that the server is up)",
+                     s->endpoint, r->cmsg, s->endpoint_from);
         return -EHOSTUNREACH;
     }
     s3_xml_tag(r->data, "Code", code, sizeof(code));
@@ -1701,8 +1706,8 @@ static int s3_check(s3 *s, char *err, size_t errlen)
     }
     if (!r.data || !strstr(r.data, "<ListBucketResult")) {
         snprintf(err, errlen, "%s answered a bucket listing with something "
-                 "else: is it an S3 endpoint? (check AWS_ENDPOINT_URL)",
-                 s->endpoint);
+                 "else: is it an S3 endpoint? (check %s)",
+                 s->endpoint, s->endpoint_from);
         rc = -EPROTO;
         goto out;
     }
@@ -1738,9 +1743,16 @@ static int s3_check(s3 *s, char *err, size_t errlen)
         }
         probed = 1;
         if (i == 1 && rc == 0) {
+            if (s3_env("LAKEFS_S3_UNSAFE_NO_CONDITIONAL_PUT")) {
+                fprintf(stderr, "lakefs: WARNING: S3 endpoint %s ignores conditional PUT "
+                        "(If-None-Match: *); going on because of -o unsafe_no_conditional_put: "
+                        "two writers of one branch would now overwrite each other's commits\n", s->endpoint);
+                break;
+            }
             snprintf(err, errlen, "S3 endpoint %s ignores conditional PUT "
                      "(If-None-Match: *): lakefs needs it so objects are never "
-                     "overwritten; use a server that supports it", s->endpoint);
+                     "overwritten; use a server that supports it (or, at your own "
+                     "risk, -o unsafe_no_conditional_put)", s->endpoint);
             rc = -EOPNOTSUPP;
             goto out;
         }

@@ -79,6 +79,11 @@ static const char *usage_mount =
     "  -o durability=MODE  local (default): fsync returns once the data is in the local\n"
     "                      journal, uploaded later; remote: once it is in the repository,\n"
     "                      so a new machine finds every fsynced write\n"
+    "  -o endpoint=URL     S3 endpoint (instead of AWS_ENDPOINT_URL), e.g. https://s3.example.com\n"
+    "  -o region=NAME      S3 region (instead of AWS_REGION)\n"
+    "  -o path_style       path-style S3 addressing (the only one lakefs uses; accepted)\n"
+    "  -o unsafe_no_conditional_put  mount even if the S3 server ignores If-None-Match\n"
+    "                      (then nothing stops two writers of a branch from clobbering it)\n"
     "  -o takeover         take the branch over from another daemon (one whose machine is\n"
     "                      gone); that daemon's later writes and fsyncs fail\n"
     "  -o fsname=NAME      name shown in /proc/mounts (default: URL)\n"
@@ -232,6 +237,11 @@ static int parse_mount_opts(mount_opts *m, char *list)
         if (!strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8)) known = 1;
         if (known) continue;
         if (!strcmp(opt, "takeover")) { m->takeover = 1; continue; }
+        if (!strcmp(opt, "path_style")) continue;   /* lakefs always addresses S3 path-style */
+        if (!strcmp(opt, "unsafe_no_conditional_put")) {
+            if (setenv("LAKEFS_S3_UNSAFE_NO_CONDITIONAL_PUT", "1", 1)) return fail("out of memory");
+            continue;
+        }
         char *eq = strchr(opt, '=');
         if (!eq) return fail("unknown mount option '%s' (see lakefs mount --help)", opt);
         *eq = 0;
@@ -250,6 +260,11 @@ static int parse_mount_opts(mount_opts *m, char *list)
             free(m->cache_dir); m->cache_dir = strdup(val);
         } else if (!strcmp(opt, "cache_size")) {
             if (parse_size(val, &m->cache_size)) return fail("bad cache_size '%s': use a byte count like 1G", val);
+        } else if (!strcmp(opt, "endpoint") || !strcmp(opt, "region")) {
+            /* the S3 backend reads them like its AWS_* settings, ahead of those */
+            if (!*val) return fail("empty %s: use -o %s=%s", opt, opt, !strcmp(opt, "endpoint") ? "https://HOST[:PORT]" : "NAME");
+            if (setenv(!strcmp(opt, "endpoint") ? "LAKEFS_S3_ENDPOINT" : "LAKEFS_S3_REGION", val, 1))
+                return fail("out of memory");
         } else if (!strcmp(opt, "durability")) {
             if (!strcmp(val, "remote")) m->durability_remote = 1;
             else if (!strcmp(val, "local")) m->durability_remote = 0;

@@ -93,6 +93,15 @@ closed=$(free_port)
 AWS_ENDPOINT_URL=http://127.0.0.1:$closed both "unreachable endpoint" "$url"
 says "unreachable endpoint" "127.0.0.1:$closed" "AWS_ENDPOINT_URL"
 
+# --- -o endpoint= names the server instead of AWS_ENDPOINT_URL: a closed
+# port is reported as coming from the option (the right one mounts, with
+# region= and path_style: below, once the repository may change)
+expect_fail "mount -o endpoint=closed port" "$LAKEFS" mount "$url" "$mp" -o "$opts,endpoint=http://127.0.0.1:$closed"
+msg_says "mount -o endpoint=closed port" "127.0.0.1:$closed" "-o endpoint"
+nothing_left "mount -o endpoint=closed port"
+expect_fail "mount -o endpoint=ftp" "$LAKEFS" mount "$url" "$mp" -o "$opts,endpoint=ftp://127.0.0.1:$closed"
+msg_says "mount -o endpoint=ftp" "https://" "-o endpoint"
+
 # --- init over an existing repository
 expect_fail "init over existing repository" "$LAKEFS" init "$url"
 msg_says "init over existing repository" "$url" "already"
@@ -103,6 +112,15 @@ expect_fail "mount unknown branch" "$LAKEFS" mount "$url#nosuchbranch" "$mp" -o 
 msg_says "mount unknown branch" "nosuchbranch"
 nothing_left "mount unknown branch"
 same_repo "unknown branch"
+
+# --- -o endpoint= with the right server, without AWS_ENDPOINT_URL
+(
+    unset AWS_ENDPOINT_URL
+    lakefs_mount "$url" "$mp" -o "$opts,endpoint=$S3_ENDPOINT,region=$S3_REGION,path_style"
+    [ -d "$mp/branches/main" ] || die "mount with -o endpoint= shows no branches/main"
+    lakefs_umount "$mp"
+) || exit 1
+ok "-o endpoint=, region=, path_style"
 
 # --- the same branch mounted read-write by a second daemon (its own state
 # dir and mount point, as another machine would have)
