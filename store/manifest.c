@@ -325,6 +325,44 @@ out:
     return rc;
 }
 
+/* Load generation GEN of BRANCH; -ENOENT if there is no such generation. */
+int manifest_load(objstore *os, const char *branch, uint64_t gen, manifest *m)
+{
+    char *key = manifest_key(branch, 1, gen);
+    void *buf = NULL;
+    size_t len = 0;
+    int rc;
+
+    memset(m, 0, sizeof(*m));
+    if (!key)
+        return -ENOMEM;
+    if ((rc = os_get(os, key, 0, UINT64_MAX, &buf, &len)) == 0 &&
+        (rc = manifest_decode(buf, len, m)) < 0) {
+        fprintf(stderr, "lakefs: manifest %s: corrupt\n", key);
+        rc = -EIO;
+    }
+    if (rc == 0)
+        m->gen = gen;
+    free(buf);
+    free(key);
+    return rc;
+}
+
+/* Generation named by manifest object KEY of BRANCH; -EINVAL if none. */
+int manifest_key_gen(const char *branch, const char *key, uint64_t *gen)
+{
+    char *prefix = manifest_key(branch, 0, 0);
+    int rc = -EINVAL;
+
+    if (!prefix)
+        return -ENOMEM;
+    if (strncmp(key, prefix, strlen(prefix)) == 0 &&
+        manifest_gen_of(key, strlen(prefix), gen) == 0)
+        rc = 0;
+    free(prefix);
+    return rc;
+}
+
 /* Commit M as generation M->gen of BRANCH; -EEXIST if it exists already. */
 int manifest_commit(objstore *os, const char *branch, const manifest *m)
 {

@@ -52,6 +52,11 @@ int manifest_add_layer(manifest *m, const char *key, uint64_t min_seq,
 
 /* Load the newest manifest of BRANCH; -ENOENT if the branch has none. */
 int manifest_load_latest(objstore *os, const char *branch, manifest *m);
+/* Load generation GEN of BRANCH; -ENOENT if there is no such generation. */
+int manifest_load(objstore *os, const char *branch, uint64_t gen, manifest *m);
+/* Generation named by manifest object KEY of BRANCH ("branches/BRANCH/
+ * manifest/" + 20 digits) into *GEN; -EINVAL if KEY is not one. */
+int manifest_key_gen(const char *branch, const char *key, uint64_t *gen);
 /* Commit M as generation M->gen of BRANCH (put-if-absent); -EEXIST if that
  * generation exists already (another writer committed first). */
 int manifest_commit(objstore *os, const char *branch, const manifest *m);

@@ -47,6 +47,13 @@
  * Memory is bounded: with STORE_MAX_FROZEN memtables waiting for upload
  * and the active one full, commits wait (backpressure) until a layer is
  * committed; they never fail for an unreachable repository.
+ *
+ * Branching from a mounted branch: store_checkpoint freezes and flushes
+ * synchronously, so that a committed generation holds every batch up to
+ * the current seq (the daemon's control socket asks for it, and the new
+ * branch copies that generation).  The lease names the control socket; a
+ * mount checks for a branch's deletion marker after taking the lease (the
+ * other half of the protocol is in branch.c).
  */
 #include "store.h"
 #include "journal.h"
@@ -54,6 +61,7 @@
 #include "layer.h"
 #include "manifest.h"
 #include "memtable.h"
+#include "branch.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -113,6 +121,7 @@ struct store {
     pthread_t flusher;
     int flusher_running, stopping;
     int leased;                   /* we hold branches/NAME/lease */
+    char *control_path;           /* the daemon's control socket, named in the lease (or NULL) */
     int takeover;                 /* break a live holder's lease at open */
     int fenced;                   /* another writer took over: refuse writes (atomic) */
     int remote;                   /* durability=remote: a sync uploads the batches */
@@ -196,6 +205,9 @@ int store_branch_create(objstore *os, const char *branch, const skey *key,
 {
     manifest m = {0};
     if (manifest_load_latest(os, branch, &m) == 0) { manifest_free(&m); return -EEXIST; }
+    branch_meta meta = { .created = (int64_t)time(NULL) };   /* a root: no parent */
+    int mrc = branch_meta_put(os, branch, &meta);
+    if (mrc) return mrc;
     layer_writer *w = layer_writer_new();
     if (!w) return -ENOMEM;
     void *buf = NULL; size_t len = 0; char *name = NULL;
@@ -371,7 +383,6 @@ int store_commit(store *st, store_batch *b)
 {
     if (b->err) return b->err;
     if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) return -EIO;
-    if (b->len > UINT32_MAX) return -EFBIG;
     if (b->len > UINT32_MAX) return -EFBIG;
     if (__atomic_load_n(&st->full, __ATOMIC_ACQUIRE) && store_wait_room(st)) return -EIO;
     pthread_rwlock_wrlock(&st->lock);
@@ -791,10 +802,39 @@ static void *store_flusher(void *arg)
     return NULL;
 }
 
+/* ---- checkpoints: a committed manifest generation holding a given seq ---- */
+
+int store_checkpoint(store *st, uint64_t *seq, uint64_t *gen)
+{
+    int rc = 0;
+    pthread_mutex_lock(&st->flush_mu);   /* the flusher waits; commits go on */
+    pthread_rwlock_rdlock(&st->lock);
+    uint64_t target = st->seq;
+    pthread_rwlock_unlock(&st->lock);
+    for (;;) {
+        if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) { rc = -EIO; break; }
+        pthread_rwlock_wrlock(&st->lock);
+        /* batches <= TARGET still in the active memtable: freeze it (it may
+         * hold later ones too; they simply go along into the layer) */
+        if (mt_bytes(st->active) && mt_min_seq(st->active) <= target) rc = store_freeze(st);
+        int pending = st->nfrozen > 0 && mt_min_seq(st->frozen[0].mt) <= target;
+        pthread_rwlock_unlock(&st->lock);
+        if (rc || !pending) break;
+        if ((rc = store_flush_one(st))) break;
+    }
+    if (!rc) {
+        pthread_rwlock_rdlock(&st->lock);
+        *seq = st->man.seq > target ? st->man.seq : target;
+        *gen = st->man.gen;
+        pthread_rwlock_unlock(&st->lock);
+    }
+    pthread_mutex_unlock(&st->flush_mu);
+    return rc;
+}
+
 /* ---- the branch lease: one writer per branch across daemons ---- */
 
-/* This machine's identity: hostname and boot id, into BUF. */
-static void store_machine_id(char *buf, size_t len)
+void store_machine_id(char *buf, size_t len)
 {
     char host[256] = "unknown", boot[64] = "unknown";
     gethostname(host, sizeof host - 1);
@@ -807,43 +847,71 @@ static void store_machine_id(char *buf, size_t len)
     snprintf(buf, len, "%s %s", host, boot);
 }
 
+/* Copy the value of line "NAME VALUE" of TEXT into BUF (empty if none). */
+static void store_lease_field(const char *text, const char *name, char *buf, size_t len)
+{
+    size_t nl = strlen(name);
+    buf[0] = 0;
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, name, nl) && p[nl] == ' ') {
+            size_t n = strcspn(p + nl + 1, "\n");
+            snprintf(buf, len, "%.*s", (int)n, p + nl + 1);
+            return;
+        }
+}
+
+int store_lease_read(objstore *os, const char *branch, store_lease *l)
+{
+    char key[512], me[400], pid[32];
+    void *cur; size_t clen;
+    memset(l, 0, sizeof *l);
+    snprintf(key, sizeof key, "branches/%s/lease", branch);
+    int rc = os_get(os, key, 0, UINT64_MAX, &cur, &clen);
+    if (rc) return rc;
+    char *text = strndup(cur, clen);
+    free(cur);
+    if (!text) return -ENOMEM;
+    store_lease_field(text, "holder", l->holder, sizeof l->holder);
+    store_lease_field(text, "pid", pid, sizeof pid);
+    store_lease_field(text, "control", l->control, sizeof l->control);
+    free(text);
+    l->pid = strtol(pid, NULL, 10);
+    store_machine_id(me, sizeof me);
+    l->local = !strcmp(l->holder, me);
+    l->alive = !l->local || l->pid <= 0 || !(kill((pid_t)l->pid, 0) < 0 && errno == ESRCH);
+    return 0;
+}
+
 /* Take branches/BRANCH/lease with put-if-absent.  A lease left by a dead
  * process of this same boot of this machine (kill -9, crash) is taken
  * over; any other holder is reported in ERR. */
 static int store_lease_take(store *st, char *err, size_t errlen)
 {
-    char key[512], me[400], body[512];
+    char key[512], me[400], body[1024];
     snprintf(key, sizeof key, "branches/%s/lease", st->branch);
     store_machine_id(me, sizeof me);
     int blen = snprintf(body, sizeof body, "lakefs-lease 1\nholder %s\npid %ld\n", me, (long)getpid());
+    if (st->control_path)
+        blen += snprintf(body + blen, sizeof body - (size_t)blen, "control %s\n", st->control_path);
     for (int attempt = 0; attempt < 2; attempt++) {
         int rc = os_put_if_absent(st->os, key, body, (size_t)blen);
         if (rc != -EEXIST) {
             if (rc) snprintf(err, errlen, "cannot take the lease of branch '%s': %s", st->branch, strerror(-rc));
             return rc;
         }
-        void *cur; size_t clen;
-        rc = os_get(st->os, key, 0, UINT64_MAX, &cur, &clen);
+        store_lease cur;
+        rc = store_lease_read(st->os, st->branch, &cur);
         if (rc == -ENOENT) continue;
         if (rc) { snprintf(err, errlen, "cannot read the lease of branch '%s': %s", st->branch, strerror(-rc)); return rc; }
-        char holder[400] = "", *text = strndup(cur, clen);
-        free(cur);
-        long pid = 0;
-        if (text) {
-            char *h = strstr(text, "holder "), *p = strstr(text, "pid ");
-            if (h) { h += 7; size_t n = strcspn(h, "\n"); snprintf(holder, sizeof holder, "%.*s", (int)n, h); }
-            if (p) pid = strtol(p + 4, NULL, 10);
-            free(text);
-        }
-        int dead = !strcmp(holder, me) && pid > 0 && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+        int dead = cur.local && !cur.alive;
         if (!dead && !st->takeover) {
             snprintf(err, errlen, "branch '%s' is already mounted read-write by another lakefs daemon (%s, pid %ld); "
                      "unmount it first, or mount with -o takeover if that daemon's machine is gone",
-                     st->branch, holder[0] ? holder : "unknown holder", pid);
+                     st->branch, cur.holder[0] ? cur.holder : "unknown holder", cur.pid);
             return -EBUSY;
         }
         fprintf(stderr, "lakefs: branch %s: taking over the lease of %s process %ld (%s)\n", st->branch,
-                dead ? "dead" : "live", pid, holder);
+                dead ? "dead" : "live", cur.pid, cur.holder);
         if ((rc = os_delete(st->os, key))) {
             snprintf(err, errlen, "cannot remove the stale lease of branch '%s': %s", st->branch, strerror(-rc));
             return rc;
@@ -1019,6 +1087,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     st->memtable_limit = cfg->memtable_limit ? cfg->memtable_limit : STORE_MEMTABLE_DEFAULT;
     st->takeover = cfg->takeover;
     st->remote = cfg->durability_remote;
+    st->control_path = cfg->control_path ? strdup(cfg->control_path) : NULL;
     st->lock_fd = -1;
     st->active = mt_new();
     pthread_rwlockattr_t ra;
@@ -1033,7 +1102,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     pthread_mutex_init(&st->room_mu, NULL);
     pthread_cond_init(&st->room_cv, NULL);
     int rc = 0;
-    if (!st->branch || !st->state_dir || !st->active) {
+    if (!st->branch || !st->state_dir || !st->active || (cfg->control_path && !st->control_path)) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -1075,6 +1144,20 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     }
     if ((rc = store_lease_take(st, err, errlen))) goto fail;
     st->leased = 1;
+    /* after the lease, so that `lakefs branch delete` (marker, then lease
+     * check) and this mount can never both go ahead */
+    if ((rc = branch_deleting(st->os, st->branch)) != 0) {
+        if (rc > 0) {
+            snprintf(err, errlen, "branch '%s' is being deleted or renamed (an interrupted `lakefs branch delete` or "
+                     "`rename` leaves that state); finish it with: lakefs branch delete %s", st->branch, st->branch);
+            rc = -EBUSY;
+        } else {
+            snprintf(err, errlen, "cannot check the state of branch '%s': %s", st->branch, strerror(-rc));
+        }
+        store_lease_release(st);
+        st->leased = 0;
+        goto fail;
+    }
     if (st->man.writer != st->writer && (rc = store_set_aside_journal(st, err, errlen))) goto fail;
     /* Fence: commit the next generation as this mount's session, so a writer
      * that lost the lease (and still holds the old generation) can never
@@ -1184,6 +1267,7 @@ int store_close(store *st)
     pthread_cond_destroy(&st->room_cv);
     free(st->branch);
     free(st->state_dir);
+    free(st->control_path);
     free(st);
     return rc;
 }

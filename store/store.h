@@ -27,15 +27,32 @@ typedef struct store_config {
     size_t memtable_limit;        /* freeze the memtable past this many bytes (0: default) */
     int takeover;                 /* break a lease held by another live daemon or machine */
     int durability_remote;        /* store_sync returns once the batches are in the repository */
+    const char *control_path;     /* the daemon's control socket, recorded in the lease (or NULL) */
 } store_config;
 
 /* Mark OS as a new, empty lakefs repository; -EEXIST if it is one already. */
 int store_repo_create(objstore *os);
 /* 0 if OS holds a lakefs repository, -ENOENT if not. */
 int store_repo_check(objstore *os);
-/* Create BRANCH whose first state holds one version: KEY = VAL. */
+/* Create root branch BRANCH (no parent) whose first state holds one
+ * version: KEY = VAL. */
 int store_branch_create(objstore *os, const char *branch, const skey *key,
                         const void *val, size_t vlen);
+
+/* Who holds a branch's lease (branches/NAME/lease, text lines "holder HOST
+ * BOOT_ID", "pid N", "control PATH"): the daemon mounting it read-write. */
+typedef struct store_lease {
+    char holder[400];             /* "HOST BOOT_ID" of the daemon's machine */
+    long pid;                     /* the daemon's process id there */
+    char control[256];            /* its control socket ("" if none named) */
+    int local;                    /* held on this machine, this boot */
+    int alive;                    /* not known dead (only a local pid can be checked) */
+} store_lease;
+
+/* Read BRANCH's lease into L; -ENOENT if the branch is not leased. */
+int store_lease_read(objstore *os, const char *branch, store_lease *l);
+/* This machine's identity "HOST BOOT_ID" into BUF, as leases name it. */
+void store_machine_id(char *buf, size_t len);
 
 /* Open BRANCH for writing: take the local lock, load the manifest, replay
  * the journal.  On failure writes a one-line reason to ERR. */
@@ -75,6 +92,10 @@ int store_commit(store *st, store_batch *b);
  * has taken the branch over (see store_open's fencing), commits and syncs
  * fail with -EIO: this daemon's writes can no longer become durable. */
 int store_sync(store *st);
+/* Flush every batch committed so far into layers and commit them: on
+ * return manifest generation *GEN holds every batch <= *SEQ (the seq last
+ * committed when it was called, or later).  Concurrent commits go on. */
+int store_checkpoint(store *st, uint64_t *seq, uint64_t *gen);
 /* A fresh inode number. */
 uint64_t store_alloc_ino(store *st);
 

@@ -3,19 +3,27 @@
  *
  *   lakefs init URL                      create an empty repository with branch main
  *   lakefs mount URL[#BRANCH] DIR [-f] [-d] [-o OPTS]   run the FUSE daemon
+ *   lakefs branch create|list|show|delete|rename ...     manage branches
  *
  * `mount` is also what mount(8) runs for `-t fuse.lakefs` (through
  * contrib/mount.fuse.lakefs).  Without -f it forks before touching the
  * store, and the parent exits only when the child reports the mount ready
  * (status 0) or failed (its one-line error already printed), so a shell or
  * fstab sees the real outcome.  After that the daemon's stderr goes to a log
- * file in its state directory.
+ * file in its state directory.  The daemon listens on a control socket
+ * (control.h) through which `lakefs branch create` asks it for a
+ * checkpoint of its branch.
+ *
+ * The branch commands find their repository from --repo URL, else
+ * $LAKEFS_REPO, else the lakefs mount holding the current directory.
  */
 #include "../fs/fs.h"
 #include "../store/layer.h"
+#include "../store/branch.h"
 #include "../store/objcache.h"
 #include "../store/objstore.h"
 #include "../store/store.h"
+#include "control.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -28,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef PACKAGE_VERSION
@@ -42,8 +51,11 @@ static const char *usage_main =
     "Commands:\n"
     "  init URL                         create an empty repository with a branch 'main'\n"
     "  mount URL[#BRANCH] DIR [-o OPTS] mount a repository (or one branch) at DIR\n"
+    "  branch create NAME --from PARENT create a copy-on-write branch (instant, any size)\n"
+    "  branch list|show|delete|rename   list, describe, delete, rename branches\n"
     "\n"
-    "URL is file:///absolute/path.  'lakefs COMMAND --help' describes a command.\n";
+    "URL is file:///absolute/path or s3://bucket/prefix.  'lakefs COMMAND --help'\n"
+    "describes a command.\n";
 
 static const char *usage_init =
     "usage: lakefs init URL\n"
@@ -91,6 +103,29 @@ static const char *usage_mount =
     "  fstab options accepted and ignored: defaults, _netdev, auto, noauto, nofail,\n"
     "  user, nouser, users, x-*, comment=*\n";
 
+static const char *usage_branch =
+    "usage: lakefs branch create NAME --from PARENT [--repo URL]\n"
+    "       lakefs branch list [--repo URL]\n"
+    "       lakefs branch show NAME [--repo URL]\n"
+    "       lakefs branch delete NAME [--repo URL]\n"
+    "       lakefs branch rename OLD NEW [--repo URL]\n"
+    "\n"
+    "create   make branch NAME from PARENT's current state, writing metadata only\n"
+    "         (constant time).  If a daemon on this machine mounts PARENT read-write,\n"
+    "         it is asked for a checkpoint through its control socket: the branch\n"
+    "         starts at PARENT's current seq, a crash-consistent state.\n"
+    "list     name, parent, branch point (seq; LSN later), creation time (UTC) and\n"
+    "         bytes unique to each branch (in layers no other branch's newest\n"
+    "         manifest uses; what deleting it frees)\n"
+    "show     one branch in detail\n"
+    "delete   delete a branch and the layers only it uses; refused while it has\n"
+    "         child branches or is mounted read-write\n"
+    "rename   rename a branch that is not mounted and has no child branches\n"
+    "\n"
+    "Names: 1-63 characters of A-Z a-z 0-9 . _ -, not starting with . or -.\n"
+    "The repository is --repo URL, else $LAKEFS_REPO, else the lakefs mount\n"
+    "holding the current directory.\n";
+
 /* Print "lakefs: MSG" and return exit status 1. */
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...)
@@ -104,18 +139,17 @@ static int fail(const char *fmt, ...)
     return 1;
 }
 
-/* Is NAME a valid branch name: 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'? */
-static int branch_name_ok(const char *name)
+/* Print "lakefs: MSG" for a usage error and return exit status 2. */
+static int usage_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_fail(const char *fmt, ...)
 {
-    size_t n = strlen(name);
-    if (n == 0 || n > 63 || name[0] == '.' || name[0] == '-') return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == '-'))
-            return 0;
-    }
-    return 1;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lakefs: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 2;
 }
 
 /* Create DIR and its parents with MODE. */
@@ -395,7 +429,7 @@ static int cmd_mount(int argc, char **argv)
         m.branch_root = 1;
     }
     if (!m.branch) m.branch = strdup("main");
-    if (!branch_name_ok(m.branch)) {
+    if (!branch_name_valid(m.branch)) {
         fail("invalid branch name '%s': use 1-63 characters of A-Z a-z 0-9 . _ - not starting with . or -", m.branch);
         goto out;
     }
@@ -411,6 +445,10 @@ static int cmd_mount(int argc, char **argv)
         else snprintf(dir, sizeof dir, "%s/.local/state/lakefs/%016" PRIx64, home, fnv1a(m.url));
         m.state_dir = strdup(dir);
     }
+    char branch_dir[4200], control_path[4300], err[512];
+    snprintf(branch_dir, sizeof branch_dir, "%s/%s", m.state_dir, m.branch);
+    snprintf(control_path, sizeof control_path, "%s/control", branch_dir);
+    if (control_path_ok(control_path, err, sizeof err)) { fail("%s", err); os_close(os); goto out; }
     if ((rc = mkdirs(m.state_dir, 0700))) {
         fail("cannot create state directory %s: %s", m.state_dir, strerror(-rc));
         os_close(os);
@@ -438,8 +476,6 @@ static int cmd_mount(int argc, char **argv)
         close(report[0]);
         setsid();
     }
-    char branch_dir[4200], err[512];
-    snprintf(branch_dir, sizeof branch_dir, "%s/%s", m.state_dir, m.branch);
     /* --- disk cache (store/objcache.c): for every non-file:// URL, and for
      * file:// when cache_dir is given; a default one that fails is skipped --- */
     objcache *cache = NULL;
@@ -455,14 +491,20 @@ static int cmd_mount(int argc, char **argv)
     }
     /* --- end disk cache --- */
     store_config sc = { .os = os, .branch = m.branch, .state_dir = branch_dir, .memtable_limit = m.memtable_size,
-                         .takeover = m.takeover, .durability_remote = m.durability_remote };
+                         .takeover = m.takeover, .durability_remote = m.durability_remote,
+                         .control_path = control_path };
     if (cache) sc.os = objcache_store(cache);  /* disk cache */
     if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);
     store *st;
+    control *ctl = NULL;
     if (store_open(&sc, &st, err, sizeof err)) {
         fail("%s", err);
+    } else if (control_start(control_path, st, &ctl, err, sizeof err)) {
+        fail("%s", err);
+        store_close(st);
     } else {
         status = serve(&m, st, report[1]);
+        control_stop(ctl);
         rc = store_close(st);
         if (rc) {
             fprintf(stderr, "lakefs: flushing branch %s at unmount failed: %s; the journal in %s keeps the data\n",
@@ -495,6 +537,318 @@ out:
     return status;
 }
 
+/* ---- branch commands ---- */
+
+#define NO_REPO_MSG "no repository: give --repo URL, set LAKEFS_REPO, or run inside a lakefs mount"
+
+/* Undo mountinfo's octal escapes (\040 for a space) of S in place. */
+static void unescape_mountinfo(char *s)
+{
+    char *w = s;
+    for (char *r = s; *r; r++, w++) {
+        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
+            *w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+            r += 3;
+        } else {
+            *w = *r;
+        }
+    }
+    *w = 0;
+}
+
+/* The repository URL of the lakefs mount holding the current directory
+ * into URL; prints the error (NO_REPO_MSG when there is none). */
+static int repo_from_mount(char *url, size_t len)
+{
+    char cwd[4096], line[8192], best_src[4096] = "", best_mp[4096] = "";
+    size_t best = 0;
+    int best_lakefs = 0;
+    if (!getcwd(cwd, sizeof cwd)) return fail(NO_REPO_MSG);
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f)
+        return fail("cannot read /proc/self/mountinfo to find the lakefs mount holding the current directory (%s): "
+                    "give --repo URL or set LAKEFS_REPO", strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        /* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS */
+        char *save, *fld[5] = { 0 }, *sep = strstr(line, " - ");
+        if (!sep) continue;
+        *sep = 0;
+        char *tail = sep + 3, *fstype = strtok_r(tail, " \n", &save), *src = strtok_r(NULL, " \n", &save);
+        char *p = strtok_r(line, " ", &save);
+        for (int i = 0; i < 5 && p; i++, p = strtok_r(NULL, " ", &save)) fld[i] = p;
+        if (!fld[4] || !fstype || !src) continue;
+        unescape_mountinfo(fld[4]);
+        size_t ml = strlen(fld[4]);
+        int holds = !strcmp(fld[4], "/") || (!strncmp(cwd, fld[4], ml) && (cwd[ml] == '/' || !cwd[ml]));
+        if (!holds || ml < best) continue;    /* equal length: a later mount covers an earlier one */
+        best = ml;
+        best_lakefs = !strcmp(fstype, "fuse.lakefs");
+        unescape_mountinfo(src);
+        snprintf(best_src, sizeof best_src, "%s", src);
+        snprintf(best_mp, sizeof best_mp, "%s", fld[4]);
+    }
+    fclose(f);
+    if (!best_lakefs) return fail(NO_REPO_MSG);
+    if (!strstr(best_src, "://"))
+        return fail("the lakefs mount at %s names no repository URL (mounted with -o fsname=%s): give --repo URL or set LAKEFS_REPO",
+                    best_mp, best_src);
+    snprintf(url, len, "%s", best_src);
+    return 0;
+}
+
+typedef struct branch_args {
+    const char *repo, *from, *at;
+    int force;
+    const char *pos[3];           /* positionals after the subcommand */
+    int npos;
+} branch_args;
+
+/* Open the repository of A (see repo_from_mount); prints the error. */
+static int branch_open_repo(const branch_args *a, objstore **os)
+{
+    char url[4096];
+    const char *env = getenv("LAKEFS_REPO");
+    if (a->repo) snprintf(url, sizeof url, "%s", a->repo);
+    else if (env && *env) snprintf(url, sizeof url, "%s", env);
+    else if (repo_from_mount(url, sizeof url)) return 1;
+    return open_repo(url, os);
+}
+
+/* Check that NAME (the WHAT of the command) is a valid branch name. */
+static int check_name(const char *what, const char *name)
+{
+    if (branch_name_valid(name)) return 0;
+    return fail("invalid %s name '%s': use 1-63 characters of A-Z a-z 0-9 . _ - not starting with . or - "
+                "(no @, no /); nothing changed", what, name);
+}
+
+/* Milliseconds on the monotonic clock. */
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* The manifest generation of PARENT to fork from into *GEN: 0 (the newest)
+ * if no daemon mounts it, else the checkpoint its daemon makes now. */
+static int parent_checkpoint(objstore *os, const char *parent, uint64_t *gen, uint64_t *seq)
+{
+    char err[600];
+    *gen = *seq = 0;
+    for (int attempt = 0; attempt < 50; attempt++) {
+        store_lease l;
+        int rc = store_lease_read(os, parent, &l);
+        if (rc == -ENOENT) return 0;
+        if (rc) return fail("cannot read the lease of branch '%s': %s", parent, strerror(-rc));
+        if (!l.local)
+            return fail("branch '%s' is mounted read-write by a lakefs daemon on another machine (%s, pid %ld): "
+                        "run this command there, or unmount the branch", parent, l.holder, l.pid);
+        if (!l.alive)
+            return fail("branch '%s' was mounted by a lakefs daemon that died (pid %ld); its newest writes are in that "
+                        "daemon's journal: mount the branch again (which replays it), then retry", parent, l.pid);
+        if (!l.control[0])
+            return fail("the lakefs daemon mounting branch '%s' (pid %ld) has no control socket (an older lakefs): "
+                        "unmount the branch or remount it with this version, then retry", parent, l.pid);
+        rc = control_checkpoint(l.control, seq, gen, err, sizeof err);
+        if (!rc) return 0;
+        if (rc != -ENOENT && rc != -ECONNREFUSED) return fail("branch '%s': %s", parent, err);
+        usleep(100000);           /* the daemon is starting or stopping: look again */
+    }
+    return fail("branch '%s': the daemon named by its lease does not answer on its control socket; "
+                "is it still starting? retry, or unmount the branch", parent);
+}
+
+static int branch_create(const branch_args *a)
+{
+    if (a->npos != 1) return usage_fail("branch create: want one NAME (usage: lakefs branch create NAME --from PARENT)");
+    if (a->at) return fail("branch create --at is not supported yet (branches at a past LSN or time come with the WAL "
+                           "archive): leave it out to branch from PARENT's current state");
+    if (!a->from) return usage_fail("branch create: --from PARENT is missing (usage: lakefs branch create NAME --from PARENT)");
+    const char *name = a->pos[0];
+    if (check_name("branch", name) || check_name("parent branch", a->from)) return 1;
+    objstore *os;
+    if (branch_open_repo(a, &os)) return 1;
+    double t0 = now_ms();
+    uint64_t gen, seq;
+    branch_meta meta;
+    char err[600];
+    int rc = parent_checkpoint(os, a->from, &gen, &seq);
+    if (!rc && branch_fork(os, name, a->from, gen, &meta, err, sizeof err)) rc = fail("%s", err);
+    double t1 = now_ms();
+    if (!rc)
+        printf("Created branch %s from %s at seq %" PRIu64 " (manifest generation %" PRIu64 "%s) in %.1f ms\n",
+               name, a->from, meta.point, meta.parent_gen, gen ? ", checkpoint of the running daemon" : "", t1 - t0);
+    os_close(os);
+    return rc;
+}
+
+/* Format T (seconds since the epoch) as UTC into BUF, "-" for none. */
+static void fmt_utc(int64_t t, char *buf, size_t len)
+{
+    struct tm tm;
+    time_t tt = (time_t)t;
+    if (t <= 0 || !gmtime_r(&tt, &tm) || !strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm)) snprintf(buf, len, "-");
+}
+
+static int branch_list_cmd(const branch_args *a)
+{
+    if (a->npos) return usage_fail("branch list takes no arguments (usage: lakefs branch list [--repo URL])");
+    objstore *os;
+    if (branch_open_repo(a, &os)) return 1;
+    branch_info *b;
+    size_t n;
+    char err[600];
+    int rc = branch_list(os, &b, &n, err, sizeof err);
+    os_close(os);
+    if (rc) return fail("%s", err);
+    int w = 4, pw = 6;
+    for (size_t i = 0; i < n; i++) {
+        if ((int)strlen(b[i].name) > w) w = (int)strlen(b[i].name);
+        if ((int)strlen(b[i].meta.parent) > pw) pw = (int)strlen(b[i].meta.parent);
+    }
+    printf("%-*s  %-*s  %12s  %-10s  %-20s  %14s\n", w, "NAME", pw, "PARENT", "POINT", "LSN", "CREATED", "UNIQUE_BYTES");
+    for (size_t i = 0; i < n; i++) {
+        char when[32], point[32];
+        fmt_utc(b[i].has_meta ? b[i].meta.created : 0, when, sizeof when);
+        if (b[i].meta.parent[0]) snprintf(point, sizeof point, "%" PRIu64, b[i].meta.point);
+        else snprintf(point, sizeof point, "-");
+        printf("%-*s  %-*s  %12s  %-10s  %-20s  %14" PRIu64 "\n", w, b[i].name, pw,
+               b[i].meta.parent[0] ? b[i].meta.parent : "-", point, "-", when, b[i].unique_bytes);
+    }
+    branch_list_free(b, n);
+    return 0;
+}
+
+static int branch_show(const branch_args *a)
+{
+    if (a->npos != 1) return usage_fail("branch show: want one NAME (usage: lakefs branch show NAME)");
+    if (check_name("branch", a->pos[0])) return 1;
+    objstore *os;
+    if (branch_open_repo(a, &os)) return 1;
+    branch_info *b;
+    size_t n;
+    char err[600], when[32], children[1024] = "";
+    int rc = branch_list(os, &b, &n, err, sizeof err);
+    if (rc) { os_close(os); return fail("%s", err); }
+    branch_info *me = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!strcmp(b[i].name, a->pos[0])) me = &b[i];
+        if (!strcmp(b[i].meta.parent, a->pos[0])) {
+            size_t len = strlen(children);
+            snprintf(children + len, sizeof children - len, "%s%s", len ? ", " : "", b[i].name);
+        }
+    }
+    if (!me) {
+        rc = fail("no branch '%s' in %s (see lakefs branch list)", a->pos[0], os_url(os));
+    } else {
+        store_lease l;
+        int lrc = store_lease_read(os, me->name, &l);
+        fmt_utc(me->has_meta ? me->meta.created : 0, when, sizeof when);
+        printf("name:          %s\n", me->name);
+        if (me->meta.parent[0]) {
+            printf("parent:        %s\n", me->meta.parent);
+            printf("branch point:  seq %" PRIu64 " (manifest generation %" PRIu64 " of %s)\n", me->meta.point,
+                   me->meta.parent_gen, me->meta.parent);
+        } else {
+            printf("parent:        - (a root branch)\n");
+        }
+        printf("lsn:           - (not recorded yet)\n");
+        printf("created:       %s\n", when);
+        printf("head:          seq %" PRIu64 ", manifest generation %" PRIu64 ", %zu layers\n", me->man.seq, me->man.gen,
+               me->man.nlayers);
+        printf("bytes:         %" PRIu64 " in its layers, %" PRIu64 " unique to it\n", me->bytes, me->unique_bytes);
+        printf("children:      %s\n", children[0] ? children : "-");
+        if (lrc == 0)
+            printf("mounted:       read-write by %s pid %ld%s%s%s\n", l.holder, l.pid, l.local && !l.alive ? " (dead)" : "",
+                   l.control[0] ? ", control socket " : "", l.control);
+        else
+            printf("mounted:       %s\n", lrc == -ENOENT ? "no" : strerror(-lrc));
+        if (me->deleting)
+            printf("state:         being deleted or renamed (interrupted?): finish with lakefs branch delete %s\n", me->name);
+    }
+    branch_list_free(b, n);
+    os_close(os);
+    return rc;
+}
+
+static int branch_delete_cmd(const branch_args *a)
+{
+    if (a->npos != 1) return usage_fail("branch delete: want one NAME (usage: lakefs branch delete NAME)");
+    if (check_name("branch", a->pos[0])) return 1;
+    if (a->force)
+        return fail("branch delete --force is not supported yet: unmount branch '%s' (umount its mount point) and "
+                    "delete it without --force", a->pos[0]);
+    objstore *os;
+    if (branch_open_repo(a, &os)) return 1;
+    branch_info *b;
+    size_t n;
+    uint64_t freed = 0;
+    char err[600];
+    int rc = branch_list(os, &b, &n, err, sizeof err);
+    if (!rc) {
+        for (size_t i = 0; i < n; i++)
+            if (!strcmp(b[i].name, a->pos[0])) freed = b[i].unique_bytes;
+        branch_list_free(b, n);
+        rc = branch_delete(os, a->pos[0], err, sizeof err);
+    }
+    os_close(os);
+    if (rc) return fail("%s", err);
+    printf("Deleted branch %s (%" PRIu64 " bytes of layers only it used)\n", a->pos[0], freed);
+    return 0;
+}
+
+static int branch_rename_cmd(const branch_args *a)
+{
+    if (a->npos != 2) return usage_fail("branch rename: want OLD and NEW (usage: lakefs branch rename OLD NEW)");
+    if (check_name("branch", a->pos[0]) || check_name("new branch", a->pos[1])) return 1;
+    objstore *os;
+    if (branch_open_repo(a, &os)) return 1;
+    char err[600];
+    int rc = branch_rename(os, a->pos[0], a->pos[1], err, sizeof err);
+    os_close(os);
+    if (rc) return fail("%s", err);
+    printf("Renamed branch %s to %s\n", a->pos[0], a->pos[1]);
+    return 0;
+}
+
+static int cmd_branch(int argc, char **argv)
+{
+    static const struct { const char *name; int (*fn)(const branch_args *); } subs[] = {
+        { "create", branch_create }, { "list", branch_list_cmd }, { "show", branch_show },
+        { "delete", branch_delete_cmd }, { "rename", branch_rename_cmd },
+    };
+    static const char *flags[] = { "--repo", "--from", "--at" };
+    branch_args a = { 0 };
+    const char **vals[] = { &a.repo, &a.from, &a.at };
+    const char *sub = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        int known = 0;
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { fputs(usage_branch, stdout); return 0; }
+        if (!strcmp(arg, "--force")) { a.force = 1; continue; }
+        for (int f = 0; f < 3 && !known; f++) {
+            size_t fl = strlen(flags[f]);
+            if (strncmp(arg, flags[f], fl) || (arg[fl] && arg[fl] != '=')) continue;
+            known = 1;
+            if (arg[fl] == '=') *vals[f] = arg + fl + 1;
+            else if (i + 1 < argc) *vals[f] = argv[++i];
+            else return usage_fail("branch: %s needs a value (see lakefs branch --help)", flags[f]);
+            if (!**vals[f]) return usage_fail("branch: %s needs a non-empty value", flags[f]);
+        }
+        if (known) continue;
+        if (arg[0] == '-' && arg[1])
+            return usage_fail("branch: unknown flag '%s' (a branch name cannot start with '-'; see lakefs branch --help)", arg);
+        if (!sub) sub = arg;
+        else if (a.npos < 3) a.pos[a.npos++] = arg;
+        else return usage_fail("branch %s: too many arguments (see lakefs branch --help)", sub);
+    }
+    if (!sub) { fputs(usage_branch, stderr); return 2; }
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        if (!strcmp(sub, subs[i].name)) return subs[i].fn(&a);
+    return usage_fail("branch: unknown subcommand '%s': use create, list, show, delete or rename", sub);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) { fputs(usage_main, stderr); return 2; }
@@ -503,6 +857,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "--version")) { printf("lakefs %s\n", PACKAGE_VERSION); return 0; }
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
     if (!strcmp(cmd, "mount")) return cmd_mount(argc - 1, argv + 1);
+    if (!strcmp(cmd, "branch")) return cmd_branch(argc - 1, argv + 1);
     /* mount(8) convention: lakefs SOURCE MOUNTPOINT [-o OPTS] */
     if (strstr(cmd, "://")) return cmd_mount(argc, argv);
     fail("unknown command '%s' (see lakefs --help)", cmd);
