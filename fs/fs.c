@@ -17,8 +17,23 @@
  *
  * The daemon is the only writer of its branch, so the kernel may cache
  * entries, attributes and pages for long: every change passes through it.
+ *
+ * Views: every branch the mount serves is a view with an id of its own,
+ * and a FUSE inode number is the view id in the top 16 bits and the store
+ * inode below, so two branches never show the same (device, inode) pair
+ * (PostgreSQL keys its shared memory on the data directory's pair).  A
+ * repository mount opens a branch when branches/NAME is first looked up
+ * (fs_branch_ops.open: taking its lease), so branches created after the
+ * mount appear; the listing of branches/ asks the repository each time.
+ * Each request holds its view's lock for reading; releasing a branch
+ * (lakefs branch delete --force) takes it for writing, flushes and closes
+ * the store, and later requests on its inodes fail with ESTALE.  Ids are
+ * never reused within a mount, so a cached inode never names another
+ * branch.  View structures live until the mount ends.
  */
 #include "fs.h"
+#include "pg/pg_view.h"
+#include "../store/branch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +52,9 @@
 #define PAGE 8192u
 #define NSTRIPES 256
 #define TIMEOUT 86400.0           /* entry/attr cache time: we are the only writer */
-#define VIEW_SHIFT 48             /* FUSE ino = view << 48 | store ino */
+#define BRANCH_TIMEOUT 1.0        /* entry time of branches/NAME: others create and delete them */
+#define VIEW_SHIFT 48             /* FUSE ino = view id << 48 | store ino */
+#define MAX_VIEWS 4096            /* view ids per mount */
 #define SYN_BRANCHES 2            /* FUSE ino of the synthetic branches/ directory */
 #define ATTR_VERSION 1
 #define ATTR_FIXED 61             /* encoded size without a symlink target */
@@ -64,6 +81,27 @@ typedef struct fs_file {          /* an open file */
     int flags;                    /* open(2) flags, for O_SYNC/O_DSYNC */
 } fs_file;
 
+typedef struct fs_view {          /* one branch served by the mount */
+    pthread_rwlock_t lock;        /* read: a request uses st; write: release */
+    char name[64];
+    uint32_t id;                  /* top 16 bits of its FUSE inode numbers */
+    store *st;                    /* NULL once released */
+} fs_view;
+
+struct fs_mount {
+    fs_config cfg;
+    pthread_mutex_t mu;           /* opening and releasing views; views by name */
+    fs_view *views[MAX_VIEWS];    /* by id, from 1; published once complete */
+    uint32_t nviews;              /* highest id handed out */
+    struct fuse_session *se;      /* for entry invalidations; NULL before serving */
+};
+
+typedef struct fs_ref {           /* a request's hold on the view of one inode */
+    fs_view *v;                   /* NULL for a synthetic inode */
+    store *st;                    /* v's store */
+    uint64_t sino;                /* store inode; 0 for a synthetic one */
+} fs_ref;
+
 static pthread_mutex_t ns_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t stripes[NSTRIPES];
 static pthread_once_t stripes_once = PTHREAD_ONCE_INIT;
@@ -71,7 +109,7 @@ static struct timespec mount_time;
 
 /* ---- small helpers ---- */
 
-static fs_config *cfg_of(fuse_req_t req) { return fuse_req_userdata(req); }
+static fs_mount *mount_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
 static int64_t now_ns(void)
 {
@@ -123,18 +161,53 @@ typedef struct inode_txn {        /* a read-modify-write of one inode */
 
 /* ---- inode numbers: FUSE <-> store ---- */
 
-/* Store inode of FUSE inode INO, or 0 for a synthetic one. */
-static uint64_t to_store(const fs_config *c, fuse_ino_t ino)
+/* View id (0: synthetic) and store inode of FUSE inode INO. */
+static uint64_t ino_split(const fs_mount *m, fuse_ino_t ino, uint64_t *sino)
 {
-    if (ino == FUSE_ROOT_ID) return c->branch_root ? FS_ROOT_INO : 0;
-    if ((ino >> VIEW_SHIFT) == 1) return ino & ((1ull << VIEW_SHIFT) - 1);
+    if (ino == FUSE_ROOT_ID) {
+        *sino = m->cfg.branch ? FS_ROOT_INO : 0;
+        return m->cfg.branch ? 1 : 0;
+    }
+    *sino = ino & ((1ull << VIEW_SHIFT) - 1);
+    return ino >> VIEW_SHIFT;
+}
+
+/* Store inode of FUSE inode INO if it lies in the view R holds, else 0
+ * (another view, or synthetic): for requests naming two inodes, without
+ * taking the view's lock twice. */
+static uint64_t ref_sino(const fs_mount *m, const fs_ref *r, fuse_ino_t ino)
+{
+    uint64_t sino, id = ino_split(m, ino, &sino);
+    return r->v && id == r->v->id ? sino : 0;
+}
+
+/* Resolve FUSE inode INO into R, holding its view for reading: 0, or
+ * -ESTALE if its branch was released (nothing held then).  A synthetic
+ * inode (repository root, branches/) gives R->v NULL and R->sino 0. */
+static int ref_get(fs_mount *m, fuse_ino_t ino, fs_ref *r)
+{
+    uint64_t sino, id = ino_split(m, ino, &sino);
+    memset(r, 0, sizeof *r);
+    if (id == 0) return 0;
+    fs_view *v = id < MAX_VIEWS ? __atomic_load_n(&m->views[id], __ATOMIC_ACQUIRE) : NULL;
+    if (!v) return -ESTALE;
+    pthread_rwlock_rdlock(&v->lock);
+    if (!v->st) { pthread_rwlock_unlock(&v->lock); return -ESTALE; }
+    r->v = v; r->st = v->st; r->sino = sino;
     return 0;
 }
 
-static fuse_ino_t to_fuse(const fs_config *c, uint64_t sino)
+static void ref_put(fs_ref *r)
 {
-    if (c->branch_root && sino == FS_ROOT_INO) return FUSE_ROOT_ID;
-    return (1ull << VIEW_SHIFT) | sino;
+    if (r->v) pthread_rwlock_unlock(&r->v->lock);
+    r->v = NULL;
+}
+
+/* FUSE inode of store inode SINO of view V. */
+static fuse_ino_t to_fuse(const fs_mount *m, const fs_view *v, uint64_t sino)
+{
+    if (m->cfg.branch && sino == FS_ROOT_INO) return FUSE_ROOT_ID;
+    return ((uint64_t)v->id << VIEW_SHIFT) | sino;
 }
 
 /* ---- attribute and dirent encoding (little-endian) ---- */
@@ -266,11 +339,12 @@ static void reply_entry(fuse_req_t req, fuse_ino_t ino, const struct stat *st)
     fuse_reply_entry(req, &e);
 }
 
-static void reply_attr_entry(fuse_req_t req, const fs_config *c, uint64_t sino, const fs_attr *a)
+static void reply_attr_entry(fuse_req_t req, const fs_ref *r, uint64_t sino, const fs_attr *a)
 {
     struct stat st;
-    attr_to_stat(a, to_fuse(c, sino), &st);
-    reply_entry(req, to_fuse(c, sino), &st);
+    fuse_ino_t ino = to_fuse(mount_of(req), r->v, sino);
+    attr_to_stat(a, ino, &st);
+    reply_entry(req, ino, &st);
 }
 
 /* Lock SINO and load its attributes into T; returns 0 or -errno (then
@@ -356,56 +430,233 @@ static int resize(store *st, store_batch *b, uint64_t sino, fs_attr *a, uint64_t
     return 0;
 }
 
+/* ---- views: the branches the mount serves ---- */
+
+/* The view serving branch NAME, or NULL (m->mu held). */
+static fs_view *view_find(fs_mount *m, const char *name)
+{
+    for (uint32_t id = 1; id <= m->nviews; id++)
+        if (m->views[id]->st && !strcmp(m->views[id]->name, name)) return m->views[id];
+    return NULL;
+}
+
+/* Unlink, in one batch, the entries of the branch root that PostgreSQL
+ * left for a server that cannot be running on this view (pg_view.h). */
+static int view_drop_stale(fs_view *v)
+{
+    store_batch b;
+    store_batch_init(&b);
+    int64_t now = now_ns();
+    fs_attr root, a;
+    int n = 0, rc = attr_load(v->st, FS_ROOT_INO, &root);
+    for (const char *const *name = pg_view_stale_files(); !rc && *name; name++) {
+        uint64_t child;
+        int lrc = dirent_load(v->st, FS_ROOT_INO, *name, &child, NULL);
+        if (lrc == -ENOENT) continue;
+        if (!(rc = lrc) && !(rc = attr_load(v->st, child, &a)) && !S_ISDIR(a.mode)) {
+            dirent_del(&b, FS_ROOT_INO, *name);
+            a.nlink--;
+            a.ctime = now;
+            attr_put(&b, child, &a);
+            n++;
+        }
+    }
+    if (!rc && n) {
+        root.mtime = root.ctime = now;
+        attr_put(&b, FS_ROOT_INO, &root);
+        if (!(rc = store_commit(v->st, &b)))
+            fprintf(stderr, "lakefs: branch %s: removed %d PostgreSQL lock file%s (postmaster.pid) of a server "
+                    "not running on this mount\n", v->name, n, n > 1 ? "s" : "");
+    }
+    store_batch_free(&b);
+    return rc;
+}
+
+/* The view of branch NAME, opened through cfg.ops if no view serves it
+ * yet (m->mu held): 0 or -errno (-ENOENT: no such branch). */
+static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, size_t errlen)
+{
+    if ((*out = view_find(m, name))) return 0;
+    if (m->nviews + 1 >= MAX_VIEWS) {
+        snprintf(err, errlen, "this mount has opened %u branches, its limit; remount to serve more", m->nviews);
+        return -EMFILE;
+    }
+    fs_view *v = calloc(1, sizeof *v);
+    if (!v) return -ENOMEM;
+    int rc = m->cfg.ops.open(m->cfg.ops.arg, name, &v->st, err, errlen);
+    if (rc) { free(v); return rc; }
+    snprintf(v->name, sizeof v->name, "%s", name);
+    pthread_rwlockattr_t at;
+    pthread_rwlockattr_init(&at);
+    /* a release must not wait for a pause in a busy server's traffic */
+    pthread_rwlockattr_setkind_np(&at, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&v->lock, &at);
+    pthread_rwlockattr_destroy(&at);
+    if ((rc = view_drop_stale(v))) {
+        snprintf(err, errlen, "branch %s: cannot remove a stale postmaster.pid: %s", name, strerror(-rc));
+        m->cfg.ops.close(m->cfg.ops.arg, name, v->st);
+        pthread_rwlock_destroy(&v->lock);
+        free(v);
+        return rc;
+    }
+    v->id = ++m->nviews;
+    __atomic_store_n(&m->views[v->id], v, __ATOMIC_RELEASE);
+    *out = v;
+    return 0;
+}
+
+int fs_new(const fs_config *cfg, fs_mount **out)
+{
+    fs_mount *m = calloc(1, sizeof *m);
+    if (!m) return -ENOMEM;
+    m->cfg = *cfg;
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_once(&stripes_once, stripes_init);
+    *out = m;
+    return 0;
+}
+
+void fs_set_session(fs_mount *m, struct fuse_session *se) { m->se = se; }
+
+int fs_open_branch(fs_mount *m, const char *name, char *err, size_t errlen)
+{
+    fs_view *v;
+    pthread_mutex_lock(&m->mu);
+    int rc = view_open(m, name, &v, err, errlen);
+    pthread_mutex_unlock(&m->mu);
+    if (rc == -ENOENT && !*err) snprintf(err, errlen, "branch '%s' does not exist; see lakefs branch list", name);
+    return rc;
+}
+
+int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
+{
+    pthread_mutex_lock(&m->mu);
+    fs_view *v = view_find(m, name);
+    pthread_mutex_unlock(&m->mu);
+    if (!v) return -ENOENT;
+    fs_ref r;
+    int rc = ref_get(m, (fuse_ino_t)v->id << VIEW_SHIFT | FS_ROOT_INO, &r);
+    if (!rc) {
+        rc = store_checkpoint(r.st, seq, gen);
+        ref_put(&r);
+    }
+    return rc == -ESTALE ? -ENOENT : rc;
+}
+
+/* Stop serving V (m->mu held): wait for its requests, close its store. */
+static int view_release(fs_mount *m, fs_view *v)
+{
+    pthread_rwlock_wrlock(&v->lock);
+    store *st = v->st;
+    v->st = NULL;
+    pthread_rwlock_unlock(&v->lock);
+    return st ? m->cfg.ops.close(m->cfg.ops.arg, v->name, st) : 0;
+}
+
+int fs_release_branch(fs_mount *m, const char *name)
+{
+    pthread_mutex_lock(&m->mu);
+    fs_view *v = view_find(m, name);
+    int rc = v ? view_release(m, v) : -ENOENT;
+    pthread_mutex_unlock(&m->mu);
+    if (v && m->se && !m->cfg.branch) /* forget branches/NAME in the kernel */
+        fuse_lowlevel_notify_inval_entry(m->se, SYN_BRANCHES, name, strlen(name));
+    return rc;
+}
+
+int fs_free(fs_mount *m)
+{
+    int rc = 0;
+    if (!m) return 0;
+    for (uint32_t id = 1; id <= m->nviews; id++) {
+        int vrc = view_release(m, m->views[id]);
+        if (vrc && !rc) rc = vrc;
+        pthread_rwlock_destroy(&m->views[id]->lock);
+        free(m->views[id]);
+    }
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+    return rc;
+}
+
+/* Entry branches/NAME: its view's root, the view opened if need be. */
+static void lookup_branch(fuse_req_t req, fs_mount *m, const char *name)
+{
+    char err[512] = "";
+    fs_view *v;
+    pthread_mutex_lock(&m->mu);
+    int rc = branch_name_valid(name) ? view_open(m, name, &v, err, sizeof err) : -ENOENT;
+    pthread_mutex_unlock(&m->mu);
+    if (rc && rc != -ENOENT) fprintf(stderr, "lakefs: cannot serve branch %s: %s\n", name, err);
+    fs_ref r;
+    fs_attr a;
+    if (!rc) rc = ref_get(m, (fuse_ino_t)v->id << VIEW_SHIFT | FS_ROOT_INO, &r);
+    if (rc) { fuse_reply_err(req, rc == -ESTALE ? ENOENT : -rc); return; }
+    rc = attr_load(r.st, FS_ROOT_INO, &a);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+    } else {
+        struct fuse_entry_param e;
+        memset(&e, 0, sizeof e);
+        e.ino = to_fuse(m, r.v, FS_ROOT_INO);
+        attr_to_stat(&a, e.ino, &e.attr);
+        e.attr_timeout = TIMEOUT;
+        e.entry_timeout = BRANCH_TIMEOUT;
+        fuse_reply_entry(req, &e);
+    }
+    ref_put(&r);
+}
+
 /* ---- lookups ---- */
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-    fs_config *c = cfg_of(req);
-    uint64_t sdir = to_store(c, parent);
+    fs_mount *m = mount_of(req);
+    fs_ref r;
     struct stat st;
-    if (!sdir) {
+    int rc = ref_get(m, parent, &r);
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    if (!r.v) {
         if (parent == FUSE_ROOT_ID && !strcmp(name, "branches")) {
             synthetic_stat(SYN_BRANCHES, &st);
             reply_entry(req, SYN_BRANCHES, &st);
-        } else if (parent == SYN_BRANCHES && !strcmp(name, c->branch)) {
-            fs_attr a;
-            int rc = attr_load(c->st, FS_ROOT_INO, &a);
-            if (rc) fuse_reply_err(req, -rc);
-            else reply_attr_entry(req, c, FS_ROOT_INO, &a);
+        } else if (parent == SYN_BRANCHES) {
+            lookup_branch(req, m, name);
         } else {
             fuse_reply_err(req, ENOENT);
         }
         return;
     }
-    if (strlen(name) > 255) { fuse_reply_err(req, ENAMETOOLONG); return; }
     uint64_t child;
     fs_attr a;
-    int rc = dirent_load(c->st, sdir, name, &child, NULL);
+    rc = strlen(name) > 255 ? -ENAMETOOLONG : dirent_load(r.st, r.sino, name, &child, NULL);
     if (rc == -ENOENT) {          /* negative entry, cached by the kernel */
         struct fuse_entry_param e;
         memset(&e, 0, sizeof e);
         e.entry_timeout = TIMEOUT;
         fuse_reply_entry(req, &e);
-        return;
+    } else {
+        if (!rc) rc = attr_load(r.st, child, &a);
+        if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);
+        else reply_attr_entry(req, &r, child, &a);
     }
-    if (!rc) rc = attr_load(c->st, child, &a);
-    if (rc) { fuse_reply_err(req, -rc == ENOENT ? EIO : -rc); return; }
-    reply_attr_entry(req, c, child, &a);
+    ref_put(&r);
 }
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)fi;
-    fs_config *c = cfg_of(req);
-    uint64_t sino = to_store(c, ino);
+    fs_ref r;
     struct stat st;
-    if (!sino) {
+    fs_attr a;
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc && !r.v) {
         synthetic_stat(ino, &st);
         fuse_reply_attr(req, &st, TIMEOUT);
         return;
     }
-    fs_attr a;
-    int rc = attr_load(c->st, sino, &a);
+    if (!rc) rc = attr_load(r.st, r.sino, &a);
+    ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }
     attr_to_stat(&a, ino, &st);
     fuse_reply_attr(req, &st, TIMEOUT);
@@ -414,17 +665,20 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
 {
     (void)fi;
-    fs_config *c = cfg_of(req);
-    uint64_t sino = to_store(c, ino);
-    if (!sino) { fuse_reply_err(req, EPERM); return; }
+    fs_ref r;
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc && !r.v) rc = -EPERM;
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    store *st = r.st;
+    uint64_t sino = r.sino;
     inode_txn t;
     fs_attr *a = &t.a;
-    int rc = itxn_begin(c->st, sino, &t);
+    rc = itxn_begin(st, sino, &t);
     int64_t now = now_ns();
     if (!rc && (to_set & FUSE_SET_ATTR_SIZE)) {
         if (S_ISDIR(a->mode)) rc = -EISDIR;
         else if (!S_ISREG(a->mode)) rc = -EINVAL;
-        else if ((rc = resize(c->st, &t.b, sino, a, (uint64_t)attr->st_size)) == 0) a->mtime = now;
+        else if ((rc = resize(st, &t.b, sino, a, (uint64_t)attr->st_size)) == 0) a->mtime = now;
     }
     if (!rc) {
         if (to_set & FUSE_SET_ATTR_MODE) a->mode = (a->mode & S_IFMT) | (attr->st_mode & 07777);
@@ -436,19 +690,21 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
         if (to_set & FUSE_SET_ATTR_MTIME_NOW) a->mtime = now;
         a->ctime = (to_set & FUSE_SET_ATTR_CTIME) ? (int64_t)attr->st_ctim.tv_sec * 1000000000 + attr->st_ctim.tv_nsec : now;
     }
-    rc = itxn_end(c->st, &t, rc);
+    rc = itxn_end(st, &t, rc);
+    ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }
-    struct stat st;
-    attr_to_stat(a, ino, &st);
-    fuse_reply_attr(req, &st, TIMEOUT);
+    struct stat sb;
+    attr_to_stat(a, ino, &sb);
+    fuse_reply_attr(req, &sb, TIMEOUT);
 }
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-    fs_config *c = cfg_of(req);
-    uint64_t sino = to_store(c, ino);
+    fs_ref r;
     fs_attr a;
-    int rc = sino ? attr_load(c->st, sino, &a) : -EINVAL;
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc) rc = r.v ? attr_load(r.st, r.sino, &a) : -EINVAL;
+    ref_put(&r);
     if (!rc && !S_ISLNK(a.mode)) rc = -EINVAL;
     if (rc) fuse_reply_err(req, -rc);
     else fuse_reply_readlink(req, a.target);
@@ -456,35 +712,36 @@ static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 
 /* ---- namespace changes ---- */
 
-/* Check PARENT is a directory of the store and NAME a valid new name; the
- * result is the parent's store inode in *SDIR. */
-static int check_new_entry(fs_config *c, fuse_ino_t parent, const char *name, uint64_t *sdir)
+/* Check directory SDIR of ST has no entry NAME and NAME is a valid name. */
+static int check_new_entry(store *st, uint64_t sdir, const char *name)
 {
-    *sdir = to_store(c, parent);
-    if (!*sdir) return -EPERM;
     if (strlen(name) > 255) return -ENAMETOOLONG;
     uint64_t child;
-    int rc = dirent_load(c->st, *sdir, name, &child, NULL);
+    int rc = dirent_load(st, sdir, name, &child, NULL);
     if (rc == 0) return -EEXIST;
     return rc == -ENOENT ? 0 : rc;
 }
 
-/* Create a new inode (file, dir, node, symlink) named NAME under PARENT. */
+/* Create a new inode (file, dir, node, symlink) named NAME under PARENT;
+ * on success R holds PARENT's view (ref_put it after replying). */
 static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
-                     dev_t rdev, const char *target, uint64_t *sino_out, fs_attr *a)
+                     dev_t rdev, const char *target, fs_ref *r, uint64_t *sino_out, fs_attr *a)
 {
-    fs_config *c = cfg_of(req);
     const struct fuse_ctx *ctx = fuse_req_ctx(req);
-    uint64_t sdir;
+    int rc = ref_get(mount_of(req), parent, r);
+    if (!rc && !r->v) rc = -EPERM;
+    if (rc) return rc;
+    store *st = r->st;
+    uint64_t sdir = r->sino;
     pthread_mutex_lock(&ns_mu);
-    int rc = check_new_entry(c, parent, name, &sdir);
-    if (rc) { pthread_mutex_unlock(&ns_mu); return rc; }
-    if (target && strlen(target) >= PATH_MAX) { pthread_mutex_unlock(&ns_mu); return -ENAMETOOLONG; }
-    uint64_t sino = store_alloc_ino(c->st);
+    rc = check_new_entry(st, sdir, name);
+    if (!rc && target && strlen(target) >= PATH_MAX) rc = -ENAMETOOLONG;
+    if (rc) { pthread_mutex_unlock(&ns_mu); ref_put(r); return rc; }
+    uint64_t sino = store_alloc_ino(st);
     unsigned held[4]; int nheld;
     lock_inos(sdir, sino, 0, 0, held, &nheld);
     fs_attr pa;
-    rc = attr_load(c->st, sdir, &pa);
+    rc = attr_load(st, sdir, &pa);
     if (!rc && !S_ISDIR(pa.mode)) rc = -ENOTDIR;
     if (!rc) {
         memset(a, 0, sizeof *a);
@@ -503,53 +760,57 @@ static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
         pa.mtime = pa.ctime = a->mtime;
         if (S_ISDIR(mode)) pa.nlink++;
         attr_put(&b, sdir, &pa);
-        rc = store_commit(c->st, &b);
+        rc = store_commit(st, &b);
         store_batch_free(&b);
     }
     unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
+    if (rc) ref_put(r);
     *sino_out = sino;
     return rc;
 }
 
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
-    uint64_t sino; fs_attr a;
-    int rc = make_node(req, parent, name, mode, rdev, NULL, &sino, &a);
-    if (rc) fuse_reply_err(req, -rc);
-    else reply_attr_entry(req, cfg_of(req), sino, &a);
+    uint64_t sino; fs_attr a; fs_ref r;
+    int rc = make_node(req, parent, name, mode, rdev, NULL, &r, &sino, &a);
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    reply_attr_entry(req, &r, sino, &a);
+    ref_put(&r);
 }
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-    uint64_t sino; fs_attr a;
-    int rc = make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &sino, &a);
-    if (rc) fuse_reply_err(req, -rc);
-    else reply_attr_entry(req, cfg_of(req), sino, &a);
+    uint64_t sino; fs_attr a; fs_ref r;
+    int rc = make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &r, &sino, &a);
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    reply_attr_entry(req, &r, sino, &a);
+    ref_put(&r);
 }
 
 static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
-    uint64_t sino; fs_attr a;
-    int rc = make_node(req, parent, name, S_IFLNK | 0777, 0, link, &sino, &a);
-    if (rc) fuse_reply_err(req, -rc);
-    else reply_attr_entry(req, cfg_of(req), sino, &a);
+    uint64_t sino; fs_attr a; fs_ref r;
+    int rc = make_node(req, parent, name, S_IFLNK | 0777, 0, link, &r, &sino, &a);
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    reply_attr_entry(req, &r, sino, &a);
+    ref_put(&r);
 }
 
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
-    uint64_t sino; fs_attr a;
-    int rc = make_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &sino, &a);
+    uint64_t sino; fs_attr a; fs_ref r;
+    int rc = make_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &r, &sino, &a);
     if (rc) { fuse_reply_err(req, -rc); return; }
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = to_fuse(mount_of(req), r.v, sino);
+    ref_put(&r);
     fs_file *f = malloc(sizeof *f);
     if (!f) { fuse_reply_err(req, ENOMEM); return; }
     f->flags = fi->flags;
     fi->fh = (uint64_t)(uintptr_t)f;
     fi->keep_cache = 1;
-    fs_config *c = cfg_of(req);
-    struct fuse_entry_param e;
-    memset(&e, 0, sizeof e);
-    e.ino = to_fuse(c, sino);
     attr_to_stat(&a, e.ino, &e.attr);
     e.attr_timeout = e.entry_timeout = TIMEOUT;
     if (fuse_reply_create(req, &e, fi)) free(f);
@@ -573,22 +834,25 @@ static int dir_is_empty(store *st, uint64_t sdir)
 /* Remove entry NAME of PARENT; DIR selects rmdir semantics. */
 static int remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int dir)
 {
-    fs_config *c = cfg_of(req);
-    uint64_t sdir = to_store(c, parent), child;
-    if (!sdir) return -EPERM;
+    fs_ref r;
+    int rc = ref_get(mount_of(req), parent, &r);
+    if (!rc && !r.v) rc = -EPERM;
+    if (rc) return rc;
+    store *st = r.st;
+    uint64_t sdir = r.sino, child;
     pthread_mutex_lock(&ns_mu);
-    int rc = dirent_load(c->st, sdir, name, &child, NULL);
+    rc = dirent_load(st, sdir, name, &child, NULL);
     unsigned held[4]; int nheld = 0;
     fs_attr a, pa;
     if (!rc) {
         lock_inos(sdir, child, 0, 0, held, &nheld);
-        rc = attr_load(c->st, child, &a);
-        if (!rc) rc = attr_load(c->st, sdir, &pa);
+        rc = attr_load(st, child, &a);
+        if (!rc) rc = attr_load(st, sdir, &pa);
     }
     if (!rc) {
         if (dir && !S_ISDIR(a.mode)) rc = -ENOTDIR;
         else if (!dir && S_ISDIR(a.mode)) rc = -EISDIR;
-        else if (dir && (rc = dir_is_empty(c->st, child)) >= 0) rc = rc ? 0 : -ENOTEMPTY;
+        else if (dir && (rc = dir_is_empty(st, child)) >= 0) rc = rc ? 0 : -ENOTEMPTY;
     }
     if (!rc) {
         store_batch b;
@@ -601,11 +865,12 @@ static int remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int
         if (dir) pa.nlink--;
         pa.mtime = pa.ctime = now;
         attr_put(&b, sdir, &pa);
-        rc = store_commit(c->st, &b);
+        rc = store_commit(st, &b);
         store_batch_free(&b);
     }
     if (nheld) unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
+    ref_put(&r);
     return rc;
 }
 
@@ -621,16 +886,20 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
-    fs_config *c = cfg_of(req);
-    uint64_t sino = to_store(c, ino), sdir;
-    if (!sino) { fuse_reply_err(req, EPERM); return; }
+    fs_ref r;
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc && !r.v) rc = -EPERM;
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    store *st = r.st;
+    uint64_t sino = r.sino, sdir = ref_sino(mount_of(req), &r, newparent);
+    if (!sdir) rc = -EXDEV;
     pthread_mutex_lock(&ns_mu);
-    int rc = check_new_entry(c, newparent, newname, &sdir);
+    if (!rc) rc = check_new_entry(st, sdir, newname);
     unsigned held[4]; int nheld = 0;
     fs_attr a;
     if (!rc) {
         lock_inos(sino, sdir, 0, 0, held, &nheld);
-        rc = attr_load(c->st, sino, &a);
+        rc = attr_load(st, sino, &a);
         if (!rc && S_ISDIR(a.mode)) rc = -EPERM;
     }
     if (!rc) {
@@ -640,33 +909,40 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
         a.ctime = now_ns();
         attr_put(&b, sino, &a);
         dirent_put(&b, sdir, newname, sino, a.mode);
-        rc = store_commit(c->st, &b);
+        rc = store_commit(st, &b);
         store_batch_free(&b);
     }
     if (nheld) unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
     if (rc) fuse_reply_err(req, -rc);
-    else reply_attr_entry(req, c, sino, &a);
+    else reply_attr_entry(req, &r, sino, &a);
+    ref_put(&r);
 }
 
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
-    fs_config *c = cfg_of(req);
-    uint64_t sp = to_store(c, parent), np = to_store(c, newparent);
-    if (!sp || !np) { fuse_reply_err(req, EPERM); return; }
-    if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) { fuse_reply_err(req, EINVAL); return; }
-    if (strlen(newname) > 255) { fuse_reply_err(req, ENAMETOOLONG); return; }
+    fs_ref r;
+    int rc = ref_get(mount_of(req), parent, &r);
+    if (!rc && !r.v) rc = -EPERM;
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    store *st = r.st;
+    uint64_t sp = r.sino, np = ref_sino(mount_of(req), &r, newparent);
+    if (!np) rc = -EXDEV;
+    else if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) rc = -EINVAL;
+    else if (strlen(newname) > 255) rc = -ENAMETOOLONG;
+    if (rc) { ref_put(&r); fuse_reply_err(req, -rc); return; }
     pthread_mutex_lock(&ns_mu);
     uint64_t src, dst = 0;
-    int rc = dirent_load(c->st, sp, name, &src, NULL);
+    rc = dirent_load(st, sp, name, &src, NULL);
     if (!rc) {
-        rc = dirent_load(c->st, np, newname, &dst, NULL);
+        rc = dirent_load(st, np, newname, &dst, NULL);
         if (rc == -ENOENT) { dst = 0; rc = (flags & RENAME_EXCHANGE) ? -ENOENT : 0; }
         else if (!rc && (flags & RENAME_NOREPLACE)) rc = -EEXIST;
     }
     if (!rc && dst == src) {      /* two links to one inode: nothing to do */
         pthread_mutex_unlock(&ns_mu);
+        ref_put(&r);
         fuse_reply_err(req, 0);
         return;
     }
@@ -674,15 +950,15 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
     fs_attr sa, da, spa, npa;
     if (!rc) {
         lock_inos(sp, np, src, dst, held, &nheld);
-        rc = attr_load(c->st, src, &sa);
-        if (!rc && dst) rc = attr_load(c->st, dst, &da);
-        if (!rc) rc = attr_load(c->st, sp, &spa);
-        if (!rc) rc = attr_load(c->st, np, &npa);
+        rc = attr_load(st, src, &sa);
+        if (!rc && dst) rc = attr_load(st, dst, &da);
+        if (!rc) rc = attr_load(st, sp, &spa);
+        if (!rc) rc = attr_load(st, np, &npa);
     }
     if (!rc && dst && !(flags & RENAME_EXCHANGE)) {
         if (S_ISDIR(sa.mode) && !S_ISDIR(da.mode)) rc = -ENOTDIR;
         else if (!S_ISDIR(sa.mode) && S_ISDIR(da.mode)) rc = -EISDIR;
-        else if (S_ISDIR(da.mode) && (rc = dir_is_empty(c->st, dst)) >= 0) rc = rc ? 0 : -ENOTEMPTY;
+        else if (S_ISDIR(da.mode) && (rc = dir_is_empty(st, dst)) >= 0) rc = rc ? 0 : -ENOTEMPTY;
     }
     if (!rc) {
         store_batch b;
@@ -721,11 +997,12 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
             attr_put(&b, sp, &spa);
         }
         attr_put(&b, np, &npa);
-        rc = store_commit(c->st, &b);
+        rc = store_commit(st, &b);
         store_batch_free(&b);
     }
     if (nheld) unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
+    ref_put(&r);
     fuse_reply_err(req, -rc);
 }
 
@@ -743,13 +1020,14 @@ static int truncate_to_zero(store *st, uint64_t sino)
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    fs_config *c = cfg_of(req);
-    uint64_t sino = to_store(c, ino);
+    fs_ref r;
     fs_attr a;
-    int rc = sino ? attr_load(c->st, sino, &a) : -EISDIR;
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc) rc = r.v ? attr_load(r.st, r.sino, &a) : -EISDIR;
     if (!rc && S_ISDIR(a.mode)) rc = -EISDIR;
     if (!rc && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
-        rc = truncate_to_zero(c->st, sino);
+        rc = truncate_to_zero(r.st, r.sino);
+    ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }
     fs_file *f = malloc(sizeof *f);
     if (!f) { fuse_reply_err(req, ENOMEM); return; }
@@ -775,22 +1053,25 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     (void)fi;
-    fs_config *c = cfg_of(req);
-    uint64_t sino = to_store(c, ino);
+    fs_ref r;
     fs_attr a;
-    int rc = sino ? attr_load(c->st, sino, &a) : -EISDIR;
-    if (rc) { fuse_reply_err(req, -rc); return; }
-    if ((uint64_t)off >= a.size) { fuse_reply_buf(req, NULL, 0); return; }
-    size_t n = a.size - (uint64_t)off < size ? (size_t)(a.size - (uint64_t)off) : size;
-    uint8_t *out = malloc(n), page[PAGE];
-    if (!out) { fuse_reply_err(req, ENOMEM); return; }
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc) rc = r.v ? attr_load(r.st, r.sino, &a) : -EISDIR;
+    if (!rc && (uint64_t)off >= a.size) { ref_put(&r); fuse_reply_buf(req, NULL, 0); return; }
+    size_t n = rc ? 0 : a.size - (uint64_t)off < size ? (size_t)(a.size - (uint64_t)off) : size;
+    uint8_t *out = rc ? NULL : malloc(n), page[PAGE];
+    if (!rc && !out) rc = -ENOMEM;
+    if (rc) { ref_put(&r); fuse_reply_err(req, -rc); return; }
+    store *st = r.st;
+    uint64_t sino = r.sino;
     for (size_t done = 0; done < n && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < n - done ? PAGE - in : n - done;
-        if (in == 0 && take == PAGE) rc = page_load(c->st, sino, pg, out + done);
-        else if (!(rc = page_load(c->st, sino, pg, page))) memcpy(out + done, page + in, take);
+        if (in == 0 && take == PAGE) rc = page_load(st, sino, pg, out + done);
+        else if (!(rc = page_load(st, sino, pg, page))) memcpy(out + done, page + in, take);
         done += take;
     }
+    ref_put(&r);
     if (rc) fuse_reply_err(req, -rc);
     else fuse_reply_buf(req, (const char *)out, n);
     free(out);
@@ -799,19 +1080,22 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
-    fs_config *c = cfg_of(req);
-    uint64_t sino = to_store(c, ino);
-    if (!sino) { fuse_reply_err(req, EISDIR); return; }
+    fs_ref r;
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc && !r.v) rc = -EISDIR;
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    store *st = r.st;
+    uint64_t sino = r.sino;
     inode_txn t;
     uint8_t page[PAGE];
-    int rc = itxn_begin(c->st, sino, &t);
+    rc = itxn_begin(st, sino, &t);
     for (size_t done = 0; done < size && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < size - done ? PAGE - in : size - done;
         if (take == PAGE) {
             page_put(&t.b, sino, pg, (const uint8_t *)buf + done);
         } else {
-            if (pg * PAGE < t.a.size) rc = page_load(c->st, sino, pg, page);
+            if (pg * PAGE < t.a.size) rc = page_load(st, sino, pg, page);
             else memset(page, 0, PAGE);
             if (!rc) {
                 memcpy(page + in, buf + done, take);
@@ -824,43 +1108,54 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if ((uint64_t)off + size > t.a.size) t.a.size = (uint64_t)off + size;
         t.a.mtime = t.a.ctime = now_ns();
     }
-    rc = itxn_end(c->st, &t, rc);
+    rc = itxn_end(st, &t, rc);
     fs_file *f = (fs_file *)(uintptr_t)fi->fh;
-    if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(c->st);
+    if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(st);
+    ref_put(&r);
     if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);
     else fuse_reply_write(req, size);
 }
 
 static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    (void)ino; (void)datasync; (void)fi;
-    int rc = store_sync(cfg_of(req)->st);
-    fuse_reply_err(req, rc ? EIO : 0);
+    (void)datasync; (void)fi;
+    fs_ref r;
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc && r.v) {
+        rc = store_sync(r.st) ? -EIO : 0;
+        ref_put(&r);
+    }
+    fuse_reply_err(req, -rc);
 }
 
 static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                          struct fuse_file_info *fi)
 {
     (void)fi;
-    fs_config *c = cfg_of(req);
-    uint64_t sino = to_store(c, ino);
-    if (!sino) { fuse_reply_err(req, EISDIR); return; }
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
         fuse_reply_err(req, EOPNOTSUPP);
         return;
     }
     if ((mode & FALLOC_FL_PUNCH_HOLE) && !(mode & FALLOC_FL_KEEP_SIZE)) { fuse_reply_err(req, EOPNOTSUPP); return; }
+    fs_ref r;
+    int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc && !r.v) rc = -EISDIR;
+    if (rc) { fuse_reply_err(req, -rc); return; }
+    store *st = r.st;
+    uint64_t sino = r.sino;
     inode_txn t;
     uint64_t end = (uint64_t)off + (uint64_t)len;
-    int rc = itxn_begin(c->st, sino, &t);
+    rc = itxn_begin(st, sino, &t);
     if (!rc && !S_ISREG(t.a.mode)) rc = -ENODEV;
     if (!rc && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
-        rc = zero_range(c->st, &t.b, sino, t.a.size, (uint64_t)off, end);
+        rc = zero_range(st, &t.b, sino, t.a.size, (uint64_t)off, end);
     if (!rc) {
         if (!(mode & FALLOC_FL_KEEP_SIZE) && end > t.a.size) t.a.size = end;
         t.a.ctime = now_ns();
     }
-    fuse_reply_err(req, -itxn_end(c->st, &t, rc));
+    rc = itxn_end(st, &t, rc);
+    ref_put(&r);
+    fuse_reply_err(req, -rc);
 }
 
 /* ---- directories ---- */
@@ -889,7 +1184,8 @@ static void dir_free(fs_dir *d)
 
 typedef struct list_ctx {
     fs_dir *d;
-    const fs_config *c;
+    const fs_mount *m;
+    const fs_view *v;
 } list_ctx;
 
 /* store_scan callback: one directory entry into the listing. */
@@ -898,32 +1194,64 @@ static int list_entry(void *arg, const uint8_t *key, size_t klen, const void *va
     list_ctx *l = arg;
     if (vlen != 9 || klen <= 9) return -EIO;
     const uint8_t *v = val;
-    return dir_add(l->d, (const char *)key + 9, klen - 9, to_fuse(l->c, get_le(v, 8)), (uint32_t)v[8] << 12);
+    return dir_add(l->d, (const char *)key + 9, klen - 9, to_fuse(l->m, l->v, get_le(v, 8)), (uint32_t)v[8] << 12);
+}
+
+/* Inode number shown in a listing of branches/ for NAME: its view's root,
+ * or (not served yet) a number from an id range views never use. */
+static fuse_ino_t listed_branch_ino(fs_mount *m, const char *name)
+{
+    pthread_mutex_lock(&m->mu);
+    fs_view *v = view_find(m, name);
+    fuse_ino_t ino = v ? to_fuse(m, v, FS_ROOT_INO) : 0;
+    pthread_mutex_unlock(&m->mu);
+    if (ino) return ino;
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = name; *p; p++) h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return (fuse_ino_t)(MAX_VIEWS + h % ((1u << 16) - MAX_VIEWS)) << VIEW_SHIFT | FS_ROOT_INO;
+}
+
+/* List the synthetic directory INO into D. */
+static int list_synthetic(fs_mount *m, fuse_ino_t ino, fs_dir *d)
+{
+    if (ino == FUSE_ROOT_ID) return dir_add(d, "branches", 8, SYN_BRANCHES, S_IFDIR);
+    char **names;
+    size_t n;
+    int rc = m->cfg.ops.list(m->cfg.ops.arg, &names, &n);
+    if (rc) return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (!rc) rc = dir_add(d, names[i], strlen(names[i]), listed_branch_ino(m, names[i]), S_IFDIR);
+        free(names[i]);
+    }
+    free(names);
+    return rc;
 }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    fs_config *c = cfg_of(req);
+    fs_mount *m = mount_of(req);
+    fs_ref r;
+    int rc = ref_get(m, ino, &r);
+    if (rc) { fuse_reply_err(req, -rc); return; }
     fs_dir *d = calloc(1, sizeof *d);
-    if (!d) { fuse_reply_err(req, ENOMEM); return; }
-    uint64_t sino = to_store(c, ino);
-    int rc = dir_add(d, ".", 1, ino, S_IFDIR);
+    if (!d) { ref_put(&r); fuse_reply_err(req, ENOMEM); return; }
+    rc = dir_add(d, ".", 1, ino, S_IFDIR);
     if (!rc) rc = dir_add(d, "..", 2, ino == SYN_BRANCHES ? FUSE_ROOT_ID : ino, S_IFDIR);
     if (rc) {
-    } else if (!sino) {
-        if (ino == FUSE_ROOT_ID) rc = dir_add(d, "branches", 8, SYN_BRANCHES, S_IFDIR);
-        else rc = dir_add(d, c->branch, strlen(c->branch), to_fuse(c, FS_ROOT_INO), S_IFDIR);
+    } else if (!r.v) {
+        rc = list_synthetic(m, ino, d);
     } else {
         fs_attr a;
-        rc = attr_load(c->st, sino, &a);
+        rc = attr_load(r.st, r.sino, &a);
         if (!rc && !S_ISDIR(a.mode)) rc = -ENOTDIR;
         if (!rc) {
             skey k;
-            key_dirent(&k, sino, "", 0);
-            list_ctx l = { d, c };
-            rc = store_scan(c->st, k.b, k.len, list_entry, &l);
+            key_dirent(&k, r.sino, "", 0);
+            list_ctx l = { d, m, r.v };
+            rc = store_scan(r.st, k.b, k.len, list_entry, &l);
         }
     }
+    ref_put(&r);
     if (rc) { dir_free(d); fuse_reply_err(req, -rc); return; }
     fi->fh = (uint64_t)(uintptr_t)d;
     fi->cache_readdir = 0;
@@ -965,9 +1293,8 @@ static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fus
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     (void)ino;
-    fs_config *c = cfg_of(req);
     struct statvfs sv, out;
-    if (statvfs(c->statfs_path, &sv) < 0) { fuse_reply_err(req, errno); return; }
+    if (statvfs(mount_of(req)->cfg.statfs_path, &sv) < 0) { fuse_reply_err(req, errno); return; }
     memset(&out, 0, sizeof out);
     out.f_bsize = out.f_frsize = 4096;
     double scale = (double)sv.f_frsize / 4096.0;

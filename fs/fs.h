@@ -1,11 +1,13 @@
 /*
- * fs.h -- the FUSE front end: POSIX files and directories on a branch store.
+ * fs.h -- the FUSE front end: POSIX files and directories on branch stores.
  *
  * fs/ turns low-level FUSE requests into reads and atomic batches of the
  * versioned store (store/store.h).  It owns the encoding of inode
- * attributes and directory entries and the mount layout: the repository
- * mount shows branches/NAME/, a branch mount shows one branch's PGDATA at
- * its root.
+ * attributes and directory entries and the mount layout: a repository
+ * mount shows branches/NAME/ for every branch of the repository, each
+ * served on first use; a branch mount shows one branch's PGDATA at its
+ * root.  How a branch is opened and closed (state directory, lease, cache,
+ * control socket) is the caller's: fs reaches it through fs_branch_ops.
  */
 #ifndef LAKEFS_FS_H
 #define LAKEFS_FS_H
@@ -18,14 +20,41 @@
 
 #define FS_ROOT_INO 1             /* store inode number of a branch's root directory */
 
+typedef struct fs_branch_ops {
+    void *arg;                    /* passed to each */
+    /* Open branch NAME for serving, its flusher started: 0, -ENOENT if there
+     * is no such branch, or -errno with a one-line reason in ERR. */
+    int (*open)(void *arg, const char *name, store **st, char *err, size_t errlen);
+    /* Flush and close a store OPEN gave: 0 or -errno (reason logged). */
+    int (*close)(void *arg, const char *name, store *st);
+    /* The repository's branch names, sorted, as a malloc'd array of
+     * malloc'd strings; -errno with nothing allocated. */
+    int (*list)(void *arg, char ***names, size_t *n);
+} fs_branch_ops;
+
 typedef struct fs_config {
-    store *st;                    /* the branch's store */
-    const char *branch;           /* its name */
-    int branch_root;              /* 1: mount point = branch root; 0: repository layout */
+    const char *branch;           /* branch mount: the branch at the root; NULL: repository layout */
     const char *statfs_path;      /* local path whose filesystem statfs reports */
+    fs_branch_ops ops;
 } fs_config;
 
-/* The FUSE operations; pass a fs_config as userdata to fuse_session_new. */
+typedef struct fs_mount fs_mount; /* the state of one mount: its views */
+
+/* New mount state for CFG (copied); pass it as userdata to fuse_session_new. */
+int fs_new(const fs_config *cfg, fs_mount **out);
+/* The session serving M, for invalidating kernel caches. */
+void fs_set_session(fs_mount *m, struct fuse_session *se);
+/* Serve branch NAME from now on (a branch mount: before serving). */
+int fs_open_branch(fs_mount *m, const char *name, char *err, size_t errlen);
+/* store_checkpoint of served branch NAME; -ENOENT if M does not serve it. */
+int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen);
+/* Stop serving branch NAME: wait for its requests in flight, flush and close
+ * it; later requests on its files fail with ESTALE.  -ENOENT if not served. */
+int fs_release_branch(fs_mount *m, const char *name);
+/* Close every branch and free M; the first close error, or 0. */
+int fs_free(fs_mount *m);
+
+/* The FUSE operations; userdata is an fs_mount. */
 const struct fuse_lowlevel_ops *fs_ops(void);
 /* Encode the attributes of a new branch's empty root directory (mode 0755,
  * owned by root) into BUF; returns the length. */

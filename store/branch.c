@@ -234,9 +234,9 @@ static name_ent *view_find(repo_view *v, const char *name)
     return NULL;
 }
 
-/* List the repository's branches/ into V and load every newest manifest
- * and metadata object. */
-static int view_load(objstore *os, repo_view *v, char *err, size_t errlen)
+/* List the repository's branches/ into V: names, markers, newest
+ * generations (no object is read). */
+static int view_scan(objstore *os, repo_view *v, char *err, size_t errlen)
 {
     memset(v, 0, sizeof *v);
     int rc = os_list(os, "branches/", &v->keys, &v->nkeys);
@@ -262,6 +262,14 @@ static int view_load(objstore *os, repo_view *v, char *err, size_t errlen)
         else if (!strcmp(rest, "deleting")) e->deleting = 1;
         else if (manifest_key_gen(name, v->keys[i], &g) == 0 && g > e->gen) e->gen = g;
     }
+    return 0;
+}
+
+/* view_scan, then load every newest manifest and metadata object. */
+static int view_load(objstore *os, repo_view *v, char *err, size_t errlen)
+{
+    int rc = view_scan(os, v, err, errlen);
+    if (rc) return rc;
     for (size_t i = 0; i < v->n; i++) {
         name_ent *e = &v->e[i];
         if (e->gen && (rc = manifest_load(os, e->name, e->gen, &e->man))) {
@@ -323,6 +331,35 @@ static int view_used_elsewhere(const layer_ref *r, size_t n, const char *key, si
 }
 
 /* ---- list ---- */
+
+/* qsort comparator of C strings. */
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int branch_names(objstore *os, char ***names, size_t *n)
+{
+    repo_view v;
+    char err[16];
+    int rc = view_scan(os, &v, err, sizeof err);
+    if (rc) return rc;
+    *n = 0;
+    *names = calloc(v.n + 1, sizeof **names);
+    for (size_t i = 0; *names && i < v.n && !rc; i++) {
+        if (!v.e[i].gen || v.e[i].deleting) continue;
+        if (!((*names)[*n] = strdup(v.e[i].name))) rc = -ENOMEM;
+        else ++*n;
+    }
+    view_free(&v);
+    if (!*names || rc) {
+        for (size_t i = 0; *names && i < *n; i++) free((*names)[i]);
+        free(*names);
+        return -ENOMEM;
+    }
+    qsort(*names, *n, sizeof **names, name_cmp);
+    return 0;
+}
 
 int branch_list(objstore *os, branch_info **out, size_t *n, char *err, size_t errlen)
 {
@@ -509,7 +546,7 @@ static int branch_count_objects(objstore *os, const char *name, size_t *n)
     return rc;
 }
 
-int branch_delete(objstore *os, const char *name, char *err, size_t errlen)
+int branch_delete(objstore *os, const char *name, branch_release_fn release, void *arg, char *err, size_t errlen)
 {
     size_t n;
     if (!branch_name_valid(name)) {
@@ -521,6 +558,12 @@ int branch_delete(objstore *os, const char *name, char *err, size_t errlen)
     if (!n) { snprintf(err, errlen, "no branch '%s' in %s (see lakefs branch list)", name, os_url(os)); return -ENOENT; }
     int had = branch_mark(os, name);
     if (had < 0) { snprintf(err, errlen, "cannot mark branch '%s' for deletion: %s", name, strerror(-had)); return had; }
+    if (release && (rc = release(arg, name, err, errlen))) {
+        char marker[128];
+        snprintf(marker, sizeof marker, "branches/%s/deleting", name);
+        if (!had) os_delete(os, marker);   /* the branch stays as it was */
+        return rc;
+    }
     return branch_remove(os, name, !had, 1, err, errlen);
 }
 

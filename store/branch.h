@@ -80,14 +80,23 @@ typedef struct branch_info {
     uint64_t unique_bytes;        /* ... of those no other branch's newest manifest names */
 } branch_info;
 
+/* The names of the branches of the repository (with a manifest, not being
+ * deleted), sorted, as a malloc'd array of malloc'd strings: one listing,
+ * no object read. */
+int branch_names(objstore *os, char ***names, size_t *n);
 /* Every branch of the repository (names with a manifest), sorted by name. */
 int branch_list(objstore *os, branch_info **out, size_t *n, char *err, size_t errlen);
 void branch_list_free(branch_info *b, size_t n);
 
+/* Makes the daemon mounting branch NAME let go of it: 0 or -errno with a
+ * reason in ERR. */
+typedef int (*branch_release_fn)(void *arg, const char *name, char *err, size_t errlen);
 /* Delete branch NAME (also the leftovers of an interrupted create, delete
  * or rename): -EBUSY while a daemon holds its lease, -ENOTEMPTY while
- * another branch names it as parent, -ENOENT if there is nothing. */
-int branch_delete(objstore *os, const char *name, char *err, size_t errlen);
+ * another branch names it as parent, -ENOENT if there is nothing.  With
+ * RELEASE (--force), it is called once the branch is marked, so that no
+ * mount can open the branch again, to end the mount that serves it. */
+int branch_delete(objstore *os, const char *name, branch_release_fn release, void *arg, char *err, size_t errlen);
 /* Rename branch FROM (not mounted, without children) to TO: TO is created,
  * then FROM deleted, so a crash leaves FROM, TO, or both. */
 int branch_rename(objstore *os, const char *from, const char *to, char *err, size_t errlen);

@@ -6,7 +6,7 @@
 #   sequential  dd bs=1M of a SIZE MiB file of pseudo-random bytes: MB/s
 #   random      fio, N reads of 8 KiB at random offsets of the same file
 #               (fixed seed: every run reads the same pages): the bytes
-#               downloaded (the daemon's counter in STATE/main/stats) and
+#               downloaded (the daemon's counter in STATE/stats) and
 #               the size of the new cache dir
 # Several configurations (--lakefs BIN[:MOUNT_OPTS], repeatable, e.g. an old
 # and a new build, or BIN:readahead=0) read the same repository, written
@@ -60,7 +60,7 @@ S3_BUCKET=coldread
 s3_create_bucket "$S3_BUCKET"
 
 median() { sort -g | awk '{ a[NR] = $1 } END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1/main/stats"; }
+stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1/stats"; }
 
 # fresh_mount CONFIG: mount with a new state dir and a new empty cache dir.
 # ra_line: the daemon's read-ahead counters at the unmount since then.

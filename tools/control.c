@@ -8,11 +8,14 @@
  * the command asks the daemon to write everything up to now into layers and
  * tell it which manifest generation holds it.
  *
- * The server is one thread polling the listening socket and a pipe that
- * control_stop writes to; each connection is read with a timeout, so a
- * client that connects and says nothing cannot hold the thread for long.
+ * One socket serves every branch the daemon mounts: the requests name the
+ * branch, and the daemon's control_ops answer for it.  The server is one
+ * thread polling the listening socket and a pipe that control_stop writes
+ * to; each connection is read with a timeout, so a client that connects
+ * and says nothing cannot hold the thread for long.
  */
 #include "control.h"
+#include "../store/branch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +37,7 @@
 
 struct control {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    store *st;
+    control_ops ops;
     int fd;                       /* listening socket */
     int stop[2];                  /* pipe: control_stop writes a byte */
     pthread_t thread;
@@ -107,28 +110,40 @@ static void control_serve(control *c, int fd)
         return;
     }
     int rc = control_read_line(fd, line);
+    char *branch = rc ? NULL : strchr(line, ' ');
+    if (branch) *branch++ = 0;
     if (rc) {
         snprintf(reply, sizeof reply, "error bad request: %s\n",
                  rc == -EPROTO ? "want one line of at most 255 bytes" : strerror(-rc));
-    } else if (!strcmp(line, "checkpoint")) {
-        uint64_t seq, gen;
+    } else if (strcmp(line, "checkpoint") && strcmp(line, "release")) {
+        snprintf(reply, sizeof reply, "error unknown request '%.64s': the requests are 'checkpoint BRANCH' "
+                 "and 'release BRANCH'\n", line);
+    } else if (!branch || !branch_name_valid(branch)) {
+        snprintf(reply, sizeof reply, "error %.10s wants a valid branch name\n", line);
+    } else {
+        uint64_t seq = 0, gen = 0;
         struct timespec t0, t1;
+        int ckpt = !strcmp(line, "checkpoint");
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        rc = store_checkpoint(c->st, &seq, &gen);
+        rc = ckpt ? c->ops.checkpoint(c->ops.arg, branch, &seq, &gen) : c->ops.release(c->ops.arg, branch);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-        if (rc) {
-            snprintf(reply, sizeof reply, "error checkpoint failed: %s\n",
+        if (rc == -ENOENT) {
+            snprintf(reply, sizeof reply, "error this daemon does not serve branch %.63s\n", branch);
+        } else if (rc) {
+            snprintf(reply, sizeof reply, "error %.10s of branch %.63s failed: %s\n", line, branch,
                      rc == -EIO ? "the branch was taken over by another daemon, or flushing failed (see the daemon log)"
                                 : strerror(-rc));
-            fprintf(stderr, "lakefs: control: checkpoint failed: %s\n", strerror(-rc));
-        } else {
+            fprintf(stderr, "lakefs: control: %s of branch %s failed: %s\n", line, branch, strerror(-rc));
+        } else if (ckpt) {
             snprintf(reply, sizeof reply, "ok %" PRIu64 " %" PRIu64 "\n", seq, gen);
-            fprintf(stderr, "lakefs: control: checkpoint at seq %" PRIu64 ", manifest generation %" PRIu64 " (%ld ms)\n",
-                    seq, gen, ms);
+            fprintf(stderr, "lakefs: control: branch %s checkpoint at seq %" PRIu64 ", manifest generation %" PRIu64
+                    " (%ld ms)\n", branch, seq, gen, ms);
+        } else {
+            snprintf(reply, sizeof reply, "ok\n");
+            fprintf(stderr, "lakefs: control: branch %s released: flushed and closed (%ld ms); "
+                    "its files on this mount are gone\n", branch, ms);
         }
-    } else {
-        snprintf(reply, sizeof reply, "error unknown request '%.64s': the only request is 'checkpoint'\n", line);
     }
     control_write(fd, reply);
 }
@@ -152,7 +167,7 @@ static void *control_thread(void *arg)
     }
 }
 
-int control_start(const char *path, store *st, control **out, char *err, size_t errlen)
+int control_start(const char *path, const control_ops *ops, control **out, char *err, size_t errlen)
 {
     struct sockaddr_un addr;
     int rc = control_path_ok(path, err, errlen);
@@ -160,7 +175,7 @@ int control_start(const char *path, store *st, control **out, char *err, size_t 
     control *c = calloc(1, sizeof *c);
     if (!c) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
     snprintf(c->path, sizeof c->path, "%s", path);
-    c->st = st;
+    c->ops = *ops;
     c->stop[0] = c->stop[1] = -1;
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0 || pipe2(c->stop, O_CLOEXEC) < 0) goto fail;
@@ -215,10 +230,11 @@ static int control_u64(const char **p, uint64_t *v)
     return 0;
 }
 
-int control_checkpoint(const char *path, uint64_t *seq, uint64_t *gen, char *err, size_t errlen)
+/* Send request line REQ to the daemon at PATH and read its reply line
+ * into LINE; an "error" reply gives -EIO with the daemon's words in ERR. */
+static int control_request(const char *path, const char *req, char *line, char *err, size_t errlen)
 {
     struct sockaddr_un addr;
-    char line[CONTROL_LINE_MAX];
     int rc = control_path_ok(path, err, errlen);
     if (rc) return rc;
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -234,21 +250,40 @@ int control_checkpoint(const char *path, uint64_t *seq, uint64_t *gen, char *err
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot reach the daemon's control socket %s: %s", path, strerror(errno));
-    } else if ((rc = control_write(fd, "checkpoint\n"))) {
+    } else if ((rc = control_write(fd, req))) {
         snprintf(err, errlen, "cannot send a request to the daemon's control socket %s: %s", path, strerror(-rc));
     } else if ((rc = control_read_line(fd, line))) {
         snprintf(err, errlen, "no answer from the daemon's control socket %s: %s", path,
                  rc == -EPROTO ? "connection closed or reply malformed" : strerror(-rc));
     } else if (!strncmp(line, "error ", 6)) {
-        snprintf(err, errlen, "the daemon refused the checkpoint: %s", line + 6);
+        snprintf(err, errlen, "the daemon refused: %s", line + 6);
         rc = -EIO;
-    } else {
-        const char *p = line;
-        if (strncmp(p, "ok ", 3) || (p += 3, control_u64(&p, seq)) || *p++ != ' ' || control_u64(&p, gen) || *p) {
-            snprintf(err, errlen, "malformed reply from the daemon's control socket %s: '%.64s'", path, line);
-            rc = -EPROTO;
-        }
     }
     close(fd);
+    return rc;
+}
+
+int control_checkpoint(const char *path, const char *branch, uint64_t *seq, uint64_t *gen, char *err, size_t errlen)
+{
+    char req[CONTROL_LINE_MAX], line[CONTROL_LINE_MAX];
+    snprintf(req, sizeof req, "checkpoint %s\n", branch);
+    int rc = control_request(path, req, line, err, errlen);
+    const char *p = line;
+    if (!rc && (strncmp(p, "ok ", 3) || (p += 3, control_u64(&p, seq)) || *p++ != ' ' || control_u64(&p, gen) || *p)) {
+        snprintf(err, errlen, "malformed reply from the daemon's control socket %s: '%.64s'", path, line);
+        rc = -EPROTO;
+    }
+    return rc;
+}
+
+int control_release(const char *path, const char *branch, char *err, size_t errlen)
+{
+    char req[CONTROL_LINE_MAX], line[CONTROL_LINE_MAX];
+    snprintf(req, sizeof req, "release %s\n", branch);
+    int rc = control_request(path, req, line, err, errlen);
+    if (!rc && strcmp(line, "ok")) {
+        snprintf(err, errlen, "malformed reply from the daemon's control socket %s: '%.64s'", path, line);
+        rc = -EPROTO;
+    }
     return rc;
 }

@@ -345,19 +345,17 @@ static int check_mountpoint(const char *dir)
     return 0;
 }
 
-/* Run the FUSE session until unmount; REPORT_FD (or -1) gets the startup status. */
-static int serve(mount_opts *m, store *st, int report_fd)
+/* Run the FUSE session of FS until unmount; REPORT_FD (or -1) gets the
+ * startup status. */
+static int serve(mount_opts *m, fs_mount *fs, int report_fd)
 {
-    char statedir_abs[4096];
-    snprintf(statedir_abs, sizeof statedir_abs, "%s", m->state_dir);
-    fs_config cfg = { .st = st, .branch = m->branch, .branch_root = m->branch_root, .statfs_path = statedir_abs };
     char fsname[600];
     snprintf(fsname, sizeof fsname, "fsname=%s", m->url);
     if (!strstr(m->fuse_opts, "fsname=")) add_fuse_opt(m, fsname);
     add_fuse_opt(m, "subtype=lakefs");
     char *argv[] = { "lakefs", "-o", m->fuse_opts, m->debug ? "-d" : NULL, NULL };
     struct fuse_args args = FUSE_ARGS_INIT(m->debug ? 4 : 3, argv);
-    struct fuse_session *se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), &cfg);
+    struct fuse_session *se = fuse_session_new(&args, fs_ops(), sizeof(struct fuse_lowlevel_ops), fs);
     if (!se) return fail("cannot start a FUSE session (options: %s)", m->fuse_opts);
     if (fuse_set_signal_handlers(se)) { fuse_session_destroy(se); return fail("cannot install signal handlers"); }
     if (fuse_session_mount(se, m->mountpoint)) {
@@ -375,19 +373,110 @@ static int serve(mount_opts *m, store *st, int report_fd)
         if (write(report_fd, &ok, 1) != 1) { /* the parent is gone; keep serving */ }
         close(report_fd);
     }
-    fprintf(stderr, "lakefs: serving %s branch %s at %s (pid %ld)\n", m->url, m->branch, m->mountpoint, (long)getpid());
-    int rc = store_start(st);
-    if (rc) fprintf(stderr, "lakefs: cannot start the flusher: %s\n", strerror(-rc));
+    fprintf(stderr, "lakefs: serving %s %s%s at %s (pid %ld)\n", m->url, m->branch_root ? "branch " : "",
+            m->branch_root ? m->branch : "(branches/ on demand)", m->mountpoint, (long)getpid());
+    fs_set_session(fs, se);
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 64);
     fuse_loop_cfg_set_clone_fd(lc, 1);
-    int loop = rc ? 1 : fuse_session_loop_mt(se, lc);
+    int loop = fuse_session_loop_mt(se, lc);
+    fs_set_session(fs, NULL);
     fuse_loop_cfg_destroy(lc);
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
     fuse_session_destroy(se);
     fuse_opt_free_args(&args);
     return loop ? 1 : 0;
+}
+
+/* ---- the daemon's branches: how fs/ opens, closes and lists them ---- */
+
+typedef struct daemon_ctx {
+    const mount_opts *m;
+    objstore *os;                 /* the repository, through the disk cache if any */
+    objcache *cache;              /* NULL without one */
+    char control_path[4300];      /* the daemon's control socket */
+    fs_mount *fs;
+} daemon_ctx;
+
+static int daemon_open(void *arg, const char *name, store **st, char *err, size_t errlen)
+{
+    daemon_ctx *d = arg;
+    char dir[4200];
+    struct stat sb;
+    snprintf(dir, sizeof dir, "%s/%s", d->m->state_dir, name);
+    int existed = stat(dir, &sb) == 0;
+    store_config sc = { .os = d->os, .branch = name, .state_dir = dir, .memtable_limit = d->m->memtable_size,
+                        .takeover = d->m->takeover && !strcmp(name, d->m->branch),
+                        .durability_remote = d->m->durability_remote, .control_path = d->control_path };
+    int rc = store_open(&sc, st, err, errlen);
+    if (rc == -ENOENT && !existed) {  /* no such branch: leave no state behind */
+        char lock[4300];
+        snprintf(lock, sizeof lock, "%s/lock", dir);
+        unlink(lock);
+        rmdir(dir);
+    }
+    if (rc) return rc;
+    if ((rc = store_start(*st))) {
+        snprintf(err, errlen, "cannot start the flusher of branch %s: %s", name, strerror(-rc));
+        store_close(*st);
+        return rc;
+    }
+    fprintf(stderr, "lakefs: serving branch %s (state in %s)\n", name, dir);
+    return 0;
+}
+
+static int daemon_close(void *arg, const char *name, store *st)
+{
+    daemon_ctx *d = arg;
+    int rc = store_close(st);
+    if (rc)
+        fprintf(stderr, "lakefs: flushing branch %s failed: %s; the journal in %s/%s keeps the data\n",
+                name, strerror(-rc), d->m->state_dir, name);
+    else
+        fprintf(stderr, "lakefs: branch %s flushed and closed\n", name);
+    return rc;
+}
+
+static int daemon_list(void *arg, char ***names, size_t *n)
+{
+    daemon_ctx *d = arg;
+    int rc = branch_names(d->os, names, n);
+    if (rc) fprintf(stderr, "lakefs: cannot list the branches of %s: %s\n", d->m->url, strerror(-rc));
+    return rc;
+}
+
+static int daemon_checkpoint(void *arg, const char *branch, uint64_t *seq, uint64_t *gen)
+{
+    return fs_checkpoint(((daemon_ctx *)arg)->fs, branch, seq, gen);
+}
+
+static int daemon_release(void *arg, const char *branch)
+{
+    return fs_release_branch(((daemon_ctx *)arg)->fs, branch);
+}
+
+/* At unmount: read-ahead and disk cache counters to the log (and the
+ * cache's to STATE_DIR/stats). */
+static void log_counters(const mount_opts *m, objcache *cache)
+{
+    int rc;
+    layer_ra_counters ra;
+    layer_readahead_stats(&ra);
+    fprintf(stderr, "lakefs: read-ahead: %llu blocks prefetched, %llu of them read\n",
+            (unsigned long long)ra.prefetched, (unsigned long long)ra.hits);
+    /* --- disk cache: counters to the log and to STATE_DIR/stats --- */
+    if (cache) {
+        objcache_counters cs;
+        objcache_stats(cache, &cs);
+        fprintf(stderr, "lakefs: cache: %llu hits, %llu misses, %llu bytes downloaded\n",
+                (unsigned long long)cs.hits, (unsigned long long)cs.misses, (unsigned long long)cs.downloaded);
+        char stats[4300];
+        snprintf(stats, sizeof stats, "%s/stats", m->state_dir);
+        if ((rc = objcache_write_stats(cache, stats)))
+            fprintf(stderr, "lakefs: cannot write %s: %s\n", stats, strerror(-rc));
+    }
+    /* --- end disk cache --- */
 }
 
 static int cmd_mount(int argc, char **argv)
@@ -445,10 +534,10 @@ static int cmd_mount(int argc, char **argv)
         else snprintf(dir, sizeof dir, "%s/.local/state/lakefs/%016" PRIx64, home, fnv1a(m.url));
         m.state_dir = strdup(dir);
     }
-    char branch_dir[4200], control_path[4300], err[512];
-    snprintf(branch_dir, sizeof branch_dir, "%s/%s", m.state_dir, m.branch);
-    snprintf(control_path, sizeof control_path, "%s/control", branch_dir);
-    if (control_path_ok(control_path, err, sizeof err)) { fail("%s", err); os_close(os); goto out; }
+    daemon_ctx d = { .m = &m };
+    char err[512];
+    snprintf(d.control_path, sizeof d.control_path, "%s/control", m.state_dir);
+    if (control_path_ok(d.control_path, err, sizeof err)) { fail("%s", err); os_close(os); goto out; }
     if ((rc = mkdirs(m.state_dir, 0700))) {
         fail("cannot create state directory %s: %s", m.state_dir, strerror(-rc));
         os_close(os);
@@ -490,46 +579,30 @@ static int cmd_mount(int argc, char **argv)
         }
     }
     /* --- end disk cache --- */
-    store_config sc = { .os = os, .branch = m.branch, .state_dir = branch_dir, .memtable_limit = m.memtable_size,
-                         .takeover = m.takeover, .durability_remote = m.durability_remote,
-                         .control_path = control_path };
-    if (cache) sc.os = objcache_store(cache);  /* disk cache */
     if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);
-    store *st;
+    d.os = cache ? objcache_store(cache) : os;
+    d.cache = cache;
+    fs_config fc = { .branch = m.branch_root ? m.branch : NULL, .statfs_path = m.state_dir,
+                     .ops = { .arg = &d, .open = daemon_open, .close = daemon_close, .list = daemon_list } };
+    control_ops cops = { .arg = &d, .checkpoint = daemon_checkpoint, .release = daemon_release };
     control *ctl = NULL;
-    if (store_open(&sc, &st, err, sizeof err)) {
+    int served = 0;
+    /* the named branch (main for a repository mount) opens now, so that a
+     * mount that cannot serve it fails at once */
+    if (fs_new(&fc, &d.fs)) {
+        fail("out of memory");
+    } else if (fs_open_branch(d.fs, m.branch, err, sizeof err)) {
         fail("%s", err);
-    } else if (control_start(control_path, st, &ctl, err, sizeof err)) {
+    } else if (control_start(d.control_path, &cops, &ctl, err, sizeof err)) {
         fail("%s", err);
-        store_close(st);
     } else {
-        status = serve(&m, st, report[1]);
+        status = serve(&m, d.fs, report[1]);
         control_stop(ctl);
-        rc = store_close(st);
-        if (rc) {
-            fprintf(stderr, "lakefs: flushing branch %s at unmount failed: %s; the journal in %s keeps the data\n",
-                    m.branch, strerror(-rc), branch_dir);
-            status = 1;
-        } else {
-            fprintf(stderr, "lakefs: unmounted %s, everything flushed\n", m.mountpoint);
-        }
-        layer_ra_counters ra;
-        layer_readahead_stats(&ra);
-        fprintf(stderr, "lakefs: read-ahead: %llu blocks prefetched, %llu of them read\n",
-                (unsigned long long)ra.prefetched, (unsigned long long)ra.hits);
-        /* --- disk cache: counters to the log and to STATE_DIR/BRANCH/stats --- */
-        if (cache) {
-            objcache_counters cs;
-            objcache_stats(cache, &cs);
-            fprintf(stderr, "lakefs: cache: %llu hits, %llu misses, %llu bytes downloaded\n",
-                    (unsigned long long)cs.hits, (unsigned long long)cs.misses, (unsigned long long)cs.downloaded);
-            char stats[4300];
-            snprintf(stats, sizeof stats, "%s/stats", branch_dir);
-            if ((rc = objcache_write_stats(cache, stats)))
-                fprintf(stderr, "lakefs: cannot write %s: %s\n", stats, strerror(-rc));
-        }
-        /* --- end disk cache --- */
+        served = 1;
     }
+    if (fs_free(d.fs)) status = 1;
+    else if (served && status == 0) fprintf(stderr, "lakefs: unmounted %s, everything flushed\n", m.mountpoint);
+    if (served) log_counters(&m, cache);
     objcache_close(cache);
     os_close(os);
 out:
@@ -650,7 +723,7 @@ static int parent_checkpoint(objstore *os, const char *parent, uint64_t *gen, ui
         if (!l.control[0])
             return fail("the lakefs daemon mounting branch '%s' (pid %ld) has no control socket (an older lakefs): "
                         "unmount the branch or remount it with this version, then retry", parent, l.pid);
-        rc = control_checkpoint(l.control, seq, gen, err, sizeof err);
+        rc = control_checkpoint(l.control, parent, seq, gen, err, sizeof err);
         if (!rc) return 0;
         if (rc != -ENOENT && rc != -ECONNREFUSED) return fail("branch '%s': %s", parent, err);
         usleep(100000);           /* the daemon is starting or stopping: look again */
@@ -772,13 +845,37 @@ static int branch_show(const branch_args *a)
     return rc;
 }
 
+/* branch_release_fn of --force: have the daemon that mounts branch NAME
+ * read-write on this machine flush it and let go; nothing to do if none
+ * does (branch_delete then reports a dead daemon's lease). */
+static int release_branch(void *arg, const char *name, char *err, size_t errlen)
+{
+    objstore *os = arg;
+    char why[600];
+    store_lease l;
+    int rc = store_lease_read(os, name, &l);
+    if (rc == -ENOENT) return 0;
+    if (rc) {
+        snprintf(err, errlen, "cannot read the lease of branch '%s': %s", name, strerror(-rc));
+        return rc;
+    }
+    if (!l.local) {
+        snprintf(err, errlen, "branch '%s' is mounted read-write by a lakefs daemon on another machine (%s, pid %ld): "
+                 "run this command there, or unmount the branch", name, l.holder, l.pid);
+        return -EBUSY;
+    }
+    if (!l.alive || !l.control[0]) return 0;
+    if ((rc = control_release(l.control, name, why, sizeof why)) && rc != -ENOENT && rc != -ECONNREFUSED) {
+        snprintf(err, errlen, "branch '%s': %s", name, why);
+        return rc;
+    }
+    return 0;
+}
+
 static int branch_delete_cmd(const branch_args *a)
 {
     if (a->npos != 1) return usage_fail("branch delete: want one NAME (usage: lakefs branch delete NAME)");
     if (check_name("branch", a->pos[0])) return 1;
-    if (a->force)
-        return fail("branch delete --force is not supported yet: unmount branch '%s' (umount its mount point) and "
-                    "delete it without --force", a->pos[0]);
     objstore *os;
     if (branch_open_repo(a, &os)) return 1;
     branch_info *b;
@@ -790,7 +887,7 @@ static int branch_delete_cmd(const branch_args *a)
         for (size_t i = 0; i < n; i++)
             if (!strcmp(b[i].name, a->pos[0])) freed = b[i].unique_bytes;
         branch_list_free(b, n);
-        rc = branch_delete(os, a->pos[0], err, sizeof err);
+        rc = branch_delete(os, a->pos[0], a->force ? release_branch : NULL, os, err, sizeof err);
     }
     os_close(os);
     if (rc) return fail("%s", err);

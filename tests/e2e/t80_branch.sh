@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Branches (issue 4, part 1): `lakefs branch create|list|show|delete|rename`.
+# Branches (issue 4): `lakefs branch create|list|show|delete|rename`.
 # 1. On main, mounted and running PostgreSQL in the middle of a pgbench run,
 #    `lakefs branch create dev --from main` (run inside the mount: the
 #    repository comes from /proc/self/mountinfo; the running daemon makes a
-#    checkpoint through its control socket). dev, mounted by a second daemon,
-#    runs PostgreSQL on another port at the same time: it recovers,
-#    pg_amcheck --heapallindexed is clean, the pgbench invariant holds.
-#    Writes on dev are invisible on main and the other way round (row counts
-#    both ways), also after unmount + mount of both.
+#    checkpoint through its control socket). dev appears under the same
+#    mount's branches/ (created after the mount), with inode numbers of its
+#    own and without main's postmaster.pid, and PostgreSQL starts on it as
+#    is, on another port, while main's server runs from the same daemon: it
+#    recovers, pg_amcheck --heapallindexed is clean, the pgbench invariant
+#    holds. Writes on dev are invisible on main and the other way round (row
+#    counts both ways), also after unmount + mount.
 # 2. A branch of a branch of a branch: deleting the middle one is refused;
 #    deleting the leaf frees exactly the unique bytes `branch list` showed.
 # 3. Bad names, a duplicate, an unknown parent, no repository, --at, delete
 #    of a mounted branch or one with children, rename onto an existing name:
 #    one-line error, non-zero exit, repository listing unchanged.
+# 4. delete --force of a branch a repository mount serves: the daemon
+#    flushes and lets go of it, the branch leaves branches/, its open
+#    directory fails with ESTALE, main goes on being served.
 # The time `branch create` takes is logged (not asserted).
 # backends: file s3
 set -euo pipefail
@@ -58,7 +63,7 @@ unique_of() { "${lk[@]}" list | awk -v b="$1" 'NR > 1 && $1 == b { print $NF }';
 count() { psql_at "$1" -c "$2"; }
 
 # ------------------------------------------------------------------ 1
-mp=$T/mnt main=$T/mnt/branches/main dev=$T/dev
+mp=$T/mnt main=$T/mnt/branches/main dev=$T/mnt/branches/dev
 lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-main"
 pg_initdb "$main"
 pg_start "$main"
@@ -76,17 +81,22 @@ t1=$(date +%s%N)
 pid_alive "$bench" || die "pgbench on main ended before the branch was made"
 log "branch create dev --from main (during pgbench, via the control socket): $(((t1 - t0) / 1000000)) ms wall: $out"
 [[ $out == *"checkpoint of the running daemon"* ]] || die "branch create did not use the daemon's checkpoint: $out"
-grep -q "control: checkpoint at seq" "$T"/logs/*daemon-mnt*.log || die "the daemon logged no checkpoint"
+grep -q "checkpoint at seq" "$T"/logs/*daemon-mnt*.log || die "the daemon logged no checkpoint"
 wait "$bench" || { tail -n 20 "$runlog" >&2; die "pgbench on main failed"; }
 grep -q '^number of failed transactions: 0 ' "$runlog" || { cat "$runlog" >&2; die "pgbench on main had failed transactions"; }
 ok "pgbench on main: $(grep -m1 '^number of transactions actually processed' "$runlog")"
 
-lakefs_mount "$url#dev" "$dev" -o "$common,state_dir=$T/state-dev"
-[ -e "$dev/postmaster.pid" ] || die "dev has no copy of main's postmaster.pid (was it taken from the running server?)"
-# PostgreSQL on main was running at the branch point: dev holds its
-# postmaster.pid. Hiding it in a branch's view is later work (issue 4,
-# part 2); until then the test removes it.
-rm -f "$dev/postmaster.pid"
+# dev, created after the mount, shows up in it
+ls "$mp/branches" | grep -qx dev || die "branches/ of the running mount does not list dev"
+[ -d "$dev/base" ] || die "branches/dev does not show main's PGDATA"
+# main's server ran at the branch point; its lock file is main's only
+[ -e "$main/postmaster.pid" ] || die "main's postmaster.pid is gone"
+[ ! -e "$dev/postmaster.pid" ] || die "dev shows main's stale postmaster.pid"
+grep -q "branch dev: removed 2 PostgreSQL lock files" "$T"/logs/*daemon-mnt*.log ||
+    die "the daemon did not log dropping dev's postmaster.pid and postmaster.opts"
+[ "$(stat -c %i "$dev")" != "$(stat -c %i "$main")" ] || die "dev and main share the root's inode number"
+[ "$(stat -c %i "$dev/base")" != "$(stat -c %i "$main/base")" ] || die "dev and main share inode numbers"
+[ "$(stat -c %d "$dev")" = "$(stat -c %d "$main")" ] || die "dev and main are on different devices"
 pg_start "$dev"
 grep -hq "database system was interrupted\|redo starts at\|database system was not properly shut down" "$T"/logs/*postgres-"${PG_PORT[$dev]}"*.log ||
     log "note: no crash-recovery message in dev's server log"
@@ -114,11 +124,10 @@ check_isolation() {
 check_isolation "both running"
 pg_stop "$dev"
 pg_stop "$main"
-lakefs_umount "$dev"
 lakefs_umount "$mp"
-[ ! -e "$T/state-main/main/control" ] || die "the control socket was not removed at unmount"
+[ ! -e "$T/state-main/control" ] || die "the control socket was not removed at unmount"
 lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-main"
-lakefs_mount "$url#dev" "$dev" -o "$common,state_dir=$T/state-dev"
+[ "$(ls "$mp/branches" | tr '\n' ' ')" = "dev main " ] || die "branches/ after remount: $(ls "$mp/branches")"
 pg_start "$main"
 pg_start "$dev"
 check_isolation "after unmount + mount"
@@ -127,7 +136,6 @@ pgbench_invariant "$dev"
 pg_amcheck_clean "$dev"
 pg_stop "$dev"
 pg_stop "$main"
-lakefs_umount "$dev"
 
 # ------------------------------------------------------------------ 2
 # (main stays mounted, PostgreSQL stopped: branching goes through its daemon)
@@ -204,9 +212,8 @@ expect_fail "rename onto an existing branch" "${lk[@]}" rename dev main
 msg_says "rename onto an existing branch" "already exists"
 expect_fail "rename unknown" "${lk[@]}" rename nosuch other
 expect_fail "unknown subcommand" "${lk[@]}" frobnicate
-expect_fail "--force" "${lk[@]}" delete dev --force
-msg_says "--force" "not supported yet"
 same_repo "bad input"
+dev=$T/dev
 lakefs_mount "$url#dev" "$dev" -o "$common,state_dir=$T/state-dev"
 before=$(listing)
 expect_fail "delete a mounted branch" "${lk[@]}" delete dev
@@ -215,3 +222,24 @@ expect_fail "rename a mounted branch" "${lk[@]}" rename dev dev2
 same_repo "mounted branch"
 lakefs_umount "$dev"
 ok "bad input: clear one-line errors, repository unchanged"
+
+# ------------------------------------------------------------------ 4
+lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-main"
+"${lk[@]}" create scratch --from main >/dev/null || die "branch create scratch failed"
+echo "scratch data" >"$mp/branches/scratch/note" || die "cannot write on branch scratch through the repository mount"
+exec {held}<"$mp/branches/scratch"     # an open directory on the branch
+expect_fail "delete a served branch" "${lk[@]}" delete scratch
+msg_says "delete a served branch" "mounted read-write" "unmount"
+out=$("${lk[@]}" delete scratch --force) || die "branch delete scratch --force failed"
+log "$out"
+grep -q "control: branch scratch released" "$T"/logs/*daemon-mnt*.log || die "the daemon did not log the release"
+! "${lk[@]}" list | grep -q '^scratch ' || die "branch list still shows scratch"
+! ls "$mp/branches" | grep -qx scratch || die "branches/ still lists scratch"
+[ ! -e "$mp/branches/scratch" ] || die "branches/scratch still resolves"
+err=$(ls /proc/self/fd/$held/ 2>&1) && die "the released branch's open directory still lists: $err"
+[[ $err == *"Stale file handle"* ]] || die "the released branch's open directory: '$err', want ESTALE"
+exec {held}<&-
+[ -d "$main/base" ] && [ "$(cat "$mp/branches/dev/side-note" 2>/dev/null || echo none)" = none ] ||
+    die "main or dev not served after the release"
+lakefs_umount "$mp"
+ok "delete --force of a served branch: released by the daemon, gone from branches/, ESTALE on its files"

@@ -290,6 +290,29 @@ static void raw_request(const char *path, const char *req, size_t len, char *rep
     close(fd);
 }
 
+/* control_ops over one store serving branch "main"; release closes it. */
+typedef struct ctl_target {
+    store *st;
+    int released;
+} ctl_target;
+
+static int target_checkpoint(void *arg, const char *branch, uint64_t *seq, uint64_t *gen)
+{
+    ctl_target *t = arg;
+    if (strcmp(branch, "main") || !t->st) return -ENOENT;
+    return store_checkpoint(t->st, seq, gen);
+}
+
+static int target_release(void *arg, const char *branch)
+{
+    ctl_target *t = arg;
+    if (strcmp(branch, "main") || !t->st) return -ENOENT;
+    int rc = store_close(t->st);
+    t->st = NULL;
+    t->released++;
+    return rc;
+}
+
 static void test_fork_checkpoint(void)
 {
     env e;
@@ -313,30 +336,42 @@ static void test_fork_checkpoint(void)
 
     /* through the control socket, as `lakefs branch create` does */
     snprintf(path, sizeof path, "%s/control", e.root);
-    CHECK(control_start(path, st, &ctl, err, sizeof err) == 0);
+    ctl_target target = { st, 0 };
+    control_ops ops = { &target, target_checkpoint, target_release };
+    CHECK(control_start(path, &ops, &ctl, err, sizeof err) == 0);
     struct stat sb;
     CHECK(stat(path, &sb) == 0 && S_ISSOCK(sb.st_mode) && (sb.st_mode & 0777) == 0600);
     for (int i = 5; i < 40; i++) CHECK(put(st, (uint64_t)i, "before-b") == 0);
-    CHECK(control_checkpoint(path, &seq, &gen, err, sizeof err) == 0);
+    CHECK(control_checkpoint(path, "main", &seq, &gen, err, sizeof err) == 0);
     CHECK(branch_fork(e.os, "b", "main", gen, &m, err, sizeof err) == 0);
+    CHECK(control_checkpoint(path, "nosuch", &seq, &gen, err, sizeof err) == -EIO && strstr(err, "does not serve"));
     CHECK(put(st, 60, "after-b") == 0);
     /* malformed requests: an error line each, the store unharmed */
     raw_request(path, "frobnicate\n", 11, reply, sizeof reply);
     CHECK(!strncmp(reply, "error unknown request", 21));
-    raw_request(path, "checkpoint", 10, reply, sizeof reply);   /* no newline, then EOF */
+    raw_request(path, "checkpoint main", 15, reply, sizeof reply);   /* no newline, then EOF */
     CHECK(!strncmp(reply, "error bad request", 17));
-    raw_request(path, "checkpoint\ncheckpoint\n", 22, reply, sizeof reply);
+    raw_request(path, "checkpoint\n", 11, reply, sizeof reply);     /* no branch */
+    CHECK(!strncmp(reply, "error checkpoint wants a valid branch name", 42));
+    raw_request(path, "release ../x\n", 13, reply, sizeof reply);
+    CHECK(!strncmp(reply, "error release wants a valid branch name", 39));
+    raw_request(path, "checkpoint main\ncheckpoint main\n", 32, reply, sizeof reply);
     CHECK(!strncmp(reply, "error bad request", 17));
     char big[600];
     memset(big, 'c', sizeof big);
     raw_request(path, big, sizeof big, reply, sizeof reply);
     CHECK(!strncmp(reply, "error bad request", 17));
-    raw_request(path, "checkpoint\n", 11, reply, sizeof reply);
+    raw_request(path, "checkpoint main\n", 16, reply, sizeof reply);
     CHECK(!strncmp(reply, "ok ", 3) && strchr(reply, '\n') == reply + strlen(reply) - 1);
+    /* release: the daemon closes the branch (and its lease) and says ok once */
+    CHECK(control_release(path, "main", err, sizeof err) == 0 && target.released == 1);
+    store_lease l;
+    CHECK(store_lease_read(e.os, "main", &l) == -ENOENT);
+    CHECK(control_release(path, "main", err, sizeof err) == -EIO && strstr(err, "does not serve branch main"));
+    CHECK(target.released == 1);
     control_stop(ctl);
     CHECK(stat(path, &sb) < 0 && errno == ENOENT);
-    CHECK(control_checkpoint(path, &seq, &gen, err, sizeof err) == -ENOENT && strstr(err, path));
-    CHECK(store_close(st) == 0);
+    CHECK(control_checkpoint(path, "main", &seq, &gen, err, sizeof err) == -ENOENT && strstr(err, path));
 
     st = must_open(&e, "a");
     CHECK(has(st, 4, "before-a") && has(st, 50, NULL) && has(st, 5, NULL));
@@ -446,30 +481,30 @@ static void test_delete(void)
 
     /* refused: the middle one has a child; a mounted one */
     char *before = listing(&e);
-    CHECK(branch_delete(e.os, "b", err, sizeof err) == -ENOTEMPTY && strstr(err, "(c)"));
-    CHECK(branch_delete(e.os, "a", err, sizeof err) == -ENOTEMPTY);
+    CHECK(branch_delete(e.os, "b", NULL, NULL, err, sizeof err) == -ENOTEMPTY && strstr(err, "(c)"));
+    CHECK(branch_delete(e.os, "a", NULL, NULL, err, sizeof err) == -ENOTEMPTY);
     st = must_open(&e, "c");
     char *mounted = listing(&e);
-    CHECK(branch_delete(e.os, "c", err, sizeof err) == -EBUSY && strstr(err, "mounted read-write"));
+    CHECK(branch_delete(e.os, "c", NULL, NULL, err, sizeof err) == -EBUSY && strstr(err, "mounted read-write"));
     char *still = listing(&e);
     CHECK(mounted && still && !strcmp(mounted, still));
     CHECK(store_close(st) == 0);
-    CHECK(branch_delete(e.os, "nosuch", err, sizeof err) == -ENOENT);
+    CHECK(branch_delete(e.os, "nosuch", NULL, NULL, err, sizeof err) == -ENOENT);
     free(before);
     free(mounted);
     free(still);
 
     /* the leaf goes, with its layers; the others read as before */
-    CHECK(branch_delete(e.os, "c", err, sizeof err) == 0);
+    CHECK(branch_delete(e.os, "c", NULL, NULL, err, sizeof err) == 0);
     CHECK(count_keys(&e, "branches/c/") == 0);
     CHECK(!info_of(&e, "c", &c));
-    CHECK(branch_delete(e.os, "c", err, sizeof err) == -ENOENT);
+    CHECK(branch_delete(e.os, "c", NULL, NULL, err, sizeof err) == -ENOENT);
     st = must_open(&e, "b");
     CHECK(has(st, 1, "b's own") && has(st, 7, "main") && has(st, 100, NULL));
     CHECK(store_close(st) == 0);
     /* now the middle one may go; its parent's layers stay */
-    CHECK(branch_delete(e.os, "b", err, sizeof err) == 0);
-    CHECK(branch_delete(e.os, "a", err, sizeof err) == 0);
+    CHECK(branch_delete(e.os, "b", NULL, NULL, err, sizeof err) == 0);
+    CHECK(branch_delete(e.os, "a", NULL, NULL, err, sizeof err) == 0);
     st = must_open(&e, "main");
     CHECK(has(st, 7, "main") && has(st, 1, "main"));
     CHECK(store_close(st) == 0);
@@ -517,7 +552,7 @@ static void test_rename_and_markers(void)
     CHECK(has(st, 1, "written as old"));
     CHECK(put(st, 2, "written as kid2") == 0);
     CHECK(store_close(st) == 0);
-    CHECK(branch_delete(e.os, "kid2", err, sizeof err) == 0);
+    CHECK(branch_delete(e.os, "kid2", NULL, NULL, err, sizeof err) == 0);
     CHECK(branch_rename(e.os, "old", "new", err, sizeof err) == 0);
     st = must_open(&e, "new");
     CHECK(has(st, 1, "written as old"));
@@ -531,7 +566,7 @@ static void test_rename_and_markers(void)
     CHECK(count_keys(&e, "branches/child/") == 0);
     CHECK(branch_fork(e.os, "new", "main", 0, &m, err, sizeof err) == -EEXIST);
     /* running the delete finishes it; the layers "new" wrote go too */
-    CHECK(branch_delete(e.os, "new", err, sizeof err) == 0);
+    CHECK(branch_delete(e.os, "new", NULL, NULL, err, sizeof err) == 0);
     CHECK(count_keys(&e, "branches/new/") == 0 && count_keys(&e, "branches/old/") == 0);
     CHECK(count_keys(&e, "branches/") == 3);   /* main: branch, layer, manifest */
     env_free(&e);

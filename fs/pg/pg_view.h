@@ -1,0 +1,19 @@
+/*
+ * pg_view.h -- what a view of a branch changes for PostgreSQL.
+ *
+ * A branch is taken from a running server, or a daemon dies under one, so
+ * a branch's root can hold a postmaster.pid naming a server that cannot be
+ * running on this view: only a server started through this mount could
+ * be, and the mount has just opened the branch.  PostgreSQL refuses to
+ * start while postmaster.pid names a live process (the parent's server
+ * usually is alive, on the same machine), so the view drops these files
+ * when it opens the branch.
+ */
+#ifndef LAKEFS_PG_VIEW_H
+#define LAKEFS_PG_VIEW_H
+
+/* NULL-terminated names of the files in a data directory's root that
+ * belong to a running server only. */
+const char *const *pg_view_stale_files(void);
+
+#endif
