@@ -38,28 +38,11 @@ while [ $# -gt 0 ]; do
     shift
 done
 need_root
-if [ -z "$bin" ]; then
-    if [ -x "$top/lakefs" ]; then bin=$top/lakefs; else bin=$(command -v lakefs || true); fi
-fi
-[ -x "$bin" ] || die "no lakefs binary (build it, or --lakefs PATH)"
-LAKEFS=$bin
-if ldd "$bin" 2>/dev/null | grep -q libasan; then
-    log "WARNING: $bin is built with sanitizers; numbers will be low (configure without --enable-sanitizers)"
-fi
+bench_lakefs "$bin"
 command -v fio >/dev/null || die "fio not installed: apt-get install fio"
 command -v pgbench >/dev/null || die "pgbench not found (PATH has $PGBIN?)"
 
-# lib.sh's cleanup machinery, with $T = the bench dir
-[ ! -e "$dir" ] || die "$dir exists; remove it or use --dir"
-mkdir -p "$dir"
-T=$dir
-E2E_NAME=bench
-mkdir -p "$T/logs" "$T/asan"
-chmod 0755 "$T"
-chmod 1777 "$T/logs" "$T/asan"
-sanitizer_env "$T/asan"
-trap _run_cleanups EXIT
-trap 'exit 130' INT TERM HUP
+bench_dir bench "$dir"
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) printf "%.0f\n", a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }

@@ -44,15 +44,7 @@ for c in "${configs[@]}"; do
 done
 command -v fio >/dev/null || die "fio not installed: apt-get install fio"
 
-# lib.sh's cleanup machinery, with $T = the bench dir
-[ ! -e "$dir" ] || die "$dir exists; remove it or use --dir"
-mkdir -p "$dir"
-T=$dir
-E2E_NAME=coldread
-mkdir -p "$T/logs" "$T/asan"
-sanitizer_env "$T/asan"
-trap _run_cleanups EXIT
-trap 'exit 130' INT TERM HUP
+bench_dir coldread "$dir"
 on_exit rgw_stop
 rgw_start || die "cannot start Ceph RGW"
 s3_use_env "$RGW_DIR/s3.env"

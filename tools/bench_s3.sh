@@ -41,25 +41,9 @@ while [ $# -gt 0 ]; do
     shift
 done
 need_root
-if [ -z "$bin" ]; then
-    if [ -x "$top/lakefs" ]; then bin=$top/lakefs; else bin=$(command -v lakefs || true); fi
-fi
-[ -x "$bin" ] || die "no lakefs binary (build it, or --lakefs PATH)"
-LAKEFS=$bin
-if ldd "$bin" 2>/dev/null | grep -q libasan; then
-    log "WARNING: $bin is built with sanitizers; numbers will be low (configure without --enable-sanitizers)"
-fi
+bench_lakefs "$bin"
 
-[ ! -e "$dir" ] || die "$dir exists; remove it or use --dir"
-mkdir -p "$dir"
-T=$dir
-E2E_NAME=bench-s3
-mkdir -p "$T/logs" "$T/asan"
-chmod 0755 "$T"
-chmod 1777 "$T/logs" "$T/asan"
-sanitizer_env "$T/asan"
-trap _run_cleanups EXIT
-trap 'exit 130' INT TERM HUP
+bench_dir bench-s3 "$dir"
 on_exit "rm -rf '$T'"
 
 on_exit rgw_stop

@@ -35,6 +35,32 @@ need_root() {
     [ "$(id -u)" = 0 ] || die "run as root (mounts with allow_other, runs PostgreSQL as postgres)"
 }
 
+# bench_lakefs BIN: for tools/bench*.sh: LAKEFS=BIN, else the built one,
+# else the installed one; warns about a sanitizer build.
+bench_lakefs() {
+    local bin=$1
+    if [ -z "$bin" ]; then
+        if [ -x "$LAKEFS_TOP/lakefs" ]; then bin=$LAKEFS_TOP/lakefs; else bin=$(command -v lakefs || true); fi
+    fi
+    [ -x "$bin" ] || die "no lakefs binary $bin (build it, or --lakefs PATH)"
+    LAKEFS=$bin
+    ! ldd "$bin" 2>/dev/null | grep -q libasan ||
+        log "WARNING: $bin is built with sanitizers; numbers will be low (configure without --enable-sanitizers)"
+}
+
+# bench_dir NAME DIR: for tools/bench*.sh: DIR (which must not exist) as $T,
+# with the tests' log directories and cleanup machinery.
+bench_dir() {
+    [ ! -e "$2" ] || die "$2 exists; remove it or use --dir"
+    E2E_NAME=$1 T=$2
+    mkdir -p "$T/logs" "$T/asan"
+    chmod 0755 "$T"
+    chmod 1777 "$T/logs" "$T/asan"
+    sanitizer_env "$T/asan"
+    trap _run_cleanups EXIT
+    trap 'exit 130' INT TERM HUP
+}
+
 # Register a cleanup command (a string, eval'ed at exit in reverse order).
 on_exit() { _cleanups+=("$*"); }
 
