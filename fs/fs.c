@@ -603,6 +603,7 @@ static int remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int
         attr_put(&b, sdir, &pa);
         rc = store_commit(c->st, &b);
         store_batch_free(&b);
+        if (!rc) pg_wal_forget(c->wal, child);
     }
     if (nheld) unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
@@ -723,6 +724,7 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         attr_put(&b, np, &npa);
         rc = store_commit(c->st, &b);
         store_batch_free(&b);
+        if (!rc) { pg_wal_forget(c->wal, src); pg_wal_forget(c->wal, dst); }
     }
     if (nheld) unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
@@ -824,7 +826,9 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if ((uint64_t)off + size > t.a.size) t.a.size = (uint64_t)off + size;
         t.a.mtime = t.a.ctime = now_ns();
     }
-    rc = itxn_end(c->st, &t, rc);
+    int wal = rc ? 0 : pg_wal_write(c->wal, &t.b, sino, t.a.size, (uint64_t)off, size);
+    rc = itxn_end(c->st, &t, wal < 0 ? wal : rc);
+    if (wal > 0) pg_wal_written(c->wal, rc);
     fs_file *f = (fs_file *)(uintptr_t)fi->fh;
     if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(c->st);
     if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../store/store.h"
+#include "pg/pg_wal.h"
 
 #define FS_ROOT_INO 1             /* store inode number of a branch's root directory */
 
@@ -23,6 +24,7 @@ typedef struct fs_config {
     const char *branch;           /* its name */
     int branch_root;              /* 1: mount point = branch root; 0: repository layout */
     const char *statfs_path;      /* local path whose filesystem statfs reports */
+    pg_wal *wal;                  /* the branch's WAL observer (fs/pg/pg_wal.h), or NULL */
 } fs_config;
 
 /* The FUSE operations; pass a fs_config as userdata to fuse_session_new. */

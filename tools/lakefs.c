@@ -18,6 +18,7 @@
  * $LAKEFS_REPO, else the lakefs mount holding the current directory.
  */
 #include "../fs/fs.h"
+#include "../fs/pg/pg_wal.h"
 #include "../store/layer.h"
 #include "../store/branch.h"
 #include "../store/objcache.h"
@@ -114,10 +115,12 @@ static const char *usage_branch =
     "         (constant time).  If a daemon on this machine mounts PARENT read-write,\n"
     "         it is asked for a checkpoint through its control socket: the branch\n"
     "         starts at PARENT's current seq, a crash-consistent state.\n"
-    "list     name, parent, branch point (seq; LSN later), creation time (UTC) and\n"
-    "         bytes unique to each branch (in layers no other branch's newest\n"
-    "         manifest uses; what deleting it frees)\n"
-    "show     one branch in detail\n"
+    "list     name, parent, branch point (as a seq of the parent and as the\n"
+    "         PostgreSQL WAL position, LSN, written on the parent by then; - for a\n"
+    "         root or when no WAL was written), creation time (UTC) and bytes\n"
+    "         unique to each branch (in layers no other branch's newest manifest\n"
+    "         uses; what deleting it frees)\n"
+    "show     one branch in detail (point_lsn: the branch point's LSN)\n"
     "delete   delete a branch and the layers only it uses; refused while it has\n"
     "         child branches or is mounted read-write\n"
     "rename   rename a branch that is not mounted and has no child branches\n"
@@ -345,12 +348,14 @@ static int check_mountpoint(const char *dir)
     return 0;
 }
 
-/* Run the FUSE session until unmount; REPORT_FD (or -1) gets the startup status. */
-static int serve(mount_opts *m, store *st, int report_fd)
+/* Run the FUSE session on ST (WAL observer WAL) until unmount; REPORT_FD
+ * (or -1) gets the startup status. */
+static int serve(mount_opts *m, store *st, pg_wal *wal, int report_fd)
 {
     char statedir_abs[4096];
     snprintf(statedir_abs, sizeof statedir_abs, "%s", m->state_dir);
-    fs_config cfg = { .st = st, .branch = m->branch, .branch_root = m->branch_root, .statfs_path = statedir_abs };
+    fs_config cfg = { .st = st, .branch = m->branch, .branch_root = m->branch_root, .statfs_path = statedir_abs,
+                      .wal = wal };
     char fsname[600];
     snprintf(fsname, sizeof fsname, "fsname=%s", m->url);
     if (!strstr(m->fuse_opts, "fsname=")) add_fuse_opt(m, fsname);
@@ -496,15 +501,21 @@ static int cmd_mount(int argc, char **argv)
     if (cache) sc.os = objcache_store(cache);  /* disk cache */
     if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);
     store *st;
+    pg_wal *wal = NULL;
     control *ctl = NULL;
     if (store_open(&sc, &st, err, sizeof err)) {
         fail("%s", err);
+    } else if ((rc = pg_wal_open(st, &wal))) {
+        fail("branch '%s': cannot read its recorded WAL position: %s", m.branch, strerror(-rc));
+        store_close(st);
     } else if (control_start(control_path, st, &ctl, err, sizeof err)) {
         fail("%s", err);
+        pg_wal_close(wal);
         store_close(st);
     } else {
-        status = serve(&m, st, report[1]);
+        status = serve(&m, st, wal, report[1]);
         control_stop(ctl);
+        pg_wal_close(wal);
         rc = store_close(st);
         if (rc) {
             fprintf(stderr, "lakefs: flushing branch %s at unmount failed: %s; the journal in %s keeps the data\n",
@@ -683,6 +694,30 @@ static int branch_create(const branch_args *a)
     return rc;
 }
 
+/* The WAL position (LSN) at branch B's branch point into BUF (PG_LSN_LEN):
+ * the "wal_lsn" the WAL observer recorded, read through the parent's
+ * manifest generation B was forked from; "-" for a root branch or when no
+ * WAL was written by then.  Prints the error if it cannot be read. */
+static int point_lsn(objstore *os, const branch_info *b, char *buf)
+{
+    manifest m;
+    uint64_t lsn;
+    snprintf(buf, PG_LSN_LEN, "-");
+    if (!b->meta.parent[0]) return 0;
+    int rc = manifest_load(os, b->meta.parent, b->meta.parent_gen, &m);
+    if (rc)
+        return fail("branch '%s': cannot load generation %" PRIu64 " of its parent '%s' (its branch point): %s",
+                    b->name, b->meta.parent_gen, b->meta.parent, strerror(-rc));
+    rc = pg_wal_lsn_at(os, &m, &lsn);
+    manifest_free(&m);
+    if (rc == -ENOENT) return 0;
+    if (rc)
+        return fail("branch '%s': cannot read the WAL position at its branch point (generation %" PRIu64 " of '%s'): %s",
+                    b->name, b->meta.parent_gen, b->meta.parent, strerror(-rc));
+    pg_wal_lsn_format(lsn, buf, PG_LSN_LEN);
+    return 0;
+}
+
 /* Format T (seconds since the epoch) as UTC into BUF, "-" for none. */
 static void fmt_utc(int64_t t, char *buf, size_t len)
 {
@@ -700,24 +735,29 @@ static int branch_list_cmd(const branch_args *a)
     size_t n;
     char err[600];
     int rc = branch_list(os, &b, &n, err, sizeof err);
-    os_close(os);
-    if (rc) return fail("%s", err);
-    int w = 4, pw = 6;
+    if (rc) { os_close(os); return fail("%s", err); }
+    char (*lsn)[PG_LSN_LEN] = calloc(n ? n : 1, sizeof *lsn);
+    if (!lsn) { branch_list_free(b, n); os_close(os); return fail("out of memory"); }
+    int w = 4, pw = 6, lw = 10;
     for (size_t i = 0; i < n; i++) {
+        if (point_lsn(os, &b[i], lsn[i])) { rc = 1; snprintf(lsn[i], PG_LSN_LEN, "?"); }
         if ((int)strlen(b[i].name) > w) w = (int)strlen(b[i].name);
         if ((int)strlen(b[i].meta.parent) > pw) pw = (int)strlen(b[i].meta.parent);
+        if ((int)strlen(lsn[i]) > lw) lw = (int)strlen(lsn[i]);
     }
-    printf("%-*s  %-*s  %12s  %-10s  %-20s  %14s\n", w, "NAME", pw, "PARENT", "POINT", "LSN", "CREATED", "UNIQUE_BYTES");
+    os_close(os);
+    printf("%-*s  %-*s  %12s  %-*s  %-20s  %14s\n", w, "NAME", pw, "PARENT", "POINT", lw, "LSN", "CREATED", "UNIQUE_BYTES");
     for (size_t i = 0; i < n; i++) {
         char when[32], point[32];
         fmt_utc(b[i].has_meta ? b[i].meta.created : 0, when, sizeof when);
         if (b[i].meta.parent[0]) snprintf(point, sizeof point, "%" PRIu64, b[i].meta.point);
         else snprintf(point, sizeof point, "-");
-        printf("%-*s  %-*s  %12s  %-10s  %-20s  %14" PRIu64 "\n", w, b[i].name, pw,
-               b[i].meta.parent[0] ? b[i].meta.parent : "-", point, "-", when, b[i].unique_bytes);
+        printf("%-*s  %-*s  %12s  %-*s  %-20s  %14" PRIu64 "\n", w, b[i].name, pw,
+               b[i].meta.parent[0] ? b[i].meta.parent : "-", point, lw, lsn[i], when, b[i].unique_bytes);
     }
+    free(lsn);
     branch_list_free(b, n);
-    return 0;
+    return rc;
 }
 
 static int branch_show(const branch_args *a)
@@ -728,7 +768,7 @@ static int branch_show(const branch_args *a)
     if (branch_open_repo(a, &os)) return 1;
     branch_info *b;
     size_t n;
-    char err[600], when[32], children[1024] = "";
+    char err[600], when[32], children[1024] = "", lsn[PG_LSN_LEN];
     int rc = branch_list(os, &b, &n, err, sizeof err);
     if (rc) { os_close(os); return fail("%s", err); }
     branch_info *me = NULL;
@@ -744,6 +784,7 @@ static int branch_show(const branch_args *a)
     } else {
         store_lease l;
         int lrc = store_lease_read(os, me->name, &l);
+        rc = point_lsn(os, me, lsn);
         fmt_utc(me->has_meta ? me->meta.created : 0, when, sizeof when);
         printf("name:          %s\n", me->name);
         if (me->meta.parent[0]) {
@@ -753,7 +794,10 @@ static int branch_show(const branch_args *a)
         } else {
             printf("parent:        - (a root branch)\n");
         }
-        printf("lsn:           - (not recorded yet)\n");
+        if (!me->meta.parent[0]) printf("point_lsn:     - (a root branch)\n");
+        else if (rc) printf("point_lsn:     ? (unreadable)\n");
+        else if (!strcmp(lsn, "-")) printf("point_lsn:     - (no WAL written before the branch point)\n");
+        else printf("point_lsn:     %s (PostgreSQL WAL position at the branch point)\n", lsn);
         printf("created:       %s\n", when);
         printf("head:          seq %" PRIu64 ", manifest generation %" PRIu64 ", %zu layers\n", me->man.seq, me->man.gen,
                me->man.nlayers);
