@@ -32,7 +32,9 @@
  * branch.  View structures live until the mount ends.
  */
 #include "fs.h"
+#include "fs_format.h"
 #include "pg/pg_view.h"
+#include "pg/pg_wal.h"
 #include "../store/branch.h"
 
 #include <errno.h>
@@ -86,6 +88,7 @@ typedef struct fs_view {          /* one branch served by the mount */
     char name[64];
     uint32_t id;                  /* top 16 bits of its FUSE inode numbers */
     store *st;                    /* NULL once released */
+    pg_wal *wal;                  /* its WAL observer (fs/pg/pg_wal.h) */
 } fs_view;
 
 struct fs_mount {
@@ -210,19 +213,16 @@ static fuse_ino_t to_fuse(const fs_mount *m, const fs_view *v, uint64_t sino)
     return ((uint64_t)v->id << VIEW_SHIFT) | sino;
 }
 
-/* ---- attribute and dirent encoding (little-endian) ---- */
-
-static void put_le(uint8_t *p, uint64_t v, int n) { for (int i = 0; i < n; i++) { p[i] = (uint8_t)v; v >>= 8; } }
-static uint64_t get_le(const uint8_t *p, int n) { uint64_t v = 0; for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+/* ---- attribute and dirent encoding (little-endian, fs_format.h) ---- */
 
 /* Encode A into BUF (at least ATTR_FIXED + PATH_MAX bytes); returns length. */
 static size_t attr_encode(const fs_attr *a, uint8_t *buf)
 {
     buf[0] = ATTR_VERSION;
-    put_le(buf + 1, a->mode, 4); put_le(buf + 5, a->uid, 4); put_le(buf + 9, a->gid, 4);
-    put_le(buf + 13, a->nlink, 4); put_le(buf + 17, a->rdev, 4); put_le(buf + 21, a->size, 8);
-    put_le(buf + 29, (uint64_t)a->atime, 8); put_le(buf + 37, (uint64_t)a->mtime, 8);
-    put_le(buf + 45, (uint64_t)a->ctime, 8); put_le(buf + 53, 0, 8);
+    fs_put_le(buf + 1, a->mode, 4); fs_put_le(buf + 5, a->uid, 4); fs_put_le(buf + 9, a->gid, 4);
+    fs_put_le(buf + 13, a->nlink, 4); fs_put_le(buf + 17, a->rdev, 4); fs_put_le(buf + 21, a->size, 8);
+    fs_put_le(buf + 29, (uint64_t)a->atime, 8); fs_put_le(buf + 37, (uint64_t)a->mtime, 8);
+    fs_put_le(buf + 45, (uint64_t)a->ctime, 8); fs_put_le(buf + 53, 0, 8);
     size_t len = ATTR_FIXED;
     if (S_ISLNK(a->mode)) { memcpy(buf + len, a->target, a->size); len += a->size; }
     return len;
@@ -232,11 +232,11 @@ static size_t attr_encode(const fs_attr *a, uint8_t *buf)
 static int attr_decode(const uint8_t *buf, size_t len, fs_attr *a)
 {
     if (len < ATTR_FIXED || buf[0] != ATTR_VERSION) return -EIO;
-    a->mode = (uint32_t)get_le(buf + 1, 4); a->uid = (uint32_t)get_le(buf + 5, 4);
-    a->gid = (uint32_t)get_le(buf + 9, 4); a->nlink = (uint32_t)get_le(buf + 13, 4);
-    a->rdev = (uint32_t)get_le(buf + 17, 4); a->size = get_le(buf + 21, 8);
-    a->atime = (int64_t)get_le(buf + 29, 8); a->mtime = (int64_t)get_le(buf + 37, 8);
-    a->ctime = (int64_t)get_le(buf + 45, 8);
+    a->mode = (uint32_t)fs_get_le(buf + 1, 4); a->uid = (uint32_t)fs_get_le(buf + 5, 4);
+    a->gid = (uint32_t)fs_get_le(buf + 9, 4); a->nlink = (uint32_t)fs_get_le(buf + 13, 4);
+    a->rdev = (uint32_t)fs_get_le(buf + 17, 4); a->size = fs_get_le(buf + 21, 8);
+    a->atime = (int64_t)fs_get_le(buf + 29, 8); a->mtime = (int64_t)fs_get_le(buf + 37, 8);
+    a->ctime = (int64_t)fs_get_le(buf + 45, 8);
     if (S_ISLNK(a->mode)) {
         if (a->size >= PATH_MAX || len != ATTR_FIXED + a->size) return -EIO;
         memcpy(a->target, buf + ATTR_FIXED, a->size);
@@ -281,24 +281,22 @@ static void attr_put(store_batch *b, uint64_t sino, const fs_attr *a)
 /* Child of entry NAME in directory DIR: -ENOENT if none. */
 static int dirent_load(store *st, uint64_t dir, const char *name, uint64_t *child, uint32_t *type)
 {
-    uint8_t v[9];
+    uint8_t v[FS_DIRENT_LEN];
     size_t len;
+    uint32_t t;
     skey k;
     key_dirent(&k, dir, name, strlen(name));
     int rc = store_get(st, &k, v, sizeof v, &len);
-    if (rc) return rc;
-    if (len != 9) return -EIO;
-    *child = get_le(v, 8);
-    if (type) *type = (uint32_t)v[8] << 12;
-    return 0;
+    if (!rc) rc = fs_dirent_decode(v, len, child, &t);
+    if (!rc && type) *type = t;
+    return rc;
 }
 
 static void dirent_put(store_batch *b, uint64_t dir, const char *name, uint64_t child, uint32_t mode)
 {
-    uint8_t v[9];
+    uint8_t v[FS_DIRENT_LEN];
     skey k;
-    put_le(v, child, 8);
-    v[8] = (uint8_t)((mode & S_IFMT) >> 12);
+    fs_dirent_encode(v, child, mode);
     key_dirent(&k, dir, name, strlen(name));
     store_batch_put(b, &k, v, sizeof v);
 }
@@ -492,8 +490,11 @@ static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, si
     pthread_rwlockattr_setkind_np(&at, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&v->lock, &at);
     pthread_rwlockattr_destroy(&at);
-    if ((rc = view_drop_stale(v))) {
+    if ((rc = view_drop_stale(v)))
         snprintf(err, errlen, "branch %s: cannot remove a stale postmaster.pid: %s", name, strerror(-rc));
+    else if ((rc = pg_wal_open(v->st, &v->wal)))
+        snprintf(err, errlen, "branch %s: cannot read its recorded WAL position: %s", name, strerror(-rc));
+    if (rc) {
         m->cfg.ops.close(m->cfg.ops.arg, name, v->st);
         pthread_rwlock_destroy(&v->lock);
         free(v);
@@ -549,6 +550,8 @@ static int view_release(fs_mount *m, fs_view *v)
     pthread_rwlock_wrlock(&v->lock);
     store *st = v->st;
     v->st = NULL;
+    pg_wal_close(v->wal);
+    v->wal = NULL;
     pthread_rwlock_unlock(&v->lock);
     return st ? m->cfg.ops.close(m->cfg.ops.arg, v->name, st) : 0;
 }
@@ -867,6 +870,7 @@ static int remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int
         attr_put(&b, sdir, &pa);
         rc = store_commit(st, &b);
         store_batch_free(&b);
+        if (!rc) pg_wal_forget(r.v->wal, child);
     }
     if (nheld) unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
@@ -999,6 +1003,7 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         attr_put(&b, np, &npa);
         rc = store_commit(st, &b);
         store_batch_free(&b);
+        if (!rc) { pg_wal_forget(r.v->wal, src); pg_wal_forget(r.v->wal, dst); }
     }
     if (nheld) unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
@@ -1108,7 +1113,9 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if ((uint64_t)off + size > t.a.size) t.a.size = (uint64_t)off + size;
         t.a.mtime = t.a.ctime = now_ns();
     }
-    rc = itxn_end(st, &t, rc);
+    int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size);
+    rc = itxn_end(st, &t, wal < 0 ? wal : rc);
+    if (wal > 0) pg_wal_written(r.v->wal, rc);
     fs_file *f = (fs_file *)(uintptr_t)fi->fh;
     if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(st);
     ref_put(&r);
@@ -1192,9 +1199,10 @@ typedef struct list_ctx {
 static int list_entry(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
 {
     list_ctx *l = arg;
-    if (vlen != 9 || klen <= 9) return -EIO;
-    const uint8_t *v = val;
-    return dir_add(l->d, (const char *)key + 9, klen - 9, to_fuse(l->m, l->v, get_le(v, 8)), (uint32_t)v[8] << 12);
+    uint64_t child;
+    uint32_t type;
+    if (klen <= 9 || fs_dirent_decode(val, vlen, &child, &type)) return -EIO;
+    return dir_add(l->d, (const char *)key + 9, klen - 9, to_fuse(l->m, l->v, child), type);
 }
 
 /* Inode number shown in a listing of branches/ for NAME: its view's root,

@@ -7,6 +7,11 @@
  * numeric order, so all pages of a file, and all entries of a directory,
  * are neighbours in every sorted structure and a directory listing is a
  * prefix scan.
+ *
+ * A meta key is the kind byte and a name: a value about the branch as a
+ * whole rather than a filesystem object (fs/pg keeps PostgreSQL's WAL
+ * position in one).  It is versioned like every key, so its value is known
+ * at every seq, a fork inherits it and journal replay restores it.
  */
 #ifndef LAKEFS_KEY_H
 #define LAKEFS_KEY_H
@@ -21,6 +26,7 @@ enum key_kind {
     KEY_INODE = 1,                /* inode attributes */
     KEY_DIRENT = 2,               /* directory entry -> child inode */
     KEY_PAGE = 3,                 /* 8 KiB file page */
+    KEY_META = 4,                 /* named value of the branch as a whole */
 };
 
 typedef struct skey {
@@ -59,6 +65,13 @@ static inline void key_dirent(skey *k, uint64_t dir, const char *name, size_t nl
 {
     k->b[0] = KEY_DIRENT; key_put64(k->b + 1, dir);
     memcpy(k->b + 9, name, nlen); k->len = (uint16_t)(9 + nlen);
+}
+
+/* Key of the branch's meta value NAME (at most 255 bytes). */
+static inline void key_meta(skey *k, const char *name)
+{
+    size_t nlen = strlen(name);
+    k->b[0] = KEY_META; memcpy(k->b + 1, name, nlen); k->len = (uint16_t)(1 + nlen);
 }
 
 #endif

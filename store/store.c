@@ -500,6 +500,19 @@ static void store_copy_out(const void *val, size_t vlen, void *buf, size_t cap, 
     *outlen = vlen;
 }
 
+/* Newest version of K in layer L, copied out as store_get does: 0, -ENOENT
+ * (a deletion), 1 if L has no version of K, or -EIO. */
+static int store_layer_get(layer *l, const skey *k, void *buf, size_t cap, size_t *vlen)
+{
+    int tomb; void *val = NULL; size_t len; uint64_t seq;
+    int found = layer_get(l, k->b, k->len, UINT64_MAX, &tomb, &val, &len, &seq);
+    if (found <= 0) return found < 0 ? found : 1;
+    if (tomb) return -ENOENT;
+    store_copy_out(val, len, buf, cap, vlen);
+    free(val);
+    return 0;
+}
+
 int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
 {
     int rc = -ENOENT;
@@ -515,17 +528,29 @@ int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
     /* the layers as of this moment, read without the lock */
     layerset *ls = lset_hold(st);
     pthread_rwlock_unlock(&st->lock);
-    for (size_t i = ls->n; i-- > 0;) {
-        int tomb; void *val = NULL; size_t len; uint64_t seq;
-        int found = layer_get(ls->l[i], k->b, k->len, UINT64_MAX, &tomb, &val, &len, &seq);
-        if (found < 0) { rc = found; break; }
-        if (!found) continue;
-        if (!tomb) { store_copy_out(val, len, buf, cap, vlen); rc = 0; }
-        free(val);
-        break;
-    }
+    rc = 1;
+    for (size_t i = ls->n; i-- > 0 && rc == 1;) rc = store_layer_get(ls->l[i], k, buf, cap, vlen);
     lset_release(ls);
-    return rc;
+    return rc == 1 ? -ENOENT : rc;
+}
+
+int store_peek(objstore *os, const manifest *m, const skey *k, void *buf, size_t cap, size_t *vlen)
+{
+    int rc = 1;
+    for (size_t i = m->nlayers; i-- > 0 && rc == 1;) {   /* newest first: usually one layer opened */
+        layer *l;
+        if ((rc = layer_open(os, m->layers[i].key, &l))) {
+            if (rc == -ENOENT) {  /* not "no such key": the state is incomplete */
+                fprintf(stderr, "lakefs: layer %s named by manifest generation %" PRIu64 " is missing\n",
+                        m->layers[i].key, m->gen);
+                rc = -EIO;
+            }
+            break;
+        }
+        rc = store_layer_get(l, k, buf, cap, vlen);
+        layer_close(l);
+    }
+    return rc == 1 ? -ENOENT : rc;
 }
 
 typedef struct scan_ctx {

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "key.h"
+#include "manifest.h"
 #include "objstore.h"
 
 typedef struct store store;
@@ -66,6 +67,11 @@ int store_close(store *st);
 /* Newest value of K: copies up to CAP bytes to BUF and sets *VLEN to the
  * full length.  0, -ENOENT (absent or deleted) or -EIO. */
 int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen);
+
+/* Value of K in the state manifest M commits (any branch's, any
+ * generation; nothing is opened for writing), as store_get: 0, -ENOENT
+ * (absent or deleted) or -errno (a layer M names cannot be read). */
+int store_peek(objstore *os, const manifest *m, const skey *k, void *buf, size_t cap, size_t *vlen);
 
 /* Call FN for each live key starting with PREFIX, in key order, with its
  * newest value; FN returning non-zero stops the scan and is returned. */

@@ -18,6 +18,7 @@
  * $LAKEFS_REPO, else the lakefs mount holding the current directory.
  */
 #include "../fs/fs.h"
+#include "../fs/pg/pg_wal.h"
 #include "../store/layer.h"
 #include "../store/branch.h"
 #include "../store/objcache.h"
@@ -114,10 +115,12 @@ static const char *usage_branch =
     "         (constant time).  If a daemon on this machine mounts PARENT read-write,\n"
     "         it is asked for a checkpoint through its control socket: the branch\n"
     "         starts at PARENT's current seq, a crash-consistent state.\n"
-    "list     name, parent, branch point (seq; LSN later), creation time (UTC) and\n"
-    "         bytes unique to each branch (in layers no other branch's newest\n"
-    "         manifest uses; what deleting it frees)\n"
-    "show     one branch in detail\n"
+    "list     name, parent, branch point (as a seq of the parent and as the\n"
+    "         PostgreSQL WAL position, LSN, written on the parent by then; - for a\n"
+    "         root or when no WAL was written), creation time (UTC) and bytes\n"
+    "         unique to each branch (in layers no other branch's newest manifest\n"
+    "         uses; what deleting it frees)\n"
+    "show     one branch in detail (point_lsn: the branch point's LSN)\n"
     "delete   delete a branch and the layers only it uses; refused while it has\n"
     "         child branches or is mounted read-write\n"
     "rename   rename a branch that is not mounted and has no child branches\n"
@@ -389,6 +392,25 @@ static int serve(mount_opts *m, fs_mount *fs, int report_fd)
     return loop ? 1 : 0;
 }
 
+/* Remove the control sockets STATE_DIR/control.PID of daemons that are
+ * gone (several daemons may share a state directory, one socket each). */
+static void control_sweep(const char *state_dir)
+{
+    DIR *dir = opendir(state_dir);
+    struct dirent *de;
+    if (!dir) return;
+    while ((de = readdir(dir))) {
+        char *end;
+        if (strncmp(de->d_name, "control.", 8)) continue;
+        long pid = strtol(de->d_name + 8, &end, 10);
+        if (*end || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", state_dir, de->d_name);
+        if (unlink(path) == 0) fprintf(stderr, "lakefs: removed %s, the control socket of a daemon that is gone\n", path);
+    }
+    closedir(dir);
+}
+
 /* ---- the daemon's branches: how fs/ opens, closes and lists them ---- */
 
 typedef struct daemon_ctx {
@@ -536,7 +558,8 @@ static int cmd_mount(int argc, char **argv)
     }
     daemon_ctx d = { .m = &m };
     char err[512];
-    snprintf(d.control_path, sizeof d.control_path, "%s/control", m.state_dir);
+    /* the daemon's pid names its socket: check the longest one fits */
+    snprintf(d.control_path, sizeof d.control_path, "%s/control.%d", m.state_dir, 4194304);
     if (control_path_ok(d.control_path, err, sizeof err)) { fail("%s", err); os_close(os); goto out; }
     if ((rc = mkdirs(m.state_dir, 0700))) {
         fail("cannot create state directory %s: %s", m.state_dir, strerror(-rc));
@@ -579,6 +602,8 @@ static int cmd_mount(int argc, char **argv)
         }
     }
     /* --- end disk cache --- */
+    control_sweep(m.state_dir);
+    snprintf(d.control_path, sizeof d.control_path, "%s/control.%ld", m.state_dir, (long)getpid());
     if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);
     d.os = cache ? objcache_store(cache) : os;
     d.cache = cache;
@@ -732,6 +757,30 @@ static int parent_checkpoint(objstore *os, const char *parent, uint64_t *gen, ui
                 "is it still starting? retry, or unmount the branch", parent);
 }
 
+/* The WAL position (LSN) at branch B's branch point into BUF (PG_LSN_LEN):
+ * the "wal_lsn" the WAL observer recorded, read through the parent's
+ * manifest generation B was forked from; "-" for a root branch or when no
+ * WAL was written by then.  Prints the error if it cannot be read. */
+static int point_lsn(objstore *os, const branch_info *b, char *buf)
+{
+    manifest m;
+    uint64_t lsn;
+    snprintf(buf, PG_LSN_LEN, "-");
+    if (!b->meta.parent[0]) return 0;
+    int rc = manifest_load(os, b->meta.parent, b->meta.parent_gen, &m);
+    if (rc)
+        return fail("branch '%s': cannot load generation %" PRIu64 " of its parent '%s' (its branch point): %s",
+                    b->name, b->meta.parent_gen, b->meta.parent, strerror(-rc));
+    rc = pg_wal_lsn_at(os, &m, &lsn);
+    manifest_free(&m);
+    if (rc == -ENOENT) return 0;
+    if (rc)
+        return fail("branch '%s': cannot read the WAL position at its branch point (generation %" PRIu64 " of '%s'): %s",
+                    b->name, b->meta.parent_gen, b->meta.parent, strerror(-rc));
+    pg_wal_lsn_format(lsn, buf, PG_LSN_LEN);
+    return 0;
+}
+
 static int branch_create(const branch_args *a)
 {
     if (a->npos != 1) return usage_fail("branch create: want one NAME (usage: lakefs branch create NAME --from PARENT)");
@@ -749,9 +798,13 @@ static int branch_create(const branch_args *a)
     int rc = parent_checkpoint(os, a->from, &gen, &seq);
     if (!rc && branch_fork(os, name, a->from, gen, &meta, err, sizeof err)) rc = fail("%s", err);
     double t1 = now_ms();
+    branch_info made = { .meta = meta };
+    char lsn[PG_LSN_LEN];
+    snprintf(made.name, sizeof made.name, "%s", name);
+    if (!rc && point_lsn(os, &made, lsn)) snprintf(lsn, sizeof lsn, "?");
     if (!rc)
-        printf("Created branch %s from %s at seq %" PRIu64 " (manifest generation %" PRIu64 "%s) in %.1f ms\n",
-               name, a->from, meta.point, meta.parent_gen, gen ? ", checkpoint of the running daemon" : "", t1 - t0);
+        printf("Created branch %s from %s at seq %" PRIu64 ", LSN %s (manifest generation %" PRIu64 "%s) in %.1f ms\n",
+               name, a->from, meta.point, lsn, meta.parent_gen, gen ? ", checkpoint of the running daemon" : "", t1 - t0);
     os_close(os);
     return rc;
 }
@@ -773,24 +826,29 @@ static int branch_list_cmd(const branch_args *a)
     size_t n;
     char err[600];
     int rc = branch_list(os, &b, &n, err, sizeof err);
-    os_close(os);
-    if (rc) return fail("%s", err);
-    int w = 4, pw = 6;
+    if (rc) { os_close(os); return fail("%s", err); }
+    char (*lsn)[PG_LSN_LEN] = calloc(n ? n : 1, sizeof *lsn);
+    if (!lsn) { branch_list_free(b, n); os_close(os); return fail("out of memory"); }
+    int w = 4, pw = 6, lw = 10;
     for (size_t i = 0; i < n; i++) {
+        if (point_lsn(os, &b[i], lsn[i])) { rc = 1; snprintf(lsn[i], PG_LSN_LEN, "?"); }
         if ((int)strlen(b[i].name) > w) w = (int)strlen(b[i].name);
         if ((int)strlen(b[i].meta.parent) > pw) pw = (int)strlen(b[i].meta.parent);
+        if ((int)strlen(lsn[i]) > lw) lw = (int)strlen(lsn[i]);
     }
-    printf("%-*s  %-*s  %12s  %-10s  %-20s  %14s\n", w, "NAME", pw, "PARENT", "POINT", "LSN", "CREATED", "UNIQUE_BYTES");
+    os_close(os);
+    printf("%-*s  %-*s  %12s  %-*s  %-20s  %14s\n", w, "NAME", pw, "PARENT", "POINT", lw, "LSN", "CREATED", "UNIQUE_BYTES");
     for (size_t i = 0; i < n; i++) {
         char when[32], point[32];
         fmt_utc(b[i].has_meta ? b[i].meta.created : 0, when, sizeof when);
         if (b[i].meta.parent[0]) snprintf(point, sizeof point, "%" PRIu64, b[i].meta.point);
         else snprintf(point, sizeof point, "-");
-        printf("%-*s  %-*s  %12s  %-10s  %-20s  %14" PRIu64 "\n", w, b[i].name, pw,
-               b[i].meta.parent[0] ? b[i].meta.parent : "-", point, "-", when, b[i].unique_bytes);
+        printf("%-*s  %-*s  %12s  %-*s  %-20s  %14" PRIu64 "\n", w, b[i].name, pw,
+               b[i].meta.parent[0] ? b[i].meta.parent : "-", point, lw, lsn[i], when, b[i].unique_bytes);
     }
+    free(lsn);
     branch_list_free(b, n);
-    return 0;
+    return rc;
 }
 
 static int branch_show(const branch_args *a)
@@ -801,7 +859,7 @@ static int branch_show(const branch_args *a)
     if (branch_open_repo(a, &os)) return 1;
     branch_info *b;
     size_t n;
-    char err[600], when[32], children[1024] = "";
+    char err[600], when[32], children[1024] = "", lsn[PG_LSN_LEN];
     int rc = branch_list(os, &b, &n, err, sizeof err);
     if (rc) { os_close(os); return fail("%s", err); }
     branch_info *me = NULL;
@@ -817,6 +875,7 @@ static int branch_show(const branch_args *a)
     } else {
         store_lease l;
         int lrc = store_lease_read(os, me->name, &l);
+        rc = point_lsn(os, me, lsn);
         fmt_utc(me->has_meta ? me->meta.created : 0, when, sizeof when);
         printf("name:          %s\n", me->name);
         if (me->meta.parent[0]) {
@@ -826,7 +885,10 @@ static int branch_show(const branch_args *a)
         } else {
             printf("parent:        - (a root branch)\n");
         }
-        printf("lsn:           - (not recorded yet)\n");
+        if (!me->meta.parent[0]) printf("point_lsn:     - (a root branch)\n");
+        else if (rc) printf("point_lsn:     ? (unreadable)\n");
+        else if (!strcmp(lsn, "-")) printf("point_lsn:     - (no WAL written before the branch point)\n");
+        else printf("point_lsn:     %s (PostgreSQL WAL position at the branch point)\n", lsn);
         printf("created:       %s\n", when);
         printf("head:          seq %" PRIu64 ", manifest generation %" PRIu64 ", %zu layers\n", me->man.seq, me->man.gen,
                me->man.nlayers);

@@ -9,9 +9,16 @@
 #    is, on another port, while main's server runs from the same daemon: it
 #    recovers, pg_amcheck --heapallindexed is clean, the pgbench invariant
 #    holds. Writes on dev are invisible on main and the other way round (row
-#    counts both ways), also after unmount + mount.
+#    counts both ways), also after unmount + mount.  The branch point's
+#    LSN that `branch list` and `branch show` print for dev lies between
+#    pg_current_wal_lsn() on main just before and just after the create
+#    (rounded up to the 8 KiB WAL page: WAL reaches the files in pages).
 # 2. A branch of a branch of a branch: deleting the middle one is refused;
 #    deleting the leaf frees exactly the unique bytes `branch list` showed.
+#    b1, made from main after PostgreSQL stopped there (and main was
+#    unmounted and mounted again), is at the end of the WAL page holding
+#    main's shutdown checkpoint (pg_controldata), past dev's LSN; b2 and b3
+#    show b1's LSN.
 # 3. Bad names, a duplicate, an unknown parent, no repository, --at, delete
 #    of a mounted branch or one with children, rename onto an existing name:
 #    one-line error, non-zero exit, repository listing unchanged.
@@ -59,6 +66,21 @@ layer_bytes() {
 # unique_of NAME: the UNIQUE_BYTES column of NAME in `branch list`
 unique_of() { "${lk[@]}" list | awk -v b="$1" 'NR > 1 && $1 == b { print $NF }'; }
 
+# lsn_of NAME: the LSN column of NAME in `branch list` (a valid LSN, or die)
+lsn_of() {
+    local l
+    "${lk[@]}" list | awk 'NR == 1 && $4 != "LSN" { exit 1 }' || die "branch list: the 4th column is not LSN"
+    l=$("${lk[@]}" list | awk -v b="$1" 'NR > 1 && $1 == b { print $4 }')
+    [[ $l =~ ^[0-9A-F]{1,8}/[0-9A-F]{1,8}$ ]] || die "branch list shows no LSN for $1: '$l'"
+    echo "$l"
+}
+
+# lsn_true DATA EXPR: PostgreSQL on DATA says the pg_lsn expression EXPR holds
+lsn_true() { [ "$(psql_at "$1" -c "SELECT $2")" = t ]; }
+
+# lsn_num LSN: X/Y as a number (for when no PostgreSQL runs)
+lsn_num() { echo $(((16#${1%/*} << 32) + 16#${1#*/})); }
+
 # count DATA SQL: one number from PostgreSQL on DATA
 count() { psql_at "$1" -c "$2"; }
 
@@ -75,9 +97,11 @@ bench=$!
 on_exit "kill_job $bench"
 sleep $((duration / 3))
 pid_alive "$bench" || die "pgbench on main ended before the branch was made"
+lsn_before=$(psql_at "$main" -c "SELECT pg_current_wal_lsn()")
 t0=$(date +%s%N)
 out=$(cd "$main" && "$LAKEFS" branch create dev --from main) || die "branch create dev --from main failed"
 t1=$(date +%s%N)
+lsn_after=$(psql_at "$main" -c "SELECT pg_current_wal_lsn()")
 pid_alive "$bench" || die "pgbench on main ended before the branch was made"
 log "branch create dev --from main (during pgbench, via the control socket): $(((t1 - t0) / 1000000)) ms wall: $out"
 [[ $out == *"checkpoint of the running daemon"* ]] || die "branch create did not use the daemon's checkpoint: $out"
@@ -85,6 +109,15 @@ grep -q "checkpoint at seq" "$T"/logs/*daemon-mnt*.log || die "the daemon logged
 wait "$bench" || { tail -n 20 "$runlog" >&2; die "pgbench on main failed"; }
 grep -q '^number of failed transactions: 0 ' "$runlog" || { cat "$runlog" >&2; die "pgbench on main had failed transactions"; }
 ok "pgbench on main: $(grep -m1 '^number of transactions actually processed' "$runlog")"
+dev_lsn=$(lsn_of dev)
+[[ $out == *", LSN $dev_lsn "* ]] || die "branch create did not print dev's LSN $dev_lsn: $out"
+lsn_true "$main" "'$lsn_before'::pg_lsn <= '$dev_lsn'::pg_lsn AND '$dev_lsn'::pg_lsn <=
+    '$lsn_after'::pg_lsn + (8192 - ('$lsn_after'::pg_lsn - '0/0'::pg_lsn) % 8192) % 8192" ||
+    die "dev's branch point LSN $dev_lsn is not between main's WAL positions $lsn_before (before) and $lsn_after (after branch create)"
+"${lk[@]}" show dev >"$T/logs/show-dev.txt" || die "branch show dev failed"
+grep -q "^point_lsn: *$dev_lsn " "$T/logs/show-dev.txt" || { cat "$T/logs/show-dev.txt" >&2; die "branch show dev does not print point_lsn $dev_lsn"; }
+[ "$("${lk[@]}" list | awk '$1 == "main" { print $4 }')" = - ] || die "branch list shows an LSN for the root branch main"
+ok "dev's branch point LSN $dev_lsn lies between main's $lsn_before and $lsn_after (pg_current_wal_lsn around branch create)"
 
 # dev, created after the mount, shows up in it
 ls "$mp/branches" | grep -qx dev || die "branches/ of the running mount does not list dev"
@@ -125,7 +158,7 @@ check_isolation "both running"
 pg_stop "$dev"
 pg_stop "$main"
 lakefs_umount "$mp"
-[ ! -e "$T/state-main/control" ] || die "the control socket was not removed at unmount"
+! ls "$T/state-main"/control.* >/dev/null 2>&1 || die "the control socket was not removed at unmount"
 lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-main"
 [ "$(ls "$mp/branches" | tr '\n' ' ')" = "dev main " ] || die "branches/ after remount: $(ls "$mp/branches")"
 pg_start "$main"
@@ -145,10 +178,20 @@ for pair in b1:main b2:b1 b3:b2; do
     t1=$(date +%s%N)
     log "branch create ${pair%%:*} --from ${pair#*:}: $(((t1 - t0) / 1000000)) ms wall: $out"
 done
+ckpt=$(pg_controldata "$main" | sed -n 's/^Latest checkpoint location: *//p')
+[[ $ckpt == */* ]] || die "pg_controldata shows no checkpoint location for main"
 lakefs_umount "$mp"
 "${lk[@]}" list >"$T/logs/list-1.txt"
 for b in b1 b2 b3; do grep -q "^$b " "$T/logs/list-1.txt" || die "branch list does not show $b"; done
 awk '$1 == "b3" && $2 == "b2"' "$T/logs/list-1.txt" | grep -q . || die "branch list: b3's parent is not b2"
+# b1 is main after its clean shutdown: the WAL ends with the shutdown
+# checkpoint record, in the last page written
+b1_lsn=$(lsn_of b1)
+(($(lsn_num "$ckpt") < $(lsn_num "$b1_lsn") && $(lsn_num "$b1_lsn") <= $(lsn_num "$ckpt") + 16384 &&
+  $(lsn_num "$dev_lsn") < $(lsn_num "$b1_lsn"))) ||
+    die "b1's LSN $b1_lsn is not just past main's shutdown checkpoint at $ckpt (and past dev's $dev_lsn)"
+[ "$(lsn_of b2)" = "$b1_lsn" ] && [ "$(lsn_of b3)" = "$b1_lsn" ] || die "b2 and b3 do not show b1's LSN $b1_lsn"
+ok "b1's LSN $b1_lsn is at main's shutdown checkpoint ($ckpt); b2 and b3 inherit it"
 before=$(listing)
 expect_fail "delete the middle branch" "${lk[@]}" delete b2
 msg_says "delete the middle branch" "b2" "child" "b3"
@@ -242,4 +285,14 @@ exec {held}<&-
 [ -d "$main/base" ] && [ "$(cat "$mp/branches/dev/side-note" 2>/dev/null || echo none)" = none ] ||
     die "main or dev not served after the release"
 lakefs_umount "$mp"
-ok "delete --force of a served branch: released by the daemon, gone from branches/, ESTALE on its files"
+# two daemons sharing one state directory (as the default one is shared by
+# every mount of a repository on a machine): one control socket each
+lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-main"
+lakefs_mount "$url#dev" "$dev" -o "$common,state_dir=$T/state-main"
+[ "$(ls "$T/state-main"/control.* | wc -l)" = 2 ] || die "two daemons, not two control sockets: $(ls "$T/state-main")"
+"${lk[@]}" create from-main --from main | grep -q "checkpoint of the running daemon" || die "branch create --from main (served) failed"
+"${lk[@]}" create from-dev --from dev | grep -q "checkpoint of the running daemon" || die "branch create --from dev (served by the second daemon) failed"
+lakefs_umount "$dev"
+lakefs_umount "$mp"
+"${lk[@]}" delete from-main >/dev/null && "${lk[@]}" delete from-dev >/dev/null || die "deleting from-main, from-dev failed"
+ok "delete --force of a served branch: released by the daemon, gone from branches/, ESTALE on its files; two daemons on one state dir"

@@ -29,11 +29,15 @@
  *    one's synced batches; the old one's next sync and commit fail, and
  *    its unsynced batch never appears, also after reopening;
  *  - a journal left in a state directory after another state directory
- *    wrote the branch is set aside, never replayed.
+ *    wrote the branch is set aside, never replayed;
+ *  - store_peek reads a key through any committed manifest: the value, an
+ *    overwrite, a deletion, a key only an older layer holds; a missing
+ *    layer is -EIO, never "no such key".
  * Batch contents are a pure function of (round, batch number), so a process
  * that only knows how many batches were applied can rebuild the model.
  */
 #include "harness.h"
+#include "manifest.h"
 #include "store.h"
 
 #include <dirent.h>
@@ -743,6 +747,74 @@ static void test_same_key_twice(void)
     env_free(&e);
 }
 
+/* ---- store_peek: one key through any committed manifest ---- */
+
+/* Commit puts (VAL non-NULL) or deletes of K1..KN in one batch. */
+static void commit_ops(store *st, int n, const skey *k, const char *const *val)
+{
+    store_batch b;
+    store_batch_init(&b);
+    for (int i = 0; i < n; i++) {
+        if (val[i]) store_batch_put(&b, &k[i], val[i], strlen(val[i]));
+        else store_batch_del(&b, &k[i]);
+    }
+    CHECK(store_commit(st, &b) == 0);
+    store_batch_free(&b);
+}
+
+/* Peek K through M: its value must be WANT (NULL: -ENOENT). */
+static int peek_is(env *e, const manifest *m, const skey *k, const char *want)
+{
+    char buf[16];
+    size_t vlen = 0;
+    int rc = store_peek(e->os, m, k, buf, sizeof buf, &vlen);
+    if (!want) return rc == -ENOENT;
+    return rc == 0 && vlen == strlen(want) && !memcmp(buf, want, vlen);
+}
+
+/* Three closes, three manifests: a value, an overwrite and a deletion in
+ * the newest layer, a key only an older layer holds, a key never written;
+ * a value longer than the buffer; a manifest naming a missing layer. */
+static void test_peek(void)
+{
+    env e;
+    env_init(&e);
+    manifest m[3];
+    skey k[4];
+    key_meta(&k[0], "one");
+    key_meta(&k[1], "two");
+    key_inode(&k[2], 77);
+    key_meta(&k[3], "never");
+    const char *s0[] = { "a", "x" }, *s1[] = { "b", NULL }, *s2[] = { "c" };
+    for (int g = 0; g < 3; g++) {
+        store *st = open_store(&e, MEMTABLE_LIMIT, 0);
+        if (g == 0) commit_ops(st, 2, k, s0);
+        if (g == 1) commit_ops(st, 2, k, s1);
+        if (g == 2) commit_ops(st, 1, &k[2], s2);
+        CHECK(store_close(st) == 0);
+        CHECK(manifest_load_latest(e.os, "main", &m[g]) == 0);
+    }
+    CHECK(peek_is(&e, &m[0], &k[0], "a") && peek_is(&e, &m[0], &k[1], "x") && peek_is(&e, &m[0], &k[2], NULL));
+    CHECK(peek_is(&e, &m[1], &k[0], "b") && peek_is(&e, &m[1], &k[1], NULL));
+    CHECK(peek_is(&e, &m[2], &k[0], "b") && peek_is(&e, &m[2], &k[1], NULL) && peek_is(&e, &m[2], &k[2], "c"));
+    for (int g = 0; g < 3; g++) CHECK(peek_is(&e, &m[g], &k[3], NULL));
+    skey root;
+    uint8_t want[ROOT_VLEN], buf[ROOT_VLEN];
+    size_t vlen = 0;
+    key_inode(&root, 1);
+    fill(want, ROOT_VLEN, ROOT_VSEED);
+    memset(buf, 0xee, sizeof buf);
+    CHECK(store_peek(e.os, &m[2], &root, buf, 10, &vlen) == 0 && vlen == ROOT_VLEN);
+    CHECK(!memcmp(buf, want, 10) && buf[10] == 0xee);
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s", e.repo, m[2].layers[m[2].nlayers - 1].key);
+    CHECK(unlink(path) == 0);
+    CHECK(store_peek(e.os, &m[2], &k[0], buf, sizeof buf, &vlen) == -EIO);
+    CHECK(peek_is(&e, &m[1], &k[0], "b"));        /* older states do not need that layer */
+    for (int g = 0; g < 3; g++) manifest_free(&m[g]);
+    env_free(&e);
+}
+
 /* ---- durability=remote ---- */
 
 /* Delete the journal files of state directory DIR (a lost local disk). */
@@ -875,6 +947,7 @@ int main(void)
     test_crashes();
     test_lock();
     test_same_key_twice();
+    test_peek();
     test_remote_durability();
     test_remote_takeover();
     test_stale_journal();

@@ -1,0 +1,95 @@
+/*
+ * pg_wal.h -- the WAL observer: PostgreSQL's WAL position (LSN) at every seq.
+ *
+ * PostgreSQL writes its WAL into segment files of the data directory's
+ * pg_wal/, named by 24 hex digits: timeline, log and segment number (8
+ * each).  A write into segment SEGNO of a cluster with segments of SEGSIZE
+ * bytes, ending at byte END of the file, has written the WAL up to LSN
+ * SEGNO * SEGSIZE + END.  The observer sees every write of the daemon's
+ * branch (fs.c calls it inside the write's inode transaction) and, when
+ * the write moves the highest LSN written so far, adds that LSN to the
+ * write's own store batch as the meta key "wal_lsn" (key.h).  So the key's
+ * value at any seq is the WAL end at that seq: a fork inherits it at its
+ * branch point, journal replay restores it, and the LSN of any committed
+ * state is one key read through its manifest (pg_wal_lsn_at).  WAL goes to
+ * the files in whole 8 KiB pages, so the LSN seen is the end of the last
+ * page written, at or past what pg_current_wal_lsn() said then.
+ *
+ * The segment size is the file's size when that is a power of two between
+ * 1 MiB and 1 GiB (initdb --wal-segsize; PostgreSQL fills a segment to its
+ * full size before it gets its name), else 16 MiB.  Only the branch root's
+ * pg_wal/ directory counts (a pg_wal symlink, initdb -X, is not followed),
+ * and in it only segment names: not xlogtemp.*, *.partial, *.history,
+ * *.backup or archive_status/.
+ *
+ * The observer finds a written inode's name in a small cache, inode ->
+ * segment, filled by one scan of pg_wal/'s entries when an inode it does
+ * not know is written (negative answers are cached too).  Names change by
+ * rename and unlink only (PostgreSQL recycles an old segment by renaming it
+ * to a future name), and fs.c tells the observer of both (pg_wal_forget).
+ *
+ * Thread safety: every function may be called from any FUSE thread.  The
+ * recorded LSN only grows: from the moment a write decides to raise it until
+ * its batch is committed (pg_wal_written), other raising writes wait, so
+ * batches carrying "wal_lsn" commit in the order of their values.
+ *
+ * Errors: -errno; the store's own read errors are logged by the store.
+ */
+#ifndef LAKEFS_PG_WAL_H
+#define LAKEFS_PG_WAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../../store/manifest.h"
+#include "../../store/objstore.h"
+#include "../../store/store.h"
+
+#define PG_WAL_SEGSIZE_DEFAULT (16u << 20)
+#define PG_LSN_LEN 18             /* "%X/%X" of a 64-bit LSN, with its NUL */
+
+typedef struct pg_wal pg_wal;
+
+typedef struct pg_wal_seg {       /* the parts of a WAL segment file name */
+    uint32_t tli, log, seg;
+} pg_wal_seg;
+
+/* Parse segment file name NAME (LEN bytes, no NUL needed): exactly 24
+ * upper-case hex digits.  0, or -EINVAL for any other name. */
+int pg_wal_parse_name(const char *name, size_t len, pg_wal_seg *s);
+/* The segment size of a cluster whose segment file is SIZE bytes long. */
+uint64_t pg_wal_segsize(uint64_t size);
+/* The LSN reached by writing up to byte END of segment S with SEGSIZE-byte
+ * segments into *LSN; -EINVAL if S's segment number is out of range for
+ * that size (not a segment of such a cluster). */
+int pg_wal_end_lsn(const pg_wal_seg *s, uint64_t segsize, uint64_t end, uint64_t *lsn);
+/* Format LSN as PostgreSQL does ("0/16B3748") into BUF (PG_LSN_LEN bytes). */
+void pg_wal_lsn_format(uint64_t lsn, char *buf, size_t len);
+
+/* An observer of the writes to branch store ST, starting from the LSN
+ * recorded in it. */
+int pg_wal_open(store *st, pg_wal **out);
+/* Free W (NULL: nothing). */
+void pg_wal_close(pg_wal *w);
+
+/* A write of LEN bytes at OFF into store inode INO, whose size is SIZE
+ * after it, goes into batch B; INO's name must not change meanwhile (fs.c
+ * holds its inode lock).  If INO is a WAL segment and the write moves the
+ * WAL end, adds the new "wal_lsn" to B and returns 1: then call
+ * pg_wal_written with the commit's result.  0 if not (also when W is
+ * NULL), or -errno (pg_wal/ could not be read). */
+int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len);
+/* The batch that pg_wal_write returned 1 for was committed with result RC. */
+void pg_wal_written(pg_wal *w, int rc);
+/* INO was renamed or unlinked (call before its inode lock is released, so
+ * no write sees the old name after the change): look its name up again.
+ * W NULL or INO 0: nothing. */
+void pg_wal_forget(pg_wal *w, uint64_t ino);
+
+/* The WAL end recorded in store ST now, into *LSN; -ENOENT if no WAL was
+ * seen on the branch (or its ancestors before the branch point). */
+int pg_wal_lsn_get(store *st, uint64_t *lsn);
+/* The same in the state manifest M of OS commits, read without opening its
+ * branch (e.g. a parent's manifest at a branch point). */
+int pg_wal_lsn_at(objstore *os, const manifest *m, uint64_t *lsn);
+
+#endif

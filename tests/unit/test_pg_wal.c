@@ -1,0 +1,505 @@
+/*
+ * test_pg_wal.c -- the WAL observer (fs/pg/pg_wal.c): segment names, sizes
+ * and positions, and the "wal_lsn" key it keeps in a real branch store.
+ *
+ * What can go wrong: a file that is not a WAL segment counted (xlogtemp.*,
+ * *.partial, *.history, a segment name outside pg_wal/, a directory), a
+ * segment's name remembered after PostgreSQL renamed it (recycling), the
+ * recorded position going backwards (an old page rewritten, a reopen that
+ * forgot it, two writers committing out of order), or it missing from a
+ * fork, a reopen or a journal replay.  Checked:
+ *  - pg_wal_parse_name on valid names and every kind of invalid one;
+ *    pg_wal_segsize on powers of two in and out of 1 MiB..1 GiB and on other
+ *    sizes; pg_wal_end_lsn against hand-computed positions and out-of-range
+ *    segment numbers; pg_wal_lsn_format;
+ *  - the observer on a file:// branch store, writes made as fs.c makes them
+ *    (page puts plus pg_wal_write in one batch, then pg_wal_written): the
+ *    key appears and grows, never shrinks, ignores every non-segment,
+ *    follows the segment size of the file, notices segments created after
+ *    its cache was filled, and re-resolves a renamed or unlinked inode after
+ *    pg_wal_forget (without the forget, a recycled segment would not count);
+ *    5000 other files written (the cache empties itself) change nothing;
+ *  - close + reopen (the position is read back and an older write does not
+ *    lower it), kill -9 after a synced write (journal replay), a fork (the
+ *    child starts at the parent's position, each side moves alone, and
+ *    pg_wal_lsn_at reads the branch point through the parent's manifest);
+ *  - 8 threads writing one segment's pages in turn, each through its own
+ *    file (8 timelines: the same positions): after every commit the key is
+ *    at least the writer's own position, and at the end it is the highest
+ *    (this fails if batches carrying the key can commit out of order);
+ *  - a pg_wal/ that becomes a symlink (initdb -X) is not followed.
+ */
+#include "harness.h"
+#include "branch.h"
+#include "store.h"
+#include "../../fs/pg/pg_wal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB (1ull << 20)
+#define SEG16 (16 * MiB)
+#define PG_WAL_DIR 2              /* inode of pg_wal/ in the test tree */
+
+/* ---- names, sizes, positions ---- */
+
+/* 1 if NAME parses as (TLI, LOG, SEG). */
+static int parses(const char *name, uint32_t tli, uint32_t log, uint32_t seg)
+{
+    pg_wal_seg s;
+    return pg_wal_parse_name(name, strlen(name), &s) == 0 && s.tli == tli && s.log == log && s.seg == seg;
+}
+
+static int rejected(const char *name, size_t len)
+{
+    pg_wal_seg s;
+    return pg_wal_parse_name(name, len, &s) == -EINVAL;
+}
+
+/* The end LSN of a write to (LOG, SEG) up to END with SEGSIZE, or UINT64_MAX if refused. */
+static uint64_t end_lsn(uint32_t log, uint32_t seg, uint64_t segsize, uint64_t end)
+{
+    pg_wal_seg s = { 1, log, seg };
+    uint64_t lsn;
+    return pg_wal_end_lsn(&s, segsize, end, &lsn) ? UINT64_MAX : lsn;
+}
+
+static int formats(uint64_t lsn, const char *want)
+{
+    char buf[PG_LSN_LEN];
+    pg_wal_lsn_format(lsn, buf, sizeof buf);
+    return !strcmp(buf, want);
+}
+
+static void test_names(void)
+{
+    CHECK(parses("000000010000000000000001", 1, 0, 1));
+    CHECK(parses("00000002000000A3000000FF", 2, 0xA3, 0xFF));
+    CHECK(parses("FFFFFFFFFFFFFFFFFFFFFFFF", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF));
+    CHECK(parses("000000000000000000000000", 0, 0, 0));
+    /* a name is LEN bytes: what follows does not matter */
+    pg_wal_seg s;
+    CHECK(pg_wal_parse_name("000000010000000000000007.partial", 24, &s) == 0 && s.seg == 7);
+
+    CHECK(rejected("", 0));
+    CHECK(rejected("00000001000000000000001", 23));
+    CHECK(rejected("0000000100000000000000010", 25));
+    CHECK(rejected("0000000100000000000000ab", 24));             /* lower case */
+    CHECK(rejected("0000000100000000000000AG", 24));
+    CHECK(rejected("00000001 000000000000001", 24));
+    CHECK(rejected("+00000010000000000000001", 24));             /* no signs, no 0x */
+    CHECK(rejected("0x0000010000000000000001", 24));
+    CHECK(rejected("0000000100000\0000000001", 24));             /* a NUL inside */
+    const char *others[] = {
+        "xlogtemp.12345", "000000010000000000000002.partial", "00000002.history",
+        "000000010000000000000002.00000028.backup", "archive_status", "RECOVERYXLOG",
+        "RECOVERYHISTORY", "000000010000000000000001.done", "000000010000000000000001.ready",
+    };
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) CHECK(rejected(others[i], strlen(others[i])));
+
+    CHECK(pg_wal_segsize(SEG16) == SEG16);
+    CHECK(pg_wal_segsize(MiB) == MiB);
+    CHECK(pg_wal_segsize(2 * MiB) == 2 * MiB);
+    CHECK(pg_wal_segsize(64 * MiB) == 64 * MiB);
+    CHECK(pg_wal_segsize(1024 * MiB) == 1024 * MiB);
+    CHECK(pg_wal_segsize(2048 * MiB) == SEG16);                  /* above 1 GiB */
+    CHECK(pg_wal_segsize(512 << 10) == SEG16);                   /* below 1 MiB */
+    CHECK(pg_wal_segsize(8192) == SEG16);
+    CHECK(pg_wal_segsize(0) == SEG16);
+    CHECK(pg_wal_segsize(3 * MiB) == SEG16);
+    CHECK(pg_wal_segsize(SEG16 + 1) == SEG16);
+    CHECK(pg_wal_segsize(SEG16 - 8192) == SEG16);
+    CHECK(pg_wal_segsize(UINT64_MAX) == SEG16);
+
+    CHECK(end_lsn(0, 1, SEG16, 8192) == 0x1002000);
+    CHECK(end_lsn(0, 0, SEG16, 0) == 0);
+    CHECK(end_lsn(1, 0, SEG16, 0) == 0x100000000ull);
+    CHECK(end_lsn(0xA3, 0xFF, SEG16, SEG16) == 0xA400000000ull);
+    CHECK(end_lsn(0, 0x100, SEG16, 0) == UINT64_MAX);           /* 256 segments of 16 MiB per log */
+    CHECK(end_lsn(0, 0x3F, 64 * MiB, 100) == 0xFC000000ull + 100);
+    CHECK(end_lsn(0, 0x40, 64 * MiB, 0) == UINT64_MAX);
+    CHECK(end_lsn(2, 3, 1024 * MiB, 1) == 0x2C0000001ull);
+    CHECK(end_lsn(0, 4, 1024 * MiB, 0) == UINT64_MAX);
+    CHECK(end_lsn(0, 0xFFF, MiB, MiB) == 0x100000000ull);
+    CHECK(end_lsn(0, 0x1000, MiB, 0) == UINT64_MAX);
+    CHECK(end_lsn(0, 1, SEG16, SEG16 + 1) == UINT64_MAX);       /* past the segment's end */
+
+    CHECK(formats(0, "0/0"));
+    CHECK(formats(0x16B3748, "0/16B3748"));
+    CHECK(formats(0x100000000ull, "1/0"));
+    CHECK(formats(0xA3000000FFull, "A3/FF"));
+    CHECK(formats(UINT64_MAX, "FFFFFFFF/FFFFFFFF"));
+}
+
+/* ---- a branch store with a PGDATA-like tree ---- */
+
+typedef struct env {
+    char root[64], repo[128], url[160];
+    objstore *os;
+} env;
+
+static void env_init(env *e)
+{
+    char err[256] = "";
+    skey k;
+    memset(e, 0, sizeof *e);
+    harness_tmpdir(e->root);
+    snprintf(e->repo, sizeof e->repo, "%s/repo", e->root);
+    snprintf(e->url, sizeof e->url, "file://%s", e->repo);
+    mkdir(e->repo, 0700);
+    if (os_open(e->url, &e->os, err, sizeof err)) { fprintf(stderr, "os_open: %s\n", err); exit(2); }
+    CHECK(store_repo_create(e->os) == 0);
+    key_inode(&k, 1);
+    CHECK(store_branch_create(e->os, "main", &k, "root", 4) == 0);
+}
+
+static void env_free(env *e)
+{
+    os_close(e->os);
+    harness_rmtree(e->root);
+}
+
+/* Open BRANCH (its own state directory, a small memtable: many layers). */
+static store *open_branch(env *e, const char *branch)
+{
+    char err[512] = "", state[256];
+    snprintf(state, sizeof state, "%s/state/%s", e->root, branch);
+    store_config cfg = { .os = e->os, .branch = branch, .state_dir = state, .memtable_limit = 64 << 10 };
+    store *st = NULL;
+    if (store_open(&cfg, &st, err, sizeof err)) { fprintf(stderr, "store_open %s: %s\n", branch, err); exit(2); }
+    if (store_start(st)) { fprintf(stderr, "store_start %s failed\n", branch); exit(2); }
+    return st;
+}
+
+/* Commit entry NAME of DIR -> CHILD of type MODE (0: delete the entry), as
+ * fs.c encodes it: the child, 8 bytes little-endian, then S_IFMT >> 12. */
+static void dirent(store *st, uint64_t dir, const char *name, uint64_t child, uint32_t mode)
+{
+    uint8_t v[9];
+    skey k;
+    store_batch b;
+    for (int i = 0; i < 8; i++) v[i] = (uint8_t)(child >> (8 * i));
+    v[8] = (uint8_t)((mode & S_IFMT) >> 12);
+    key_dirent(&k, dir, name, strlen(name));
+    store_batch_init(&b);
+    if (mode) store_batch_put(&b, &k, v, sizeof v);
+    else store_batch_del(&b, &k);
+    CHECK(store_commit(st, &b) == 0);
+    store_batch_free(&b);
+}
+
+/* A file SEGMENT named NAME in pg_wal/. */
+static void segment(store *st, const char *name, uint64_t ino) { dirent(st, PG_WAL_DIR, name, ino, S_IFREG); }
+
+/* Rename pg_wal/FROM (inode INO) to pg_wal/TO, telling the observer as fs.c does. */
+static void rename_seg(store *st, pg_wal *w, const char *from, const char *to, uint64_t ino)
+{
+    dirent(st, PG_WAL_DIR, from, 0, 0);
+    segment(st, to, ino);
+    pg_wal_forget(w, ino);
+}
+
+/* Write LEN bytes at OFF into INO (SIZE bytes long after it) as fs_write
+ * does: the pages and the observer in one batch, committed PAUSE_US after
+ * the observer saw it.  pg_wal_write's result; the commit's in *RC.  (No
+ * CHECK: threads call it.) */
+static int wal_write_rc(store *st, pg_wal *w, uint64_t ino, uint64_t size, uint64_t off, size_t len, int *rc,
+                        unsigned pause_us)
+{
+    store_batch b;
+    skey k;
+    store_batch_init(&b);
+    for (uint64_t pg = off / 8192; pg * 8192 < off + len; pg++) {
+        key_page(&k, ino, pg);
+        store_batch_put(&b, &k, "page", 4);   /* contents do not matter here */
+    }
+    key_inode(&k, ino);                       /* fs.c's itxn_end adds the attributes */
+    store_batch_put(&b, &k, "attr", 4);
+    int wal = pg_wal_write(w, &b, ino, size, off, len);
+    if (pause_us) usleep(pause_us);           /* fs.c has more to do here: let others run */
+    *rc = store_commit(st, &b);
+    if (wal > 0) pg_wal_written(w, *rc);
+    store_batch_free(&b);
+    return wal;
+}
+
+static int wal_write(store *st, pg_wal *w, uint64_t ino, uint64_t size, uint64_t off, size_t len)
+{
+    int rc;
+    int wal = wal_write_rc(st, w, ino, size, off, len, &rc, 0);
+    CHECK(rc == 0);
+    return wal;
+}
+
+/* The recorded position of ST (0: none). */
+static uint64_t lsn_of(store *st)
+{
+    uint64_t lsn = 0;
+    int rc = pg_wal_lsn_get(st, &lsn);
+    if (rc && rc != -ENOENT) fprintf(stderr, "pg_wal_lsn_get: %d\n", rc);
+    CHECK(rc == 0 || rc == -ENOENT);
+    return rc ? 0 : lsn;
+}
+
+/* The recorded position in BRANCH's newest manifest (0: none). */
+static uint64_t lsn_committed(env *e, const char *branch)
+{
+    manifest m;
+    uint64_t lsn = 0;
+    CHECK(manifest_load_latest(e->os, branch, &m) == 0);
+    int rc = pg_wal_lsn_at(e->os, &m, &lsn);
+    CHECK(rc == 0 || rc == -ENOENT);
+    manifest_free(&m);
+    return rc ? 0 : lsn;
+}
+
+static pg_wal *must_observe(store *st)
+{
+    pg_wal *w = NULL;
+    if (pg_wal_open(st, &w)) { fprintf(stderr, "pg_wal_open failed\n"); exit(2); }
+    return w;
+}
+
+/* Inodes of the tree (root 1, pg_wal/ PG_WAL_DIR). */
+enum {
+    I_VERSION = 3, I_SEG1 = 10, I_TEMP, I_PARTIAL, I_HISTORY, I_STATUS, I_SEGDIR, I_STATUS_SEG,
+    I_SEG6, I_SEG5, I_NEW, I_TLI2, I_OUT, I_LOG1, I_OTHER = 1000,
+};
+
+static void test_observer(void)
+{
+    env e;
+    env_init(&e);
+    store *st = open_branch(&e, "main");
+    pg_wal *w = must_observe(st);
+
+    /* no pg_wal/ yet (before initdb) */
+    dirent(st, 1, "PG_VERSION", I_VERSION, S_IFREG);
+    CHECK(wal_write(st, w, I_VERSION, 3, 0, 3) == 0);
+    CHECK(lsn_of(st) == 0);
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    segment(st, "000000010000000000000001", I_SEG1);
+    segment(st, "xlogtemp.77", I_TEMP);
+    segment(st, "000000010000000000000002.partial", I_PARTIAL);
+    segment(st, "00000002.history", I_HISTORY);
+    dirent(st, PG_WAL_DIR, "archive_status", I_STATUS, S_IFDIR);
+    dirent(st, PG_WAL_DIR, "000000010000000000000003", I_SEGDIR, S_IFDIR);
+    dirent(st, I_STATUS, "000000010000000000000004", I_STATUS_SEG, S_IFREG);
+    CHECK(wal_write(st, w, I_VERSION, 3, 0, 3) == 0);           /* cached: not a segment */
+
+    /* one segment: the position appears, grows, never shrinks */
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 0, 8192) == 1);
+    CHECK(lsn_of(st) == SEG16 + 8192);
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 8192, 100) == 1);
+    CHECK(lsn_of(st) == SEG16 + 8292);
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 0, 8192) == 0);
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 8192, 100) == 0);
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 8192, 0) == 0);
+    CHECK(lsn_of(st) == SEG16 + 8292);
+
+    /* not segments: none of these moves it, however far they write */
+    uint64_t not_wal[] = { I_TEMP, I_PARTIAL, I_HISTORY, I_SEGDIR, I_STATUS_SEG, I_VERSION, I_OTHER };
+    for (size_t i = 0; i < sizeof not_wal / sizeof not_wal[0]; i++)
+        CHECK(wal_write(st, w, not_wal[i], SEG16, SEG16 - 8192, 8192) == 0);
+    CHECK(lsn_of(st) == SEG16 + 8292);
+
+    /* the segment size comes from the file's size */
+    segment(st, "000000010000000000000006", I_SEG6);
+    segment(st, "000000010000000000000005", I_SEG5);
+    CHECK(wal_write(st, w, I_SEG6, 20 * MiB + 3, 0, 8192) == 1);      /* not a power of two: 16 MiB */
+    CHECK(lsn_of(st) == 6 * SEG16 + 8192);
+    CHECK(wal_write(st, w, I_SEG5, 64 * MiB, 0, 8192) == 1);          /* 64 MiB segments */
+    CHECK(lsn_of(st) == 5 * 64 * MiB + 8192);
+
+    /* created after the cache was filled; another timeline; out of range */
+    segment(st, "00000001000000000000001A", I_NEW);
+    CHECK(wal_write(st, w, I_NEW, SEG16, 0, 8192) == 1);
+    CHECK(lsn_of(st) == 0x1A * SEG16 + 8192);
+    segment(st, "00000002000000000000001B", I_TLI2);
+    CHECK(wal_write(st, w, I_TLI2, SEG16, 0, 8192) == 1);
+    CHECK(lsn_of(st) == 0x1B * SEG16 + 8192);
+    segment(st, "000000010000000000000100", I_OUT);
+    CHECK(wal_write(st, w, I_OUT, SEG16, 0, 8192) == 0);
+
+    /* recycling: an old segment renamed to a future name counts under it;
+     * a temp file renamed into a segment name counts */
+    rename_seg(st, w, "000000010000000000000001", "000000010000000000000030", I_SEG1);
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 0, 8192) == 1);
+    CHECK(lsn_of(st) == 0x30 * SEG16 + 8192);
+    rename_seg(st, w, "xlogtemp.77", "000000010000000000000031", I_TEMP);
+    CHECK(wal_write(st, w, I_TEMP, SEG16, 0, 4096) == 1);
+    CHECK(lsn_of(st) == 0x31 * SEG16 + 4096);
+    /* unlinked (still open): no longer a segment */
+    dirent(st, PG_WAL_DIR, "00000002000000000000001B", 0, 0);
+    pg_wal_forget(w, I_TLI2);
+    CHECK(wal_write(st, w, I_TLI2, SEG16, SEG16 - 8192, 8192) == 0);
+    CHECK(lsn_of(st) == 0x31 * SEG16 + 4096);
+
+    /* many other files: the cache empties itself and still answers right */
+    for (uint64_t i = 0; i < 5000; i++) CHECK(wal_write(st, w, 100000 + i, 8192, 0, 8192) == 0);
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 8192, 8192) == 0);   /* seg 0x30, below 0x31 */
+    CHECK(lsn_of(st) == 0x31 * SEG16 + 4096);
+    CHECK(wal_write(st, w, I_TEMP, SEG16, 0, 8192) == 1);
+    CHECK(lsn_of(st) == 0x31 * SEG16 + 8192);
+    segment(st, "000000010000000100000000", I_LOG1);
+    CHECK(wal_write(st, w, I_LOG1, SEG16, 0, 8192) == 1);
+    uint64_t top = 0x100000000ull + 8192;
+    CHECK(lsn_of(st) == top);
+
+    /* close + reopen: read back; an older write does not lower it */
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+    CHECK(lsn_committed(&e, "main") == top);
+    st = open_branch(&e, "main");
+    w = must_observe(st);
+    CHECK(lsn_of(st) == top);
+    CHECK(wal_write(st, w, I_TEMP, SEG16, 0, 16384) == 0);
+    CHECK(lsn_of(st) == top);
+    CHECK(wal_write(st, w, I_LOG1, SEG16, 8192, 8192) == 1);
+    top += 8192;
+    CHECK(lsn_of(st) == top);
+
+    /* pg_wal/ becomes a symlink (initdb -X): not followed */
+    dirent(st, 1, "pg_wal", 77, S_IFLNK);
+    pg_wal_forget(w, PG_WAL_DIR);
+    CHECK(wal_write(st, w, I_LOG1, SEG16, SEG16 - 8192, 8192) == 0);
+    CHECK(lsn_of(st) == top);
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    pg_wal_forget(w, 77);
+    CHECK(wal_write(st, w, I_LOG1, SEG16, SEG16 - 8192, 8192) == 1);
+    CHECK(lsn_of(st) == 0x101000000ull);
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
+/* kill -9 after a synced raising write: journal replay brings it back; a
+ * fork starts at the parent's position and each side moves alone. */
+static void test_replay_and_fork(void)
+{
+    env e;
+    char err[512];
+    branch_meta meta;
+    env_init(&e);
+    store *st = open_branch(&e, "main");
+    pg_wal *w = must_observe(st);
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    segment(st, "000000010000000000000001", I_SEG1);
+    segment(st, "000000010000000000000002", I_SEG6);
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 0, 8192) == 1);
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {               /* a daemon killed after an fsync */
+        store *cst = open_branch(&e, "main");
+        pg_wal *cw = must_observe(cst);
+        int ok = wal_write(cst, cw, I_SEG1, SEG16, 8192, 8192) == 1 && store_sync(cst) == 0;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    st = open_branch(&e, "main");
+    CHECK(lsn_of(st) == SEG16 + 16384);
+    w = must_observe(st);
+    CHECK(wal_write(st, w, I_SEG1, SEG16, 8192, 8192) == 0);   /* the observer read it back too */
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+
+    CHECK(branch_fork(e.os, "dev", "main", 0, &meta, err, sizeof err) == 0);
+    st = open_branch(&e, "main");
+    w = must_observe(st);
+    CHECK(wal_write(st, w, I_SEG6, SEG16, 0, 8192) == 1);
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+    store *dev = open_branch(&e, "dev");
+    CHECK(lsn_of(dev) == SEG16 + 16384);
+    pg_wal *dw = must_observe(dev);
+    CHECK(wal_write(dev, dw, I_SEG1, SEG16, 16384, 100) == 1);
+    CHECK(lsn_of(dev) == SEG16 + 16484);
+    pg_wal_close(dw);
+    CHECK(store_close(dev) == 0);
+    CHECK(lsn_committed(&e, "main") == 2 * SEG16 + 8192);
+    CHECK(lsn_committed(&e, "dev") == SEG16 + 16484);
+    manifest pm;                  /* the branch point, as `lakefs branch list` reads it */
+    uint64_t lsn = 0;
+    CHECK(manifest_load(e.os, "main", meta.parent_gen, &pm) == 0);
+    CHECK(pg_wal_lsn_at(e.os, &pm, &lsn) == 0 && lsn == SEG16 + 16384);
+    manifest_free(&pm);
+    CHECK(manifest_load(e.os, "main", 1, &pm) == 0);          /* before any WAL */
+    CHECK(pg_wal_lsn_at(e.os, &pm, &lsn) == -ENOENT);
+    manifest_free(&pm);
+    env_free(&e);
+}
+
+/* ---- concurrent writers ---- */
+
+#define NTHREADS 8
+#define NWRITES 120
+
+typedef struct writer {
+    store *st;
+    pg_wal *w;
+    int id;
+    int bad;                      /* a commit failed, or the key was below our position */
+} writer;
+
+/* Thread: write pages ID, ID + NTHREADS, ... of segment 1 through its own
+ * file (timeline ID + 1), so the positions of all threads interleave; after
+ * each commit the recorded position must be at least this write's. */
+static void *writer_main(void *arg)
+{
+    writer *t = arg;
+    for (uint64_t i = 0; i < NWRITES && !t->bad; i++) {
+        uint64_t off = (i * NTHREADS + (uint64_t)t->id) * 8192, lsn = 0;
+        int rc;
+        wal_write_rc(t->st, t->w, 20 + (uint64_t)t->id, SEG16, off, 8192, &rc, (unsigned)(i * 7 + (uint64_t)t->id * 13) % 20);
+        if (rc || pg_wal_lsn_get(t->st, &lsn) || lsn < SEG16 + off + 8192) t->bad = 1;
+    }
+    return NULL;
+}
+
+static void test_concurrent(void)
+{
+    env e;
+    env_init(&e);
+    store *st = open_branch(&e, "main");
+    pg_wal *w = must_observe(st);
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    for (int i = 0; i < NTHREADS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "%08X0000000000000001", i + 1);
+        segment(st, name, 20 + (uint64_t)i);
+    }
+    pthread_t th[NTHREADS];
+    writer wr[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        wr[i] = (writer){ st, w, i, 0 };
+        pthread_create(&th[i], NULL, writer_main, &wr[i]);
+    }
+    for (int i = 0; i < NTHREADS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(!wr[i].bad);
+    }
+    uint64_t top = SEG16 + NTHREADS * NWRITES * 8192;
+    CHECK(lsn_of(st) == top);
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+    CHECK(lsn_committed(&e, "main") == top);
+    env_free(&e);
+}
+
+int main(void)
+{
+    if (getenv("ONLY_C")) { test_concurrent(); return harness_done(); }
+    test_names();
+    test_observer();
+    test_replay_and_fork();
+    test_concurrent();
+    return harness_done();
+}
