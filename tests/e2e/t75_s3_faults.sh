@@ -128,7 +128,10 @@ AWS_ENDPOINT_URL=http://127.0.0.1:$proxy_port lakefs_mount "$url" "$mp" \
     -o "$common,state_dir=$T/state1,cache_dir=$T/cache1,memtable_size=$memtable"
 data=$mp/branches/main
 daemon_log=$(ls "$T"/logs/*-daemon-mnt.log)
-daemon_says() { grep -qF "$1" "$daemon_log"; }
+# daemon_says MSG: the daemon logged MSG after line $said_from of its log
+# (phase 1 may already have had writes wait: only what follows counts)
+said_from=0
+daemon_says() { tail -n +$((said_from + 1)) "$daemon_log" | grep -qF "$1"; }
 pg_initdb "$data"
 pg_start "$data"
 pgbench -i -s 2 -q -h "$PGSOCK" -p "${PG_PORT[$data]}" -U postgres postgres \
@@ -167,9 +170,19 @@ ok "phase 1: manifest generation $gen -> $(latest_gen) through $nfail 503s and $
 
 # --- 2: the S3 server is down
 faults
+# start from no backlog: phase 1's slow uploads may have left the memtables
+# at their bound, and the outage must show commits going on at first
+wait_for 120 "the phase 1 backlog to reach the bucket" journal_caught_up ||
+    die "the journal still has $(journal_files) files 120 s after the faults stopped"
 gen=$(latest_gen)
 errors0=$(counter upstream_errors)
+said_from=$(wc -l <"$daemon_log")
 "$RGW_TOOLS/stop" "$RGW_DIR" >>"$(newlog rgw-stop)" 2>&1 || die "cannot stop the S3 server"
+# if the test dies during the outage: the server back first, so that the
+# daemon answers again and PostgreSQL can be stopped (runs before pg_cleanup)
+rgw_down=1
+on_exit '[ "$rgw_down" = 0 ] || "$RGW_TOOLS/start" "$RGW_DIR" "$rgw_port" memstore >/dev/null 2>&1'
+
 down_at=$SECONDS
 acked0=$(acked_count)
 log "phase 2: S3 server stopped (manifest generation $gen, $acked0 acknowledged commits)"
@@ -196,6 +209,7 @@ ok "phase 2: outage of $((SECONDS - down_at))s: journal $backlog files, $(($(cou
 # (its stdout names the keys: not into a log)
 "$RGW_TOOLS/start" "$RGW_DIR" "$rgw_port" memstore >/dev/null 2>>"$(newlog rgw-start)" ||
     die "cannot start the S3 server again"
+rgw_down=0
 log "S3 server started again after $((SECONDS - down_at))s"
 
 # --- 3: the daemon catches up by itself
