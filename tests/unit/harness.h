@@ -4,7 +4,8 @@
  * CHECK(cond) counts a check and, when COND is false, prints the failing
  * expression with file:line.  harness_done() prints "N passed, N failed"
  * and yields the exit status (1 if anything failed).  harness_tmpdir()
- * and harness_rmtree() give a test a scratch directory under /tmp.
+ * and harness_rmtree() give a test a scratch directory under /tmp, and
+ * harness_repo_dirs() one with an empty repository directory in it.
  */
 #ifndef LAKEFS_HARNESS_H
 #define LAKEFS_HARNESS_H
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int harness_passed, harness_failed;
 
@@ -55,6 +57,19 @@ static inline char *harness_tmpdir(char *buf)
         exit(2);
     }
     return buf;
+}
+
+/* A fresh scratch directory ROOT holding an empty directory REPO for a
+ * repository, whose file:// URL goes to URL. */
+static inline void harness_repo_dirs(char root[64], char repo[128], char url[160])
+{
+    harness_tmpdir(root);
+    snprintf(repo, 128, "%s/repo", root);
+    snprintf(url, 160, "file://%s", repo);
+    if (mkdir(repo, 0700) < 0) {
+        perror(repo);
+        exit(2);
+    }
 }
 
 #endif

@@ -146,10 +146,7 @@ static void env_init(env *e)
     char err[256] = "";
     skey k;
     memset(e, 0, sizeof *e);
-    harness_tmpdir(e->root);
-    snprintf(e->repo, sizeof e->repo, "%s/repo", e->root);
-    snprintf(e->url, sizeof e->url, "file://%s", e->repo);
-    mkdir(e->repo, 0700);
+    harness_repo_dirs(e->root, e->repo, e->url);
     if (os_open(e->url, &e->os, err, sizeof err)) { fprintf(stderr, "os_open: %s\n", err); exit(2); }
     CHECK(store_repo_create(e->os) == 0);
     key_inode(&k, 1);

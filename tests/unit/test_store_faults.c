@@ -147,11 +147,8 @@ static void env_init(env *e)
 {
     char err[256] = "";
     memset(e, 0, sizeof *e);
-    harness_tmpdir(e->root);
-    snprintf(e->repo, sizeof e->repo, "%s/repo", e->root);
+    harness_repo_dirs(e->root, e->repo, e->url);
     snprintf(e->state, sizeof e->state, "%s/state/main", e->root);
-    snprintf(e->url, sizeof e->url, "file://%s", e->repo);
-    mkdir(e->repo, 0700);
     if (os_open(e->url, &e->inner, err, sizeof err)) { fprintf(stderr, "os_open %s: %s\n", e->url, err); exit(2); }
     pthread_mutex_init(&e->f.mu, NULL);
     pthread_cond_init(&e->f.cv, NULL);
