@@ -175,14 +175,6 @@ static uint64_t ino_split(const fs_mount *m, fuse_ino_t ino, uint64_t *sino)
     return ino >> VIEW_SHIFT;
 }
 
-/* Store inode of FUSE inode INO if it lies in the view R holds, else 0
- * (another view, or synthetic): for requests naming two inodes, without
- * taking the view's lock twice. */
-static uint64_t ref_sino(const fs_mount *m, const fs_ref *r, fuse_ino_t ino)
-{
-    uint64_t sino, id = ino_split(m, ino, &sino);
-    return r->v && id == r->v->id ? sino : 0;
-}
 
 /* Resolve FUSE inode INO into R, holding its view for reading: 0, or
  * -ESTALE if its branch was released (nothing held then).  A synthetic
@@ -204,6 +196,21 @@ static void ref_put(fs_ref *r)
 {
     if (r->v) pthread_rwlock_unlock(&r->v->lock);
     r->v = NULL;
+}
+
+/* For a request naming two inodes: R holds INO's view (as ref_get) and
+ * *OTHER_SINO gets OTHER's store inode, which must lie in the same view
+ * (its lock is not taken twice).  0, or -errno with nothing held: -EPERM
+ * for a synthetic INO, -EXDEV for OTHER in another view or synthetic. */
+static int ref_get_pair(fs_mount *m, fuse_ino_t ino, fuse_ino_t other, fs_ref *r, uint64_t *other_sino)
+{
+    int rc = ref_get(m, ino, r);
+    if (rc) return rc;
+    uint64_t id = ino_split(m, other, other_sino);
+    if (!r->v) rc = -EPERM;
+    else if (id != r->v->id || !*other_sino) rc = -EXDEV;
+    if (rc) ref_put(r);
+    return rc;
 }
 
 /* FUSE inode of store inode SINO of view V. */
@@ -891,14 +898,13 @@ static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
     fs_ref r;
-    int rc = ref_get(mount_of(req), ino, &r);
-    if (!rc && !r.v) rc = -EPERM;
+    uint64_t sdir;
+    int rc = ref_get_pair(mount_of(req), ino, newparent, &r, &sdir);
     if (rc) { fuse_reply_err(req, -rc); return; }
     store *st = r.st;
-    uint64_t sino = r.sino, sdir = ref_sino(mount_of(req), &r, newparent);
-    if (!sdir) rc = -EXDEV;
+    uint64_t sino = r.sino;
     pthread_mutex_lock(&ns_mu);
-    if (!rc) rc = check_new_entry(st, sdir, newname);
+    rc = check_new_entry(st, sdir, newname);
     unsigned held[4]; int nheld = 0;
     fs_attr a;
     if (!rc) {
@@ -927,13 +933,12 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
                       const char *newname, unsigned int flags)
 {
     fs_ref r;
-    int rc = ref_get(mount_of(req), parent, &r);
-    if (!rc && !r.v) rc = -EPERM;
+    uint64_t np;
+    int rc = ref_get_pair(mount_of(req), parent, newparent, &r, &np);
     if (rc) { fuse_reply_err(req, -rc); return; }
     store *st = r.st;
-    uint64_t sp = r.sino, np = ref_sino(mount_of(req), &r, newparent);
-    if (!np) rc = -EXDEV;
-    else if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) rc = -EINVAL;
+    uint64_t sp = r.sino;
+    if (flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) rc = -EINVAL;
     else if (strlen(newname) > 255) rc = -ENAMETOOLONG;
     if (rc) { ref_put(&r); fuse_reply_err(req, -rc); return; }
     pthread_mutex_lock(&ns_mu);

@@ -49,6 +49,17 @@ ms_now() { date +%s%N; }
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 declare -A R=() SIZE=()
+# time_creates KEY PREFIX: RUNS times `branch create PREFIXn --from main`
+# on $url, the times appended to R[KEY]
+time_creates() {
+    local r t0
+    for r in $(seq 1 "$runs"); do
+        n=$((n + 1))
+        t0=$(ms_now)
+        "$LAKEFS" branch --repo "$url" create "$2$n" --from main >>"$(newlog create)" || die "branch create failed"
+        R[$1]+=" $(ms_since "$t0")"
+    done
+}
 common=allow_other,default_permissions
 n=0
 for scale in $scales; do
@@ -66,12 +77,7 @@ for scale in $scales; do
     psql_at "$main" -c "CHECKPOINT" >/dev/null
     SIZE[$scale]=$(psql_at "$main" -c "SELECT pg_size_pretty(pg_database_size('postgres'))")
     log "scale $scale: database ${SIZE[$scale]}"
-    for r in $(seq 1 "$runs"); do
-        n=$((n + 1))
-        t0=$(ms_now)
-        "$LAKEFS" branch --repo "$url" create "run$n" --from main >>"$(newlog create)" || die "branch create failed"
-        R[$scale,running]+=" $(ms_since "$t0")"
-    done
+    time_creates "$scale,running" run
     for r in $(seq 1 "$runs"); do
         n=$((n + 1))
         t0=$(ms_now)
@@ -84,12 +90,7 @@ for scale in $scales; do
     done
     pg_stop "$main"
     lakefs_umount "$mp"
-    for r in $(seq 1 "$runs"); do
-        n=$((n + 1))
-        t0=$(ms_now)
-        "$LAKEFS" branch --repo "$url" create "cold$n" --from main >>"$(newlog create)" || die "branch create failed"
-        R[$scale,unmounted]+=" $(ms_since "$t0")"
-    done
+    time_creates "$scale,unmounted" cold
     rm -rf "$repo" "$T/state-$scale"
 done
 

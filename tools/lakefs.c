@@ -129,17 +129,24 @@ static const char *usage_branch =
     "The repository is --repo URL, else $LAKEFS_REPO, else the lakefs mount\n"
     "holding the current directory.\n";
 
+/* Print "lakefs: MSG" on stderr and return STATUS. */
+static int vfail(int status, const char *fmt, va_list ap)
+{
+    fputs("lakefs: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    return status;
+}
+
 /* Print "lakefs: MSG" and return exit status 1. */
 static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("lakefs: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int status = vfail(1, fmt, ap);
     va_end(ap);
-    return 1;
+    return status;
 }
 
 /* Print "lakefs: MSG" for a usage error and return exit status 2. */
@@ -148,11 +155,9 @@ static int usage_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("lakefs: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    int status = vfail(2, fmt, ap);
     va_end(ap);
-    return 2;
+    return status;
 }
 
 /* Create DIR and its parents with MODE. */
