@@ -33,6 +33,8 @@
  */
 #include "fs.h"
 #include "fs_format.h"
+#include "pg/pg_archive.h"
+#include "pg/pg_target.h"
 #include "pg/pg_view.h"
 #include "pg/pg_wal.h"
 #include "../store/branch.h"
@@ -58,6 +60,9 @@
 #define VIEW_SHIFT 48             /* FUSE ino = view id << 48 | store ino */
 #define MAX_VIEWS 4096            /* view ids per mount */
 #define SYN_BRANCHES 2            /* FUSE ino of the synthetic branches/ directory */
+#define ARCH_DIR_NAME ".lakefs-wal"  /* in every view's root: its WAL archive */
+#define ARCH_BIT (1ull << 47)     /* store inodes never reach it: the archive's own */
+#define ARCH_SEG (1ull << 46)     /* ... | tli << 31 | segno: a segment; ... | tli: a history file */
 #define ATTR_VERSION 1
 #define ATTR_FIXED 61             /* encoded size without a symlink target */
 
@@ -88,7 +93,8 @@ typedef struct fs_view {          /* one branch served by the mount */
     char name[64];
     uint32_t id;                  /* top 16 bits of its FUSE inode numbers */
     store *st;                    /* NULL once released */
-    pg_wal *wal;                  /* its WAL observer (fs/pg/pg_wal.h) */
+    pg_archive arch;              /* what .lakefs-wal shows: st's archive, or a time-travel view's own */
+    pg_wal *wal;                  /* its WAL observer (fs/pg/pg_wal.h); NULL for a time-travel view */
 } fs_view;
 
 struct fs_mount {
@@ -102,6 +108,7 @@ struct fs_mount {
 typedef struct fs_ref {           /* a request's hold on the view of one inode */
     fs_view *v;                   /* NULL for a synthetic inode */
     store *st;                    /* v's store */
+    const pg_archive *arch;       /* v's WAL archive */
     uint64_t sino;                /* store inode; 0 for a synthetic one */
 } fs_ref;
 
@@ -188,7 +195,7 @@ static int ref_get(fs_mount *m, fuse_ino_t ino, fs_ref *r)
     if (!v) return -ESTALE;
     pthread_rwlock_rdlock(&v->lock);
     if (!v->st) { pthread_rwlock_unlock(&v->lock); return -ESTALE; }
-    r->v = v; r->st = v->st; r->sino = sino;
+    r->v = v; r->st = v->st; r->arch = &v->arch; r->sino = sino;
     return 0;
 }
 
@@ -266,6 +273,7 @@ size_t fs_root_attr(uint8_t *buf, size_t cap)
 /* Load the attributes of store inode SINO. */
 static int attr_load(store *st, uint64_t sino, fs_attr *a)
 {
+    if (sino & ARCH_BIT) return -EROFS;   /* the archive's files are read-only and have no attributes stored */
     uint8_t buf[ATTR_FIXED + PATH_MAX];
     size_t len;
     skey k;
@@ -350,6 +358,78 @@ static void reply_attr_entry(fuse_req_t req, const fs_ref *r, uint64_t sino, con
     fuse_ino_t ino = to_fuse(mount_of(req), r->v, sino);
     attr_to_stat(a, ino, &st);
     reply_entry(req, ino, &st);
+}
+
+/* ---- the WAL archive: .lakefs-wal in every view's root ---- */
+
+/* The store inode of archive file F, or 0 if its numbers do not fit one
+ * (such a file cannot be served). */
+static uint64_t arch_sino(const pg_archive_file *f)
+{
+    if (f->history) return f->tli < (1u << 31) ? ARCH_BIT | f->tli : 0;
+    if (f->tli >= (1u << 15) || f->segno >= (1ull << 31)) return 0;
+    return ARCH_BIT | ARCH_SEG | (uint64_t)f->tli << 31 | f->segno;
+}
+
+/* The archive file of store inode SINO (not the directory) into *F: 0,
+ * -ENOENT if the archive does not hold it, or -errno. */
+static int arch_file(const pg_archive *arch, uint64_t sino, pg_archive_file *f)
+{
+    memset(f, 0, sizeof *f);
+    if (sino & ARCH_SEG) {
+        f->tli = (uint32_t)((sino & ~(ARCH_BIT | ARCH_SEG)) >> 31);
+        f->segno = sino & ((1ull << 31) - 1);
+    } else {
+        f->history = 1;
+        f->tli = (uint32_t)(sino & ~ARCH_BIT);
+    }
+    return pg_archive_stat(arch, f);
+}
+
+/* Attributes of the archive directory (F NULL) or file F, FUSE inode INO:
+ * readable by everyone (PostgreSQL's restore_command copies from it),
+ * owned by root, writes refused whoever asks.  Files are 0644, not 0444:
+ * cp gives its copy the source's mode, and PostgreSQL opens a restored
+ * segment for writing. */
+static void arch_stat(fuse_ino_t ino, const pg_archive_file *f, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = ino; st->st_blksize = PAGE;
+    st->st_mode = f ? S_IFREG | 0644 : S_IFDIR | 0555;
+    st->st_nlink = f ? 1 : 2;
+    st->st_size = f ? (off_t)f->size : 0;
+    st->st_blocks = (blkcnt_t)((st->st_size + 511) / 512);
+    st->st_atim = st->st_mtim = st->st_ctim = mount_time;
+}
+
+/* Reply to a lookup in a view with an archive entry (F NULL: the
+ * directory), never cached: the archive grows as the branch writes WAL. */
+static void arch_reply_entry(fuse_req_t req, fuse_ino_t ino, const pg_archive_file *f)
+{
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = ino;
+    arch_stat(ino, f, &e.attr);
+    fuse_reply_entry(req, &e);
+}
+
+/* Lookup of NAME in view directory R->sino if it is the archive's business:
+ * 1 if replied to, 0 if not. */
+static int arch_lookup(fuse_req_t req, const fs_ref *r, const char *name)
+{
+    fs_mount *m = mount_of(req);
+    if (r->sino == FS_ROOT_INO && !strcmp(name, ARCH_DIR_NAME)) {
+        arch_reply_entry(req, to_fuse(m, r->v, ARCH_BIT), NULL);
+        return 1;
+    }
+    if (r->sino != ARCH_BIT) return 0;
+    pg_archive_file f;
+    int rc = pg_archive_lookup(r->arch, name, &f);
+    uint64_t sino = rc ? 0 : arch_sino(&f);
+    if (!rc && !sino) rc = -ENOENT;
+    if (rc) fuse_reply_err(req, -rc);
+    else arch_reply_entry(req, to_fuse(m, r->v, sino), &f);
+    return 1;
 }
 
 /* Lock SINO and load its attributes into T; returns 0 or -errno (then
@@ -477,6 +557,80 @@ static int view_drop_stale(fs_view *v)
     return rc;
 }
 
+/* In batch B, append LEN bytes of DATA to file NAME in the root (ROOT its
+ * attributes), creating it (mode 0600, owned as the root) if need be. */
+static int root_file_append(store *st, store_batch *b, const fs_attr *root, const char *name,
+                            const char *data, size_t len)
+{
+    uint64_t ino;
+    fs_attr a;
+    int rc = dirent_load(st, FS_ROOT_INO, name, &ino, NULL);
+    if (rc == -ENOENT) {
+        ino = store_alloc_ino(st);
+        memset(&a, 0, sizeof a);
+        a.mode = S_IFREG | 0600; a.uid = root->uid; a.gid = root->gid; a.nlink = 1;
+        a.atime = now_ns();
+        dirent_put(b, FS_ROOT_INO, name, ino, a.mode);
+        rc = 0;
+    } else if (!rc && !(rc = attr_load(st, ino, &a)) && !S_ISREG(a.mode)) {
+        rc = -EEXIST;
+    }
+    uint8_t page[PAGE];
+    for (size_t done = 0; !rc && done < len;) {
+        uint64_t pos = a.size + done, pg = pos / PAGE, in = pos % PAGE;
+        size_t take = PAGE - in < len - done ? PAGE - in : len - done;
+        if (in) rc = page_load(st, ino, pg, page);
+        else memset(page, 0, PAGE);   /* past EOF: zero */
+        if (!rc) {
+            memcpy(page + in, data + done, take);
+            page_put(b, ino, pg, page);
+        }
+        done += take;
+    }
+    if (!rc) {
+        a.size += len;
+        a.mtime = a.ctime = now_ns();
+        attr_put(b, ino, &a);
+    }
+    return rc;
+}
+
+/* Make time-travel view V recover to the end of its archive when
+ * PostgreSQL starts on it: the settings and the signal file of
+ * pg_target.h, in V's overlay. */
+static int view_add_recovery(fs_view *v)
+{
+    char conf[1024];
+    const char *signal;
+    pg_target_settings(0, conf, sizeof conf, &signal);
+    fs_attr root;
+    store_batch b;
+    store_batch_init(&b);
+    int rc = attr_load(v->st, FS_ROOT_INO, &root);
+    if (!rc) rc = root_file_append(v->st, &b, &root, "postgresql.auto.conf", conf, strlen(conf));
+    if (!rc) rc = root_file_append(v->st, &b, &root, signal, "", 0);
+    if (!rc) {
+        root.mtime = root.ctime = now_ns();
+        attr_put(&b, FS_ROOT_INO, &root);
+        rc = store_commit(v->st, &b);
+    }
+    store_batch_free(&b);
+    return rc;
+}
+
+/* 1 if NAME can name a view: a branch name, optionally followed by
+ * "@TARGET" (checked when the view is opened). */
+static int view_name_valid(const char *name)
+{
+    const char *at = strchr(name, '@');
+    char branch[BRANCH_NAME_MAX + 1];
+    if (!at) return branch_name_valid(name);
+    if ((size_t)(at - name) > BRANCH_NAME_MAX || !at[1] || strlen(name) >= sizeof ((fs_view *)0)->name) return 0;
+    memcpy(branch, name, (size_t)(at - name));
+    branch[at - name] = 0;
+    return branch_name_valid(branch);
+}
+
 /* The view of branch NAME, opened through cfg.ops if no view serves it
  * yet (m->mu held): 0 or -errno (-ENOENT: no such branch). */
 static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, size_t errlen)
@@ -488,8 +642,11 @@ static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, si
     }
     fs_view *v = calloc(1, sizeof *v);
     if (!v) return -ENOMEM;
-    int rc = m->cfg.ops.open(m->cfg.ops.arg, name, &v->st, err, errlen);
+    fs_branch fb = { 0 };
+    int rc = m->cfg.ops.open(m->cfg.ops.arg, name, &fb, err, errlen);
     if (rc) { free(v); return rc; }
+    v->st = fb.st;
+    v->arch = (pg_archive){ fb.archive, fb.archive_end };
     snprintf(v->name, sizeof v->name, "%s", name);
     pthread_rwlockattr_t at;
     pthread_rwlockattr_init(&at);
@@ -499,16 +656,19 @@ static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, si
     pthread_rwlockattr_destroy(&at);
     if ((rc = view_drop_stale(v)))
         snprintf(err, errlen, "branch %s: cannot remove a stale postmaster.pid: %s", name, strerror(-rc));
-    else if ((rc = pg_wal_open(v->st, &v->wal)))
+    else if (fb.past && (rc = view_add_recovery(v)))
+        snprintf(err, errlen, "view %s: cannot write its recovery settings: %s", name, strerror(-rc));
+    else if (!fb.past && (rc = pg_wal_open(v->st, &v->wal)))
         snprintf(err, errlen, "branch %s: cannot read its recorded WAL position: %s", name, strerror(-rc));
     if (rc) {
-        m->cfg.ops.close(m->cfg.ops.arg, name, v->st);
+        m->cfg.ops.close(m->cfg.ops.arg, name, &fb);
         pthread_rwlock_destroy(&v->lock);
         free(v);
         return rc;
     }
-    v->id = ++m->nviews;
+    v->id = m->nviews + 1;
     __atomic_store_n(&m->views[v->id], v, __ATOMIC_RELEASE);
+    __atomic_store_n(&m->nviews, v->id, __ATOMIC_RELEASE);
     *out = v;
     return 0;
 }
@@ -538,9 +698,15 @@ int fs_open_branch(fs_mount *m, const char *name, char *err, size_t errlen)
 
 int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
 {
-    pthread_mutex_lock(&m->mu);
-    fs_view *v = view_find(m, name);
-    pthread_mutex_unlock(&m->mu);
+    /* without m->mu: a lookup opening a time-travel view holds it while it
+     * asks, through the control socket, for this very checkpoint.  Views
+     * are published complete and their names never change. */
+    fs_view *v = NULL;
+    uint32_t n = __atomic_load_n(&m->nviews, __ATOMIC_ACQUIRE);
+    for (uint32_t id = n; id >= 1 && !v; id--) {   /* newest first: a released view keeps its name */
+        fs_view *c = __atomic_load_n(&m->views[id], __ATOMIC_ACQUIRE);
+        if (c && !strcmp(c->name, name)) v = c;
+    }
     if (!v) return -ENOENT;
     fs_ref r;
     int rc = ref_get(m, (fuse_ino_t)v->id << VIEW_SHIFT | FS_ROOT_INO, &r);
@@ -555,12 +721,12 @@ int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
 static int view_release(fs_mount *m, fs_view *v)
 {
     pthread_rwlock_wrlock(&v->lock);
-    store *st = v->st;
-    v->st = NULL;
+    fs_branch fb = { v->st, v->arch.st, v->arch.end, v->st != v->arch.st };
+    v->st = v->arch.st = NULL;
     pg_wal_close(v->wal);
     v->wal = NULL;
     pthread_rwlock_unlock(&v->lock);
-    return st ? m->cfg.ops.close(m->cfg.ops.arg, v->name, st) : 0;
+    return fb.st ? m->cfg.ops.close(m->cfg.ops.arg, v->name, &fb) : 0;
 }
 
 int fs_release_branch(fs_mount *m, const char *name)
@@ -595,9 +761,9 @@ static void lookup_branch(fuse_req_t req, fs_mount *m, const char *name)
     char err[512] = "";
     fs_view *v;
     pthread_mutex_lock(&m->mu);
-    int rc = branch_name_valid(name) ? view_open(m, name, &v, err, sizeof err) : -ENOENT;
+    int rc = view_name_valid(name) ? view_open(m, name, &v, err, sizeof err) : -ENOENT;
     pthread_mutex_unlock(&m->mu);
-    if (rc && rc != -ENOENT) fprintf(stderr, "lakefs: cannot serve branch %s: %s\n", name, err);
+    if (rc && err[0]) fprintf(stderr, "lakefs: cannot serve %s: %s\n", name, err);
     fs_ref r;
     fs_attr a;
     if (!rc) rc = ref_get(m, (fuse_ino_t)v->id << VIEW_SHIFT | FS_ROOT_INO, &r);
@@ -637,6 +803,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         }
         return;
     }
+    if (arch_lookup(req, &r, name)) { ref_put(&r); return; }
     uint64_t child;
     fs_attr a;
     rc = strlen(name) > 255 ? -ENAMETOOLONG : dirent_load(r.st, r.sino, name, &child, NULL);
@@ -663,6 +830,15 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (!rc && !r.v) {
         synthetic_stat(ino, &st);
         fuse_reply_attr(req, &st, TIMEOUT);
+        return;
+    }
+    if (!rc && (r.sino & ARCH_BIT)) {
+        pg_archive_file f;
+        if (r.sino != ARCH_BIT) rc = arch_file(r.arch, r.sino, &f);
+        if (!rc) arch_stat(ino, r.sino == ARCH_BIT ? NULL : &f, &st);
+        ref_put(&r);
+        if (rc) fuse_reply_err(req, -rc);
+        else fuse_reply_attr(req, &st, 0);
         return;
     }
     if (!rc) rc = attr_load(r.st, r.sino, &a);
@@ -1006,7 +1182,8 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
             attr_put(&b, sp, &spa);
         }
         attr_put(&b, np, &npa);
-        rc = store_commit(st, &b);
+        if (S_ISREG(sa.mode) && !(flags & RENAME_EXCHANGE)) rc = pg_wal_renamed(r.v->wal, &b, np, newname, src, sa.size);
+        if (!rc) rc = store_commit(st, &b);
         store_batch_free(&b);
         if (!rc) { pg_wal_forget(r.v->wal, src); pg_wal_forget(r.v->wal, dst); }
     }
@@ -1033,17 +1210,24 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fs_ref r;
     fs_attr a;
     int rc = ref_get(mount_of(req), ino, &r);
-    if (!rc) rc = r.v ? attr_load(r.st, r.sino, &a) : -EISDIR;
-    if (!rc && S_ISDIR(a.mode)) rc = -EISDIR;
-    if (!rc && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
-        rc = truncate_to_zero(r.st, r.sino);
+    int arch = !rc && (r.sino & ARCH_BIT);
+    if (arch) {                   /* read-only, and never cached: it grows */
+        pg_archive_file af;
+        rc = r.sino == ARCH_BIT ? -EISDIR : (fi->flags & O_ACCMODE) != O_RDONLY ? -EROFS : arch_file(r.arch, r.sino, &af);
+    } else if (!rc) {
+        rc = r.v ? attr_load(r.st, r.sino, &a) : -EISDIR;
+        if (!rc && S_ISDIR(a.mode)) rc = -EISDIR;
+        if (!rc && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
+            rc = truncate_to_zero(r.st, r.sino);
+    }
     ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }
     fs_file *f = malloc(sizeof *f);
     if (!f) { fuse_reply_err(req, ENOMEM); return; }
     f->flags = fi->flags;
     fi->fh = (uint64_t)(uintptr_t)f;
-    fi->keep_cache = 1;
+    fi->keep_cache = !arch;
+    fi->direct_io = arch;
     if (fuse_reply_open(req, fi)) free(f);
 }
 
@@ -1066,6 +1250,17 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     fs_ref r;
     fs_attr a;
     int rc = ref_get(mount_of(req), ino, &r);
+    if (!rc && (r.sino & ARCH_BIT)) {
+        pg_archive_file f;
+        uint8_t *out = malloc(size ? size : 1);
+        long n = !out ? -ENOMEM : r.sino == ARCH_BIT ? -EISDIR : arch_file(r.arch, r.sino, &f);
+        if (!n) n = pg_archive_read(r.arch, &f, (uint64_t)off, out, size);
+        ref_put(&r);
+        if (n < 0) fuse_reply_err(req, (int)-n);
+        else fuse_reply_buf(req, (const char *)out, (size_t)n);
+        free(out);
+        return;
+    }
     if (!rc) rc = r.v ? attr_load(r.st, r.sino, &a) : -EISDIR;
     if (!rc && (uint64_t)off >= a.size) { ref_put(&r); fuse_reply_buf(req, NULL, 0); return; }
     size_t n = rc ? 0 : a.size - (uint64_t)off < size ? (size_t)(a.size - (uint64_t)off) : size;
@@ -1097,20 +1292,19 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     store *st = r.st;
     uint64_t sino = r.sino;
     inode_txn t;
-    uint8_t page[PAGE];
-    rc = itxn_begin(st, sino, &t);
+    /* the pages as they will be, for the store and the WAL observer */
+    uint64_t first = (uint64_t)off / PAGE, npages = ((uint64_t)off % PAGE + size + PAGE - 1) / PAGE;
+    uint8_t *pages = malloc(npages ? npages * PAGE : 1);
+    rc = pages ? itxn_begin(st, sino, &t) : -ENOMEM;
     for (size_t done = 0; done < size && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < size - done ? PAGE - in : size - done;
-        if (take == PAGE) {
-            page_put(&t.b, sino, pg, (const uint8_t *)buf + done);
-        } else {
-            if (pg * PAGE < t.a.size) rc = page_load(st, sino, pg, page);
-            else memset(page, 0, PAGE);
-            if (!rc) {
-                memcpy(page + in, buf + done, take);
-                page_put(&t.b, sino, pg, page);
-            }
+        uint8_t *page = pages + (pg - first) * PAGE;
+        if (take < PAGE && pg * PAGE < t.a.size) rc = page_load(st, sino, pg, page);
+        else if (take < PAGE) memset(page, 0, PAGE);
+        if (!rc) {
+            memcpy(page + in, buf + done, take);
+            page_put(&t.b, sino, pg, page);
         }
         done += take;
     }
@@ -1118,8 +1312,9 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if ((uint64_t)off + size > t.a.size) t.a.size = (uint64_t)off + size;
         t.a.mtime = t.a.ctime = now_ns();
     }
-    int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size);
-    rc = itxn_end(st, &t, wal < 0 ? wal : rc);
+    int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size, first, pages);
+    if (pages) rc = itxn_end(st, &t, wal < 0 ? wal : rc);
+    free(pages);
     if (wal > 0) pg_wal_written(r.v->wal, rc);
     fs_file *f = (fs_file *)(uintptr_t)fi->fh;
     if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(st);
@@ -1210,6 +1405,14 @@ static int list_entry(void *arg, const uint8_t *key, size_t klen, const void *va
     return dir_add(l->d, (const char *)key + 9, klen - 9, to_fuse(l->m, l->v, child), type);
 }
 
+/* pg_archive_list callback: one file of the WAL archive into the listing. */
+static int arch_list_entry(void *arg, const char *name, const pg_archive_file *f)
+{
+    list_ctx *l = arg;
+    uint64_t sino = arch_sino(f);
+    return sino ? dir_add(l->d, name, strlen(name), to_fuse(l->m, l->v, sino), S_IFREG) : 0;
+}
+
 /* Inode number shown in a listing of branches/ for NAME: its view's root,
  * or (not served yet) a number from an id range views never use. */
 static fuse_ino_t listed_branch_ino(fs_mount *m, const char *name)
@@ -1253,6 +1456,9 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (rc) {
     } else if (!r.v) {
         rc = list_synthetic(m, ino, d);
+    } else if (r.sino == ARCH_BIT) {
+        list_ctx l = { d, m, r.v };
+        rc = pg_archive_list(r.arch, arch_list_entry, &l);
     } else {
         fs_attr a;
         rc = attr_load(r.st, r.sino, &a);

@@ -5,8 +5,10 @@
  * versioned store (store/store.h).  It owns the encoding of inode
  * attributes and directory entries and the mount layout: a repository
  * mount shows branches/NAME/ for every branch of the repository, each
- * served on first use; a branch mount shows one branch's PGDATA at its
- * root.  How a branch is opened and closed (state directory, lease, cache,
+ * served on first use, and branches/NAME@TARGET for a read-only view of
+ * its past; a branch mount shows one branch's PGDATA at its root.  Every
+ * view's root also holds a hidden directory, .lakefs-wal, of its branch's
+ * WAL archive (fs/pg/pg_archive.h), which recovery reads.  How a branch is opened and closed (state directory, lease, cache,
  * control socket) is the caller's: fs reaches it through fs_branch_ops.
  */
 #ifndef LAKEFS_FS_H
@@ -20,13 +22,22 @@
 
 #define FS_ROOT_INO 1             /* store inode number of a branch's root directory */
 
+typedef struct fs_branch {        /* what serves one view */
+    store *st;                    /* its files */
+    store *archive;               /* where its WAL archive is read (st itself for a branch) */
+    uint64_t archive_end;         /* the archive's cut (pg_archive.h; UINT64_MAX: none) */
+    int past;                     /* a time-travel view: recovers from st to archive_end, read-only */
+} fs_branch;
+
 typedef struct fs_branch_ops {
     void *arg;                    /* passed to each */
-    /* Open branch NAME for serving, its flusher started: 0, -ENOENT if there
-     * is no such branch, or -errno with a one-line reason in ERR. */
-    int (*open)(void *arg, const char *name, store **st, char *err, size_t errlen);
-    /* Flush and close a store OPEN gave: 0 or -errno (reason logged). */
-    int (*close)(void *arg, const char *name, store *st);
+    /* Open NAME for serving -- a branch, or BRANCH@TARGET: a read-only
+     * time-travel view (pg_target.h) whose st is a throw-away overlay --
+     * into *B, flushers started: 0, -ENOENT if there is no such branch, or
+     * -errno with a one-line reason in ERR. */
+    int (*open)(void *arg, const char *name, fs_branch *b, char *err, size_t errlen);
+    /* Flush and close what OPEN gave: 0 or -errno (reason logged). */
+    int (*close)(void *arg, const char *name, fs_branch *b);
     /* The repository's branch names, sorted, as a malloc'd array of
      * malloc'd strings; -errno with nothing allocated. */
     int (*list)(void *arg, char ***names, size_t *n);

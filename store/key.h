@@ -12,6 +12,11 @@
  * whole rather than a filesystem object (fs/pg keeps PostgreSQL's WAL
  * position in one).  It is versioned like every key, so its value is known
  * at every seq, a fork inherits it and journal replay restores it.
+ *
+ * The WAL archive (fs/pg/pg_archive.h) keeps every WAL page PostgreSQL
+ * wrote by timeline and position, not by file, so recycling a segment file
+ * loses nothing: a segment key per (timeline, segment number) says which
+ * segments exist, a page key per (timeline, LSN / 8 KiB) holds the bytes.
  */
 #ifndef LAKEFS_KEY_H
 #define LAKEFS_KEY_H
@@ -27,6 +32,8 @@ enum key_kind {
     KEY_DIRENT = 2,               /* directory entry -> child inode */
     KEY_PAGE = 3,                 /* 8 KiB file page */
     KEY_META = 4,                 /* named value of the branch as a whole */
+    KEY_WALSEG = 5,               /* archived WAL segment: its segment size */
+    KEY_WALPAGE = 6,              /* archived 8 KiB page of WAL */
 };
 
 typedef struct skey {
@@ -72,6 +79,20 @@ static inline void key_meta(skey *k, const char *name)
 {
     size_t nlen = strlen(name);
     k->b[0] = KEY_META; memcpy(k->b + 1, name, nlen); k->len = (uint16_t)(1 + nlen);
+}
+
+/* Key of archived WAL segment SEGNO of timeline TLI. */
+static inline void key_walseg(skey *k, uint32_t tli, uint64_t segno)
+{
+    k->b[0] = KEY_WALSEG; key_put64(k->b + 1, (uint64_t)tli << 32); key_put64(k->b + 5, segno);
+    k->len = 13;
+}
+
+/* Key of the archived WAL page of timeline TLI starting at LSN PAGE * 8 KiB. */
+static inline void key_walpage(skey *k, uint32_t tli, uint64_t page)
+{
+    k->b[0] = KEY_WALPAGE; key_put64(k->b + 1, (uint64_t)tli << 32); key_put64(k->b + 5, page);
+    k->len = 13;
 }
 
 #endif

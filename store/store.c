@@ -125,6 +125,7 @@ struct store {
     int takeover;                 /* break a live holder's lease at open */
     int fenced;                   /* another writer took over: refuse writes (atomic) */
     int remote;                   /* durability=remote: a sync uploads the batches */
+    int snapshot;                 /* store_open_snapshot: writes stay in memory, never flushed */
     uint64_t writer;              /* id of state_dir (its "writer" file) */
     uint64_t session;             /* this mount: the manifest generation it opened with */
     pthread_mutex_t rj_mu;        /* serialises uploads to the remote journal */
@@ -390,7 +391,7 @@ int store_commit(store *st, store_batch *b)
     memcpy(b->buf, &seq, 8);
     memcpy(b->buf + 8, &b->nops, 4);
     int rc = st->remote ? store_rj_reserve(st, 4 + b->len) : 0;
-    if (!rc) rc = journal_append(st->jn, b->buf, b->len);
+    if (!rc && !st->snapshot) rc = journal_append(st->jn, b->buf, b->len);
     if (!rc) rc = store_apply(st, b->buf, b->len);
     if (!rc && st->remote) {      /* queued for the next sync's upload */
         uint32_t rl = (uint32_t)b->len;
@@ -399,7 +400,7 @@ int store_commit(store *st, store_batch *b)
         st->rj_len += 4 + b->len;
     }
     int wake = 0;
-    if (!rc && mt_bytes(st->active) > st->memtable_limit) {
+    if (!rc && !st->snapshot && mt_bytes(st->active) > st->memtable_limit) {
         if (st->nfrozen < STORE_MAX_FROZEN) {
             rc = store_freeze(st);
             wake = 1;
@@ -478,6 +479,7 @@ static int store_sync_remote(store *st)
 int store_sync(store *st)
 {
     if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) return -EIO;
+    if (st->snapshot) return 0;   /* nothing of an overlay outlives the mount */
     int rc = journal_sync(st->jn);
     if (!rc && st->remote) rc = store_sync_remote(st);
     return rc;
@@ -832,6 +834,7 @@ static void *store_flusher(void *arg)
 int store_checkpoint(store *st, uint64_t *seq, uint64_t *gen)
 {
     int rc = 0;
+    if (st->snapshot) return -EROFS;
     pthread_mutex_lock(&st->flush_mu);   /* the flusher waits; commits go on */
     pthread_rwlock_rdlock(&st->lock);
     uint64_t target = st->seq;
@@ -1102,19 +1105,15 @@ static int store_fold(store *st, uint64_t source, uint64_t from, char *err, size
     return 0;
 }
 
-int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
+/* A store of BRANCH on OS with its locks set up and nothing opened, or
+ * NULL (out of memory). */
+static store *store_alloc(objstore *os, const char *branch)
 {
     store *st = calloc(1, sizeof *st);
-    if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
-    st->os = cfg->os;
-    st->branch = strdup(cfg->branch);
-    st->state_dir = strdup(cfg->state_dir);
-    st->memtable_limit = cfg->memtable_limit ? cfg->memtable_limit : STORE_MEMTABLE_DEFAULT;
-    st->takeover = cfg->takeover;
-    st->remote = cfg->durability_remote;
-    st->control_path = cfg->control_path ? strdup(cfg->control_path) : NULL;
+    if (!st) return NULL;
+    st->os = os;
     st->lock_fd = -1;
-    st->active = mt_new();
+    st->memtable_limit = STORE_MEMTABLE_DEFAULT;
     pthread_rwlockattr_t ra;
     pthread_rwlockattr_init(&ra);
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -1126,8 +1125,61 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     pthread_cond_init(&st->wake_cv, NULL);
     pthread_mutex_init(&st->room_mu, NULL);
     pthread_cond_init(&st->room_cv, NULL);
+    st->branch = strdup(branch);
+    st->active = mt_new();
+    if (!st->branch || !st->active) {
+        store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+/* Open the layers of st->man into a fresh layer set. */
+static int store_open_layers(store *st, char *err, size_t errlen)
+{
+    st->ls = lset_new(st->man.nlayers);
+    if (!st->ls) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
+    for (size_t i = 0; i < st->man.nlayers; i++) {
+        int rc = layer_open(st->os, st->man.layers[i].key, &st->ls->l[i]);
+        if (rc) {
+            snprintf(err, errlen, "cannot open layer %s of branch '%s': %s",
+                     st->man.layers[i].key, st->branch, strerror(-rc));
+            return rc;
+        }
+        st->ls->n++;
+    }
+    return 0;
+}
+
+int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **out, char *err, size_t errlen)
+{
+    store *st = store_alloc(os, branch);
+    if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
+    st->snapshot = 1;
+    int rc = manifest_load(os, branch, gen, &st->man);
+    if (rc) {
+        snprintf(err, errlen, "cannot load generation %" PRIu64 " of branch '%s': %s", gen, branch, strerror(-rc));
+    } else if (!(rc = store_open_layers(st, err, errlen))) {
+        st->seq = st->man.seq;
+        st->next_ino = st->man.max_ino + 1;
+        *out = st;
+        return 0;
+    }
+    store_close(st);
+    return rc;
+}
+
+int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
+{
+    store *st = store_alloc(cfg->os, cfg->branch);
+    if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
+    st->state_dir = strdup(cfg->state_dir);
+    if (cfg->memtable_limit) st->memtable_limit = cfg->memtable_limit;
+    st->takeover = cfg->takeover;
+    st->remote = cfg->durability_remote;
+    st->control_path = cfg->control_path ? strdup(cfg->control_path) : NULL;
     int rc = 0;
-    if (!st->branch || !st->state_dir || !st->active || (cfg->control_path && !st->control_path)) {
+    if (!st->state_dir || (cfg->control_path && !st->control_path)) {
         snprintf(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
@@ -1202,16 +1254,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     }
     st->seq = st->man.seq;
     st->next_ino = st->man.max_ino + 1;
-    st->ls = lset_new(st->man.nlayers);
-    if (!st->ls) { rc = -ENOMEM; snprintf(err, errlen, "out of memory"); goto fail; }
-    for (size_t i = 0; i < st->man.nlayers; i++) {
-        if ((rc = layer_open(st->os, st->man.layers[i].key, &st->ls->l[i]))) {
-            snprintf(err, errlen, "cannot open layer %s of branch '%s': %s",
-                     st->man.layers[i].key, st->branch, strerror(-rc));
-            goto fail;
-        }
-        st->ls->n++;
-    }
+    if ((rc = store_open_layers(st, err, errlen))) goto fail;
     if ((rc = journal_open(st->state_dir, store_replay, st, &st->jn))) {
         snprintf(err, errlen, "cannot replay the journal in %s: %s", st->state_dir, strerror(-rc));
         goto fail;
@@ -1227,6 +1270,7 @@ fail:
 
 int store_start(store *st)
 {
+    if (st->snapshot) return 0;
     int rc = pthread_create(&st->flusher, NULL, store_flusher, st);
     if (rc) return -rc;
     st->flusher_running = 1;

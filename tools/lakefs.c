@@ -18,9 +18,11 @@
  * $LAKEFS_REPO, else the lakefs mount holding the current directory.
  */
 #include "../fs/fs.h"
+#include "../fs/pg/pg_target.h"
 #include "../fs/pg/pg_wal.h"
 #include "../store/layer.h"
 #include "../store/branch.h"
+#include "../store/manifest.h"
 #include "../store/objcache.h"
 #include "../store/objstore.h"
 #include "../store/store.h"
@@ -89,6 +91,8 @@ static const char *usage_mount =
     "  -o allow_other      let other users (e.g. postgres) use the mount\n"
     "  -o default_permissions  let the kernel check permissions (use with allow_other)\n"
     "  -o ro               read-only mount\n"
+    "  -o retention=DURATION  how far back time-travel views may go (e.g. 7d, 12h, 30min;\n"
+    "                      default 7d)\n"
     "  -o durability=MODE  local (default): fsync returns once the data is in the local\n"
     "                      journal, uploaded later; remote: once it is in the repository,\n"
     "                      so a new machine finds every fsynced write\n"
@@ -235,6 +239,7 @@ typedef struct mount_opts {
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
     int durability_remote;        /* -o durability=remote */
+    int64_t retention_s;          /* -o retention: time-travel window in seconds */
     char fuse_opts[1024];         /* options handed to libfuse */
 } mount_opts;
 
@@ -244,6 +249,25 @@ static int add_fuse_opt(mount_opts *m, const char *opt)
     size_t len = strlen(m->fuse_opts);
     int n = snprintf(m->fuse_opts + len, sizeof m->fuse_opts - len, "%s%s", len ? "," : "", opt);
     return n < 0 || (size_t)n >= sizeof m->fuse_opts - len ? -1 : 0;
+}
+
+/* Parse a duration like 7d, 12h, 30min, 45s or 90 (seconds) into *OUT. */
+static int parse_duration(const char *s, int64_t *out)
+{
+    static const struct { const char *unit; int64_t s; } units[] = {
+        { "", 1 }, { "s", 1 }, { "min", 60 }, { "h", 3600 }, { "d", 86400 }, { "w", 604800 },
+    };
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || v <= 0) return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (!strcmp(end, units[i].unit)) {
+            if (v > INT64_MAX / units[i].s) return -1;
+            *out = v * units[i].s;
+            return 0;
+        }
+    return -1;
 }
 
 /* Parse a size like 64M. */
@@ -307,6 +331,9 @@ static int parse_mount_opts(mount_opts *m, char *list)
             if (!*val) return fail("empty %s: use -o %s=%s", opt, opt, !strcmp(opt, "endpoint") ? "https://HOST[:PORT]" : "NAME");
             if (setenv(!strcmp(opt, "endpoint") ? "LAKEFS_S3_ENDPOINT" : "LAKEFS_S3_REGION", val, 1))
                 return fail("out of memory");
+        } else if (!strcmp(opt, "retention")) {
+            if (parse_duration(val, &m->retention_s))
+                return fail("bad retention '%s': use a duration like 7d, 12h or 30min", val);
         } else if (!strcmp(opt, "durability")) {
             if (!strcmp(val, "remote")) m->durability_remote = 1;
             else if (!strcmp(val, "local")) m->durability_remote = 0;
@@ -416,6 +443,50 @@ static void control_sweep(const char *state_dir)
     closedir(dir);
 }
 
+/* A generation of branch NAME holding every write made so far into *GEN:
+ * 0 (the newest) if no daemon mounts it, else the checkpoint its daemon
+ * makes now (*SEQ: its seq), through its control socket.  0, or -errno
+ * with a one-line reason in ERR. */
+static int branch_checkpoint(objstore *os, const char *name, uint64_t *gen, uint64_t *seq, char *err, size_t errlen)
+{
+    char cerr[600];
+    *gen = *seq = 0;
+    for (int attempt = 0; attempt < 50; attempt++) {
+        store_lease l;
+        int rc = store_lease_read(os, name, &l);
+        if (rc == -ENOENT) return 0;
+        if (rc) {
+            snprintf(err, errlen, "cannot read the lease of branch '%s': %s", name, strerror(-rc));
+            return rc;
+        }
+        if (!l.local) {
+            snprintf(err, errlen, "branch '%s' is mounted read-write by a lakefs daemon on another machine (%s, pid %ld): "
+                     "run this command there, or unmount the branch", name, l.holder, l.pid);
+            return -EBUSY;
+        }
+        if (!l.alive) {
+            snprintf(err, errlen, "branch '%s' was mounted by a lakefs daemon that died (pid %ld); its newest writes are in "
+                     "that daemon's journal: mount the branch again (which replays it), then retry", name, l.pid);
+            return -EBUSY;
+        }
+        if (!l.control[0]) {
+            snprintf(err, errlen, "the lakefs daemon mounting branch '%s' (pid %ld) has no control socket (an older "
+                     "lakefs): unmount the branch or remount it with this version, then retry", name, l.pid);
+            return -EBUSY;
+        }
+        rc = control_checkpoint(l.control, name, seq, gen, cerr, sizeof cerr);
+        if (!rc) return 0;
+        if (rc != -ENOENT && rc != -ECONNREFUSED) {
+            snprintf(err, errlen, "branch '%s': %s", name, cerr);
+            return rc;
+        }
+        usleep(100000);           /* the daemon is starting or stopping: look again */
+    }
+    snprintf(err, errlen, "branch '%s': the daemon named by its lease does not answer on its control socket; "
+             "is it still starting? retry, or unmount the branch", name);
+    return -ETIMEDOUT;
+}
+
 /* ---- the daemon's branches: how fs/ opens, closes and lists them ---- */
 
 typedef struct daemon_ctx {
@@ -426,9 +497,50 @@ typedef struct daemon_ctx {
     fs_mount *fs;
 } daemon_ctx;
 
-static int daemon_open(void *arg, const char *name, store **st, char *err, size_t errlen)
+/* Open time-travel view NAME = BRANCH@TARGET (pg_target.h): its files are
+ * an overlay on the base state, its archive the branch's newest state. */
+static int daemon_open_past(daemon_ctx *d, const char *name, fs_branch *b, char *err, size_t errlen)
+{
+    const char *at = strchr(name, '@');
+    char branch[BRANCH_NAME_MAX + 1], text[PG_TARGET_TEXT];
+    pg_target t;
+    snprintf(branch, sizeof branch, "%.*s", (int)(at - name), name);
+    if (pg_target_parse(at + 1, &t)) {
+        snprintf(err, errlen, "'%s' is not a point in time: write an LSN as 0-16B3748 or a moment as "
+                 "2026-11-23T10:32:05Z (ISO 8601 with a zone)", at + 1);
+        return -ENOENT;
+    }
+    uint64_t gen, seq;
+    pg_base base;
+    int rc = branch_checkpoint(d->os, branch, &gen, &seq, err, errlen);
+    if (!rc) rc = pg_target_base(d->os, branch, &t, d->m->retention_s, &base, err, errlen);
+    if (!rc && !gen) {            /* not mounted: its newest generation holds everything */
+        manifest m;
+        if (!(rc = manifest_load_latest(d->os, branch, &m))) gen = m.gen;
+        else snprintf(err, errlen, "branch '%s': cannot load its manifest: %s", branch, strerror(-rc));
+        manifest_free(&m);
+    }
+    if (rc) return rc == -ERANGE ? -ENOENT : rc;
+    if ((rc = store_open_snapshot(d->os, base.branch, base.gen, &b->st, err, errlen))) return rc;
+    if ((rc = store_open_snapshot(d->os, branch, gen, &b->archive, err, errlen))) {
+        store_close(b->st);
+        return rc;
+    }
+    b->past = 1;
+    b->archive_end = t.lsn;   /* TODO time */
+    char lsn[PG_LSN_LEN];
+    pg_target_format(&t, text, sizeof text);
+    pg_wal_lsn_format(base.lsn, lsn, sizeof lsn);
+    fprintf(stderr, "lakefs: serving %s: branch %s at %s, recovering from generation %" PRIu64 " of %s (WAL to %s) "
+            "with the WAL archive of generation %" PRIu64 "\n", name, branch, text, base.gen, base.branch, lsn, gen);
+    return 0;
+}
+
+static int daemon_open(void *arg, const char *name, fs_branch *b, char *err, size_t errlen)
 {
     daemon_ctx *d = arg;
+    if (strchr(name, '@')) return daemon_open_past(d, name, b, err, errlen);
+    store **st = &b->st;
     char dir[4200];
     struct stat sb;
     snprintf(dir, sizeof dir, "%s/%s", d->m->state_dir, name);
@@ -449,14 +561,22 @@ static int daemon_open(void *arg, const char *name, store **st, char *err, size_
         store_close(*st);
         return rc;
     }
+    b->archive = *st;
+    b->archive_end = UINT64_MAX;
     fprintf(stderr, "lakefs: serving branch %s (state in %s)\n", name, dir);
     return 0;
 }
 
-static int daemon_close(void *arg, const char *name, store *st)
+static int daemon_close(void *arg, const char *name, fs_branch *b)
 {
     daemon_ctx *d = arg;
-    int rc = store_close(st);
+    if (b->archive != b->st) {    /* a time-travel view: nothing to flush */
+        store_close(b->archive);
+        store_close(b->st);
+        fprintf(stderr, "lakefs: %s closed, its changes dropped\n", name);
+        return 0;
+    }
+    int rc = store_close(b->st);
     if (rc)
         fprintf(stderr, "lakefs: flushing branch %s failed: %s; the journal in %s/%s keeps the data\n",
                 name, strerror(-rc), d->m->state_dir, name);
@@ -508,7 +628,7 @@ static void log_counters(const mount_opts *m, objcache *cache)
 
 static int cmd_mount(int argc, char **argv)
 {
-    mount_opts m = { .readahead = -1 };
+    mount_opts m = { .readahead = -1, .retention_s = 7 * 86400 };
     int rc = 0, status = 1;
     char *positional[2];
     int npos = 0;
@@ -734,55 +854,35 @@ static double now_ms(void)
 }
 
 /* The manifest generation of PARENT to fork from into *GEN: 0 (the newest)
- * if no daemon mounts it, else the checkpoint its daemon makes now. */
+ * if no daemon mounts it, else the checkpoint its daemon makes now.
+ * Prints the error. */
 static int parent_checkpoint(objstore *os, const char *parent, uint64_t *gen, uint64_t *seq)
 {
-    char err[600];
-    *gen = *seq = 0;
-    for (int attempt = 0; attempt < 50; attempt++) {
-        store_lease l;
-        int rc = store_lease_read(os, parent, &l);
-        if (rc == -ENOENT) return 0;
-        if (rc) return fail("cannot read the lease of branch '%s': %s", parent, strerror(-rc));
-        if (!l.local)
-            return fail("branch '%s' is mounted read-write by a lakefs daemon on another machine (%s, pid %ld): "
-                        "run this command there, or unmount the branch", parent, l.holder, l.pid);
-        if (!l.alive)
-            return fail("branch '%s' was mounted by a lakefs daemon that died (pid %ld); its newest writes are in that "
-                        "daemon's journal: mount the branch again (which replays it), then retry", parent, l.pid);
-        if (!l.control[0])
-            return fail("the lakefs daemon mounting branch '%s' (pid %ld) has no control socket (an older lakefs): "
-                        "unmount the branch or remount it with this version, then retry", parent, l.pid);
-        rc = control_checkpoint(l.control, parent, seq, gen, err, sizeof err);
-        if (!rc) return 0;
-        if (rc != -ENOENT && rc != -ECONNREFUSED) return fail("branch '%s': %s", parent, err);
-        usleep(100000);           /* the daemon is starting or stopping: look again */
-    }
-    return fail("branch '%s': the daemon named by its lease does not answer on its control socket; "
-                "is it still starting? retry, or unmount the branch", parent);
+    char err[700];
+    return branch_checkpoint(os, parent, gen, seq, err, sizeof err) ? fail("%s", err) : 0;
 }
 
 /* The WAL position (LSN) at branch B's branch point into BUF (PG_LSN_LEN):
- * the "wal_lsn" the WAL observer recorded, read through the parent's
+ * the "wal_pos" the WAL observer recorded, read through the parent's
  * manifest generation B was forked from; "-" for a root branch or when no
  * WAL was written by then.  Prints the error if it cannot be read. */
 static int point_lsn(objstore *os, const branch_info *b, char *buf)
 {
     manifest m;
-    uint64_t lsn;
+    pg_wal_pos pos;
     snprintf(buf, PG_LSN_LEN, "-");
     if (!b->meta.parent[0]) return 0;
     int rc = manifest_load(os, b->meta.parent, b->meta.parent_gen, &m);
     if (rc)
         return fail("branch '%s': cannot load generation %" PRIu64 " of its parent '%s' (its branch point): %s",
                     b->name, b->meta.parent_gen, b->meta.parent, strerror(-rc));
-    rc = pg_wal_lsn_at(os, &m, &lsn);
+    rc = pg_wal_pos_at(os, &m, &pos);
     manifest_free(&m);
     if (rc == -ENOENT) return 0;
     if (rc)
         return fail("branch '%s': cannot read the WAL position at its branch point (generation %" PRIu64 " of '%s'): %s",
                     b->name, b->meta.parent_gen, b->meta.parent, strerror(-rc));
-    pg_wal_lsn_format(lsn, buf, PG_LSN_LEN);
+    pg_wal_lsn_format(pos.lsn, buf, PG_LSN_LEN);
     return 0;
 }
 

@@ -1,6 +1,6 @@
 /*
- * pg_wal.c -- the WAL observer: the highest LSN written, as a versioned
- * meta key in the same batch as the write that reached it (see pg_wal.h).
+ * pg_wal.c -- the WAL observer: the WAL pages archived and the highest LSN
+ * written, in the same batch as the write (see pg_wal.h).
  *
  * The cache inode -> segment is an open-addressing hash table of fixed
  * size (linear probing; a forgotten inode leaves a tombstone), emptied when
@@ -26,15 +26,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
-#define PW_KEY "wal_lsn"          /* the meta key: the LSN, 8 bytes little-endian */
+#define PW_KEY "wal_pos"          /* the meta key: pg_wal_pos, 24 bytes little-endian */
+#define PW_POS_LEN 24
+#define PW_HISTORY_MAX (1u << 20) /* larger "history files" are not PostgreSQL's */
 #define PW_SLOTS 4096             /* cache slots (a power of two) */
 #define PW_GONE UINT64_MAX        /* a forgotten slot's inode (no inode has it) */
-#define PW_NOT_SEG UINT64_MAX     /* a cached inode that is no segment */
 
 typedef struct pw_slot {
     uint64_t ino;                 /* 0: empty */
-    uint64_t logseg;              /* log << 32 | seg, or PW_NOT_SEG */
+    pg_wal_seg seg;               /* its name; tli 0: not a segment */
 } pw_slot;
 
 struct pg_wal {
@@ -66,7 +68,8 @@ static int hex8(const char *p, uint32_t *v)
 
 int pg_wal_parse_name(const char *name, size_t len, pg_wal_seg *s)
 {
-    if (len != 24 || hex8(name, &s->tli) || hex8(name + 8, &s->log) || hex8(name + 16, &s->seg)) return -EINVAL;
+    if (len != 24 || hex8(name, &s->tli) || hex8(name + 8, &s->log) || hex8(name + 16, &s->seg) || !s->tli)
+        return -EINVAL;
     return 0;
 }
 
@@ -84,40 +87,48 @@ int pg_wal_end_lsn(const pg_wal_seg *s, uint64_t segsize, uint64_t end, uint64_t
     return 0;
 }
 
+uint64_t pg_wal_segno(const pg_wal_seg *s, uint64_t segsize)
+{
+    return (uint64_t)s->log * (0x100000000ull / segsize) + s->seg;
+}
+
 void pg_wal_lsn_format(uint64_t lsn, char *buf, size_t len)
 {
     snprintf(buf, len, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
 }
 
-/* ---- the recorded LSN ---- */
+/* ---- the recorded position ---- */
 
-/* Decode a "wal_lsn" value read with result RC (VLEN bytes of BUF). */
-static int pw_decode(int rc, const uint8_t *buf, size_t vlen, uint64_t *lsn)
+/* Decode a "wal_pos" value read with result RC (VLEN bytes of BUF). */
+static int pw_decode(int rc, const uint8_t *buf, size_t vlen, pg_wal_pos *p)
 {
     if (rc) return rc;
-    if (vlen != 8) return -EIO;
-    *lsn = fs_get_le(buf, 8);
+    if (vlen != PW_POS_LEN) return -EIO;
+    p->lsn = fs_get_le(buf, 8);
+    p->time_us = (int64_t)fs_get_le(buf + 8, 8);
+    p->tli = (uint32_t)fs_get_le(buf + 16, 4);
+    p->segsize = (uint32_t)fs_get_le(buf + 20, 4);
     return 0;
 }
 
-int pg_wal_lsn_get(store *st, uint64_t *lsn)
+int pg_wal_pos_get(store *st, pg_wal_pos *p)
 {
-    uint8_t buf[8];
+    uint8_t buf[PW_POS_LEN];
     size_t vlen = 0;
     skey k;
     key_meta(&k, PW_KEY);
     int rc = store_get(st, &k, buf, sizeof buf, &vlen);
-    return pw_decode(rc, buf, vlen, lsn);
+    return pw_decode(rc, buf, vlen, p);
 }
 
-int pg_wal_lsn_at(objstore *os, const manifest *m, uint64_t *lsn)
+int pg_wal_pos_at(objstore *os, const manifest *m, pg_wal_pos *p)
 {
-    uint8_t buf[8];
+    uint8_t buf[PW_POS_LEN];
     size_t vlen = 0;
     skey k;
     key_meta(&k, PW_KEY);
     int rc = store_peek(os, m, &k, buf, sizeof buf, &vlen);
-    return pw_decode(rc, buf, vlen, lsn);
+    return pw_decode(rc, buf, vlen, p);
 }
 
 /* ---- the cache: inode -> segment ---- */
@@ -141,7 +152,7 @@ static void pw_clear(pg_wal *w)
 }
 
 /* Cache INO -> LOGSEG (write lock held). */
-static void pw_insert(pg_wal *w, uint64_t ino, uint64_t logseg)
+static void pw_insert(pg_wal *w, uint64_t ino, const pg_wal_seg *seg)
 {
     pw_slot *s = pw_find(w, ino);
     if (!s) {
@@ -152,7 +163,7 @@ static void pw_insert(pg_wal *w, uint64_t ino, uint64_t logseg)
         s = &w->slots[i];
         s->ino = ino;
     }
-    s->logseg = logseg;
+    s->seg = *seg;
 }
 
 typedef struct pw_found {         /* the segments of one scan of pg_wal/ */
@@ -175,53 +186,63 @@ static int pw_scan_entry(void *arg, const uint8_t *key, size_t klen, const void 
         if (!ne) return -ENOMEM;
         f->e = ne; f->cap = cap;
     }
-    f->e[f->n++] = (pw_slot){ child, (uint64_t)s.log << 32 | s.seg };
+    f->e[f->n++] = (pw_slot){ child, s };
     return 0;
 }
 
-/* Find INO in the entries of the root's pg_wal/ and cache every segment
- * there: 1 if INO is one (*LOGSEG set), 0 if not, or -errno. */
-static int pw_scan(pg_wal *w, uint64_t ino, uint64_t *logseg)
+/* The inode of the root's pg_wal/ directory into *DIR: 0, or -ENOENT if
+ * there is none (or it is not a directory), or -errno. */
+static int pw_dir(store *st, uint64_t *dir)
 {
-    uint64_t forgets = __atomic_load_n(&w->forgets, __ATOMIC_ACQUIRE), dir = 0;
-    pw_found f = { 0 };
     uint8_t v[FS_DIRENT_LEN];
     size_t vlen;
     uint32_t type;
     skey k;
     key_dirent(&k, FS_ROOT_INO, "pg_wal", 6);
-    int rc = store_get(w->st, &k, v, sizeof v, &vlen);
-    if (!rc) rc = fs_dirent_decode(v, vlen, &dir, &type);
-    if (!rc && type == S_IFDIR) {   /* not a symlink (initdb -X) */
+    int rc = store_get(st, &k, v, sizeof v, &vlen);
+    if (!rc) rc = fs_dirent_decode(v, vlen, dir, &type);
+    if (!rc && type != S_IFDIR) rc = -ENOENT;   /* a symlink (initdb -X) */
+    return rc;
+}
+
+/* Find INO in the entries of the root's pg_wal/ and cache every segment
+ * there: 1 if INO is one (*SEG set), 0 if not, or -errno. */
+static int pw_scan(pg_wal *w, uint64_t ino, pg_wal_seg *seg)
+{
+    uint64_t forgets = __atomic_load_n(&w->forgets, __ATOMIC_ACQUIRE), dir = 0;
+    pw_found f = { 0 };
+    skey k;
+    int rc = pw_dir(w->st, &dir);
+    if (!rc) {
         key_dirent(&k, dir, "", 0);
         rc = store_scan(w->st, k.b, k.len, pw_scan_entry, &f);
     }
     if (rc && rc != -ENOENT) { free(f.e); return rc; }   /* -ENOENT: no pg_wal/ */
-    *logseg = PW_NOT_SEG;
+    *seg = (pg_wal_seg){ 0 };
     for (size_t i = 0; i < f.n; i++)
-        if (f.e[i].ino == ino) *logseg = f.e[i].logseg;
+        if (f.e[i].ino == ino) *seg = f.e[i].seg;
     pthread_rwlock_wrlock(&w->lock);
     if (__atomic_load_n(&w->forgets, __ATOMIC_ACQUIRE) == forgets) {   /* no name changed meanwhile */
         if (dir != w->dir) { pw_clear(w); w->dir = dir; }
-        for (size_t i = 0; i < f.n; i++) pw_insert(w, f.e[i].ino, f.e[i].logseg);
-        pw_insert(w, ino, *logseg);
+        for (size_t i = 0; i < f.n; i++) pw_insert(w, f.e[i].ino, &f.e[i].seg);
+        pw_insert(w, ino, seg);
     }
     pthread_rwlock_unlock(&w->lock);
     free(f.e);
-    return *logseg != PW_NOT_SEG;
+    return seg->tli != 0;
 }
 
-/* INO's segment into *LOGSEG: 1 if INO is a segment of pg_wal/, 0 if not,
+/* INO's segment into *SEG: 1 if INO is a segment of pg_wal/, 0 if not,
  * or -errno. */
-static int pw_resolve(pg_wal *w, uint64_t ino, uint64_t *logseg)
+static int pw_resolve(pg_wal *w, uint64_t ino, pg_wal_seg *seg)
 {
     pthread_rwlock_rdlock(&w->lock);
     const pw_slot *s = pw_find(w, ino);
     int known = s != NULL;
-    if (known) *logseg = s->logseg;
+    if (known) *seg = s->seg;
     pthread_rwlock_unlock(&w->lock);
-    if (known) return *logseg != PW_NOT_SEG;
-    return pw_scan(w, ino, logseg);
+    if (known) return seg->tli != 0;
+    return pw_scan(w, ino, seg);
 }
 
 /* ---- the observer ---- */
@@ -231,8 +252,10 @@ int pg_wal_open(store *st, pg_wal **out)
     pg_wal *w = calloc(1, sizeof *w);
     if (!w) return -ENOMEM;
     w->st = st;
-    int rc = pg_wal_lsn_get(st, &w->max);
+    pg_wal_pos p;
+    int rc = pg_wal_pos_get(st, &p);
     if (rc && rc != -ENOENT) { free(w); return rc; }
+    w->max = rc ? 0 : p.lsn;
     pthread_mutex_init(&w->mu, NULL);
     pthread_rwlock_init(&w->lock, NULL);
     *out = w;
@@ -247,19 +270,34 @@ void pg_wal_close(pg_wal *w)
     free(w);
 }
 
-int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len)
+int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len,
+                 uint64_t first_page, const uint8_t *pages)
 {
-    uint64_t logseg, lsn;
+    pg_wal_seg s;
+    uint64_t lsn;
     if (!w || !len) return 0;
-    int rc = pw_resolve(w, ino, &logseg);
+    int rc = pw_resolve(w, ino, &s);
     if (rc <= 0) return rc;
-    pg_wal_seg s = { 0, (uint32_t)(logseg >> 32), (uint32_t)logseg };
-    if (pg_wal_end_lsn(&s, pg_wal_segsize(size), off + len, &lsn)) return 0;
+    uint64_t segsize = pg_wal_segsize(size);
+    if (pg_wal_end_lsn(&s, segsize, off + len, &lsn)) return 0;
+    uint64_t segno = pg_wal_segno(&s, segsize), last_page = (off + len - 1) / PG_WAL_PAGE;
+    uint8_t v[PW_POS_LEN];
+    skey k;
+    for (uint64_t pg = first_page; pg <= last_page; pg++) {
+        key_walpage(&k, s.tli, segno * (segsize / PG_WAL_PAGE) + pg);
+        store_batch_put(b, &k, pages + (pg - first_page) * PG_WAL_PAGE, PG_WAL_PAGE);
+    }
+    fs_put_le(v, segsize, 4);
+    key_walseg(&k, s.tli, segno);
+    store_batch_put(b, &k, v, 4);
     pthread_mutex_lock(&w->mu);
     if (lsn <= w->max) { pthread_mutex_unlock(&w->mu); return 0; }
-    uint8_t v[8];
-    skey k;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
     fs_put_le(v, lsn, 8);
+    fs_put_le(v + 8, (uint64_t)((int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000), 8);
+    fs_put_le(v + 16, s.tli, 4);
+    fs_put_le(v + 20, segsize, 4);
     key_meta(&k, PW_KEY);
     store_batch_put(b, &k, v, sizeof v);
     w->pending = lsn;
@@ -285,4 +323,43 @@ void pg_wal_forget(pg_wal *w, uint64_t ino)
     }
     __atomic_add_fetch(&w->forgets, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&w->lock);
+}
+
+/* 1 if NAME is a timeline history file's name: 8 upper-case hex digits,
+ * not all zero, then ".history"; its timeline in *TLI. */
+static int pw_history_name(const char *name, uint32_t *tli)
+{
+    return strlen(name) == 16 && !strcmp(name + 8, ".history") && !hex8(name, tli) && *tli;
+}
+
+int pg_wal_renamed(pg_wal *w, store_batch *b, uint64_t dir, const char *name, uint64_t ino, uint64_t size)
+{
+    uint32_t tli;
+    uint64_t waldir;
+    if (!w || !pw_history_name(name, &tli) || size > PW_HISTORY_MAX) return 0;
+    int rc = pw_dir(w->st, &waldir);
+    if (rc) return rc == -ENOENT ? 0 : rc;
+    if (waldir != dir) return 0;
+    uint8_t *content = malloc(size ? size : 1);
+    if (!content) return -ENOMEM;
+    for (uint64_t done = 0; done < size && !rc;) {
+        uint8_t page[PG_WAL_PAGE];
+        size_t vlen = 0, take = size - done < PG_WAL_PAGE ? (size_t)(size - done) : PG_WAL_PAGE;
+        skey k;
+        memset(page, 0, sizeof page);
+        key_page(&k, ino, done / PG_WAL_PAGE);
+        rc = store_get(w->st, &k, page, sizeof page, &vlen);
+        if (rc == -ENOENT) rc = 0;   /* a hole */
+        memcpy(content + done, page, take);
+        done += take;
+    }
+    if (!rc) {
+        char key[32];
+        skey k;
+        snprintf(key, sizeof key, "%s%.8s", PG_WAL_HISTORY_KEY, name);
+        key_meta(&k, key);
+        store_batch_put(b, &k, content, size);
+    }
+    free(content);
+    return rc;
 }

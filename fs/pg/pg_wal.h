@@ -1,19 +1,34 @@
 /*
- * pg_wal.h -- the WAL observer: PostgreSQL's WAL position (LSN) at every seq.
+ * pg_wal.h -- the WAL observer: PostgreSQL's WAL position (LSN) at every
+ * seq, and the WAL archive.
  *
  * PostgreSQL writes its WAL into segment files of the data directory's
  * pg_wal/, named by 24 hex digits: timeline, log and segment number (8
  * each).  A write into segment SEGNO of a cluster with segments of SEGSIZE
  * bytes, ending at byte END of the file, has written the WAL up to LSN
  * SEGNO * SEGSIZE + END.  The observer sees every write of the daemon's
- * branch (fs.c calls it inside the write's inode transaction) and, when
- * the write moves the highest LSN written so far, adds that LSN to the
- * write's own store batch as the meta key "wal_lsn" (key.h).  So the key's
- * value at any seq is the WAL end at that seq: a fork inherits it at its
- * branch point, journal replay restores it, and the LSN of any committed
- * state is one key read through its manifest (pg_wal_lsn_at).  WAL goes to
- * the files in whole 8 KiB pages, so the LSN seen is the end of the last
- * page written, at or past what pg_current_wal_lsn() said then.
+ * branch (fs.c calls it inside the write's inode transaction) and adds to
+ * the write's own store batch:
+ *
+ *  - the written pages again, as WAL archive keys by timeline and LSN
+ *    (key.h; read back through pg_archive.h), so the archive holds every
+ *    WAL byte however PostgreSQL recycles its segment files, and commits
+ *    atomically with the write (a crash loses neither or both);
+ *  - when the write moves the highest LSN written so far, the position
+ *    (pg_wal_pos: that LSN, the wall-clock time, the timeline, the segment
+ *    size) as the meta key "wal_pos" (key.h).
+ *
+ * So the position at any seq is the WAL end at that seq: a fork inherits it
+ * at its branch point, journal replay restores it, and the position of any
+ * committed state is one key read through its manifest (pg_wal_pos_at).
+ * WAL goes to the files in whole 8 KiB pages, so the LSN seen is the end of
+ * the last page written, at or past what pg_current_wal_lsn() said then,
+ * and every commit record in the WAL up to it carries a time at or before
+ * the recorded time (PostgreSQL stamps a commit before writing it).
+ *
+ * Timeline history files (NNNNNNNN.history) are written under a temporary
+ * name and renamed into place; the rename's batch archives the content as
+ * the meta key "wal_history/NNNNNNNN" (pg_wal_renamed).
  *
  * The segment size is the file's size when that is a power of two between
  * 1 MiB and 1 GiB (initdb --wal-segsize; PostgreSQL fills a segment to its
@@ -31,7 +46,7 @@
  * Thread safety: every function may be called from any FUSE thread.  The
  * recorded LSN only grows: from the moment a write decides to raise it until
  * its batch is committed (pg_wal_written), other raising writes wait, so
- * batches carrying "wal_lsn" commit in the order of their values.
+ * batches carrying "wal_pos" commit in the order of their values.
  *
  * Errors: -errno; the store's own read errors are logged by the store.
  */
@@ -49,12 +64,22 @@
 
 typedef struct pg_wal pg_wal;
 
+#define PG_WAL_PAGE 8192          /* XLOG_BLCKSZ: PostgreSQL writes WAL in these */
+#define PG_WAL_HISTORY_KEY "wal_history/"  /* + 8 hex digits: meta key of a history file */
+
 typedef struct pg_wal_seg {       /* the parts of a WAL segment file name */
     uint32_t tli, log, seg;
 } pg_wal_seg;
 
+typedef struct pg_wal_pos {       /* the WAL end of a committed state */
+    uint64_t lsn;                 /* highest LSN written */
+    int64_t time_us;              /* when (microseconds since the epoch, wall clock) */
+    uint32_t tli;                 /* the timeline of the segment written */
+    uint32_t segsize;             /* the cluster's segment size */
+} pg_wal_pos;
+
 /* Parse segment file name NAME (LEN bytes, no NUL needed): exactly 24
- * upper-case hex digits.  0, or -EINVAL for any other name. */
+ * upper-case hex digits, timeline not 0.  0, or -EINVAL for any other name. */
 int pg_wal_parse_name(const char *name, size_t len, pg_wal_seg *s);
 /* The segment size of a cluster whose segment file is SIZE bytes long. */
 uint64_t pg_wal_segsize(uint64_t size);
@@ -62,6 +87,9 @@ uint64_t pg_wal_segsize(uint64_t size);
  * segments into *LSN; -EINVAL if S's segment number is out of range for
  * that size (not a segment of such a cluster). */
 int pg_wal_end_lsn(const pg_wal_seg *s, uint64_t segsize, uint64_t end, uint64_t *lsn);
+/* The number of segment S (log * segments per log + seg) with SEGSIZE-byte
+ * segments. */
+uint64_t pg_wal_segno(const pg_wal_seg *s, uint64_t segsize);
 /* Format LSN as PostgreSQL does ("0/16B3748") into BUF (PG_LSN_LEN bytes). */
 void pg_wal_lsn_format(uint64_t lsn, char *buf, size_t len);
 
@@ -72,12 +100,15 @@ int pg_wal_open(store *st, pg_wal **out);
 void pg_wal_close(pg_wal *w);
 
 /* A write of LEN bytes at OFF into store inode INO, whose size is SIZE
- * after it, goes into batch B; INO's name must not change meanwhile (fs.c
- * holds its inode lock).  If INO is a WAL segment and the write moves the
- * WAL end, adds the new "wal_lsn" to B and returns 1: then call
- * pg_wal_written with the commit's result.  0 if not (also when W is
- * NULL), or -errno (pg_wal/ could not be read). */
-int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len);
+ * after it, goes into batch B, which puts the file's pages FIRST_PAGE on
+ * as PAGES (LEN + OFF % PG_WAL_PAGE rounded up to whole pages); INO's name
+ * must not change meanwhile (fs.c holds its inode lock).  If INO is a WAL
+ * segment, adds the pages to the archive; if the write also moves the WAL
+ * end, adds the new "wal_pos" to B and returns 1: then call pg_wal_written
+ * with the commit's result.  0 if not (also when W is NULL), or -errno
+ * (pg_wal/ could not be read). */
+int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len,
+                 uint64_t first_page, const uint8_t *pages);
 /* The batch that pg_wal_write returned 1 for was committed with result RC. */
 void pg_wal_written(pg_wal *w, int rc);
 /* INO was renamed or unlinked (call before its inode lock is released, so
@@ -85,11 +116,16 @@ void pg_wal_written(pg_wal *w, int rc);
  * W NULL or INO 0: nothing. */
 void pg_wal_forget(pg_wal *w, uint64_t ino);
 
-/* The WAL end recorded in store ST now, into *LSN; -ENOENT if no WAL was
+/* Batch B renames file INO (SIZE bytes) to NAME in directory DIR: if that
+ * is a timeline history file in pg_wal/, archive its content in B.  0 (also
+ * when W is NULL or it is not one) or -errno. */
+int pg_wal_renamed(pg_wal *w, store_batch *b, uint64_t dir, const char *name, uint64_t ino, uint64_t size);
+
+/* The WAL end recorded in store ST now, into *P; -ENOENT if no WAL was
  * seen on the branch (or its ancestors before the branch point). */
-int pg_wal_lsn_get(store *st, uint64_t *lsn);
+int pg_wal_pos_get(store *st, pg_wal_pos *p);
 /* The same in the state manifest M of OS commits, read without opening its
  * branch (e.g. a parent's manifest at a branch point). */
-int pg_wal_lsn_at(objstore *os, const manifest *m, uint64_t *lsn);
+int pg_wal_pos_at(objstore *os, const manifest *m, pg_wal_pos *p);
 
 #endif

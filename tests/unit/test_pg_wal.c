@@ -1,6 +1,6 @@
 /*
  * test_pg_wal.c -- the WAL observer (fs/pg/pg_wal.c): segment names, sizes
- * and positions, and the "wal_lsn" key it keeps in a real branch store.
+ * and positions, and the "wal_pos" key it keeps in a real branch store.
  *
  * What can go wrong: a file that is not a WAL segment counted (xlogtemp.*,
  * *.partial, *.history, a segment name outside pg_wal/, a directory), a
@@ -22,7 +22,7 @@
  *  - close + reopen (the position is read back and an older write does not
  *    lower it), kill -9 after a synced write (journal replay), a fork (the
  *    child starts at the parent's position, each side moves alone, and
- *    pg_wal_lsn_at reads the branch point through the parent's manifest);
+ *    pg_wal_pos_at reads the branch point through the parent's manifest);
  *  - 8 threads writing one segment's pages in turn, each through its own
  *    file (8 timelines: the same positions): after every commit the key is
  *    at least the writer's own position, and at the end it is the highest
@@ -79,7 +79,7 @@ static void test_names(void)
     CHECK(parses("000000010000000000000001", 1, 0, 1));
     CHECK(parses("00000002000000A3000000FF", 2, 0xA3, 0xFF));
     CHECK(parses("FFFFFFFFFFFFFFFFFFFFFFFF", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF));
-    CHECK(parses("000000000000000000000000", 0, 0, 0));
+    CHECK(rejected("000000000000000000000000", 24));             /* timeline 0 does not exist */
     /* a name is LEN bytes: what follows does not matter */
     pg_wal_seg s;
     CHECK(pg_wal_parse_name("000000010000000000000007.partial", 24, &s) == 0 && s.seg == 7);
@@ -208,14 +208,21 @@ static int wal_write_rc(store *st, pg_wal *w, uint64_t ino, uint64_t size, uint6
 {
     store_batch b;
     skey k;
+    uint64_t first = off / 8192, n = (off % 8192 + len + 8191) / 8192;
+    uint8_t *pages = calloc(n ? n : 1, 8192);
+    if (!pages) { fprintf(stderr, "out of memory\n"); exit(2); }
     store_batch_init(&b);
-    for (uint64_t pg = off / 8192; pg * 8192 < off + len; pg++) {
+    for (uint64_t pg = first; pg < first + n; pg++) {   /* each page says where it is */
+        uint8_t *p = pages + (pg - first) * 8192;
+        memcpy(p, &ino, 8);
+        memcpy(p + 8, &pg, 8);
         key_page(&k, ino, pg);
-        store_batch_put(&b, &k, "page", 4);   /* contents do not matter here */
+        store_batch_put(&b, &k, p, 8192);
     }
     key_inode(&k, ino);                       /* fs.c's itxn_end adds the attributes */
     store_batch_put(&b, &k, "attr", 4);
-    int wal = pg_wal_write(w, &b, ino, size, off, len);
+    int wal = pg_wal_write(w, &b, ino, size, off, len, first, pages);
+    free(pages);
     if (pause_us) usleep(pause_us);           /* fs.c has more to do here: let others run */
     *rc = store_commit(st, &b);
     if (wal > 0) pg_wal_written(w, *rc);
@@ -234,23 +241,23 @@ static int wal_write(store *st, pg_wal *w, uint64_t ino, uint64_t size, uint64_t
 /* The recorded position of ST (0: none). */
 static uint64_t lsn_of(store *st)
 {
-    uint64_t lsn = 0;
-    int rc = pg_wal_lsn_get(st, &lsn);
-    if (rc && rc != -ENOENT) fprintf(stderr, "pg_wal_lsn_get: %d\n", rc);
+    pg_wal_pos p = { 0 };
+    int rc = pg_wal_pos_get(st, &p);
+    if (rc && rc != -ENOENT) fprintf(stderr, "pg_wal_pos_get: %d\n", rc);
     CHECK(rc == 0 || rc == -ENOENT);
-    return rc ? 0 : lsn;
+    return rc ? 0 : p.lsn;
 }
 
 /* The recorded position in BRANCH's newest manifest (0: none). */
 static uint64_t lsn_committed(env *e, const char *branch)
 {
     manifest m;
-    uint64_t lsn = 0;
+    pg_wal_pos p = { 0 };
     CHECK(manifest_load_latest(e->os, branch, &m) == 0);
-    int rc = pg_wal_lsn_at(e->os, &m, &lsn);
+    int rc = pg_wal_pos_at(e->os, &m, &p);
     CHECK(rc == 0 || rc == -ENOENT);
     manifest_free(&m);
-    return rc ? 0 : lsn;
+    return rc ? 0 : p.lsn;
 }
 
 static pg_wal *must_observe(store *st)
@@ -424,12 +431,12 @@ static void test_replay_and_fork(void)
     CHECK(lsn_committed(&e, "main") == 2 * SEG16 + 8192);
     CHECK(lsn_committed(&e, "dev") == SEG16 + 16484);
     manifest pm;                  /* the branch point, as `lakefs branch list` reads it */
-    uint64_t lsn = 0;
+    pg_wal_pos pos = { 0 };
     CHECK(manifest_load(e.os, "main", meta.parent_gen, &pm) == 0);
-    CHECK(pg_wal_lsn_at(e.os, &pm, &lsn) == 0 && lsn == SEG16 + 16384);
+    CHECK(pg_wal_pos_at(e.os, &pm, &pos) == 0 && pos.lsn == SEG16 + 16384 && pos.tli == 1 && pos.segsize == SEG16);
     manifest_free(&pm);
     CHECK(manifest_load(e.os, "main", 1, &pm) == 0);          /* before any WAL */
-    CHECK(pg_wal_lsn_at(e.os, &pm, &lsn) == -ENOENT);
+    CHECK(pg_wal_pos_at(e.os, &pm, &pos) == -ENOENT);
     manifest_free(&pm);
     env_free(&e);
 }
@@ -456,7 +463,8 @@ static void *writer_main(void *arg)
         uint64_t off = (i * NTHREADS + (uint64_t)t->id) * 8192, lsn = 0;
         int rc;
         wal_write_rc(t->st, t->w, 20 + (uint64_t)t->id, SEG16, off, 8192, &rc, (unsigned)(i * 7 + (uint64_t)t->id * 13) % 20);
-        if (rc || pg_wal_lsn_get(t->st, &lsn) || lsn < SEG16 + off + 8192) t->bad = 1;
+        pg_wal_pos p;
+        if (rc || pg_wal_pos_get(t->st, &p) || (lsn = p.lsn) < SEG16 + off + 8192) t->bad = 1;
     }
     return NULL;
 }

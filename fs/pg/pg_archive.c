@@ -1,0 +1,187 @@
+/*
+ * pg_archive.c -- the WAL archive read back as files (see pg_archive.h).
+ *
+ * Keys (store/key.h): KEY_WALSEG (timeline, segment number) -> the segment
+ * size, one per segment PostgreSQL wrote into; KEY_WALPAGE (timeline,
+ * LSN / 8 KiB) -> the page; meta key "wal_history/NNNNNNNN" -> the history
+ * file.  A segment is read page by page, each page one store read: a page
+ * never written (PostgreSQL zero-fills segments before use) reads as zeros.
+ */
+#include "pg_archive.h"
+#include "pg_wal.h"
+#include "../fs_format.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PA_HISTORY_MAX (1u << 20) /* as the observer archives them */
+
+/* 1 if NAME is "NNNNNNNN.history" (upper-case hex, timeline not 0): its
+ * timeline in *TLI. */
+static int pa_history_name(const char *name, uint32_t *tli)
+{
+    if (strlen(name) != 16 || strcmp(name + 8, ".history")) return 0;
+    *tli = 0;
+    for (int i = 0; i < 8; i++) {
+        char c = name[i];
+        if (c >= '0' && c <= '9') *tli = *tli << 4 | (uint32_t)(c - '0');
+        else if (c >= 'A' && c <= 'F') *tli = *tli << 4 | (uint32_t)(c - 'A' + 10);
+        else return 0;
+    }
+    return *tli != 0;
+}
+
+/* The meta key of timeline TLI's history file. */
+static void pa_history_key(skey *k, uint32_t tli)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%s%08" PRIX32, PG_WAL_HISTORY_KEY, tli);
+    key_meta(k, name);
+}
+
+/* 1 if a segment of SIZE bytes (checked) numbered SEGNO lies before A's cut:
+ * 0 if not, -EIO for an impossible size. */
+static int pa_before_cut(const pg_archive *a, uint64_t segno, uint64_t size)
+{
+    if (size < PG_WAL_PAGE || (size & (size - 1)) || segno > UINT64_MAX / size) return -EIO;
+    return segno * size < a->end;
+}
+
+/* Segment SEGNO of timeline TLI into *F if the archive holds it. */
+static int pa_segment(const pg_archive *a, uint32_t tli, uint64_t segno, pg_archive_file *f)
+{
+    uint8_t v[4];
+    size_t vlen = 0;
+    skey k;
+    key_walseg(&k, tli, segno);
+    int rc = store_get(a->st, &k, v, sizeof v, &vlen);
+    if (rc) return rc;
+    if (vlen != 4) return -EIO;
+    *f = (pg_archive_file){ .tli = tli, .segno = segno, .size = fs_get_le(v, 4) };
+    rc = pa_before_cut(a, segno, f->size);
+    return rc < 0 ? rc : rc ? 0 : -ENOENT;
+}
+
+int pg_archive_stat(const pg_archive *a, pg_archive_file *f)
+{
+    if (!f->history) return pa_segment(a, f->tli, f->segno, f);
+    size_t vlen = 0;
+    uint8_t none;
+    skey k;
+    pa_history_key(&k, f->tli);
+    int rc = store_get(a->st, &k, &none, 0, &vlen);
+    if (!rc) f->size = vlen;
+    return rc;
+}
+
+int pg_archive_lookup(const pg_archive *a, const char *name, pg_archive_file *f)
+{
+    uint32_t tli;
+    if (pa_history_name(name, &tli)) {
+        *f = (pg_archive_file){ .tli = tli, .history = 1 };
+        return pg_archive_stat(a, f);
+    }
+    pg_wal_seg s;
+    pg_wal_pos pos;
+    if (pg_wal_parse_name(name, strlen(name), &s)) return -ENOENT;
+    int rc = pg_wal_pos_get(a->st, &pos);
+    if (rc) return rc;
+    if (s.seg >= 0x100000000ull / pos.segsize) return -ENOENT;
+    return pa_segment(a, s.tli, pg_wal_segno(&s, pos.segsize), f);
+}
+
+long pg_archive_read(const pg_archive *a, const pg_archive_file *f, uint64_t off, void *buf, size_t len)
+{
+    if (off >= f->size) return 0;
+    if (len > f->size - off) len = (size_t)(f->size - off);
+    skey k;
+    if (f->history) {
+        uint8_t *all = malloc(f->size ? f->size : 1);
+        size_t vlen = 0;
+        if (!all) return -ENOMEM;
+        pa_history_key(&k, f->tli);
+        int rc = store_get(a->st, &k, all, f->size, &vlen);
+        if (!rc && vlen != f->size) rc = -EIO;   /* history files never change */
+        if (!rc) memcpy(buf, all + off, len);
+        free(all);
+        return rc ? rc : (long)len;
+    }
+    uint8_t page[PG_WAL_PAGE];
+    uint64_t first = f->segno * (f->size / PG_WAL_PAGE), base = f->segno * f->size;
+    for (size_t done = 0; done < len;) {
+        uint64_t pos = off + done, in = pos % PG_WAL_PAGE, lsn = base + pos - in;
+        size_t take = PG_WAL_PAGE - in < len - done ? (size_t)(PG_WAL_PAGE - in) : len - done, vlen = 0;
+        key_walpage(&k, f->tli, first + pos / PG_WAL_PAGE);
+        int rc = lsn >= a->end ? -ENOENT : store_get(a->st, &k, page, sizeof page, &vlen);
+        if (rc == -ENOENT || (!rc && vlen == 0)) memset(page, 0, sizeof page);   /* never written; all zero */
+        else if (rc) return rc;
+        else if (vlen != PG_WAL_PAGE) return -EIO;
+        if (a->end - lsn < PG_WAL_PAGE) memset(page + (a->end - lsn), 0, (size_t)(PG_WAL_PAGE - (a->end - lsn)));
+        memcpy((uint8_t *)buf + done, page + in, take);
+        done += take;
+    }
+    return (long)len;
+}
+
+void pg_archive_name(const pg_archive_file *f, char *buf, size_t len)
+{
+    if (f->history) {
+        snprintf(buf, len, "%08" PRIX32 ".history", f->tli);
+        return;
+    }
+    uint64_t per_log = 0x100000000ull / f->size;
+    snprintf(buf, len, "%08" PRIX32 "%08" PRIX32 "%08" PRIX32, f->tli, (uint32_t)(f->segno / per_log),
+             (uint32_t)(f->segno % per_log));
+}
+
+typedef struct pa_list {
+    const pg_archive *a;
+    pg_archive_fn fn;
+    void *arg;
+} pa_list;
+
+/* store_scan callback: one history file. */
+static int pa_list_history(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)val;
+    pa_list *l = arg;
+    char name[17];
+    size_t plen = 1 + strlen(PG_WAL_HISTORY_KEY);
+    uint32_t tli;
+    if (klen != plen + 8) return 0;
+    memcpy(name, key + plen, 8);
+    memcpy(name + 8, ".history", 9);
+    if (!pa_history_name(name, &tli)) return 0;
+    pg_archive_file f = { .tli = tli, .history = 1, .size = vlen };
+    return l->fn(l->arg, name, &f);
+}
+
+/* store_scan callback: one segment. */
+static int pa_list_segment(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    pa_list *l = arg;
+    char name[32];
+    if (klen != 13 || vlen != 4) return -EIO;
+    pg_archive_file f = { .tli = (uint32_t)(key_get64(key + 1) >> 32), .segno = key_get64(key + 5),
+                          .size = fs_get_le(val, 4) };
+    int rc = pa_before_cut(l->a, f.segno, f.size);
+    if (rc <= 0) return rc;
+    pg_archive_name(&f, name, sizeof name);
+    return l->fn(l->arg, name, &f);
+}
+
+int pg_archive_list(const pg_archive *a, pg_archive_fn fn, void *arg)
+{
+    pa_list l = { a, fn, arg };
+    skey k;
+    key_meta(&k, PG_WAL_HISTORY_KEY);
+    int rc = store_scan(a->st, k.b, k.len, pa_list_history, &l);
+    if (!rc) {
+        uint8_t prefix = KEY_WALSEG;
+        rc = store_scan(a->st, &prefix, 1, pa_list_segment, &l);
+    }
+    return rc;
+}

@@ -1,0 +1,311 @@
+/*
+ * pg_target.c -- targets in a branch's past: parsing, the base state of a
+ * recovery to one, and the recovery settings (see pg_target.h).
+ *
+ * Finding the base: a branch's manifest generations are numbered from 1
+ * without gaps (generation 1 of a fork copies its parent's generation at
+ * the branch point), and the recorded WAL position only grows with the
+ * generation, so "the position is past the target" is false up to some
+ * generation and true after it: a binary search finds the newest
+ * generation before the target in O(log n) manifest reads.  When even
+ * generation 1 is past it, the search goes on in the parent, up to the
+ * generation the branch was forked from.  Generations written before any
+ * WAL (the first moments of initdb) have no position and count as before
+ * every target, so the newest generation before the target may be one
+ * without WAL: then there is no base.
+ */
+#include "pg_target.h"
+#include "pg_wal.h"
+#include "../../store/branch.h"
+#include "../../store/manifest.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- parsing and formatting ---- */
+
+/* Parse exactly N decimal digits at *P (advanced) into *V. */
+static int digits(const char **p, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++, (*p)++) {
+        if (**p < '0' || **p > '9') return -EINVAL;
+        *v = *v * 10 + (**p - '0');
+    }
+    return 0;
+}
+
+/* Parse an LSN "X/X" or "X-X" (1-8 hex digits each side). */
+static int parse_lsn(const char *s, uint64_t *lsn)
+{
+    uint64_t half[2] = { 0, 0 };
+    for (int h = 0; h < 2; h++) {
+        int n = 0;
+        for (; *s && *s != '/' && *s != '-'; s++, n++) {
+            char c = *s;
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                  : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0 || n == 8) return -EINVAL;
+            half[h] = half[h] << 4 | (uint64_t)d;
+        }
+        if (n == 0 || (h == 0 && !*s) || (h == 1 && *s)) return -EINVAL;
+        if (h == 0) s++;
+    }
+    *lsn = half[0] << 32 | half[1];
+    return 0;
+}
+
+/* Parse "YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+HH:MM|-HH:MM|+HHMM|+HH)". */
+static int parse_time(const char *s, int64_t *us)
+{
+    int y, mo, d, h, mi, sec, zh = 0, zm = 0;
+    if (digits(&s, 4, &y) || *s++ != '-' || digits(&s, 2, &mo) || *s++ != '-' || digits(&s, 2, &d) ||
+        (*s != 'T' && *s != 't') || (s++, digits(&s, 2, &h)) || *s++ != ':' || digits(&s, 2, &mi) ||
+        *s++ != ':' || digits(&s, 2, &sec))
+        return -EINVAL;
+    int64_t frac = 0;
+    if (*s == '.') {
+        int n = 0;
+        for (s++; *s >= '0' && *s <= '9'; s++, n++) {
+            if (n == 6) return -EINVAL;
+            frac = frac * 10 + (*s - '0');
+        }
+        if (n == 0) return -EINVAL;
+        for (; n < 6; n++) frac *= 10;
+    }
+    int sign = 0;
+    if (*s == 'Z' || *s == 'z') {
+        s++;
+    } else if (*s == '+' || *s == '-') {
+        sign = *s++ == '-' ? -1 : 1;
+        if (digits(&s, 2, &zh)) return -EINVAL;
+        if (*s == ':') s++;
+        if (*s && digits(&s, 2, &zm)) return -EINVAL;
+    } else {
+        return -EINVAL;           /* a moment without a zone means nothing exact */
+    }
+    if (*s || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 59 || zh > 23 || zm > 59)
+        return -EINVAL;
+    struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec };
+    time_t t = timegm(&tm);
+    if (tm.tm_mday != d) return -EINVAL;   /* timegm normalised a day that does not exist */
+    t -= (time_t)sign * (zh * 3600 + zm * 60);
+    *us = (int64_t)t * 1000000 + frac;
+    return 0;
+}
+
+int pg_target_parse(const char *text, pg_target *t)
+{
+    memset(t, 0, sizeof *t);
+    if (strchr(text, 'T') || strchr(text, 't')) {
+        t->is_time = 1;
+        return parse_time(text, &t->time_us);
+    }
+    return parse_lsn(text, &t->lsn);
+}
+
+/* Moment US as ISO 8601 UTC, fractions only when there are some. */
+static void format_time(int64_t us, char *buf, size_t len)
+{
+    time_t s = (time_t)(us / 1000000);
+    int64_t f = us % 1000000;
+    if (f < 0) { f += 1000000; s--; }
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    char base[32];
+    strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (f) snprintf(buf, len, "%s.%06" PRId64 "Z", base, f);
+    else snprintf(buf, len, "%sZ", base);
+}
+
+void pg_target_format(const pg_target *t, char *buf, size_t len)
+{
+    if (t->is_time) format_time(t->time_us, buf, len);
+    else snprintf(buf, len, "%" PRIX32 "-%" PRIX32, (uint32_t)(t->lsn >> 32), (uint32_t)t->lsn);
+}
+
+/* ---- the base state ---- */
+
+/* The position in generation GEN of BRANCH into *P: 0, -ENOENT (no WAL
+ * recorded there), or -errno with ERR set. */
+static int gen_pos(objstore *os, const char *branch, uint64_t gen, pg_wal_pos *p, char *err, size_t errlen)
+{
+    manifest m;
+    int rc = manifest_load(os, branch, gen, &m);
+    if (!rc) {
+        rc = pg_wal_pos_at(os, &m, p);
+        manifest_free(&m);
+    }
+    if (rc && rc != -ENOENT)
+        snprintf(err, errlen, "branch '%s': cannot read generation %" PRIu64 " of its history: %s", branch, gen,
+                 strerror(-rc));
+    else if (rc == -ENOENT && manifest_exists(os, branch, gen) == 0) {
+        snprintf(err, errlen, "branch '%s': generation %" PRIu64 " of its history is missing", branch, gen);
+        rc = -EIO;
+    }
+    return rc;
+}
+
+/* 1 if position P lies past target T. */
+static int past(const pg_wal_pos *p, const pg_target *t)
+{
+    return t->is_time ? p->time_us >= t->time_us : p->lsn > t->lsn;
+}
+
+/* The newest generation in 1..HI of BRANCH not past T into *GEN (0: even
+ * generation 1 is), its position in *P (*HAS 0: it has none). */
+static int search(objstore *os, const char *branch, uint64_t hi, const pg_target *t, uint64_t *gen,
+                  pg_wal_pos *p, int *has, char *err, size_t errlen)
+{
+    uint64_t lo = 1, found = 0;
+    while (lo <= hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        pg_wal_pos q;
+        int rc = gen_pos(os, branch, mid, &q, err, errlen);
+        if (rc && rc != -ENOENT) return rc;
+        if (!rc && past(&q, t)) {
+            hi = mid - 1;
+        } else {
+            found = mid;
+            *has = !rc;
+            if (!rc) *p = q;
+            lo = mid + 1;
+        }
+    }
+    *gen = found;
+    return 0;
+}
+
+/* The oldest position recorded in BRANCH's history (its root ancestor's
+ * first generation with WAL) into *P: 0 or -ENOENT. */
+static int oldest(objstore *os, const char *branch, pg_wal_pos *p)
+{
+    char cur[64];
+    uint64_t hi = 0;
+    snprintf(cur, sizeof cur, "%s", branch);
+    for (int depth = 0; depth < 1000; depth++) {   /* bounded: a corrupt chain must not loop */
+        branch_meta meta;
+        if (branch_meta_load(os, cur, &meta) || !meta.parent[0]) break;
+        hi = meta.parent_gen;
+        snprintf(cur, sizeof cur, "%s", meta.parent);
+    }
+    if (!hi) {
+        manifest m;
+        if (manifest_load_latest(os, cur, &m)) return -ENOENT;
+        hi = m.gen;
+        manifest_free(&m);
+    }
+    char err[256];                /* the first generation with a position: binary search */
+    uint64_t lo = 1, found = 0;
+    while (lo <= hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        pg_wal_pos q;
+        int rc = gen_pos(os, cur, mid, &q, err, sizeof err);
+        if (rc && rc != -ENOENT) return rc;
+        if (!rc) { found = mid; *p = q; hi = mid - 1; }
+        else lo = mid + 1;
+    }
+    return found ? 0 : -ENOENT;
+}
+
+/* The error for a target before every reachable point. */
+static int too_old(objstore *os, const char *branch, const char *what, int64_t floor_us, char *err, size_t errlen)
+{
+    pg_wal_pos o;
+    char lsn[PG_LSN_LEN], when[40];
+    if (oldest(os, branch, &o)) {
+        snprintf(err, errlen, "branch '%s' has no PostgreSQL WAL before %s: nothing to recover there", branch, what);
+        return -ENOENT;
+    }
+    if (o.time_us < floor_us) {
+        format_time(floor_us, when, sizeof when);
+        snprintf(err, errlen, "%s of branch '%s' is older than the retention window; the oldest point reachable "
+                 "is %s", what, branch, when);
+        return -ENOENT;
+    }
+    pg_wal_lsn_format(o.lsn, lsn, sizeof lsn);
+    format_time(o.time_us, when, sizeof when);
+    snprintf(err, errlen, "%s is before the first state of branch '%s' that recovery can start from; the oldest "
+             "point reachable is LSN %s (%s)", what, branch, lsn, when);
+    return -ENOENT;
+}
+
+int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
+                   pg_base *b, char *err, size_t errlen)
+{
+    char what[96], text[PG_TARGET_TEXT], lsn[PG_LSN_LEN], when[40];
+    pg_target_format(t, text, sizeof text);
+    snprintf(what, sizeof what, "%s %s", t->is_time ? "time" : "LSN", text);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
+    int64_t floor_us = retention_s > 0 ? now_us - retention_s * 1000000 : INT64_MIN;
+    manifest m;
+    int rc = manifest_load_latest(os, branch, &m);
+    if (rc) {
+        snprintf(err, errlen, rc == -ENOENT ? "branch '%s' does not exist; see lakefs branch list"
+                 : "branch '%s': cannot load its manifest", branch);
+        return rc;
+    }
+    uint64_t hi = m.gen;
+    manifest_free(&m);
+    pg_wal_pos newest;
+    if ((rc = gen_pos(os, branch, hi, &newest, err, errlen))) {
+        if (rc == -ENOENT) snprintf(err, errlen, "branch '%s' has no PostgreSQL WAL yet: there is no past to go to", branch);
+        return rc;
+    }
+    if (t->is_time ? t->time_us > now_us : t->lsn > newest.lsn) {
+        pg_wal_lsn_format(newest.lsn, lsn, sizeof lsn);
+        format_time(newest.time_us, when, sizeof when);
+        snprintf(err, errlen, "%s is in the future of branch '%s': its WAL ends at LSN %s (written %s)", what, branch,
+                 lsn, when);
+        return -ERANGE;
+    }
+    if (t->is_time && t->time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
+    char cur[64];
+    snprintf(cur, sizeof cur, "%s", branch);
+    for (int depth = 0; depth < 1000; depth++) {
+        uint64_t gen;
+        pg_wal_pos p;
+        int has = 0;
+        if ((rc = search(os, cur, hi, t, &gen, &p, &has, err, errlen))) return rc;
+        if (gen && !has) return too_old(os, branch, what, floor_us, err, errlen);
+        if (gen) {
+            if (p.time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
+            snprintf(b->branch, sizeof b->branch, "%s", cur);
+            b->gen = gen;
+            b->lsn = p.lsn;
+            b->time_us = p.time_us;
+            return 0;
+        }
+        branch_meta meta;         /* even generation 1 is past T: go on in the parent */
+        if ((rc = branch_meta_load(os, cur, &meta)) && rc != -ENOENT) {
+            snprintf(err, errlen, "branch '%s': cannot load its metadata: %s", cur, strerror(-rc));
+            return rc;
+        }
+        if (rc || !meta.parent[0]) return too_old(os, branch, what, floor_us, err, errlen);
+        snprintf(cur, sizeof cur, "%s", meta.parent);
+        hi = meta.parent_gen;
+    }
+    snprintf(err, errlen, "branch '%s': its chain of parents does not end", branch);
+    return -ELOOP;
+}
+
+/* ---- recovery settings ---- */
+
+void pg_target_settings(int read_write, char *buf, size_t len, const char **signal)
+{
+    snprintf(buf, len,
+             "\n# lakefs: recovery to a point in the branch's past (pg_target.h)\n"
+             "restore_command = 'test -f .lakefs-wal/%%f && cp .lakefs-wal/%%f \"%%p\"'\n"
+             "recovery_target_timeline = 'latest'\n"
+             "hot_standby = off\n"
+             "archive_mode = off\n"
+             "%s",
+             read_write ? "" : "default_transaction_read_only = on\n");
+    *signal = "recovery.signal";
+}

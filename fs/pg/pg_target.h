@@ -1,0 +1,81 @@
+/*
+ * pg_target.h -- points in a branch's past, and how PostgreSQL gets there.
+ *
+ * A target is an LSN ("0/16B3748", or "0-16B3748" where a file name cannot
+ * hold a slash) or a moment (ISO 8601 with a zone: "2026-11-23T10:32:05Z",
+ * "...05.25+02:00").
+ *
+ * A view of a branch at a target is PostgreSQL's own archive recovery
+ * (DESIGN.md section 5), made exact by cutting the WAL:
+ *
+ *  1. a base state: the newest committed state of the branch -- or, before
+ *     its branch point, of its ancestors -- whose recorded WAL position
+ *     (pg_wal.h) is at or before the target: no data page in it is newer
+ *     than the target (PostgreSQL writes WAL before the pages it covers),
+ *     so recovery from its checkpoint can stop exactly there.  For a moment,
+ *     "before" is by the wall-clock time of the last WAL write, which is at
+ *     or after the time of every commit in that WAL;
+ *  2. the branch's WAL archive (pg_archive.h) cut at the target's LSN: for
+ *     an LSN, itself (the WAL before it is kept whole: every record that
+ *     ends by then, as pg_current_wal_insert_lsn() promised); for a moment,
+ *     the start of the first commit or abort record stamped later (found by
+ *     pg_walscan.h; none: the whole WAL).  Recovery replays to the cut,
+ *     finds nothing more, and promotes.  Nothing is left to a recovery
+ *     target that PostgreSQL might not reach (it refuses to start then);
+ *  3. recovery settings appended to postgresql.auto.conf (read last, so
+ *     they win): restore_command reads the view's hidden .lakefs-wal
+ *     directory (PostgreSQL runs it in the data directory, so the relative
+ *     path works wherever the repository is mounted, and listings of the
+ *     data directory never show it); hot_standby off, so the server takes
+ *     no connection before it stands exactly at the target; and
+ *     recovery.signal.  A read-only view also gets
+ *     default_transaction_read_only: what the server writes there goes to
+ *     the view's throw-away overlay anyway.
+ *
+ * Errors: -errno with a one-line reason naming the branch and the target.
+ */
+#ifndef LAKEFS_PG_TARGET_H
+#define LAKEFS_PG_TARGET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../../store/objstore.h"
+
+#define PG_TARGET_TEXT 48         /* a target's text form, with its NUL */
+
+typedef struct pg_target {      /* a point in a branch's past */
+    int is_time;                  /* 0: lsn; 1: time_us */
+    uint64_t lsn;
+    int64_t time_us;              /* microseconds since the epoch, UTC */
+} pg_target;
+
+/* Parse TEXT as an LSN ("X/X" or "X-X") or an ISO 8601 moment with a zone
+ * into T: 0, or -EINVAL. */
+int pg_target_parse(const char *text, pg_target *t);
+/* T as it is written in a view's name ("0-16B3748", "2026-11-23T10:32:05Z"
+ * with ".ffffff" only when there are fractions) into BUF. */
+void pg_target_format(const pg_target *t, char *buf, size_t len);
+
+typedef struct pg_base {          /* where recovery to a target starts */
+    char branch[64];              /* the branch whose state it is (BRANCH or an ancestor) */
+    uint64_t gen;                 /* that branch's manifest generation */
+    uint64_t lsn;                 /* its recorded WAL position */
+    int64_t time_us;              /* ... and when that WAL was written */
+} pg_base;
+
+/* The base state for target T of BRANCH, whose newest manifest holds every
+ * WAL byte written so far (checkpoint a mounted branch first), into *B.
+ * Refuses a target past the branch's WAL or in the future (-ERANGE) and
+ * one before the oldest state kept within RETENTION_S seconds (0: no
+ * limit) or before the branch's first WAL (-ENOENT); the reason in ERR
+ * names the oldest and newest points that can be reached. */
+int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
+                   pg_base *b, char *err, size_t errlen);
+
+/* The settings that make PostgreSQL recover from the archive to its cut
+ * and promote: lines for postgresql.auto.conf into BUF (truncated to LEN)
+ * and the signal file to create into *SIGNAL.  READ_WRITE: a branch that
+ * starts at the target; else a read-only view. */
+void pg_target_settings(int read_write, char *buf, size_t len, const char **signal);
+
+#endif
