@@ -526,13 +526,20 @@ static int daemon_open_past(daemon_ctx *d, const char *name, fs_branch *b, char 
         store_close(b->st);
         return rc;
     }
+    if ((rc = pg_target_cut(b->archive, &t, &base, &b->archive_end, err, errlen))) {
+        store_close(b->archive);
+        store_close(b->st);
+        return rc;
+    }
     b->past = 1;
-    b->archive_end = t.lsn;   /* TODO time */
-    char lsn[PG_LSN_LEN];
+    char lsn[PG_LSN_LEN], cut[PG_LSN_LEN];
     pg_target_format(&t, text, sizeof text);
     pg_wal_lsn_format(base.lsn, lsn, sizeof lsn);
-    fprintf(stderr, "lakefs: serving %s: branch %s at %s, recovering from generation %" PRIu64 " of %s (WAL to %s) "
-            "with the WAL archive of generation %" PRIu64 "\n", name, branch, text, base.gen, base.branch, lsn, gen);
+    if (b->archive_end == UINT64_MAX) snprintf(cut, sizeof cut, "its end");
+    else pg_wal_lsn_format(b->archive_end, cut, sizeof cut);
+    fprintf(stderr, "lakefs: serving %s: branch %s at %s: recovery from generation %" PRIu64 " of %s (WAL to %s) "
+            "replays the WAL archive of generation %" PRIu64 " up to %s\n", name, branch, text, base.gen, base.branch,
+            lsn, gen, cut);
     return 0;
 }
 

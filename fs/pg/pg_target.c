@@ -16,6 +16,9 @@
  */
 #include "pg_target.h"
 #include "pg_wal.h"
+#include "pg_walscan.h"
+#include "../fs.h"
+#include "../fs_format.h"
 #include "../../store/branch.h"
 #include "../../store/manifest.h"
 
@@ -150,6 +153,31 @@ static int gen_pos(objstore *os, const char *branch, uint64_t gen, pg_wal_pos *p
     return rc;
 }
 
+/* The checkpoint record that global/pg_control names in state M of OS
+ * into *LSN (ControlFileData.checkPoint, 32 bytes in: the same in every
+ * PostgreSQL release since 9.0).  0, -ENOENT (no pg_control), or -errno. */
+static int base_checkpoint(objstore *os, const manifest *m, uint64_t *lsn)
+{
+    uint8_t v[FS_DIRENT_LEN], page[8192];
+    size_t vlen = 0;
+    uint64_t dir = FS_ROOT_INO;
+    uint32_t type;
+    skey k;
+    static const char *const path[] = { "global", "pg_control" };
+    for (int i = 0; i < 2; i++) {
+        key_dirent(&k, dir, path[i], strlen(path[i]));
+        int rc = store_peek(os, m, &k, v, sizeof v, &vlen);
+        if (!rc) rc = fs_dirent_decode(v, vlen, &dir, &type);
+        if (rc) return rc;
+    }
+    key_page(&k, dir, 0);
+    memset(page, 0, sizeof page);
+    int rc = store_peek(os, m, &k, page, sizeof page, &vlen);
+    if (rc) return rc;
+    *lsn = fs_get_le(page + 32, 8);
+    return *lsn ? 0 : -ENOENT;
+}
+
 /* 1 if position P lies past target T. */
 static int past(const pg_wal_pos *p, const pg_target *t)
 {
@@ -280,7 +308,18 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
             b->gen = gen;
             b->lsn = p.lsn;
             b->time_us = p.time_us;
-            return 0;
+            manifest bm;
+            if (!(rc = manifest_load(os, cur, gen, &bm))) {
+                rc = base_checkpoint(os, &bm, &b->checkpoint);
+                manifest_free(&bm);
+            }
+            if (rc == -ENOENT)
+                snprintf(err, errlen, "branch '%s': generation %" PRIu64 " of '%s' (before %s) holds no PostgreSQL "
+                         "data directory with a pg_control", branch, gen, cur, what);
+            else if (rc)
+                snprintf(err, errlen, "branch '%s': cannot read pg_control in generation %" PRIu64 " of '%s': %s",
+                         branch, gen, cur, strerror(-rc));
+            return rc;
         }
         branch_meta meta;         /* even generation 1 is past T: go on in the parent */
         if ((rc = branch_meta_load(os, cur, &meta)) && rc != -ENOENT) {
@@ -293,6 +332,28 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
     }
     snprintf(err, errlen, "branch '%s': its chain of parents does not end", branch);
     return -ELOOP;
+}
+
+/* ---- the cut ---- */
+
+int pg_target_cut(store *archive, const pg_target *t, const pg_base *b, uint64_t *cut, char *err, size_t errlen)
+{
+    if (!t->is_time) {
+        *cut = t->lsn;
+        return 0;
+    }
+    pg_wal_pos pos;
+    pg_walscan_result r;
+    pg_archive a = { archive, UINT64_MAX };
+    int rc = pg_wal_pos_get(archive, &pos);
+    /* from the base's checkpoint: every record up to the base's WAL end is older than the moment */
+    if (!rc) rc = pg_walscan_time(&a, pos.tli, b->checkpoint, t->time_us, &r);
+    if (rc) {
+        snprintf(err, errlen, "cannot read the WAL archive of branch '%s': %s", b->branch, strerror(-rc));
+        return rc;
+    }
+    *cut = r.cut;
+    return 0;
 }
 
 /* ---- recovery settings ---- */

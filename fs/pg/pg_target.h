@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../../store/objstore.h"
+#include "../../store/store.h"
 
 #define PG_TARGET_TEXT 48         /* a target's text form, with its NUL */
 
@@ -60,7 +61,8 @@ typedef struct pg_base {          /* where recovery to a target starts */
     char branch[64];              /* the branch whose state it is (BRANCH or an ancestor) */
     uint64_t gen;                 /* that branch's manifest generation */
     uint64_t lsn;                 /* its recorded WAL position */
-    int64_t time_us;              /* ... and when that WAL was written */
+    int64_t time_us;              /* ... and when that WAL was last written */
+    uint64_t checkpoint;          /* the LSN of the checkpoint record its pg_control names */
 } pg_base;
 
 /* The base state for target T of BRANCH, whose newest manifest holds every
@@ -71,6 +73,11 @@ typedef struct pg_base {          /* where recovery to a target starts */
  * names the oldest and newest points that can be reached. */
 int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
                    pg_base *b, char *err, size_t errlen);
+
+/* Where the archive in store ARCHIVE (the branch's state that holds every
+ * WAL byte up to now) is cut for target T with base B, into *CUT
+ * (UINT64_MAX: nowhere, the whole WAL).  0, or -errno with ERR set. */
+int pg_target_cut(store *archive, const pg_target *t, const pg_base *b, uint64_t *cut, char *err, size_t errlen);
 
 /* The settings that make PostgreSQL recover from the archive to its cut
  * and promote: lines for postgresql.auto.conf into BUF (truncated to LEN)

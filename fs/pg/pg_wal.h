@@ -14,17 +14,20 @@
  *    (key.h; read back through pg_archive.h), so the archive holds every
  *    WAL byte however PostgreSQL recycles its segment files, and commits
  *    atomically with the write (a crash loses neither or both);
- *  - when the write moves the highest LSN written so far, the position
- *    (pg_wal_pos: that LSN, the wall-clock time, the timeline, the segment
- *    size) as the meta key "wal_pos" (key.h).
+ *  - the position (pg_wal_pos: the highest LSN written so far, the
+ *    wall-clock time of this write, the timeline, the segment size) as
+ *    the meta key "wal_pos" (key.h).
  *
  * So the position at any seq is the WAL end at that seq: a fork inherits it
  * at its branch point, journal replay restores it, and the position of any
  * committed state is one key read through its manifest (pg_wal_pos_at).
  * WAL goes to the files in whole 8 KiB pages, so the LSN seen is the end of
- * the last page written, at or past what pg_current_wal_lsn() said then,
- * and every commit record in the WAL up to it carries a time at or before
- * the recorded time (PostgreSQL stamps a commit before writing it).
+ * the last page written, at or past what pg_current_wal_lsn() said then:
+ * no WAL in that state lies beyond it.  PostgreSQL writes its last,
+ * partly filled page again and again as records are added, so the time
+ * moves with every WAL write, not only with the LSN: every commit record in
+ * the state's WAL carries a time at or before the recorded one (PostgreSQL
+ * stamps a commit before writing it).
  *
  * Timeline history files (NNNNNNNN.history) are written under a temporary
  * name and renamed into place; the rename's batch archives the content as
@@ -44,9 +47,10 @@
  * to a future name), and fs.c tells the observer of both (pg_wal_forget).
  *
  * Thread safety: every function may be called from any FUSE thread.  The
- * recorded LSN only grows: from the moment a write decides to raise it until
- * its batch is committed (pg_wal_written), other raising writes wait, so
- * batches carrying "wal_pos" commit in the order of their values.
+ * recorded position only grows: from the moment a WAL write takes its
+ * position until its batch is committed (pg_wal_written), other WAL writes
+ * wait (PostgreSQL writes its WAL one writer at a time anyway), so batches
+ * carrying "wal_pos" commit in the order of their values.
  *
  * Errors: -errno; the store's own read errors are logged by the store.
  */
@@ -103,10 +107,9 @@ void pg_wal_close(pg_wal *w);
  * after it, goes into batch B, which puts the file's pages FIRST_PAGE on
  * as PAGES (LEN + OFF % PG_WAL_PAGE rounded up to whole pages); INO's name
  * must not change meanwhile (fs.c holds its inode lock).  If INO is a WAL
- * segment, adds the pages to the archive; if the write also moves the WAL
- * end, adds the new "wal_pos" to B and returns 1: then call pg_wal_written
- * with the commit's result.  0 if not (also when W is NULL), or -errno
- * (pg_wal/ could not be read). */
+ * segment, adds the pages to the archive and the new "wal_pos" to B and
+ * returns 1: then call pg_wal_written with the commit's result.  0 if not
+ * (also when W is NULL), or -errno (pg_wal/ could not be read). */
 int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len,
                  uint64_t first_page, const uint8_t *pages);
 /* The batch that pg_wal_write returned 1 for was committed with result RC. */

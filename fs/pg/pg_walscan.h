@@ -1,0 +1,43 @@
+/*
+ * pg_walscan.h -- reading PostgreSQL's WAL records from a branch's archive,
+ * to turn a moment into the exact LSN where recovery must stop.
+ *
+ * PostgreSQL's own recovery_target_time stops before the first commit or
+ * abort record stamped later than the target, and refuses to start at all
+ * when the WAL ends before such a record.  lakefs finds that record itself,
+ * so that a time-travel view is an archive cut at an LSN (pg_target.h):
+ * exact, and always reachable.  The same scan answers `lakefs lsn --at`.
+ *
+ * The reader knows PostgreSQL 15's WAL format (access/xlog_internal.h,
+ * access/xlogrecord.h): 8 KiB pages with a short or long header; records
+ * aligned to 8 bytes, a 24-byte header (total length, xid, previous
+ * record, info, resource manager, CRC-32C), possibly spanning pages as
+ * continuation data; block references, then the main data, last; after
+ * a WAL switch record the next record starts the next segment.  A
+ * record is taken only if it is whole, its CRC matches and it points back
+ * to the record before it; the first one that is not ends the WAL, as for
+ * PostgreSQL.  Which timeline holds an LSN comes from the newest history
+ * file in the archive.
+ *
+ * Errors: -errno (reading the store); damage in the WAL is its end, not
+ * an error.
+ */
+#ifndef LAKEFS_PG_WALSCAN_H
+#define LAKEFS_PG_WALSCAN_H
+
+#include <stdint.h>
+#include "pg_archive.h"
+
+typedef struct pg_walscan_result {
+    uint64_t cut;                 /* start of the first commit/abort stamped after the moment; UINT64_MAX: none */
+    uint64_t end;                 /* end of the last whole record read */
+    uint64_t records;             /* records read */
+} pg_walscan_result;
+
+/* Scan the WAL in archive A, timeline TLI being the newest, from the
+ * record that starts at FROM (a checkpoint record, say) for the first
+ * commit or abort record stamped later than TIME_US (microseconds since
+ * the Unix epoch), into *R. */
+int pg_walscan_time(const pg_archive *a, uint32_t tli, uint64_t from, int64_t time_us, pg_walscan_result *r);
+
+#endif
