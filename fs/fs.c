@@ -595,24 +595,21 @@ static int root_file_append(store *st, store_batch *b, const fs_attr *root, cons
     return rc;
 }
 
-/* Make time-travel view V recover to the end of its archive when
- * PostgreSQL starts on it: the settings and the signal file of
- * pg_target.h, in V's overlay. */
-static int view_add_recovery(fs_view *v)
+int fs_add_recovery(store *st, int read_write)
 {
     char conf[1024];
     const char *signal;
-    pg_target_settings(0, conf, sizeof conf, &signal);
+    pg_target_settings(read_write, conf, sizeof conf, &signal);
     fs_attr root;
     store_batch b;
     store_batch_init(&b);
-    int rc = attr_load(v->st, FS_ROOT_INO, &root);
-    if (!rc) rc = root_file_append(v->st, &b, &root, "postgresql.auto.conf", conf, strlen(conf));
-    if (!rc) rc = root_file_append(v->st, &b, &root, signal, "", 0);
+    int rc = attr_load(st, FS_ROOT_INO, &root);
+    if (!rc) rc = root_file_append(st, &b, &root, "postgresql.auto.conf", conf, strlen(conf));
+    if (!rc) rc = root_file_append(st, &b, &root, signal, "", 0);
     if (!rc) {
         root.mtime = root.ctime = now_ns();
         attr_put(&b, FS_ROOT_INO, &root);
-        rc = store_commit(v->st, &b);
+        rc = store_commit(st, &b);
     }
     store_batch_free(&b);
     return rc;
@@ -656,7 +653,7 @@ static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, si
     pthread_rwlockattr_destroy(&at);
     if ((rc = view_drop_stale(v)))
         snprintf(err, errlen, "branch %s: cannot remove a stale postmaster.pid: %s", name, strerror(-rc));
-    else if (fb.past && (rc = view_add_recovery(v)))
+    else if (fb.past && (rc = fs_add_recovery(v->st, 0)))
         snprintf(err, errlen, "view %s: cannot write its recovery settings: %s", name, strerror(-rc));
     else if (!fb.past && (rc = pg_wal_open(v->st, &v->wal)))
         snprintf(err, errlen, "branch %s: cannot read its recorded WAL position: %s", name, strerror(-rc));

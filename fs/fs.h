@@ -65,6 +65,12 @@ int fs_release_branch(fs_mount *m, const char *name);
 /* Close every branch and free M; the first close error, or 0. */
 int fs_free(fs_mount *m);
 
+/* Make PostgreSQL recover from the WAL archive to its end, then promote,
+ * when it starts on the branch in store ST (a root holding a data
+ * directory): the settings and signal file of fs/pg/pg_target.h, in one
+ * commit.  READ_WRITE: a branch at a past point; else a read-only view. */
+int fs_add_recovery(store *st, int read_write);
+
 /* The FUSE operations; userdata is an fs_mount. */
 const struct fuse_lowlevel_ops *fs_ops(void);
 /* Encode the attributes of a new branch's empty root directory (mode 0755,

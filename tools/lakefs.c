@@ -18,6 +18,7 @@
  * $LAKEFS_REPO, else the lakefs mount holding the current directory.
  */
 #include "../fs/fs.h"
+#include "../fs/pg/pg_archive.h"
 #include "../fs/pg/pg_target.h"
 #include "../fs/pg/pg_wal.h"
 #include "../store/layer.h"
@@ -109,7 +110,7 @@ static const char *usage_mount =
     "  user, nouser, users, x-*, comment=*\n";
 
 static const char *usage_branch =
-    "usage: lakefs branch create NAME --from PARENT [--repo URL]\n"
+    "usage: lakefs branch create NAME --from PARENT [--at LSN|TIME] [--repo URL]\n"
     "       lakefs branch list [--repo URL]\n"
     "       lakefs branch show NAME [--repo URL]\n"
     "       lakefs branch delete NAME [--repo URL]\n"
@@ -119,6 +120,10 @@ static const char *usage_branch =
     "         (constant time).  If a daemon on this machine mounts PARENT read-write,\n"
     "         it is asked for a checkpoint through its control socket: the branch\n"
     "         starts at PARENT's current seq, a crash-consistent state.\n"
+    "         --at LSN (0/16B3748) or TIME (ISO 8601 with a zone, 2026-11-23T10:32:05Z):\n"
+    "         the branch starts at that point of PARENT's past, exact to the commit:\n"
+    "         PostgreSQL's first start on it recovers from an earlier state through\n"
+    "         the WAL archive to that point, then promotes (a new timeline).\n"
     "list     name, parent, branch point (as a seq of the parent and as the\n"
     "         PostgreSQL WAL position, LSN, written on the parent by then; - for a\n"
     "         root or when no WAL was written), creation time (UTC) and bytes\n"
@@ -635,7 +640,7 @@ static void log_counters(const mount_opts *m, objcache *cache)
 
 static int cmd_mount(int argc, char **argv)
 {
-    mount_opts m = { .readahead = -1, .retention_s = 7 * 86400 };
+    mount_opts m = { .readahead = -1, .retention_s = PG_TARGET_RETENTION_DEFAULT };
     int rc = 0, status = 1;
     char *positional[2];
     int npos = 0;
@@ -893,16 +898,101 @@ static int point_lsn(objstore *os, const branch_info *b, char *buf)
     return 0;
 }
 
+/* The second half of `branch create NAME --at`: into the new branch NAME
+ * (forked from the base), the WAL from its base on, cut at CUT, and the
+ * recovery settings; one mount of it, from a scratch state directory. */
+static int branch_fill_past(objstore *os, const char *name, store *archive, uint64_t from, uint64_t cut)
+{
+    char dir[] = "/tmp/lakefs-branch-XXXXXX", err[600];
+    if (!mkdtemp(dir)) return fail("cannot create a scratch state directory in /tmp: %s", strerror(errno));
+    store_config sc = { .os = os, .branch = name, .state_dir = dir };
+    store *st;
+    int rc = store_open(&sc, &st, err, sizeof err);
+    if (rc) {
+        fail("%s", err);
+    } else {
+        pg_archive a = { archive, cut };
+        if ((rc = pg_archive_copy(&a, from, st)))
+            fail("branch '%s': cannot copy the WAL it recovers through: %s", name, strerror(-rc));
+        else if ((rc = fs_add_recovery(st, 1)))
+            fail("branch '%s': cannot write its recovery settings: %s", name, strerror(-rc));
+        int crc = store_close(st);
+        if (crc && !rc) rc = fail("branch '%s': cannot flush its first state: %s", name, strerror(-crc));
+    }
+    char cmd[64];                 /* the scratch journal (flushed or abandoned with the branch) */
+    snprintf(cmd, sizeof cmd, "%s/lock", dir);
+    unlink(cmd);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        char path[4400];
+        if (de->d_name[0] == '.') continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    if (d) closedir(d);
+    rmdir(dir);
+    return rc;
+}
+
+/* `branch create NAME --from PARENT --at TARGET`: a branch whose first
+ * start recovers to TARGET (pg_target.h) and promotes. */
+static int branch_create_at(const branch_args *a, objstore *os)
+{
+    const char *name = a->pos[0];
+    pg_target t;
+    if (pg_target_parse(a->at, &t))
+        return fail("branch create --at: '%s' is not a point in time: give an LSN (0/16B3748) or a moment in "
+                    "ISO 8601 with a zone (2026-11-23T10:32:05Z)", a->at);
+    double t0 = now_ms();
+    uint64_t gen, seq, cut;
+    pg_base base;
+    branch_meta meta;
+    char err[700], text[PG_TARGET_TEXT];
+    store *archive = NULL;
+    int rc = parent_checkpoint(os, a->from, &gen, &seq);
+    if (!rc && !gen) {
+        manifest m;
+        if ((rc = manifest_load_latest(os, a->from, &m)))
+            rc = fail(rc == -ENOENT ? "parent branch '%s' does not exist; see lakefs branch list"
+                      : "parent branch '%s': cannot load its manifest", a->from);
+        else gen = m.gen;
+        manifest_free(&m);
+    }
+    if (!rc && pg_target_base(os, a->from, &t, PG_TARGET_RETENTION_DEFAULT, &base, err, sizeof err)) rc = fail("%s", err);
+    if (!rc && store_open_snapshot(os, a->from, gen, &archive, err, sizeof err)) rc = fail("%s", err);
+    if (!rc && pg_target_cut(archive, &t, &base, &cut, err, sizeof err)) rc = fail("%s", err);
+    if (!rc && branch_fork(os, name, base.branch, base.gen, &meta, err, sizeof err)) rc = fail("%s", err);
+    if (!rc && (rc = branch_fill_past(os, name, archive, base.lsn ? base.lsn - 1 : 0, cut))) {
+        if (branch_delete(os, name, NULL, NULL, err, sizeof err))
+            fprintf(stderr, "lakefs: the half-made branch '%s' could not be deleted: %s; run: lakefs branch delete %s\n",
+                    name, err, name);
+    }
+    if (archive) store_close(archive);
+    if (rc) return rc;
+    char lsn[32];
+    pg_target_format(&t, text, sizeof text);
+    if (cut == UINT64_MAX) snprintf(lsn, sizeof lsn, "the end of its WAL");
+    else pg_wal_lsn_format(cut, lsn, sizeof lsn);
+    printf("Created branch %s from %s at %s (WAL up to %s, recovered from generation %" PRIu64 " of %s) in %.1f ms; "
+           "PostgreSQL recovers to that point and promotes when it first starts on it\n",
+           name, a->from, text, lsn, base.gen, base.branch, now_ms() - t0);
+    return 0;
+}
+
 static int branch_create(const branch_args *a)
 {
     if (a->npos != 1) return usage_fail("branch create: want one NAME (usage: lakefs branch create NAME --from PARENT)");
-    if (a->at) return fail("branch create --at is not supported yet (branches at a past LSN or time come with the WAL "
-                           "archive): leave it out to branch from PARENT's current state");
     if (!a->from) return usage_fail("branch create: --from PARENT is missing (usage: lakefs branch create NAME --from PARENT)");
     const char *name = a->pos[0];
     if (check_name("branch", name) || check_name("parent branch", a->from)) return 1;
     objstore *os;
     if (branch_open_repo(a, &os)) return 1;
+    if (a->at) {
+        int rc = branch_create_at(a, os);
+        os_close(os);
+        return rc;
+    }
     double t0 = now_ms();
     uint64_t gen, seq;
     branch_meta meta;

@@ -185,3 +185,71 @@ int pg_archive_list(const pg_archive *a, pg_archive_fn fn, void *arg)
     }
     return rc;
 }
+
+typedef struct pa_copy {
+    const pg_archive *a;
+    uint64_t from;
+    store *to;
+    store_batch b;
+    size_t pages;                 /* in b */
+} pa_copy;
+
+#define PA_COPY_BATCH 128         /* pages per commit: 1 MiB */
+
+/* Commit what C has gathered. */
+static int pa_flush(pa_copy *c)
+{
+    int rc = c->pages || c->b.nops ? store_commit(c->to, &c->b) : 0;
+    c->pages = 0;
+    return rc;
+}
+
+/* pg_archive_list callback: copy the part of one file that C wants. */
+static int pa_copy_file(void *arg, const char *name, const pg_archive_file *f)
+{
+    (void)name;
+    pa_copy *c = arg;
+    skey k;
+    if (f->history) {
+        uint8_t *buf = malloc(f->size ? f->size : 1);
+        if (!buf) return -ENOMEM;
+        long n = pg_archive_read(c->a, f, 0, buf, f->size);
+        if (n >= 0) {
+            pa_history_key(&k, f->tli);
+            store_batch_put(&c->b, &k, buf, (size_t)n);
+        }
+        free(buf);
+        return n < 0 ? (int)n : 0;
+    }
+    uint64_t start = f->segno * f->size, stop = start + f->size;
+    if (stop <= c->from) return 0;
+    uint8_t page[PG_WAL_PAGE], v[4];
+    fs_put_le(v, f->size, 4);
+    key_walseg(&k, f->tli, f->segno);
+    store_batch_put(&c->b, &k, v, 4);
+    uint64_t first = (c->from > start ? c->from - start : 0) / PG_WAL_PAGE * PG_WAL_PAGE;
+    for (uint64_t off = first; off < f->size && start + off < c->a->end; off += PG_WAL_PAGE) {
+        long n = pg_archive_read(c->a, f, off, page, sizeof page);
+        if (n < 0) return (int)n;
+        size_t z = 0;
+        while (z < sizeof page && !page[z]) z++;
+        if (z == sizeof page) continue;   /* never written (or past the cut): reads as zeros anyway */
+        key_walpage(&k, f->tli, (start + off) / PG_WAL_PAGE);
+        store_batch_put(&c->b, &k, page, sizeof page);
+        if (++c->pages == PA_COPY_BATCH) {
+            int rc = pa_flush(c);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+int pg_archive_copy(const pg_archive *a, uint64_t from, store *to)
+{
+    pa_copy c = { a, from, to, { 0 }, 0 };
+    store_batch_init(&c.b);
+    int rc = pg_archive_list(a, pa_copy_file, &c);
+    if (!rc) rc = pa_flush(&c);
+    store_batch_free(&c.b);
+    return rc;
+}

@@ -57,4 +57,10 @@ void pg_archive_name(const pg_archive_file *f, char *buf, size_t len);
 typedef int (*pg_archive_fn)(void *arg, const char *name, const pg_archive_file *f);
 int pg_archive_list(const pg_archive *a, pg_archive_fn fn, void *arg);
 
+/* Copy the archive pages of A holding LSNs FROM..A's cut (which must be
+ * set), their segments' keys and every history file, into store TO, in
+ * batches: a branch that starts at a past point takes the WAL it recovers
+ * through.  The bytes past the cut are copied as zeros.  0 or -errno. */
+int pg_archive_copy(const pg_archive *a, uint64_t from, store *to);
+
 #endif
