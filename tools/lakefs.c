@@ -92,6 +92,11 @@ static const char *usage_mount =
     "  -o allow_other      let other users (e.g. postgres) use the mount\n"
     "  -o default_permissions  let the kernel check permissions (use with allow_other)\n"
     "  -o ro               read-only mount\n"
+    "  -o lsn=LSN          with #BRANCH: serve BRANCH as it was at LSN (0/16B3748), a\n"
+    "                      read-only time-travel view: PostgreSQL started on DIR\n"
+    "                      recovers to exactly that point; what it writes is dropped\n"
+    "                      at unmount (implies ro, which is then not passed to the kernel)\n"
+    "  -o time=TIME        the same at a moment (ISO 8601 with a zone, 2026-11-23T10:32:05Z)\n"
     "  -o retention=DURATION  how far back time-travel views may go (e.g. 7d, 12h, 30min;\n"
     "                      default 7d)\n"
     "  -o durability=MODE  local (default): fsync returns once the data is in the local\n"
@@ -245,6 +250,8 @@ typedef struct mount_opts {
     int takeover;                 /* break another daemon's lease on the branch */
     int durability_remote;        /* -o durability=remote */
     int64_t retention_s;          /* -o retention: time-travel window in seconds */
+    char *at;                     /* -o lsn= / time=: serve BRANCH@AT, a time-travel view */
+    int ro;                       /* -o ro */
     char fuse_opts[1024];         /* options handed to libfuse */
 } mount_opts;
 
@@ -295,7 +302,7 @@ static int parse_size(const char *s, size_t *out)
 /* Parse one -o list into M; returns 0 or a usage status. */
 static int parse_mount_opts(mount_opts *m, char *list)
 {
-    static const char *passed[] = { "allow_other", "default_permissions", "ro", "rw", "dev", "nodev",
+    static const char *passed[] = { "allow_other", "default_permissions", "rw", "dev", "nodev",
                                      "suid", "nosuid", "exec", "noexec", "atime", "noatime", NULL };
     static const char *ignored[] = { "defaults", "_netdev", "auto", "noauto", "nofail", "user",
                                      "nouser", "users", NULL };
@@ -308,6 +315,7 @@ static int parse_mount_opts(mount_opts *m, char *list)
         if (!strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8)) known = 1;
         if (known) continue;
         if (!strcmp(opt, "takeover")) { m->takeover = 1; continue; }
+        if (!strcmp(opt, "ro")) { m->ro = 1; continue; }   /* a time-travel view is read-only by itself */
         if (!strcmp(opt, "path_style")) continue;   /* lakefs always addresses S3 path-style */
         if (!strcmp(opt, "unsafe_no_conditional_put")) {
             if (setenv("LAKEFS_S3_UNSAFE_NO_CONDITIONAL_PUT", "1", 1)) return fail("out of memory");
@@ -336,6 +344,13 @@ static int parse_mount_opts(mount_opts *m, char *list)
             if (!*val) return fail("empty %s: use -o %s=%s", opt, opt, !strcmp(opt, "endpoint") ? "https://HOST[:PORT]" : "NAME");
             if (setenv(!strcmp(opt, "endpoint") ? "LAKEFS_S3_ENDPOINT" : "LAKEFS_S3_REGION", val, 1))
                 return fail("out of memory");
+        } else if (!strcmp(opt, "lsn") || !strcmp(opt, "time")) {
+            pg_target t;
+            if (m->at) return fail("give one of -o lsn= and -o time=, once");
+            if (pg_target_parse(val, &t) || t.is_time != !strcmp(opt, "time"))
+                return fail(!strcmp(opt, "lsn") ? "bad lsn '%s': write an LSN like 0/16B3748"
+                            : "bad time '%s': write a moment in ISO 8601 with a zone, like 2026-11-23T10:32:05Z", val);
+            m->at = strdup(val);
         } else if (!strcmp(opt, "retention")) {
             if (parse_duration(val, &m->retention_s))
                 return fail("bad retention '%s': use a duration like 7d, 12h or 30min", val);
@@ -681,6 +696,19 @@ static int cmd_mount(int argc, char **argv)
         fail("invalid branch name '%s': use 1-63 characters of A-Z a-z 0-9 . _ - not starting with . or -", m.branch);
         goto out;
     }
+    if (m.at) {                   /* serve the view BRANCH@TARGET at DIR; the kernel mount stays writable */
+        if (!m.branch_root) { fail("-o lsn= and -o time= show one branch's past: mount URL#BRANCH"); goto out; }
+        pg_target t;
+        char text[PG_TARGET_TEXT], view[BRANCH_NAME_MAX + PG_TARGET_TEXT + 2];
+        pg_target_parse(m.at, &t);
+        pg_target_format(&t, text, sizeof text);
+        snprintf(view, sizeof view, "%s@%s", m.branch, text);
+        free(m.branch);
+        m.branch = strdup(view);
+    } else if (m.ro && add_fuse_opt(&m, "ro")) {
+        fail("mount options too long");
+        goto out;
+    }
     m.mountpoint = realpath(positional[1], NULL);
     if (!m.mountpoint) { fail("mount point %s: %s; create an empty directory first", positional[1], strerror(errno)); goto out; }
     if (check_mountpoint(m.mountpoint)) goto out;
@@ -768,7 +796,7 @@ static int cmd_mount(int argc, char **argv)
     objcache_close(cache);
     os_close(os);
 out:
-    free(m.url); free(m.branch); free(m.mountpoint); free(m.state_dir); free(m.log); free(m.cache_dir);
+    free(m.url); free(m.branch); free(m.at); free(m.mountpoint); free(m.state_dir); free(m.log); free(m.cache_dir);
     return status;
 }
 

@@ -329,17 +329,54 @@ void pg_wal_forget(pg_wal *w, uint64_t ino)
  * not all zero, then ".history"; its timeline in *TLI. */
 static int pw_history_name(const char *name, uint32_t *tli)
 {
-    return strlen(name) == 16 && !strcmp(name + 8, ".history") && !hex8(name, tli) && *tli;
+    return strlen(name) == 16 && !memcmp(name + 8, ".history", 8) && !hex8(name, tli) && *tli;
+}
+
+/* In batch B, archive the pages of file INO (SIZE bytes) as segment S of
+ * a cluster with SEGSIZE-byte segments: all but the all-zero ones (stored
+ * as empty values; the archive reads missing pages as zeros). */
+static int pw_archive_file(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, const pg_wal_seg *s, uint64_t segsize)
+{
+    uint64_t segno = pg_wal_segno(s, segsize);
+    uint8_t page[PG_WAL_PAGE], v[4];
+    skey k;
+    for (uint64_t pg = 0; pg * PG_WAL_PAGE < size; pg++) {
+        size_t vlen = 0;
+        key_page(&k, ino, pg);
+        int rc = store_get(w->st, &k, page, sizeof page, &vlen);
+        if (rc == -ENOENT || (!rc && vlen == 0)) continue;
+        if (rc) return rc;
+        if (vlen != PG_WAL_PAGE) return -EIO;
+        key_walpage(&k, s->tli, segno * (segsize / PG_WAL_PAGE) + pg);
+        store_batch_put(b, &k, page, sizeof page);
+    }
+    fs_put_le(v, segsize, 4);
+    key_walseg(&k, s->tli, segno);
+    store_batch_put(b, &k, v, 4);
+    return 0;
 }
 
 int pg_wal_renamed(pg_wal *w, store_batch *b, uint64_t dir, const char *name, uint64_t ino, uint64_t size)
 {
     uint32_t tli;
-    uint64_t waldir;
-    if (!w || !pw_history_name(name, &tli) || size > PW_HISTORY_MAX) return 0;
+    uint64_t waldir, end;
+    pg_wal_seg s, old;
+    if (!w) return 0;
+    int history = pw_history_name(name, &tli), segment = !pg_wal_parse_name(name, strlen(name), &s);
+    if ((!history && !segment) || size > (segment ? (1u << 30) : PW_HISTORY_MAX)) return 0;
     int rc = pw_dir(w->st, &waldir);
     if (rc) return rc == -ENOENT ? 0 : rc;
     if (waldir != dir) return 0;
+    if (segment) {
+        /* a file made under a temporary name becomes a segment: a new one
+         * (zeros) or a copy (the start of a new timeline's first segment,
+         * written before the rename, so never seen as WAL); a segment
+         * renamed to a later name is an old one recycled: not WAL yet */
+        uint64_t segsize = pg_wal_segsize(size);
+        if ((rc = pw_resolve(w, ino, &old)) != 0) return rc < 0 ? rc : 0;
+        if (pg_wal_end_lsn(&s, segsize, 0, &end)) return 0;
+        return pw_archive_file(w, b, ino, size, &s, segsize);
+    }
     uint8_t *content = malloc(size ? size : 1);
     if (!content) return -ENOMEM;
     for (uint64_t done = 0; done < size && !rc;) {

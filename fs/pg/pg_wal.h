@@ -31,7 +31,10 @@
  *
  * Timeline history files (NNNNNNNN.history) are written under a temporary
  * name and renamed into place; the rename's batch archives the content as
- * the meta key "wal_history/NNNNNNNN" (pg_wal_renamed).
+ * the meta key "wal_history/NNNNNNNN" (pg_wal_renamed).  So are segments
+ * made under a temporary name: at a timeline switch PostgreSQL copies the
+ * WAL before the switch point into the new timeline's first segment that
+ * way (a new segment is all zeros: nothing to archive).
  *
  * The segment size is the file's size when that is a power of two between
  * 1 MiB and 1 GiB (initdb --wal-segsize; PostgreSQL fills a segment to its
@@ -120,8 +123,9 @@ void pg_wal_written(pg_wal *w, int rc);
 void pg_wal_forget(pg_wal *w, uint64_t ino);
 
 /* Batch B renames file INO (SIZE bytes) to NAME in directory DIR: if that
- * is a timeline history file in pg_wal/, archive its content in B.  0 (also
- * when W is NULL or it is not one) or -errno. */
+ * is a timeline history file in pg_wal/, or a segment there made under a
+ * temporary name (not a recycled segment), archive its content in B.  0
+ * (also when W is NULL or it is neither) or -errno. */
 int pg_wal_renamed(pg_wal *w, store_batch *b, uint64_t dir, const char *name, uint64_t ino, uint64_t size);
 
 /* The WAL end recorded in store ST now, into *P; -ENOENT if no WAL was
