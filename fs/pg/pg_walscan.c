@@ -27,6 +27,8 @@
 #define XLP_FIRST_IS_CONTRECORD 0x0001
 #define XLP_LONG_HEADER 0x0002
 #define RM_XLOG_ID 0
+#define XLOG_CHECKPOINT_SHUTDOWN 0x00
+#define XLOG_CHECKPOINT_ONLINE 0x10
 #define XLOG_SWITCH 0x40
 #define RM_XACT_ID 1
 #define XLOG_XACT_OPMASK 0x70
@@ -216,38 +218,76 @@ static int ws_main_data(const ws *w, uint64_t tot, const uint8_t **data, uint64_
     return 0;
 }
 
-int pg_walscan_time(const pg_archive *a, uint32_t tli, uint64_t from, int64_t time_us, pg_walscan_result *r)
+int pg_walscan(const pg_archive *a, uint32_t tli, uint64_t from, pg_walscan_fn fn, void *arg, uint64_t *end)
 {
     ws w = { .a = a, .page_lsn = UINT64_MAX };
     pg_wal_pos pos;
-    *r = (pg_walscan_result){ .cut = UINT64_MAX, .end = from };
+    *end = from;
     int rc = pg_wal_pos_get(a->st, &pos);
     if (rc) return rc;
     w.segsize = pos.segsize;
     if ((rc = ws_timelines(&w, tli))) return rc;
-    /* commit timestamps count from 2000-01-01 */
-    int64_t target = time_us - PG_EPOCH_UNIX * 1000000;
-    uint64_t at, prev = 0, end;
-    at = from;
-    while ((rc = ws_record(&w, &at, prev, &end)) == 0) {
+    uint64_t at = from, prev = 0, next;
+    while ((rc = ws_record(&w, &at, prev, &next)) == 0) {
         uint64_t tot = le(w.rec, 4);
-        uint8_t rmid = w.rec[17], op = w.rec[16] & XLOG_XACT_OPMASK;
-        r->records++;
-        r->end = end;
-        const uint8_t *data;
-        uint64_t dlen;
-        if (rmid == RM_XACT_ID && (op == XLOG_XACT_COMMIT || op == XLOG_XACT_ABORT || op == XLOG_XACT_COMMIT_PREPARED ||
-                                   op == XLOG_XACT_ABORT_PREPARED) &&
-            !ws_main_data(&w, tot, &data, &dlen) && dlen >= 8 && (int64_t)le(data, 8) > target) {
-            r->cut = at;
-            break;
-        }
+        pg_walrec r = { .lsn = at, .end = next, .rmid = w.rec[17], .info = w.rec[16], .xid = (uint32_t)le(w.rec + 4, 4) };
+        if (ws_main_data(&w, tot, &r.data, &r.len)) r.data = NULL, r.len = 0;
+        *end = next;
+        if ((rc = fn(arg, &r))) break;
         prev = at;
-        if (rmid == RM_XLOG_ID && (w.rec[16] & 0xF0) == XLOG_SWITCH)   /* the rest of the segment is unused */
-            at = (end + w.segsize - 1) / w.segsize * w.segsize;
+        if (r.rmid == RM_XLOG_ID && (r.info & 0xF0) == XLOG_SWITCH)   /* the rest of the segment is unused */
+            at = (next + w.segsize - 1) / w.segsize * w.segsize;
         else
-            at = (end + 7) & ~7ull;
+            at = (next + 7) & ~7ull;
     }
     free(w.rec);
+    return rc == 1 && !*end ? 0 : rc < 0 || rc > 1 ? rc : rc == 1 ? 0 : rc;
+}
+
+int pg_walrec_xact_time(const pg_walrec *r, int64_t *us)
+{
+    uint8_t op = r->info & XLOG_XACT_OPMASK;
+    if (r->rmid != RM_XACT_ID || !r->data || r->len < 8 ||
+        (op != XLOG_XACT_COMMIT && op != XLOG_XACT_ABORT && op != XLOG_XACT_COMMIT_PREPARED && op != XLOG_XACT_ABORT_PREPARED))
+        return 0;
+    *us = (int64_t)le(r->data, 8) + PG_EPOCH_UNIX * 1000000;   /* TimestampTz counts from 2000-01-01 */
+    return 1;
+}
+
+int pg_walrec_checkpoint(const pg_walrec *r, uint64_t *redo, int64_t *time_s, int *shutdown)
+{
+    uint8_t op = r->info & 0xF0;
+    /* CheckPoint (catalog/pg_control.h): redo at 0, time at 64 */
+    if (r->rmid != RM_XLOG_ID || (op != XLOG_CHECKPOINT_SHUTDOWN && op != XLOG_CHECKPOINT_ONLINE) || !r->data || r->len < 72)
+        return 0;
+    *redo = le(r->data, 8);
+    *time_s = (int64_t)le(r->data + 64, 8);
+    *shutdown = op == XLOG_CHECKPOINT_SHUTDOWN;
+    return 1;
+}
+
+typedef struct ws_time {
+    int64_t target;               /* microseconds since the Unix epoch */
+    pg_walscan_result *r;
+} ws_time;
+
+/* pg_walscan callback: stop at the first commit or abort after the moment. */
+static int ws_time_record(void *arg, const pg_walrec *rec)
+{
+    ws_time *t = arg;
+    int64_t us;
+    t->r->records++;
+    if (pg_walrec_xact_time(rec, &us) && us > t->target) {
+        t->r->cut = rec->lsn;
+        return 1;
+    }
+    return 0;
+}
+
+int pg_walscan_time(const pg_archive *a, uint32_t tli, uint64_t from, int64_t time_us, pg_walscan_result *r)
+{
+    ws_time t = { time_us, r };
+    *r = (pg_walscan_result){ .cut = UINT64_MAX, .end = from };
+    int rc = pg_walscan(a, tli, from, ws_time_record, &t, &r->end);
     return rc < 0 ? rc : 0;
 }

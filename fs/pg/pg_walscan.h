@@ -28,6 +28,32 @@
 #include <stdint.h>
 #include "pg_archive.h"
 
+typedef struct pg_walrec {        /* one whole, valid WAL record */
+    uint64_t lsn;                 /* where it starts */
+    uint64_t end;                 /* the position after it */
+    uint8_t rmid;                 /* resource manager */
+    uint8_t info;                 /* xl_info */
+    uint32_t xid;
+    const uint8_t *data;          /* its main data (NULL if the block headers do not parse) */
+    uint64_t len;
+} pg_walrec;
+
+/* Called for each record in order; non-zero stops the scan and is returned. */
+typedef int (*pg_walscan_fn)(void *arg, const pg_walrec *r);
+
+/* Read the WAL in archive A, timeline TLI being the newest, record by
+ * record from the one that starts at FROM (a checkpoint record, say) until
+ * it ends or FN stops; *END gets the end of the last record read.  FN's
+ * result, 0, or -errno. */
+int pg_walscan(const pg_archive *a, uint32_t tli, uint64_t from, pg_walscan_fn fn, void *arg, uint64_t *end);
+
+/* If R is a commit or abort (the records recovery_target_time looks at),
+ * its time in microseconds since the Unix epoch into *US: 1, else 0. */
+int pg_walrec_xact_time(const pg_walrec *r, int64_t *us);
+/* If R is a checkpoint record, its redo LSN and time (seconds since the
+ * Unix epoch) and whether it is a shutdown checkpoint: 1, else 0. */
+int pg_walrec_checkpoint(const pg_walrec *r, uint64_t *redo, int64_t *time_s, int *shutdown);
+
 typedef struct pg_walscan_result {
     uint64_t cut;                 /* start of the first commit/abort stamped after the moment; UINT64_MAX: none */
     uint64_t end;                 /* end of the last whole record read */
