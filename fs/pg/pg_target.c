@@ -86,8 +86,12 @@ static int parse_time(const char *s, int64_t *us)
     } else if (*s == '+' || *s == '-') {
         sign = *s++ == '-' ? -1 : 1;
         if (digits(&s, 2, &zh)) return -EINVAL;
-        if (*s == ':') s++;
-        if (*s && digits(&s, 2, &zm)) return -EINVAL;
+        if (*s == ':') {          /* +HH:MM */
+            s++;
+            if (digits(&s, 2, &zm)) return -EINVAL;
+        } else if (*s && digits(&s, 2, &zm)) {   /* +HHMM */
+            return -EINVAL;
+        }
     } else {
         return -EINVAL;           /* a moment without a zone means nothing exact */
     }
@@ -208,34 +212,44 @@ static int search(objstore *os, const char *branch, uint64_t hi, const pg_target
     return 0;
 }
 
-/* The oldest position recorded in BRANCH's history (its root ancestor's
- * first generation with WAL) into *P: 0 or -ENOENT. */
+/* The first generation in 1..HI of BRANCH with a recorded position into
+ * *P: 1, 0 if none has one, or -errno. */
+static int first_pos(objstore *os, const char *branch, uint64_t hi, pg_wal_pos *p)
+{
+    char err[256];
+    uint64_t lo = 1, found = 0;
+    while (lo <= hi) {            /* positions, once there, stay: binary search */
+        uint64_t mid = lo + (hi - lo) / 2;
+        pg_wal_pos q;
+        int rc = gen_pos(os, branch, mid, &q, err, sizeof err);
+        if (rc && rc != -ENOENT) return rc;
+        if (!rc) { found = mid; *p = q; hi = mid - 1; }
+        else lo = mid + 1;
+    }
+    return found != 0;
+}
+
+/* The oldest position recorded in BRANCH's history -- its own generations
+ * and its ancestors' up to each branch point -- into *P: 0 or -ENOENT. */
 static int oldest(objstore *os, const char *branch, pg_wal_pos *p)
 {
     char cur[64];
-    uint64_t hi = 0;
+    manifest m;
+    int found = 0;
+    if (manifest_load_latest(os, branch, &m)) return -ENOENT;
+    uint64_t hi = m.gen;
+    manifest_free(&m);
     snprintf(cur, sizeof cur, "%s", branch);
     for (int depth = 0; depth < 1000; depth++) {   /* bounded: a corrupt chain must not loop */
+        pg_wal_pos q;
+        int rc = first_pos(os, cur, hi, &q);
+        if (rc < 0) return rc;
+        if (rc) { *p = q; found = 1; }
+        else break;               /* no WAL by this branch point: none further back either */
         branch_meta meta;
         if (branch_meta_load(os, cur, &meta) || !meta.parent[0]) break;
         hi = meta.parent_gen;
         snprintf(cur, sizeof cur, "%s", meta.parent);
-    }
-    if (!hi) {
-        manifest m;
-        if (manifest_load_latest(os, cur, &m)) return -ENOENT;
-        hi = m.gen;
-        manifest_free(&m);
-    }
-    char err[256];                /* the first generation with a position: binary search */
-    uint64_t lo = 1, found = 0;
-    while (lo <= hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        pg_wal_pos q;
-        int rc = gen_pos(os, cur, mid, &q, err, sizeof err);
-        if (rc && rc != -ENOENT) return rc;
-        if (!rc) { found = mid; *p = q; hi = mid - 1; }
-        else lo = mid + 1;
     }
     return found ? 0 : -ENOENT;
 }
@@ -271,7 +285,7 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t now_us = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000;
-    int64_t floor_us = retention_s > 0 ? now_us - retention_s * 1000000 : INT64_MIN;
+    int64_t floor_us = retention_s > 0 && retention_s < now_us / 1000000 ? now_us - retention_s * 1000000 : INT64_MIN;
     manifest m;
     int rc = manifest_load_latest(os, branch, &m);
     if (rc) {

@@ -616,8 +616,9 @@ static void test_timeline_switch(void)
         }
         CHECK(pg_wal_write(w, &b, tmp.ino, SEG16, 0, 3 * PAGE, 0, tmp.img) == 0);   /* not a segment */
         CHECK(store_commit(st, &b) == 0);
-        dirent_op(&b, PG_WAL_DIR, tmp.name, 0, 0);   /* installed under the new timeline's name */
+        dirent_op(&b, PG_WAL_DIR, tmp.name, 0, 0);   /* installed under the new timeline's name, as fs.c renames */
         dirent_op(&b, PG_WAL_DIR, nw.name, tmp.ino, S_IFREG);
+        CHECK(pg_wal_renamed(w, &b, PG_WAL_DIR, nw.name, tmp.ino, SEG16) == 0);
         CHECK(store_commit(st, &b) == 0);
         store_batch_free(&b);
         pg_wal_forget(w, tmp.ino);
@@ -629,12 +630,9 @@ static void test_timeline_switch(void)
     CHECK(range_reads(&a, &nw, 3 * PAGE, 2 * PAGE, 2 * PAGE));
     /* PostgreSQL restores the switch segment from the newest timeline whose
      * start it holds (XLogFileReadAnyTLI), so recovery through the switch
-     * reads the copied prefix from 000000020000000000000003.
-     * BUG (suspected design gap; fs/pg/pg_wal.c pg_wal_write/pg_wal_renamed):
-     * pages written into xlogtemp.* and renamed into a segment name are never
-     * archived, so the prefix reads as zeros here and recovery across a
-     * mid-segment timeline switch would stop at the segment's start: */
-    /* CHECK(range_reads(&a, &nw, 0, 3 * PAGE, 3 * PAGE)); */
+     * reads the copied prefix from 000000020000000000000003: the rename
+     * archived it */
+    CHECK(range_reads(&a, &nw, 0, 3 * PAGE, 3 * PAGE));
     pg_wal_close(w);
     CHECK(store_close(st) == 0);
     free(old.img);

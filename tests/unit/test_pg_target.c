@@ -54,6 +54,8 @@
 #define SEG16 (16 * MiB)
 #define PG_WAL_DIR 2              /* inode of pg_wal/ in the test tree */
 #define I_SEG1 10                 /* pg_wal/000000010000000000000001 */
+#define I_GLOBAL 20               /* global/ */
+#define I_CONTROL 21              /* global/pg_control */
 #define I_SEG2 11                 /* pg_wal/000000010000000000000002 */
 
 /* ---- parsing and formatting ---- */
@@ -174,9 +176,7 @@ static void test_parse(void)
     }
     /* The header allows the zones Z, +HH:MM, +HHMM and +HH (pg_target.c's
      * comment on parse_time); a colon with no minutes is none of them. */
-    /* BUG: pg_target.c parse_time accepts "+02:" (skips ':' then takes an
-     * empty minute field as 0): */
-    /* CHECK(refused("2026-11-23T10:32:05+02:")); */
+    CHECK(refused("2026-11-23T10:32:05+02:"));
 
     /* formatting: canonical forms, and round trips from other forms */
     CHECK(canonical("0/16B3748", "0-16B3748"));
@@ -351,7 +351,8 @@ static int base_is(env *e, const char *branch, pg_target t, int64_t retention_s,
 {
     pg_base b;
     int rc = base_of(e, branch, t, retention_s, &b);
-    int ok = rc == 0 && !strcmp(b.branch, from) && b.gen == gen && b.lsn == lsn && b.time_us == time_us;
+    int ok = rc == 0 && !strcmp(b.branch, from) && b.gen == gen && b.lsn == lsn && b.time_us == time_us &&
+             b.checkpoint == SEG16 + 40;   /* what the tree's pg_control names */
     if (!ok) {
         char text[PG_TARGET_TEXT];
         pg_target_format(&t, text, sizeof text);
@@ -384,6 +385,21 @@ static void test_base(void)
     dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
     dirent(st, PG_WAL_DIR, "000000010000000000000001", I_SEG1, S_IFREG);
     dirent(st, 1, "PG_VERSION", 3, S_IFREG);
+    /* global/pg_control, naming a checkpoint record (ControlFileData.checkPoint, 32 bytes in) */
+    dirent(st, 1, "global", I_GLOBAL, S_IFDIR);
+    dirent(st, I_GLOBAL, "pg_control", I_CONTROL, S_IFREG);
+    {
+        uint8_t page[8192] = { 0 };
+        uint64_t ckpt = SEG16 + 40;
+        for (int i = 0; i < 8; i++) page[32 + i] = (uint8_t)(ckpt >> (8 * i));
+        store_batch b;
+        skey k;
+        store_batch_init(&b);
+        key_page(&k, I_CONTROL, 0);
+        store_batch_put(&b, &k, page, sizeof page);
+        CHECK(store_commit(st, &b) == 0);
+        store_batch_free(&b);
+    }
     uint64_t g_nowal = checkpoint(st);
     CHECK(base_refused(&e, "main", lsn_target(SEG16), 0, -ENOENT, "no PostgreSQL WAL"));
 
@@ -510,18 +526,14 @@ static void test_base(void)
     {
         store *fr = open_branch(&e, "fresh");
         pg_wal *fw = must_observe(fr);
-        CHECK(wal_page(fr, fw, I_SEG1, 40) == 1);          /* LSN 0/1029000 */
+        CHECK(wal_page(fr, fw, I_SEG1, 40) == 1);          /* WAL up to 0/1052000 */
         pg_wal_pos fp;
         CHECK(pg_wal_pos_get(fr, &fp) == 0 && fp.lsn == SEG16 + 41 * 8192);
         uint64_t fg = checkpoint(fr);
         CHECK(base_is(&e, "fresh", lsn_target(fp.lsn), 0, "fresh", fg, fp.lsn, fp.time_us));
         CHECK(base_refused(&e, "fresh", lsn_target(lsn[2]), 0, -ENOENT, "fresh"));   /* main's WAL is not its past */
         CHECK(base_refused(&e, "fresh", time_target(fp.time_us), 0, -ENOENT, "fresh"));
-        /* BUG: pg_target.c oldest() only searches the root ancestor's
-         * generations up to the branch point, never the branch's own, so
-         * the refusal says "has no PostgreSQL WAL before ..." instead of
-         * naming the oldest point reachable (LSN 0/1029000): */
-        /* CHECK(base_refused(&e, "fresh", lsn_target(lsn[2]), 0, -ENOENT, "0/1029000")); */
+        CHECK(base_refused(&e, "fresh", lsn_target(lsn[2]), 0, -ENOENT, "0/1052000"));   /* its own first WAL */
         pg_wal_close(fw);
         CHECK(store_close(fr) == 0);
     }
@@ -547,11 +559,8 @@ static void test_base(void)
     CHECK(base_is(&e, "main", time_target(t[2] + 1), 3600, "main", g[2], lsn[2], t[2]));
     CHECK(base_refused(&e, "sub", lsn_target(lsn[1]), 1, -ENOENT, "retention"));
     /* a window longer than the epoch is old (parse_duration in tools/lakefs.c
-     * accepts up to INT64_MAX seconds, e.g. -o retention=200000000d): no limit.
-     * BUG: pg_target.c:246 computes retention_s * 1000000 in int64_t, which
-     * overflows (UBSan: signed integer overflow) and, wrapped, refuses the
-     * target as "older than the retention window": */
-    /* CHECK(base_is(&e, "main", time_target(t[2] + 1), INT64_MAX / 2, "main", g[2], lsn[2], t[2])); */
+     * accepts up to INT64_MAX seconds, e.g. -o retention=200000000d): no limit */
+    CHECK(base_is(&e, "main", time_target(t[2] + 1), INT64_MAX / 2, "main", g[2], lsn[2], t[2]));
     CHECK(base_is(&e, "main", time_target(t[2] + 1), 100ll * 365 * 86400, "main", g[2], lsn[2], t[2]));
 
     pg_wal_close(dw);
