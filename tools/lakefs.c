@@ -21,6 +21,7 @@
 #include "../fs/pg/pg_archive.h"
 #include "../fs/pg/pg_target.h"
 #include "../fs/pg/pg_wal.h"
+#include "../fs/pg/pg_walscan.h"
 #include "../store/layer.h"
 #include "../store/branch.h"
 #include "../store/manifest.h"
@@ -57,6 +58,8 @@ static const char *usage_main =
     "  mount URL[#BRANCH] DIR [-o OPTS] mount a repository (or one branch) at DIR\n"
     "  branch create NAME --from PARENT create a copy-on-write branch (instant, any size)\n"
     "  branch list|show|delete|rename   list, describe, delete, rename branches\n"
+    "  lsn BRANCH --at TIME             the LSN where BRANCH's state at TIME ends\n"
+    "  log BRANCH                       PostgreSQL checkpoints and branch points in BRANCH's history\n"
     "\n"
     "URL is file:///absolute/path or s3://bucket/prefix.  'lakefs COMMAND --help'\n"
     "describes a command.\n";
@@ -113,6 +116,22 @@ static const char *usage_mount =
     "  kernel flags passed on: rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime\n"
     "  fstab options accepted and ignored: defaults, _netdev, auto, noauto, nofail,\n"
     "  user, nouser, users, x-*, comment=*\n";
+
+static const char *usage_lsn =
+    "usage: lakefs lsn BRANCH --at TIME [--repo URL]\n"
+    "\n"
+    "Print the LSN at which BRANCH's state at TIME (ISO 8601 with a zone,\n"
+    "2026-11-23T10:32:05Z) ends: the start of the first commit or abort record\n"
+    "stamped later, or the end of the WAL if there is none.  BRANCH@LSN and\n"
+    "BRANCH@TIME show the same state.\n";
+
+static const char *usage_log =
+    "usage: lakefs log BRANCH [--repo URL]\n"
+    "\n"
+    "BRANCH's history within reach of time travel, oldest first: PostgreSQL's\n"
+    "checkpoints (from the WAL archive) and branch points (where BRANCH was\n"
+    "created from its parent, and where children were created from it), each\n"
+    "with its time (UTC) and LSN.\n";
 
 static const char *usage_branch =
     "usage: lakefs branch create NAME --from PARENT [--at LSN|TIME] [--repo URL]\n"
@@ -926,6 +945,37 @@ static int point_lsn(objstore *os, const branch_info *b, char *buf)
     return 0;
 }
 
+/* The point of time-travel target TEXT in BRANCH's WAL: base, the
+ * branch's newest state as the archive (*ARCHIVE, to close) and where the
+ * archive is cut.  Prints the error. */
+static int resolve_target(objstore *os, const char *branch, const char *text, pg_target *t, pg_base *base,
+                          store **archive, uint64_t *cut)
+{
+    char err[700];
+    uint64_t gen, seq;
+    *archive = NULL;
+    if (pg_target_parse(text, t))
+        return fail("'%s' is not a point in time: give an LSN (0/16B3748) or a moment in ISO 8601 with a zone "
+                    "(2026-11-23T10:32:05Z)", text);
+    if (branch_checkpoint(os, branch, &gen, &seq, err, sizeof err)) return fail("%s", err);
+    if (!gen) {
+        manifest m;
+        int rc = manifest_load_latest(os, branch, &m);
+        if (rc) return fail(rc == -ENOENT ? "branch '%s' does not exist; see lakefs branch list"
+                            : "branch '%s': cannot load its manifest", branch);
+        gen = m.gen;
+        manifest_free(&m);
+    }
+    if (pg_target_base(os, branch, t, PG_TARGET_RETENTION_DEFAULT, base, err, sizeof err) ||
+        store_open_snapshot(os, branch, gen, archive, err, sizeof err) ||
+        pg_target_cut(*archive, t, base, cut, err, sizeof err)) {
+        if (*archive) store_close(*archive);
+        *archive = NULL;
+        return fail("%s", err);
+    }
+    return 0;
+}
+
 /* The second half of `branch create NAME --at`: into the new branch NAME
  * (forked from the base), the WAL from its base on, cut at CUT, and the
  * recovery settings; one mount of it, from a scratch state directory. */
@@ -969,27 +1019,13 @@ static int branch_create_at(const branch_args *a, objstore *os)
 {
     const char *name = a->pos[0];
     pg_target t;
-    if (pg_target_parse(a->at, &t))
-        return fail("branch create --at: '%s' is not a point in time: give an LSN (0/16B3748) or a moment in "
-                    "ISO 8601 with a zone (2026-11-23T10:32:05Z)", a->at);
     double t0 = now_ms();
-    uint64_t gen, seq, cut;
+    uint64_t cut;
     pg_base base;
     branch_meta meta;
     char err[700], text[PG_TARGET_TEXT];
-    store *archive = NULL;
-    int rc = parent_checkpoint(os, a->from, &gen, &seq);
-    if (!rc && !gen) {
-        manifest m;
-        if ((rc = manifest_load_latest(os, a->from, &m)))
-            rc = fail(rc == -ENOENT ? "parent branch '%s' does not exist; see lakefs branch list"
-                      : "parent branch '%s': cannot load its manifest", a->from);
-        else gen = m.gen;
-        manifest_free(&m);
-    }
-    if (!rc && pg_target_base(os, a->from, &t, PG_TARGET_RETENTION_DEFAULT, &base, err, sizeof err)) rc = fail("%s", err);
-    if (!rc && store_open_snapshot(os, a->from, gen, &archive, err, sizeof err)) rc = fail("%s", err);
-    if (!rc && pg_target_cut(archive, &t, &base, &cut, err, sizeof err)) rc = fail("%s", err);
+    store *archive;
+    int rc = resolve_target(os, a->from, a->at, &t, &base, &archive, &cut);
     if (!rc && branch_fork(os, name, base.branch, base.gen, &meta, err, sizeof err)) rc = fail("%s", err);
     if (!rc && (rc = branch_fill_past(os, name, archive, base.lsn ? base.lsn - 1 : 0, cut))) {
         if (branch_delete(os, name, NULL, NULL, err, sizeof err))
@@ -1201,41 +1237,200 @@ static int branch_rename_cmd(const branch_args *a)
     return 0;
 }
 
-static int cmd_branch(int argc, char **argv)
+/* Parse the arguments of COMMAND (argv[0]): flags into A, the first
+ * positional into *SUB (NULL: none), the rest into a->pos.  -1 to go on,
+ * else the exit status (--help printed USAGE, or a usage error). */
+static int parse_args(const char *command, int argc, char **argv, const char *usage, branch_args *a, const char **sub)
 {
-    static const struct { const char *name; int (*fn)(const branch_args *); } subs[] = {
-        { "create", branch_create }, { "list", branch_list_cmd }, { "show", branch_show },
-        { "delete", branch_delete_cmd }, { "rename", branch_rename_cmd },
-    };
     static const char *flags[] = { "--repo", "--from", "--at" };
-    branch_args a = { 0 };
-    const char **vals[] = { &a.repo, &a.from, &a.at };
-    const char *sub = NULL;
+    const char **vals[] = { &a->repo, &a->from, &a->at };
+    *sub = NULL;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         int known = 0;
-        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { fputs(usage_branch, stdout); return 0; }
-        if (!strcmp(arg, "--force")) { a.force = 1; continue; }
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { fputs(usage, stdout); return 0; }
+        if (!strcmp(arg, "--force")) { a->force = 1; continue; }
         for (int f = 0; f < 3 && !known; f++) {
             size_t fl = strlen(flags[f]);
             if (strncmp(arg, flags[f], fl) || (arg[fl] && arg[fl] != '=')) continue;
             known = 1;
             if (arg[fl] == '=') *vals[f] = arg + fl + 1;
             else if (i + 1 < argc) *vals[f] = argv[++i];
-            else return usage_fail("branch: %s needs a value (see lakefs branch --help)", flags[f]);
-            if (!**vals[f]) return usage_fail("branch: %s needs a non-empty value", flags[f]);
+            else return usage_fail("%s: %s needs a value (see lakefs %s --help)", command, flags[f], command);
+            if (!**vals[f]) return usage_fail("%s: %s needs a non-empty value", command, flags[f]);
         }
         if (known) continue;
         if (arg[0] == '-' && arg[1])
-            return usage_fail("branch: unknown flag '%s' (a branch name cannot start with '-'; see lakefs branch --help)", arg);
-        if (!sub) sub = arg;
-        else if (a.npos < 3) a.pos[a.npos++] = arg;
-        else return usage_fail("branch %s: too many arguments (see lakefs branch --help)", sub);
+            return usage_fail("%s: unknown flag '%s' (a branch name cannot start with '-'; see lakefs %s --help)",
+                              command, arg, command);
+        if (!*sub) *sub = arg;
+        else if (a->npos < 3) a->pos[a->npos++] = arg;
+        else return usage_fail("%s %s: too many arguments (see lakefs %s --help)", command, *sub, command);
     }
+    return -1;
+}
+
+static int cmd_branch(int argc, char **argv)
+{
+    static const struct { const char *name; int (*fn)(const branch_args *); } subs[] = {
+        { "create", branch_create }, { "list", branch_list_cmd }, { "show", branch_show },
+        { "delete", branch_delete_cmd }, { "rename", branch_rename_cmd },
+    };
+    branch_args a = { 0 };
+    const char *sub;
+    int rc = parse_args("branch", argc, argv, usage_branch, &a, &sub);
+    if (rc >= 0) return rc;
     if (!sub) { fputs(usage_branch, stderr); return 2; }
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
         if (!strcmp(sub, subs[i].name)) return subs[i].fn(&a);
     return usage_fail("branch: unknown subcommand '%s': use create, list, show, delete or rename", sub);
+}
+
+static int cmd_lsn(int argc, char **argv)
+{
+    branch_args a = { 0 };
+    const char *name;
+    int rc = parse_args("lsn", argc, argv, usage_lsn, &a, &name);
+    if (rc >= 0) return rc;
+    if (!name || a.npos || a.from) return usage_fail("lsn: usage: lakefs lsn BRANCH --at TIME [--repo URL]");
+    if (!a.at) return usage_fail("lsn: --at TIME is missing (usage: lakefs lsn BRANCH --at TIME [--repo URL])");
+    if (check_name("branch", name)) return 1;
+    objstore *os;
+    if (branch_open_repo(&a, &os)) return 1;
+    pg_target t;
+    pg_base base;
+    store *archive;
+    uint64_t cut;
+    rc = resolve_target(os, name, a.at, &t, &base, &archive, &cut);
+    if (!rc && cut == UINT64_MAX) {   /* no later commit: the whole WAL, up to its last record */
+        pg_wal_pos pos;
+        pg_walscan_result r;
+        pg_archive ar = { archive, UINT64_MAX };
+        int src = pg_wal_pos_get(archive, &pos);
+        if (!src) src = pg_walscan_time(&ar, pos.tli, base.checkpoint, t.time_us, &r);
+        if (src) rc = fail("branch '%s': cannot read its WAL archive: %s", name, strerror(-src));
+        else cut = r.end;
+    }
+    if (archive) store_close(archive);
+    os_close(os);
+    if (rc) return rc;
+    char lsn[PG_LSN_LEN];
+    pg_wal_lsn_format(cut, lsn, sizeof lsn);
+    printf("%s\n", lsn);
+    return 0;
+}
+
+typedef struct log_event {
+    uint64_t lsn;
+    int64_t time_s;
+    char what[160];
+} log_event;
+
+typedef struct log_ctx {
+    log_event *e;
+    size_t n, cap;
+} log_ctx;
+
+/* Add an event to L; -ENOMEM. */
+static int log_add(log_ctx *l, uint64_t lsn, int64_t time_s, const char *what)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        log_event *ne = realloc(l->e, cap * sizeof *ne);
+        if (!ne) return -ENOMEM;
+        l->e = ne; l->cap = cap;
+    }
+    log_event *e = &l->e[l->n++];
+    e->lsn = lsn; e->time_s = time_s;
+    snprintf(e->what, sizeof e->what, "%s", what);
+    return 0;
+}
+
+/* pg_walscan callback: checkpoints into the log. */
+static int log_record(void *arg, const pg_walrec *r)
+{
+    uint64_t redo;
+    int64_t when;
+    int shutdown;
+    if (!pg_walrec_checkpoint(r, &redo, &when, &shutdown)) return 0;
+    char what[80], lsn[PG_LSN_LEN];
+    pg_wal_lsn_format(redo, lsn, sizeof lsn);
+    snprintf(what, sizeof what, "%scheckpoint (redo %s)", shutdown ? "shutdown " : "", lsn);
+    return log_add(arg, r->lsn, when, what);
+}
+
+static int log_cmp(const void *a, const void *b)
+{
+    const log_event *x = a, *y = b;
+    return x->lsn < y->lsn ? -1 : x->lsn > y->lsn;
+}
+
+static int cmd_log(int argc, char **argv)
+{
+    branch_args a = { 0 };
+    const char *name;
+    int rc = parse_args("log", argc, argv, usage_log, &a, &name);
+    if (rc >= 0) return rc;
+    if (!name || a.npos || a.from || a.at) return usage_fail("log: usage: lakefs log BRANCH [--repo URL]");
+    if (check_name("branch", name)) return 1;
+    objstore *os;
+    if (branch_open_repo(&a, &os)) return 1;
+    pg_wal_pos oldest;
+    char text[PG_TARGET_TEXT];
+    if ((rc = pg_target_oldest(os, name, &oldest))) {
+        os_close(os);
+        return fail(rc == -ENOENT ? "branch '%s' has no PostgreSQL WAL (or does not exist; see lakefs branch list)"
+                    : "branch '%s': cannot read its history: %s", name, strerror(-rc));
+    }
+    snprintf(text, sizeof text, "%" PRIX32 "/%" PRIX32, (uint32_t)(oldest.lsn >> 32), (uint32_t)oldest.lsn);
+    pg_target t;
+    pg_base base;
+    store *archive;
+    uint64_t cut;
+    log_ctx l = { 0 };
+    rc = resolve_target(os, name, text, &t, &base, &archive, &cut);
+    if (!rc) {                    /* PostgreSQL's checkpoints, from the oldest reachable one on */
+        pg_wal_pos pos;
+        uint64_t end;
+        pg_archive ar = { archive, UINT64_MAX };
+        int src = pg_wal_pos_get(archive, &pos);
+        if (!src) src = pg_walscan(&ar, pos.tli, base.checkpoint, log_record, &l, &end);
+        if (src) rc = fail("branch '%s': cannot read its WAL archive: %s", name, strerror(-src));
+        store_close(archive);
+    }
+    branch_info *b = NULL;
+    size_t n = 0;
+    char err[600];
+    if (!rc && branch_list(os, &b, &n, err, sizeof err)) rc = fail("%s", err);
+    for (size_t i = 0; !rc && i < n; i++) {   /* branch points: of NAME itself, and of its children */
+        int child = !strcmp(b[i].meta.parent, name);
+        if (!child && strcmp(b[i].name, name)) continue;
+        if (!b[i].meta.parent[0]) continue;
+        manifest m;
+        pg_wal_pos p;
+        if (manifest_load(os, b[i].meta.parent, b[i].meta.parent_gen, &m)) continue;
+        int prc = pg_wal_pos_at(os, &m, &p);
+        manifest_free(&m);
+        if (prc) continue;
+        char what[160];
+        if (child) snprintf(what, sizeof what, "branch %s created here", b[i].name);
+        else snprintf(what, sizeof what, "created from %s", b[i].meta.parent);
+        if (log_add(&l, p.lsn, b[i].meta.created, what)) rc = fail("out of memory");
+    }
+    branch_list_free(b, n);
+    os_close(os);
+    if (!rc) {
+        qsort(l.e, l.n, sizeof *l.e, log_cmp);
+        printf("%-20s  %-12s  %s\n", "TIME", "LSN", "EVENT");
+        for (size_t i = 0; i < l.n; i++) {
+            char when[32], lsn[PG_LSN_LEN];
+            fmt_utc(l.e[i].time_s, when, sizeof when);
+            pg_wal_lsn_format(l.e[i].lsn, lsn, sizeof lsn);
+            printf("%-20s  %-12s  %s\n", when, lsn, l.e[i].what);
+        }
+    }
+    free(l.e);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -1247,6 +1442,8 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "init")) return cmd_init(argc - 1, argv + 1);
     if (!strcmp(cmd, "mount")) return cmd_mount(argc - 1, argv + 1);
     if (!strcmp(cmd, "branch")) return cmd_branch(argc - 1, argv + 1);
+    if (!strcmp(cmd, "lsn")) return cmd_lsn(argc - 1, argv + 1);
+    if (!strcmp(cmd, "log")) return cmd_log(argc - 1, argv + 1);
     /* mount(8) convention: lakefs SOURCE MOUNTPOINT [-o OPTS] */
     if (strstr(cmd, "://")) return cmd_mount(argc, argv);
     fail("unknown command '%s' (see lakefs --help)", cmd);

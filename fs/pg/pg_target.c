@@ -229,9 +229,7 @@ static int first_pos(objstore *os, const char *branch, uint64_t hi, pg_wal_pos *
     return found != 0;
 }
 
-/* The oldest position recorded in BRANCH's history -- its own generations
- * and its ancestors' up to each branch point -- into *P: 0 or -ENOENT. */
-static int oldest(objstore *os, const char *branch, pg_wal_pos *p)
+int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p)
 {
     char cur[64];
     manifest m;
@@ -259,7 +257,7 @@ static int too_old(objstore *os, const char *branch, const char *what, int64_t f
 {
     pg_wal_pos o;
     char lsn[PG_LSN_LEN], when[40];
-    if (oldest(os, branch, &o)) {
+    if (pg_target_oldest(os, branch, &o)) {
         snprintf(err, errlen, "branch '%s' has no PostgreSQL WAL before %s: nothing to recover there", branch, what);
         return -ENOENT;
     }

@@ -41,6 +41,7 @@
 #include <stdint.h>
 #include "../../store/objstore.h"
 #include "../../store/store.h"
+#include "pg_wal.h"
 
 #define PG_TARGET_TEXT 48         /* a target's text form, with its NUL */
 #define PG_TARGET_RETENTION_DEFAULT (7 * 86400)  /* how far back targets may go, seconds */
@@ -74,6 +75,11 @@ typedef struct pg_base {          /* where recovery to a target starts */
  * names the oldest and newest points that can be reached. */
 int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
                    pg_base *b, char *err, size_t errlen);
+
+/* The oldest WAL position recorded in BRANCH's history -- its own
+ * generations and its ancestors' up to each branch point -- into *P: 0,
+ * -ENOENT (no WAL), or -errno. */
+int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p);
 
 /* Where the archive in store ARCHIVE (the branch's state that holds every
  * WAL byte up to now) is cut for target T with base B, into *CUT

@@ -22,6 +22,9 @@
 #    pg_switch_wal() equals pg_wal's file up to the switch. A branch made
 #    --at a point (timeline 2) has views of its own: after its promotion
 #    and a write, and before its branch point (in main's history).
+#    `lakefs lsn main --at TIME_k` lies between LSN_k and LSN_k+1; `lakefs
+#    log main` shows PostgreSQL's latest checkpoint (pg_control_checkpoint())
+#    and the branch point of a child.
 # 5. Bad input: a view name that is no point, an LSN or time in the future,
 #    a time before the first WAL, or (-o retention=1s) older than the
 #    retention window: the view does not exist and the daemon log says why;
@@ -150,6 +153,20 @@ pg_amcheck_clean "$mp/branches/restored"
 pg_stop "$mp/branches/restored"
 ok "incident drill: the dropped table is back with its 20000 rows at $drill_time"
 
+# lakefs lsn: a moment's LSN lies between the positions around its commits;
+# lakefs log: PostgreSQL's latest checkpoint and the branch point of restored
+for k in 10 120 199; do
+    l=$("$LAKEFS" lsn main --at "$(point "$k" 3)" --repo "$url") || die "lakefs lsn main --at $(point "$k" 3) failed"
+    [ "$(psql_at "$main" -c "SELECT '$(point "$k" 2)'::pg_lsn <= '$l' AND '$l'::pg_lsn < '$(point $((k + 1)) 2)'")" = t ] ||
+        die "lakefs lsn at TIME_$k says $l, not between LSN_$k $(point "$k" 2) and LSN_$((k + 1)) $(point $((k + 1)) 2)"
+done
+ckpt=$(psql_at "$main" -c "SELECT checkpoint_lsn FROM pg_control_checkpoint()")
+"$LAKEFS" log main --repo "$url" >"$T/log.out" || die "lakefs log main failed"
+grep -Eq "^[0-9TZ:-]+ +$ckpt +(shutdown )?checkpoint \(redo " "$T/log.out" || { cat "$T/log.out" >&2; die "lakefs log does not show the checkpoint at $ckpt"; }
+grep -q " branch restored created here" "$T/log.out" || { cat "$T/log.out" >&2; die "lakefs log does not show restored's branch point"; }
+[ "$(grep -c checkpoint "$T/log.out")" -ge 8 ] || { cat "$T/log.out" >&2; die "lakefs log shows fewer than the 8 CHECKPOINTs run"; }
+ok "lakefs lsn resolves moments between the right commits; lakefs log shows checkpoints and branch points"
+
 check_points a "running main"
 
 # a branch at a point has a timeline of its own, and views of it
@@ -178,11 +195,11 @@ bad_view main@FFFFFFFF-0 "in the future"
 bad_view main@2099-01-01T00:00:00Z "in the future"
 bad_view main@2001-01-01T00:00:00Z "oldest point reachable"
 bad_view "main@$before_wal" "oldest point reachable"
-"${lk[@]}" list >"$T/list.before"
+"${lk[@]}" list | awk '{ print $1 }' >"$T/list.before"
 for target in yesterday FFFFFFFF/0 2099-01-01T00:00:00Z 2001-01-01T00:00:00Z "$before_wal"; do
     expect_fail "branch create --at $target" "${lk[@]}" create nope --from main --at "$target"
 done
-"${lk[@]}" list | diff - "$T/list.before" >/dev/null || die "a failed branch create --at changed the branch list"
+"${lk[@]}" list | awk '{ print $1 }' | diff - "$T/list.before" >/dev/null || die "a failed branch create --at changed the branch list"
 ok "bad targets: refused with a reason, nothing created"
 
 # ------------------------------------------------------------------ 1 again, 3
