@@ -64,11 +64,13 @@ int branch_meta_encode(const branch_meta *b, char **buf, size_t *len)
     *buf = NULL;
     *len = 0;
     if ((b->parent[0] && !branch_name_valid(b->parent)) ||
-        (!b->parent[0] && (b->point || b->parent_gen)) || (b->parent[0] && !b->parent_gen) ||
+        (!b->parent[0] && (b->point || b->parent_gen || b->at_lsn)) || (b->parent[0] && !b->parent_gen) ||
         branch_fmt_time(b->created, when, sizeof when))
         return -EINVAL;
-    int n = snprintf(text, sizeof text, BRANCH_HEADER "parent %s\npoint %" PRIu64 "\nparent_gen %" PRIu64
-                     "\ncreated %s\n", b->parent[0] ? b->parent : "-", b->point, b->parent_gen, when);
+    int n = snprintf(text, sizeof text, BRANCH_HEADER "parent %s\npoint %" PRIu64 "\nparent_gen %" PRIu64 "\n",
+                     b->parent[0] ? b->parent : "-", b->point, b->parent_gen);
+    if (b->at_lsn) n += snprintf(text + n, sizeof text - (size_t)n, "at_lsn %" PRIu64 "\n", b->at_lsn);
+    n += snprintf(text + n, sizeof text - (size_t)n, "created %s\n", when);
     n += snprintf(text + n, sizeof text - (size_t)n, "crc %08x\n", crc32c(0, text, (size_t)n));
     if (!(*buf = strdup(text))) return -ENOMEM;
     *len = (size_t)n;
@@ -117,9 +119,11 @@ int branch_meta_decode(const char *buf, size_t len, branch_meta *b)
         if (!branch_name_valid(b->parent)) goto bad;
     }
     p++;
-    if (branch_field(&p, end, "point ", &b->point) || branch_field(&p, end, "parent_gen ", &b->parent_gen) ||
-        branch_expect(&p, end, "created ") || end - p < 21 || p[20] != '\n')
+    if (branch_field(&p, end, "point ", &b->point) || branch_field(&p, end, "parent_gen ", &b->parent_gen))
         goto bad;
+    if (end - p >= 7 && !memcmp(p, "at_lsn ", 7) && (branch_field(&p, end, "at_lsn ", &b->at_lsn) || !b->at_lsn))
+        goto bad;                 /* present only when not 0 */
+    if (branch_expect(&p, end, "created ") || end - p < 21 || p[20] != '\n') goto bad;
     memcpy(when, p, 20);
     when[20] = 0;
     p += 21;
@@ -137,7 +141,7 @@ int branch_meta_decode(const char *buf, size_t len, branch_meta *b)
     tm.tm_sec = atoi(when + 17);
     b->created = (int64_t)timegm(&tm);
     if (branch_fmt_time(b->created, again, sizeof again) || strcmp(again, when)) goto bad;
-    if ((!b->parent[0] && (b->point || b->parent_gen)) || (b->parent[0] && !b->parent_gen)) goto bad;
+    if ((!b->parent[0] && (b->point || b->parent_gen || b->at_lsn)) || (b->parent[0] && !b->parent_gen)) goto bad;
     /* the crc line: exactly "crc " + 8 lowercase hex digits + "\n", the end */
     line = p;
     if (branch_expect(&p, end, "crc ") || end - p != 9 || p[8] != '\n') goto bad;
@@ -585,6 +589,12 @@ static int branch_first_manifest(objstore *os, const char *name, const manifest 
 int branch_fork(objstore *os, const char *name, const char *parent, uint64_t parent_gen,
                 branch_meta *out, char *err, size_t errlen)
 {
+    return branch_fork_at(os, name, parent, parent_gen, 0, out, err, errlen);
+}
+
+int branch_fork_at(objstore *os, const char *name, const char *parent, uint64_t parent_gen, uint64_t at_lsn,
+                   branch_meta *out, char *err, size_t errlen)
+{
     manifest pm;
     size_t n;
     if (!branch_name_valid(name) || !branch_name_valid(parent)) {
@@ -611,6 +621,7 @@ int branch_fork(objstore *os, const char *name, const char *parent, uint64_t par
     snprintf(out->parent, sizeof out->parent, "%s", parent);
     out->point = pm.seq;
     out->parent_gen = pm.gen;
+    out->at_lsn = at_lsn;
     out->created = (int64_t)time(NULL);
     if ((rc = branch_meta_put(os, name, out))) {  /* the decision between creators */
         if (rc == -EEXIST) snprintf(err, errlen, "branch '%s' already exists in %s (another `lakefs branch create` made it)",

@@ -20,6 +20,9 @@
  *   parent NAME                  ("-" for a root branch, such as main)
  *   point SEQ                    (the parent's seq the branch starts at; 0 for a root)
  *   parent_gen GEN               (the parent's manifest generation copied; 0 for a root)
+ *   at_lsn LSN                   (only for a branch made at a point of the parent's
+ *                                 past: that point, decimal; its state is recovered
+ *                                 to there when PostgreSQL first starts on it)
  *   created YYYY-MM-DDTHH:MM:SSZ (UTC)
  *   crc XXXXXXXX                 (CRC-32C of every byte before this line)
  *
@@ -45,6 +48,7 @@ typedef struct branch_meta {
     char parent[BRANCH_NAME_MAX + 1];  /* "" for a root branch */
     uint64_t point;               /* parent's seq at the branch point */
     uint64_t parent_gen;          /* parent's manifest generation copied */
+    uint64_t at_lsn;              /* made at this LSN of the parent's past (0: at its state at POINT) */
     int64_t created;              /* creation time, seconds since the epoch */
 } branch_meta;
 
@@ -69,6 +73,10 @@ int branch_deleting(objstore *os, const char *name);
  * generation does not exist; on failure nothing of NAME is left. */
 int branch_fork(objstore *os, const char *name, const char *parent, uint64_t parent_gen,
                 branch_meta *out, char *err, size_t errlen);
+/* The same for a branch made at LSN AT_LSN of the parent's past (not 0),
+ * generation PARENT_GEN being the state recovery to it starts from. */
+int branch_fork_at(objstore *os, const char *name, const char *parent, uint64_t parent_gen, uint64_t at_lsn,
+                   branch_meta *out, char *err, size_t errlen);
 
 typedef struct branch_info {
     char name[BRANCH_NAME_MAX + 1];

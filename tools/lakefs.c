@@ -931,6 +931,10 @@ static int point_lsn(objstore *os, const branch_info *b, char *buf)
     pg_wal_pos pos;
     snprintf(buf, PG_LSN_LEN, "-");
     if (!b->meta.parent[0]) return 0;
+    if (b->meta.at_lsn) {         /* made at a point of the parent's past */
+        pg_wal_lsn_format(b->meta.at_lsn, buf, PG_LSN_LEN);
+        return 0;
+    }
     int rc = manifest_load(os, b->meta.parent, b->meta.parent_gen, &m);
     if (rc)
         return fail("branch '%s': cannot load generation %" PRIu64 " of its parent '%s' (its branch point): %s",
@@ -973,6 +977,24 @@ static int resolve_target(objstore *os, const char *branch, const char *text, pg
         *archive = NULL;
         return fail("%s", err);
     }
+    return 0;
+}
+
+/* The LSN where the state at target T ends, cut CUT of the archive in
+ * ARCHIVE with base B: the cut, or (no cut) the end of the WAL's last
+ * record.  Prints the error. */
+static int target_end(const char *branch, store *archive, const pg_target *t, const pg_base *b, uint64_t cut,
+                      uint64_t *lsn)
+{
+    pg_wal_pos pos;
+    pg_walscan_result r;
+    pg_archive ar = { archive, UINT64_MAX };
+    *lsn = cut;
+    if (cut != UINT64_MAX) return 0;
+    int rc = pg_wal_pos_get(archive, &pos);   /* no later commit: up to the WAL's last record */
+    if (!rc) rc = pg_walscan_time(&ar, pos.tli, b->checkpoint, t->is_time ? t->time_us : INT64_MAX, &r);
+    if (rc) return fail("branch '%s': cannot read its WAL archive: %s", branch, strerror(-rc));
+    *lsn = r.end;
     return 0;
 }
 
@@ -1025,8 +1047,10 @@ static int branch_create_at(const branch_args *a, objstore *os)
     branch_meta meta;
     char err[700], text[PG_TARGET_TEXT];
     store *archive;
+    uint64_t point;
     int rc = resolve_target(os, a->from, a->at, &t, &base, &archive, &cut);
-    if (!rc && branch_fork(os, name, base.branch, base.gen, &meta, err, sizeof err)) rc = fail("%s", err);
+    if (!rc) rc = target_end(a->from, archive, &t, &base, cut, &point);
+    if (!rc && branch_fork_at(os, name, base.branch, base.gen, point, &meta, err, sizeof err)) rc = fail("%s", err);
     if (!rc && (rc = branch_fill_past(os, name, archive, base.lsn ? base.lsn - 1 : 0, cut))) {
         if (branch_delete(os, name, NULL, NULL, err, sizeof err))
             fprintf(stderr, "lakefs: the half-made branch '%s' could not be deleted: %s; run: lakefs branch delete %s\n",
@@ -1154,6 +1178,7 @@ static int branch_show(const branch_args *a)
         if (!me->meta.parent[0]) printf("point_lsn:     - (a root branch)\n");
         else if (rc) printf("point_lsn:     ? (unreadable)\n");
         else if (!strcmp(lsn, "-")) printf("point_lsn:     - (no WAL written before the branch point)\n");
+        else if (me->meta.at_lsn) printf("point_lsn:     %s (a point in the parent's past: recovered to it from the branch point)\n", lsn);
         else printf("point_lsn:     %s (PostgreSQL WAL position at the branch point)\n", lsn);
         printf("created:       %s\n", when);
         printf("head:          seq %" PRIu64 ", manifest generation %" PRIu64 ", %zu layers\n", me->man.seq, me->man.gen,
@@ -1302,15 +1327,7 @@ static int cmd_lsn(int argc, char **argv)
     store *archive;
     uint64_t cut;
     rc = resolve_target(os, name, a.at, &t, &base, &archive, &cut);
-    if (!rc && cut == UINT64_MAX) {   /* no later commit: the whole WAL, up to its last record */
-        pg_wal_pos pos;
-        pg_walscan_result r;
-        pg_archive ar = { archive, UINT64_MAX };
-        int src = pg_wal_pos_get(archive, &pos);
-        if (!src) src = pg_walscan_time(&ar, pos.tli, base.checkpoint, t.time_us, &r);
-        if (src) rc = fail("branch '%s': cannot read its WAL archive: %s", name, strerror(-src));
-        else cut = r.end;
-    }
+    if (!rc) rc = target_end(name, archive, &t, &base, cut, &cut);
     if (archive) store_close(archive);
     os_close(os);
     if (rc) return rc;
@@ -1407,11 +1424,13 @@ static int cmd_log(int argc, char **argv)
         if (!child && strcmp(b[i].name, name)) continue;
         if (!b[i].meta.parent[0]) continue;
         manifest m;
-        pg_wal_pos p;
-        if (manifest_load(os, b[i].meta.parent, b[i].meta.parent_gen, &m)) continue;
-        int prc = pg_wal_pos_at(os, &m, &p);
-        manifest_free(&m);
-        if (prc) continue;
+        pg_wal_pos p = { .lsn = b[i].meta.at_lsn };
+        if (!p.lsn) {
+            if (manifest_load(os, b[i].meta.parent, b[i].meta.parent_gen, &m)) continue;
+            int prc = pg_wal_pos_at(os, &m, &p);
+            manifest_free(&m);
+            if (prc) continue;
+        }
         char what[160];
         if (child) snprintf(what, sizeof what, "branch %s created here", b[i].name);
         else snprintf(what, sizeof what, "created from %s", b[i].meta.parent);

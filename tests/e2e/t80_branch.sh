@@ -19,7 +19,7 @@
 #    unmounted and mounted again), is at the end of the WAL page holding
 #    main's shutdown checkpoint (pg_controldata), past dev's LSN; b2 and b3
 #    show b1's LSN.
-# 3. Bad names, a duplicate, an unknown parent, no repository, --at, delete
+# 3. Bad names, a duplicate, an unknown parent, no repository, --at junk, delete
 #    of a mounted branch or one with children, rename onto an existing name:
 #    one-line error, non-zero exit, repository listing unchanged.
 # 4. delete --force of a branch a repository mount serves: the daemon
@@ -242,8 +242,8 @@ expect_fail "unknown parent" "${lk[@]}" create x --from nosuch
 msg_says "unknown parent" "nosuch"
 expect_fail "no --from" "${lk[@]}" create x
 msg_says "no --from" "--from"
-expect_fail "--at" "${lk[@]}" create x --from main --at 0/16B3748
-msg_says "--at" "not supported yet"
+expect_fail "--at junk" "${lk[@]}" create x --from main --at junk
+msg_says "--at junk" "not a point in time"
 expect_fail "no repository" env -u LAKEFS_REPO bash -c "cd / && exec '$LAKEFS' branch list"
 msg_says "no repository" "no repository: give --repo URL, set LAKEFS_REPO, or run inside a lakefs mount"
 LAKEFS_REPO=$url "$LAKEFS" branch list | grep -q '^dev ' || die "LAKEFS_REPO is not used"

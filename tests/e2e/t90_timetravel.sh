@@ -81,6 +81,10 @@ branch_at() {
     "${lk[@]}" create "$1" --from main --at "$target" >"$T/create.out" 2>&1 ||
         { cat "$T/create.out" >&2; die "branch create $1 --at $target failed"; }
     log "$(cat "$T/create.out")"
+    if [ "$3" = 2 ]; then       # branch list shows the point, not the base state's LSN
+        [ "$("${lk[@]}" list | awk -v b="$1" '$1 == b { print $4 }')" = "$target" ] ||
+            die "branch list shows $1 at $("${lk[@]}" list | awk -v b="$1" '$1 == b { print $4 }'), not at $target"
+    fi
     pg_start "$b"
     got=$(rows "$b")
     [ "$got" = "$2/$2/false" ] || die "branch $1 (--at $target): count/max/in_recovery $got, want $2/$2/false"

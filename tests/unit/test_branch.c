@@ -213,6 +213,26 @@ static void test_meta(void)
                       "created 2026-01-01T00:00:00Z\n") == -EINVAL);
     branch_meta badname = { .parent = "-x", .parent_gen = 1 };
     CHECK(branch_meta_encode(&badname, &buf, &len) == -EINVAL);
+    /* a branch made at a point of its parent's past: the at_lsn line, only then */
+    branch_meta at = b;
+    at.at_lsn = 0x16B3748;
+    const char *atbody = "lakefs-branch 1\nparent main\npoint 1234\nparent_gen 17\nat_lsn 23803720\n"
+                         "created 2026-01-01T00:00:00Z\n";
+    snprintf(want, sizeof want, "%scrc %08x\n", atbody, crc32c(0, atbody, strlen(atbody)));
+    CHECK(branch_meta_encode(&at, &buf, &len) == 0);
+    CHECK(len == strlen(want) && !memcmp(buf, want, len));
+    CHECK(branch_meta_decode(buf, len, &d) == 0 && d.at_lsn == 0x16B3748 && d.point == 1234);
+    bad = 0;
+    for (size_t cut = 0; cut < len; cut++) bad += branch_meta_decode(buf, cut, &d) == -EINVAL;
+    CHECK(bad == (int)len);
+    free(buf);
+    CHECK(branch_meta_decode(want, strlen(want), &d) == 0 && d.at_lsn == 0x16B3748);
+    CHECK(decode_body("lakefs-branch 1\nparent main\npoint 5\nparent_gen 1\nat_lsn 0\ncreated 2026-01-01T00:00:00Z\n") == -EINVAL);
+    CHECK(decode_body("lakefs-branch 1\nparent -\npoint 0\nparent_gen 0\nat_lsn 9\ncreated 2026-01-01T00:00:00Z\n") == -EINVAL);
+    CHECK(decode_body("lakefs-branch 1\nparent main\npoint 5\nparent_gen 1\ncreated 2026-01-01T00:00:00Z\nat_lsn 9\n") == -EINVAL);
+    CHECK(decode_body("lakefs-branch 1\nparent main\npoint 5\nparent_gen 1\nat_lsn 09\ncreated 2026-01-01T00:00:00Z\n") == -EINVAL);
+    branch_meta rootat = { .at_lsn = 5 };
+    CHECK(branch_meta_encode(&rootat, &buf, &len) == -EINVAL);
 }
 
 static void test_names(void)
