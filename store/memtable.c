@@ -29,6 +29,7 @@ struct memtable {
     uint64_t rng;                 /* xorshift state for node heights */
     size_t bytes;                 /* keys + values + overhead held */
     uint64_t min_seq, max_seq;
+    int latest_only;              /* mt_keep_latest: older versions are freed */
 };
 
 /* memcmp order, a prefix sorting before its extensions. */
@@ -120,6 +121,11 @@ int mt_put(memtable *mt, const uint8_t *key, size_t klen, uint64_t seq,
     v->older = n->newest;
     n->newest = v;
     mt->bytes += sizeof *v + v->vlen;
+    if (mt->latest_only && v->older) {   /* no history wanted: the older version goes */
+        mt->bytes -= sizeof *v->older + v->older->vlen;
+        free(v->older);
+        v->older = NULL;
+    }
     if (!mt->min_seq || seq < mt->min_seq) mt->min_seq = seq;
     if (seq > mt->max_seq) mt->max_seq = seq;
     return 0;
@@ -133,6 +139,8 @@ const mt_version *mt_get(const memtable *mt, const uint8_t *key, size_t klen, ui
     while (v && v->seq > max_seq) v = v->older;
     return v;
 }
+
+void mt_keep_latest(memtable *mt) { mt->latest_only = 1; }
 
 size_t mt_bytes(const memtable *mt) { return mt->bytes; }
 uint64_t mt_min_seq(const memtable *mt) { return mt->min_seq; }

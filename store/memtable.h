@@ -30,6 +30,10 @@ int mt_put(memtable *mt, const uint8_t *key, size_t klen, uint64_t seq,
 /* Newest version of KEY with seq <= MAX_SEQ, or NULL; valid while MT lives. */
 const mt_version *mt_get(const memtable *mt, const uint8_t *key, size_t klen,
                          uint64_t max_seq);
+/* From now on keep only the newest version of each key (a memtable that
+ * is never written out as a layer needs no history).  A version is freed
+ * by the put that replaces it: no reader may hold it then. */
+void mt_keep_latest(memtable *mt);
 /* Bytes of keys and values held (the flush trigger). */
 size_t mt_bytes(const memtable *mt);
 /* Lowest and highest seq held (0 when empty). */

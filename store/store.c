@@ -1156,6 +1156,7 @@ int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **
     store *st = store_alloc(os, branch);
     if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
     st->snapshot = 1;
+    mt_keep_latest(st->active);   /* never a layer: an overwritten page's old bytes can go */
     int rc = manifest_load(os, branch, gen, &st->man);
     if (rc) {
         snprintf(err, errlen, "cannot load generation %" PRIu64 " of branch '%s': %s", gen, branch, strerror(-rc));

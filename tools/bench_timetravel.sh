@@ -87,6 +87,7 @@ pgbench -i -s "$scale" -q -h "$PGSOCK" -p "${PG_PORT[$main]}" -U postgres postgr
 size=$(psql_at "$main" -c "SELECT pg_size_pretty(pg_database_size('postgres'))")
 psql_at "$main" -c "CHECKPOINT" >/dev/null
 log "database $size; base backup for the native runs"
+mkdir -p "$T/base" && chown postgres:postgres "$T/base" && chmod 0700 "$T/base"
 as_pg pg_basebackup -h "$PGSOCK" -p "${PG_PORT[$main]}" -U postgres -D "$T/base" -X none -c fast \
     >"$(newlog basebackup)" 2>&1 || die "pg_basebackup failed"
 ckpt=$(psql_at "$main" -c "SELECT checkpoint_lsn FROM pg_control_checkpoint()")

@@ -304,9 +304,34 @@ static void test_seq_range(void)
     mt_free(mt);
 }
 
+/* mt_keep_latest: a key written again keeps one version, its bytes
+ * replace the old ones, a deletion stays a deletion */
+static void test_keep_latest(void)
+{
+    memtable *mt = mt_new(), *full = mt_new();
+    char val[1000];
+    mt_keep_latest(mt);
+    for (uint64_t seq = 1; seq <= 100; seq++) {
+        memset(val, (int)seq, sizeof val);
+        CHECK(mt_put(mt, (const uint8_t *)"k", 1, seq, 0, val, sizeof val) == 0);
+        CHECK(mt_put(full, (const uint8_t *)"k", 1, seq, 0, val, sizeof val) == 0);
+    }
+    const mt_version *v = mt_get(mt, (const uint8_t *)"k", 1, UINT64_MAX);
+    CHECK(v && v->seq == 100 && !v->older && v->val[0] == 100 && v->vlen == sizeof val);
+    CHECK(mt_get(mt, (const uint8_t *)"k", 1, 99) == NULL);       /* the history is gone */
+    CHECK(mt_get(full, (const uint8_t *)"k", 1, 99) != NULL);     /* (kept without the flag) */
+    CHECK(mt_bytes(mt) < 2 * sizeof val && mt_bytes(full) > 100 * sizeof val);
+    CHECK(mt_put(mt, (const uint8_t *)"k", 1, 101, 1, NULL, 0) == 0);
+    v = mt_get(mt, (const uint8_t *)"k", 1, UINT64_MAX);
+    CHECK(v && v->tomb && !v->older && mt_bytes(mt) < sizeof val);
+    mt_free(mt);
+    mt_free(full);
+}
+
 int main(void)
 {
     test_empty();
+    test_keep_latest();
     test_seq_range();
     test_same_seq();
     make_keys();
