@@ -482,6 +482,25 @@ static void control_sweep(const char *state_dir)
     closedir(dir);
 }
 
+/* The lease of branch NAME into *L if a daemon on this machine holds it:
+ * 0; -ENOENT if no one does; else -errno with the reason in ERR (-EBUSY:
+ * a daemon on another machine). */
+static int local_lease(objstore *os, const char *name, store_lease *l, char *err, size_t errlen)
+{
+    int rc = store_lease_read(os, name, l);
+    if (rc == -ENOENT) return rc;
+    if (rc) {
+        snprintf(err, errlen, "cannot read the lease of branch '%s': %s", name, strerror(-rc));
+        return rc;
+    }
+    if (!l->local) {
+        snprintf(err, errlen, "branch '%s' is mounted read-write by a lakefs daemon on another machine (%s, pid %ld): "
+                 "run this command there, or unmount the branch", name, l->holder, l->pid);
+        return -EBUSY;
+    }
+    return 0;
+}
+
 /* A generation of branch NAME holding every write made so far into *GEN:
  * 0 (the newest) if no daemon mounts it, else the checkpoint its daemon
  * makes now (*SEQ: its seq), through its control socket.  0, or -errno
@@ -492,17 +511,8 @@ static int branch_checkpoint(objstore *os, const char *name, uint64_t *gen, uint
     *gen = *seq = 0;
     for (int attempt = 0; attempt < 50; attempt++) {
         store_lease l;
-        int rc = store_lease_read(os, name, &l);
-        if (rc == -ENOENT) return 0;
-        if (rc) {
-            snprintf(err, errlen, "cannot read the lease of branch '%s': %s", name, strerror(-rc));
-            return rc;
-        }
-        if (!l.local) {
-            snprintf(err, errlen, "branch '%s' is mounted read-write by a lakefs daemon on another machine (%s, pid %ld): "
-                     "run this command there, or unmount the branch", name, l.holder, l.pid);
-            return -EBUSY;
-        }
+        int rc = local_lease(os, name, &l, err, errlen);
+        if (rc) return rc == -ENOENT ? 0 : rc;
         if (!l.alive) {
             snprintf(err, errlen, "branch '%s' was mounted by a lakefs daemon that died (pid %ld); its newest writes are in "
                      "that daemon's journal: mount the branch again (which replays it), then retry", name, l.pid);
@@ -1206,17 +1216,8 @@ static int release_branch(void *arg, const char *name, char *err, size_t errlen)
     objstore *os = arg;
     char why[600];
     store_lease l;
-    int rc = store_lease_read(os, name, &l);
-    if (rc == -ENOENT) return 0;
-    if (rc) {
-        snprintf(err, errlen, "cannot read the lease of branch '%s': %s", name, strerror(-rc));
-        return rc;
-    }
-    if (!l.local) {
-        snprintf(err, errlen, "branch '%s' is mounted read-write by a lakefs daemon on another machine (%s, pid %ld): "
-                 "run this command there, or unmount the branch", name, l.holder, l.pid);
-        return -EBUSY;
-    }
+    int rc = local_lease(os, name, &l, err, errlen);
+    if (rc) return rc == -ENOENT ? 0 : rc;
     if (!l.alive || !l.control[0]) return 0;
     if ((rc = control_release(l.control, name, why, sizeof why)) && rc != -ENOENT && rc != -ECONNREFUSED) {
         snprintf(err, errlen, "branch '%s': %s", name, why);

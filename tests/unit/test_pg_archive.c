@@ -50,6 +50,7 @@
 #include <inttypes.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "harness_repo.h"
 
 #define MiB (1ull << 20)
 #define SEG16 (16 * MiB)
@@ -58,67 +59,9 @@
 
 /* ---- a branch store with a pg_wal/ ---- */
 
-typedef struct env {
-    char root[64], repo[128], url[160];
-    objstore *os;
-} env;
 
-static void env_init(env *e)
-{
-    char err[256] = "";
-    skey k;
-    memset(e, 0, sizeof *e);
-    harness_repo_dirs(e->root, e->repo, e->url);
-    if (os_open(e->url, &e->os, err, sizeof err)) { fprintf(stderr, "os_open: %s\n", err); exit(2); }
-    CHECK(store_repo_create(e->os) == 0);
-    key_inode(&k, 1);
-    CHECK(store_branch_create(e->os, "main", &k, "root", 4) == 0);
-}
-
-static void env_free(env *e)
-{
-    os_close(e->os);
-    harness_rmtree(e->root);
-}
-
-static store *open_branch(env *e, const char *branch)
-{
-    char err[512] = "", state[256];
-    snprintf(state, sizeof state, "%s/state/%s", e->root, branch);
-    store_config cfg = { .os = e->os, .branch = branch, .state_dir = state, .memtable_limit = 1 << 20 };
-    store *st = NULL;
-    if (store_open(&cfg, &st, err, sizeof err)) { fprintf(stderr, "store_open %s: %s\n", branch, err); exit(2); }
-    if (store_start(st)) { fprintf(stderr, "store_start %s failed\n", branch); exit(2); }
-    return st;
-}
-
-static pg_wal *must_observe(store *st)
-{
-    pg_wal *w = NULL;
-    if (pg_wal_open(st, &w)) { fprintf(stderr, "pg_wal_open failed\n"); exit(2); }
-    return w;
-}
-
-/* Put (MODE != 0) or delete entry NAME of DIR -> CHILD into B, as fs.c encodes it. */
-static void dirent_op(store_batch *b, uint64_t dir, const char *name, uint64_t child, uint32_t mode)
-{
-    uint8_t v[9];
-    skey k;
-    for (int i = 0; i < 8; i++) v[i] = (uint8_t)(child >> (8 * i));
-    v[8] = (uint8_t)((mode & S_IFMT) >> 12);
-    key_dirent(&k, dir, name, strlen(name));
-    if (mode) store_batch_put(b, &k, v, sizeof v);
-    else store_batch_del(b, &k);
-}
-
-static void dirent(store *st, uint64_t dir, const char *name, uint64_t child, uint32_t mode)
-{
-    store_batch b;
-    store_batch_init(&b);
-    dirent_op(&b, dir, name, child, mode);
-    CHECK(store_commit(st, &b) == 0);
-    store_batch_free(&b);
-}
+/* Open BRANCH read-write (harness_repo.h). */
+static store *open_branch(env *e, const char *branch) { return env_open(e, branch, 1 << 20); }
 
 /* ---- segments and their expected images ---- */
 

@@ -49,6 +49,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "harness_repo.h"
 
 #define MiB (1ull << 20)
 #define SEG16 (16 * MiB)
@@ -242,61 +243,9 @@ static void test_settings(void)
 
 /* ---- a branch store with WAL ---- */
 
-typedef struct env {
-    char root[64], repo[128], url[160];
-    objstore *os;
-} env;
 
-static void env_init(env *e)
-{
-    char err[256] = "";
-    skey k;
-    memset(e, 0, sizeof *e);
-    harness_repo_dirs(e->root, e->repo, e->url);
-    if (os_open(e->url, &e->os, err, sizeof err)) { fprintf(stderr, "os_open: %s\n", err); exit(2); }
-    CHECK(store_repo_create(e->os) == 0);
-    key_inode(&k, 1);
-    CHECK(store_branch_create(e->os, "main", &k, "root", 4) == 0);
-}
-
-static void env_free(env *e)
-{
-    os_close(e->os);
-    harness_rmtree(e->root);
-}
-
-static store *open_branch(env *e, const char *branch)
-{
-    char err[512] = "", state[256];
-    snprintf(state, sizeof state, "%s/state/%s", e->root, branch);
-    store_config cfg = { .os = e->os, .branch = branch, .state_dir = state };
-    store *st = NULL;
-    if (store_open(&cfg, &st, err, sizeof err)) { fprintf(stderr, "store_open %s: %s\n", branch, err); exit(2); }
-    if (store_start(st)) { fprintf(stderr, "store_start %s failed\n", branch); exit(2); }
-    return st;
-}
-
-static pg_wal *must_observe(store *st)
-{
-    pg_wal *w = NULL;
-    if (pg_wal_open(st, &w)) { fprintf(stderr, "pg_wal_open failed\n"); exit(2); }
-    return w;
-}
-
-/* Commit entry NAME of DIR -> CHILD of type MODE, as fs.c encodes it. */
-static void dirent(store *st, uint64_t dir, const char *name, uint64_t child, uint32_t mode)
-{
-    uint8_t v[9];
-    skey k;
-    store_batch b;
-    for (int i = 0; i < 8; i++) v[i] = (uint8_t)(child >> (8 * i));
-    v[8] = (uint8_t)((mode & S_IFMT) >> 12);
-    key_dirent(&k, dir, name, strlen(name));
-    store_batch_init(&b);
-    store_batch_put(&b, &k, v, sizeof v);
-    CHECK(store_commit(st, &b) == 0);
-    store_batch_free(&b);
-}
+/* Open BRANCH read-write (harness_repo.h). */
+static store *open_branch(env *e, const char *branch) { return env_open(e, branch, 0); }
 
 /* Write page PG (whole) of 16 MiB segment file INO as fs_write does: the
  * page and the observer in one batch.  pg_wal_write's result. */

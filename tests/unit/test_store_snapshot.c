@@ -38,40 +38,11 @@
 #include <inttypes.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "harness_repo.h"
 
-typedef struct env {
-    char root[64], repo[128], url[160];
-    objstore *os;
-} env;
 
-static void env_init(env *e)
-{
-    char err[256] = "";
-    skey k;
-    memset(e, 0, sizeof *e);
-    harness_repo_dirs(e->root, e->repo, e->url);
-    if (os_open(e->url, &e->os, err, sizeof err)) { fprintf(stderr, "os_open: %s\n", err); exit(2); }
-    CHECK(store_repo_create(e->os) == 0);
-    key_inode(&k, 1);
-    CHECK(store_branch_create(e->os, "main", &k, "root", 4) == 0);
-}
-
-static void env_free(env *e)
-{
-    os_close(e->os);
-    harness_rmtree(e->root);
-}
-
-static store *open_main(env *e)
-{
-    char err[512] = "", state[256];
-    snprintf(state, sizeof state, "%s/state", e->root);
-    store_config cfg = { .os = e->os, .branch = "main", .state_dir = state };
-    store *st = NULL;
-    if (store_open(&cfg, &st, err, sizeof err)) { fprintf(stderr, "store_open: %s\n", err); exit(2); }
-    if (store_start(st)) { fprintf(stderr, "store_start failed\n"); exit(2); }
-    return st;
-}
+/* Open main read-write (harness_repo.h). */
+static store *open_main(env *e) { return env_open(e, "main", 0); }
 
 static store *snapshot(env *e, uint64_t gen)
 {
