@@ -2,9 +2,10 @@
  * memtable.h -- the in-memory sorted table of recent key versions.
  *
  * A skiplist ordered by key (memcmp, shorter first on a tie) whose nodes
- * keep every version of their key, newest first, so a frozen memtable can be
- * written out as a delta layer holding the full history.  Not thread-safe:
- * the store serialises writers and lets readers in under a read lock.
+ * keep the versions of their key, newest first -- or, after
+ * mt_keep_latest (as the store uses them), only the newest.  Not
+ * thread-safe: the store serialises writers and lets readers in under a
+ * read lock.
  */
 #ifndef LAKEFS_MEMTABLE_H
 #define LAKEFS_MEMTABLE_H
@@ -30,9 +31,8 @@ int mt_put(memtable *mt, const uint8_t *key, size_t klen, uint64_t seq,
 /* Newest version of KEY with seq <= MAX_SEQ, or NULL; valid while MT lives. */
 const mt_version *mt_get(const memtable *mt, const uint8_t *key, size_t klen,
                          uint64_t max_seq);
-/* From now on keep only the newest version of each key (a memtable that
- * is never written out as a layer needs no history).  A version is freed
- * by the put that replaces it: no reader may hold it then. */
+/* From now on keep only the newest version of each key.  A version is
+ * freed by the put that replaces it: no reader may hold it then. */
 void mt_keep_latest(memtable *mt);
 /* Bytes of keys and values held (the flush trigger). */
 size_t mt_bytes(const memtable *mt);

@@ -14,6 +14,14 @@
  * The journal append happens under the lock so that journal order is seq
  * order.
  *
+ * Versions: every read wants the newest version of a key, and the states
+ * one can go back to are manifest generations (a fork, a snapshot), never a
+ * seq inside a layer.  So memtables keep one version per key (the newest:
+ * mt_keep_latest) and layers hold one: a page PostgreSQL writes a thousand
+ * times between flushes -- the WAL's last, partly filled page, an inode's
+ * attributes, the recorded WAL position -- costs memory and layer bytes
+ * once.  The journal still has every batch.
+ *
  * Flushing: when the active memtable passes its limit the committing
  * thread freezes it (and rotates the journal) and wakes the flusher, which
  * writes the layer, uploads it with put-if-absent (priming the local disk
@@ -319,6 +327,7 @@ static int store_freeze(store *st)
     if (mt_bytes(st->active) == 0 || st->nfrozen == STORE_MAX_FROZEN) return 0;
     memtable *fresh = mt_new();
     if (!fresh) return -ENOMEM;
+    mt_keep_latest(fresh);
     uint64_t upto;
     int rc = journal_rotate(st->jn, &upto);
     if (rc) { mt_free(fresh); return rc; }
@@ -623,16 +632,12 @@ typedef struct build_ctx {
     int rc;
 } build_ctx;
 
-/* Write every version of one memtable key into the layer. */
+/* Write one memtable key, its newest version (the only one kept), into
+ * the layer. */
 static int store_build_key(void *arg, const uint8_t *key, size_t klen, const mt_version *v)
 {
     build_ctx *c = arg;
-    for (uint64_t newer = UINT64_MAX; v; newer = v->seq, v = v->older) {
-        if (v->seq == newer) continue;   /* a key twice in one batch: the last op won */
-        int rc = layer_writer_add(c->w, key, klen, v->seq, v->tomb, v->val, v->vlen);
-        if (rc) return rc;
-    }
-    return 0;
+    return layer_writer_add(c->w, key, klen, v->seq, v->tomb, v->val, v->vlen);
 }
 
 /* Another writer took the branch over (committed generation GEN, or fenced
@@ -1131,6 +1136,7 @@ static store *store_alloc(objstore *os, const char *branch)
         store_close(st);
         return NULL;
     }
+    mt_keep_latest(st->active);
     return st;
 }
 
@@ -1156,7 +1162,6 @@ int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **
     store *st = store_alloc(os, branch);
     if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
     st->snapshot = 1;
-    mt_keep_latest(st->active);   /* never a layer: an overwritten page's old bytes can go */
     int rc = manifest_load(os, branch, gen, &st->man);
     if (rc) {
         snprintf(err, errlen, "cannot load generation %" PRIu64 " of branch '%s': %s", gen, branch, strerror(-rc));

@@ -60,8 +60,7 @@ void store_machine_id(char *buf, size_t len);
 int store_open(const store_config *cfg, store **out, char *err, size_t errlen);
 /* Open generation GEN of BRANCH's manifests as a throw-away overlay: no
  * lock, lease or journal; reads see that state, commits stay in memory
- * (never flushed, gone at store_close; only each key's newest version is
- * kept, so rewriting a file costs no more memory), syncs do nothing and
+ * (never flushed, gone at store_close), syncs do nothing and
  * store_checkpoint fails with -EROFS.  The repository is never written. */
 int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **out, char *err, size_t errlen);
 /* Start the background flusher (call after any fork). */

@@ -55,13 +55,15 @@ ms_now() { date +%s%N; }
 lsn_num() { echo $(((16#${1%/*} << 32) + 16#${1#*/})); }
 ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
-# answer_ms DATA: start PostgreSQL on DATA, time until a query is answered
+# answer_ms DATA KEY: start PostgreSQL on DATA, append the milliseconds
+# until a query is answered to R[KEY] (not in a subshell: pg_start records
+# the server for pg_stop)
 answer_ms() {
     local t0
     t0=$(ms_now)
     pg_start "$1"
     psql_at "$1" -c "SELECT count(*) FROM pgbench_branches" >/dev/null || die "no answer on $1"
-    ms_since "$t0"
+    R[$2]+=" $(ms_since "$t0")"
 }
 
 # spell LSN N: the Nth spelling of LSN in a view name (another view each)
@@ -74,6 +76,7 @@ spell() {
     esac
 }
 
+declare -A R=()
 url=file://$T/repo mp=$T/mnt
 mkdir -p "$mp" "$T/wal"
 lakefs_init "$url"
@@ -113,12 +116,11 @@ psql_at "$main" -c "CHECKPOINT" >/dev/null
 cp "$main"/.lakefs-wal/0* "$T/wal/"
 chown -R postgres:postgres "$T/wal"
 
-declare -A R=()
 for which in after before; do
     target=${!which}
     for r in $(seq 1 "$runs"); do
         v=$mp/branches/main@$(spell "$target" "$r")
-        R[$which,lakefs]+=" $(answer_ms "$v")"
+        answer_ms "$v" "$which,lakefs"
         pg_stop "$v"
         n=$T/native-$which-$r
         cp -a "$T/base" "$n"
@@ -126,7 +128,7 @@ for which in after before; do
             "$T/wal" "$target" >>"$n/postgresql.auto.conf"
         touch "$n/recovery.signal"
         chown -R postgres:postgres "$n"
-        R[$which,native]+=" $(answer_ms "$n")"
+        answer_ms "$n" "$which,native"
         pg_stop "$n"
         rm -rf "$n"
     done

@@ -134,7 +134,8 @@ static const char *usage_log =
     "with its time (UTC) and LSN.\n";
 
 static const char *usage_branch =
-    "usage: lakefs branch create NAME --from PARENT [--at LSN|TIME] [--repo URL]\n"
+    "usage: lakefs branch create NAME --from PARENT [--at LSN|TIME | --at-xid XID |\n"
+    "                            --at-restore-point NAME] [--repo URL]\n"
     "       lakefs branch list [--repo URL]\n"
     "       lakefs branch show NAME [--repo URL]\n"
     "       lakefs branch delete NAME [--repo URL]\n"
@@ -148,6 +149,8 @@ static const char *usage_branch =
     "         the branch starts at that point of PARENT's past, exact to the commit:\n"
     "         PostgreSQL's first start on it recovers from an earlier state through\n"
     "         the WAL archive to that point, then promotes (a new timeline).\n"
+    "         --at-xid XID: just after transaction XID committed or aborted;\n"
+    "         --at-restore-point NAME: just after pg_create_restore_point(NAME).\n"
     "list     name, parent, branch point (as a seq of the parent and as the\n"
     "         PostgreSQL WAL position, LSN, written on the parent by then; - for a\n"
     "         root or when no WAL was written), creation time (UTC) and bytes\n"
@@ -890,6 +893,7 @@ static int repo_from_mount(char *url, size_t len)
 
 typedef struct branch_args {
     const char *repo, *from, *at;
+    const char *at_xid, *at_restore_point;  /* branch create: points named by a record */
     int force;
     const char *pos[3];           /* positionals after the subcommand */
     int npos;
@@ -1008,6 +1012,66 @@ static int target_end(const char *branch, store *archive, const pg_target *t, co
     return 0;
 }
 
+typedef struct record_target {
+    const char *name;             /* restore point name, or NULL */
+    uint32_t xid;                 /* else the transaction */
+    uint64_t lsn;                 /* where recovery to it stops: after its record (0: not found) */
+} record_target;
+
+/* pg_walscan callback: the record that ends the transaction or names the
+ * restore point. */
+static int record_found(void *arg, const pg_walrec *r)
+{
+    record_target *t = arg;
+    if (t->name ? !pg_walrec_is_restore_point(r, t->name) : !pg_walrec_is_xact_end(r, t->xid)) return 0;
+    t->lsn = r->end;
+    return 1;
+}
+
+/* The LSN just after the commit or abort of transaction XID_TEXT, or the
+ * restore point NAME, in BRANCH's WAL within reach, as text into BUF
+ * (PG_LSN_LEN): recovery_target_xid and recovery_target_name made an LSN.
+ * Prints the error. */
+static int record_lsn(objstore *os, const char *branch, const char *xid_text, const char *name, char *buf)
+{
+    record_target rt = { .name = name };
+    if (xid_text) {
+        char *end;
+        errno = 0;
+        unsigned long v = strtoul(xid_text, &end, 10);
+        if (errno || end == xid_text || *end || v < 3 || v > UINT32_MAX)
+            return fail("--at-xid: '%s' is not a transaction id (a number from txid_current() or pg_current_xact_id(), "
+                        "below 2^32)", xid_text);
+        rt.xid = (uint32_t)v;
+    } else if (strlen(name) >= 64) {
+        return fail("--at-restore-point: '%s' is longer than PostgreSQL's 63-byte restore point names", name);
+    }
+    pg_wal_pos oldest;
+    int rc = pg_target_oldest(os, branch, &oldest);
+    if (rc) return fail(rc == -ENOENT ? "branch '%s' has no PostgreSQL WAL (or does not exist; see lakefs branch list)"
+                        : "branch '%s': cannot read its history: %s", branch, strerror(-rc));
+    char text[PG_LSN_LEN];
+    pg_target t;
+    pg_base base;
+    store *archive;
+    uint64_t cut, end;
+    pg_wal_lsn_format(oldest.lsn, text, sizeof text);
+    if (resolve_target(os, branch, text, &t, &base, &archive, &cut)) return 1;
+    pg_wal_pos pos;
+    pg_archive ar = { archive, UINT64_MAX };
+    rc = pg_wal_pos_get(archive, &pos);   /* the whole WAL within reach, from its oldest checkpoint */
+    if (!rc) rc = pg_walscan(&ar, pos.tli, base.checkpoint, record_found, &rt, &end);
+    store_close(archive);
+    if (rc < 0) return fail("branch '%s': cannot read its WAL archive: %s", branch, strerror(-rc));
+    if (!rt.lsn) {
+        if (name) return fail("branch '%s' has no restore point '%s' in its WAL within reach (from LSN %s on)", branch, name, text);
+        return fail("branch '%s' has no commit or abort of transaction %" PRIu32 " in its WAL within reach (from LSN %s on)",
+                    branch, rt.xid, text);
+    }
+    pg_wal_lsn_format(rt.lsn, buf, PG_LSN_LEN);
+    return 0;
+}
+
 /* The second half of `branch create NAME --at`: into the new branch NAME
  * (forked from the base), the WAL from its base on, cut at CUT, and the
  * recovery settings; one mount of it, from a scratch state directory. */
@@ -1045,11 +1109,19 @@ static int branch_fill_past(objstore *os, const char *name, store *archive, uint
     return rc;
 }
 
-/* `branch create NAME --from PARENT --at TARGET`: a branch whose first
- * start recovers to TARGET (pg_target.h) and promotes. */
+/* `branch create NAME --from PARENT --at TARGET` (or --at-xid,
+ * --at-restore-point): a branch whose first start recovers to TARGET
+ * (pg_target.h) and promotes. */
 static int branch_create_at(const branch_args *a, objstore *os)
 {
-    const char *name = a->pos[0];
+    const char *name = a->pos[0], *at = a->at;
+    char lsn_text[PG_LSN_LEN];
+    if ((!!a->at + !!a->at_xid + !!a->at_restore_point) > 1)
+        return usage_fail("branch create: give one of --at, --at-xid and --at-restore-point");
+    if (!at) {
+        if (record_lsn(os, a->from, a->at_xid, a->at_restore_point, lsn_text)) return 1;
+        at = lsn_text;
+    }
     pg_target t;
     double t0 = now_ms();
     uint64_t cut;
@@ -1058,7 +1130,7 @@ static int branch_create_at(const branch_args *a, objstore *os)
     char err[700], text[PG_TARGET_TEXT];
     store *archive;
     uint64_t point;
-    int rc = resolve_target(os, a->from, a->at, &t, &base, &archive, &cut);
+    int rc = resolve_target(os, a->from, at, &t, &base, &archive, &cut);
     if (!rc) rc = target_end(a->from, archive, &t, &base, cut, &point);
     if (!rc && branch_fork_at(os, name, base.branch, base.gen, point, &meta, err, sizeof err)) rc = fail("%s", err);
     if (!rc && (rc = branch_fill_past(os, name, archive, base.lsn ? base.lsn - 1 : 0, cut))) {
@@ -1086,7 +1158,7 @@ static int branch_create(const branch_args *a)
     if (check_name("branch", name) || check_name("parent branch", a->from)) return 1;
     objstore *os;
     if (branch_open_repo(a, &os)) return 1;
-    if (a->at) {
+    if (a->at || a->at_xid || a->at_restore_point) {
         int rc = branch_create_at(a, os);
         os_close(os);
         return rc;
@@ -1268,15 +1340,15 @@ static int branch_rename_cmd(const branch_args *a)
  * else the exit status (--help printed USAGE, or a usage error). */
 static int parse_args(const char *command, int argc, char **argv, const char *usage, branch_args *a, const char **sub)
 {
-    static const char *flags[] = { "--repo", "--from", "--at" };
-    const char **vals[] = { &a->repo, &a->from, &a->at };
+    static const char *flags[] = { "--repo", "--from", "--at", "--at-xid", "--at-restore-point" };
+    const char **vals[] = { &a->repo, &a->from, &a->at, &a->at_xid, &a->at_restore_point };
     *sub = NULL;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         int known = 0;
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { fputs(usage, stdout); return 0; }
         if (!strcmp(arg, "--force")) { a->force = 1; continue; }
-        for (int f = 0; f < 3 && !known; f++) {
+        for (int f = 0; f < 5 && !known; f++) {
             size_t fl = strlen(flags[f]);
             if (strncmp(arg, flags[f], fl) || (arg[fl] && arg[fl] != '=')) continue;
             known = 1;

@@ -30,6 +30,7 @@
 #define XLOG_CHECKPOINT_SHUTDOWN 0x00
 #define XLOG_CHECKPOINT_ONLINE 0x10
 #define XLOG_SWITCH 0x40
+#define XLOG_RESTORE_POINT 0x70
 #define RM_XACT_ID 1
 #define XLOG_XACT_OPMASK 0x70
 #define XLOG_XACT_COMMIT 0x00
@@ -264,6 +265,20 @@ int pg_walrec_checkpoint(const pg_walrec *r, uint64_t *redo, int64_t *time_s, in
     *time_s = (int64_t)le(r->data + 64, 8);
     *shutdown = op == XLOG_CHECKPOINT_SHUTDOWN;
     return 1;
+}
+
+int pg_walrec_is_xact_end(const pg_walrec *r, uint32_t xid)
+{
+    uint8_t op = r->info & XLOG_XACT_OPMASK;
+    return r->rmid == RM_XACT_ID && r->xid == xid && (op == XLOG_XACT_COMMIT || op == XLOG_XACT_ABORT);
+}
+
+int pg_walrec_is_restore_point(const pg_walrec *r, const char *name)
+{
+    /* xl_restore_point: TimestampTz rp_time, char rp_name[MAXFNAMELEN = 64] */
+    size_t n = strlen(name);
+    return r->rmid == RM_XLOG_ID && (r->info & 0xF0) == XLOG_RESTORE_POINT && r->data && r->len >= 8 + 64 && n < 64 &&
+           !memcmp(r->data + 8, name, n + 1);
 }
 
 typedef struct ws_time {

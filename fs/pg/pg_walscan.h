@@ -54,6 +54,13 @@ int pg_walrec_xact_time(const pg_walrec *r, int64_t *us);
  * Unix epoch) and whether it is a shutdown checkpoint: 1, else 0. */
 int pg_walrec_checkpoint(const pg_walrec *r, uint64_t *redo, int64_t *time_s, int *shutdown);
 
+/* 1 if R is the commit or abort record of top-level transaction XID (what
+ * recovery_target_xid stops after), else 0. */
+int pg_walrec_is_xact_end(const pg_walrec *r, uint32_t xid);
+/* 1 if R is a restore point named NAME (pg_create_restore_point; what
+ * recovery_target_name stops after), else 0. */
+int pg_walrec_is_restore_point(const pg_walrec *r, const char *name);
+
 typedef struct pg_walscan_result {
     uint64_t cut;                 /* start of the first commit/abort stamped after the moment; UINT64_MAX: none */
     uint64_t end;                 /* end of the last whole record read */

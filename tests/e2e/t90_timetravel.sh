@@ -13,6 +13,8 @@
 # 2. The incident drill: a table loaded, the time noted, DROP TABLE, more
 #    writes; `branch create --at` that time brings the table back with
 #    every row, pg_amcheck --heapallindexed clean, the later table absent.
+#    Branches --at-xid (a transaction's end) and --at-restore-point
+#    (pg_create_restore_point) hold exactly what was committed by then.
 # 3. Views never change the branch: the listing (names, sizes, content
 #    hashes on file://) of branches/main/ is the same before and after
 #    servers ran, and wrote, on dedicated mounts of main at an LSN and at a
@@ -156,6 +158,25 @@ pg_start "$mp/branches/restored"
 pg_amcheck_clean "$mp/branches/restored"
 pg_stop "$mp/branches/restored"
 ok "incident drill: the dropped table is back with its 20000 rows at $drill_time"
+
+# points named by a record: a transaction (--at-xid), a restore point
+psql_at "$main" -c "CREATE TABLE xt AS SELECT 1 AS v" || die "CREATE TABLE xt failed"
+xid=$(psql_at "$main" -c "SELECT xmin FROM xt")
+psql_at "$main" -c "INSERT INTO xt VALUES (2)" -c "SELECT pg_create_restore_point('before_cleanup')" \
+    -c "DELETE FROM xt" -c "CHECKPOINT" >/dev/null || die "writes after xt failed"
+"${lk[@]}" create atxid --from main --at-xid "$xid" >/dev/null || die "branch create --at-xid $xid failed"
+"${lk[@]}" create atrp --from main --at-restore-point before_cleanup >/dev/null ||
+    die "branch create --at-restore-point before_cleanup failed"
+for b in atxid:1 atrp:2; do
+    pg_start "$mp/branches/${b%:*}"
+    [ "$(psql_at "$mp/branches/${b%:*}" -c "SELECT count(*) FROM xt")" = "${b#*:}" ] ||
+        die "branch ${b%:*}: xt has $(psql_at "$mp/branches/${b%:*}" -c "SELECT count(*) FROM xt") rows, want ${b#*:}"
+    pg_stop "$mp/branches/${b%:*}"
+done
+expect_fail "--at-restore-point unknown" "${lk[@]}" create nope --from main --at-restore-point no_such_point
+expect_fail "--at-xid unknown" "${lk[@]}" create nope --from main --at-xid 4000000000
+expect_fail "--at and --at-xid" "${lk[@]}" create nope --from main --at 0/1 --at-xid "$xid"
+ok "branches at a transaction's end (--at-xid $xid) and at a restore point hold what was committed by then"
 
 # lakefs lsn: a moment's LSN lies between the positions around its commits;
 # lakefs log: PostgreSQL's latest checkpoint and the branch point of restored

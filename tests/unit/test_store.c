@@ -744,6 +744,42 @@ static void test_same_key_twice(void)
     env_free(&e);
 }
 
+/* One key rewritten 500 times between flushes (PostgreSQL's last WAL page,
+ * an inode's attributes): the memtable and the layer hold it once, and
+ * the newest value is what comes back after a reopen. */
+static void test_rewrites_kept_once(void)
+{
+    env e;
+    env_init(&e);
+    store *st = open_store(&e, MEMTABLE_LIMIT, 0);
+    skey k;
+    key_page(&k, 50, 0);
+    uint8_t val[4096];
+    uint64_t x = 88172645463325252ull;
+    for (int i = 0; i < 500; i++) {
+        for (size_t j = 0; j < sizeof val; j++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; val[j] = (uint8_t)x; }
+        store_batch b;
+        store_batch_init(&b);
+        store_batch_put(&b, &k, val, sizeof val);
+        CHECK(store_commit(st, &b) == 0);
+        store_batch_free(&b);
+    }
+    CHECK(stats_of(st).memtable_bytes < 2 * sizeof val);   /* 500 versions would be 2 MiB */
+    CHECK(store_close(st) == 0);
+    manifest m;
+    CHECK(manifest_load_latest(e.os, "main", &m) == 0);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < m.nlayers; i++) bytes += m.layers[i].size;
+    CHECK(bytes < 64 << 10);                                /* random bytes: no compression helps */
+    manifest_free(&m);
+    st = open_store(&e, MEMTABLE_LIMIT, 0);
+    uint8_t got[4096];
+    size_t vlen = 0;
+    CHECK(store_get(st, &k, got, sizeof got, &vlen) == 0 && vlen == sizeof got && !memcmp(got, val, sizeof val));
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
 /* ---- store_peek: one key through any committed manifest ---- */
 
 /* Commit puts (VAL non-NULL) or deletes of K1..KN in one batch. */
@@ -944,6 +980,7 @@ int main(void)
     test_crashes();
     test_lock();
     test_same_key_twice();
+    test_rewrites_kept_once();
     test_peek();
     test_remote_durability();
     test_remote_takeover();
