@@ -90,7 +90,7 @@ typedef struct fs_file {          /* an open file */
 
 typedef struct fs_view {          /* one branch served by the mount */
     pthread_rwlock_t lock;        /* read: a request uses st; write: release */
-    char name[64];
+    char name[BRANCH_NAME_MAX + PG_TARGET_TEXT + 2];  /* BRANCH or BRANCH@TARGET */
     uint32_t id;                  /* top 16 bits of its FUSE inode numbers */
     store *st;                    /* NULL once released */
     pg_archive arch;              /* what .lakefs-wal shows: st's archive, or a time-travel view's own */

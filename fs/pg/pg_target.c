@@ -7,9 +7,11 @@
  * the branch point), and the recorded WAL position only grows with the
  * generation, so "the position is past the target" is false up to some
  * generation and true after it: a binary search finds the newest
- * generation before the target in O(log n) manifest reads.  When even
- * generation 1 is past it, the search goes on in the parent, up to the
- * generation the branch was forked from.  Generations written before any
+ * generation before the target in O(log n) manifest reads.  A branch's
+ * past begins where the branch began: at its branch point (generation 1
+ * copies the parent's state there) or, for a branch made at a point of its
+ * parent's past, at that point (its metadata's at_lsn); a target before it
+ * is refused, as one past the WAL's end is.  Generations written before any
  * WAL (the first moments of initdb) have no position and count as before
  * every target, so the newest generation before the target may be one
  * without WAL: then there is no base.
@@ -231,25 +233,20 @@ static int first_pos(objstore *os, const char *branch, uint64_t hi, pg_wal_pos *
 
 int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p)
 {
-    char cur[64];
     manifest m;
-    int found = 0;
+    branch_meta meta;
     if (manifest_load_latest(os, branch, &m)) return -ENOENT;
     uint64_t hi = m.gen;
     manifest_free(&m);
-    snprintf(cur, sizeof cur, "%s", branch);
-    for (int depth = 0; depth < 1000; depth++) {   /* bounded: a corrupt chain must not loop */
-        pg_wal_pos q;
-        int rc = first_pos(os, cur, hi, &q);
-        if (rc < 0) return rc;
-        if (rc) { *p = q; found = 1; }
-        else break;               /* no WAL by this branch point: none further back either */
-        branch_meta meta;
-        if (branch_meta_load(os, cur, &meta) || !meta.parent[0]) break;
-        hi = meta.parent_gen;
-        snprintf(cur, sizeof cur, "%s", meta.parent);
+    int rc = first_pos(os, branch, hi, p);
+    if (rc <= 0) return rc ? rc : -ENOENT;
+    rc = branch_meta_load(os, branch, &meta);
+    if (rc && rc != -ENOENT) return rc;
+    if (!rc && meta.at_lsn > p->lsn) {   /* made at a point of its parent's past: that point */
+        p->lsn = meta.at_lsn;
+        p->time_us = meta.created * 1000000;
     }
-    return found ? 0 : -ENOENT;
+    return 0;
 }
 
 /* The error for a target before every reachable point. */
@@ -269,8 +266,8 @@ static int too_old(objstore *os, const char *branch, const char *what, int64_t f
     }
     pg_wal_lsn_format(o.lsn, lsn, sizeof lsn);
     format_time(o.time_us, when, sizeof when);
-    snprintf(err, errlen, "%s is before the first state of branch '%s' that recovery can start from; the oldest "
-             "point reachable is LSN %s (%s)", what, branch, lsn, when);
+    snprintf(err, errlen, "%s is before branch '%s' began (or before its first WAL); the oldest point reachable is "
+             "LSN %s (%s)", what, branch, lsn, when);
     return -ENOENT;
 }
 
@@ -298,6 +295,13 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
         if (rc == -ENOENT) snprintf(err, errlen, "branch '%s' has no PostgreSQL WAL yet: there is no past to go to", branch);
         return rc;
     }
+    branch_meta meta;             /* a branch made at a point of its parent's past begins there */
+    if ((rc = branch_meta_load(os, branch, &meta)) && rc != -ENOENT) {
+        snprintf(err, errlen, "branch '%s': cannot load its metadata: %s", branch, strerror(-rc));
+        return rc;
+    }
+    b->floor_lsn = rc ? 0 : meta.at_lsn;
+    if (newest.lsn < b->floor_lsn) newest.lsn = b->floor_lsn;   /* its WAL, copied in, reaches the point */
     if (t->is_time ? t->time_us > now_us : t->lsn > newest.lsn) {
         pg_wal_lsn_format(newest.lsn, lsn, sizeof lsn);
         format_time(newest.time_us, when, sizeof when);
@@ -306,44 +310,28 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
         return -ERANGE;
     }
     if (t->is_time && t->time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
-    char cur[64];
-    snprintf(cur, sizeof cur, "%s", branch);
-    for (int depth = 0; depth < 1000; depth++) {
-        uint64_t gen;
-        pg_wal_pos p;
-        int has = 0;
-        if ((rc = search(os, cur, hi, t, &gen, &p, &has, err, errlen))) return rc;
-        if (gen && !has) return too_old(os, branch, what, floor_us, err, errlen);
-        if (gen) {
-            if (p.time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
-            snprintf(b->branch, sizeof b->branch, "%s", cur);
-            b->gen = gen;
-            b->lsn = p.lsn;
-            b->time_us = p.time_us;
-            manifest bm;
-            if (!(rc = manifest_load(os, cur, gen, &bm))) {
-                rc = base_checkpoint(os, &bm, &b->checkpoint);
-                manifest_free(&bm);
-            }
-            if (rc == -ENOENT)
-                snprintf(err, errlen, "branch '%s': generation %" PRIu64 " of '%s' (before %s) holds no PostgreSQL "
-                         "data directory with a pg_control", branch, gen, cur, what);
-            else if (rc)
-                snprintf(err, errlen, "branch '%s': cannot read pg_control in generation %" PRIu64 " of '%s': %s",
-                         branch, gen, cur, strerror(-rc));
-            return rc;
-        }
-        branch_meta meta;         /* even generation 1 is past T: go on in the parent */
-        if ((rc = branch_meta_load(os, cur, &meta)) && rc != -ENOENT) {
-            snprintf(err, errlen, "branch '%s': cannot load its metadata: %s", cur, strerror(-rc));
-            return rc;
-        }
-        if (rc || !meta.parent[0]) return too_old(os, branch, what, floor_us, err, errlen);
-        snprintf(cur, sizeof cur, "%s", meta.parent);
-        hi = meta.parent_gen;
+    if (!t->is_time && t->lsn < b->floor_lsn) return too_old(os, branch, what, floor_us, err, errlen);
+    uint64_t gen;
+    pg_wal_pos p;
+    int has = 0;
+    if ((rc = search(os, branch, hi, t, &gen, &p, &has, err, errlen))) return rc;
+    if (!gen || !has || p.time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
+    snprintf(b->branch, sizeof b->branch, "%s", branch);
+    b->gen = gen;
+    b->lsn = p.lsn;
+    b->time_us = p.time_us;
+    manifest bm;
+    if (!(rc = manifest_load(os, branch, gen, &bm))) {
+        rc = base_checkpoint(os, &bm, &b->checkpoint);
+        manifest_free(&bm);
     }
-    snprintf(err, errlen, "branch '%s': its chain of parents does not end", branch);
-    return -ELOOP;
+    if (rc == -ENOENT)
+        snprintf(err, errlen, "branch '%s': generation %" PRIu64 " (before %s) holds no PostgreSQL data directory with "
+                 "a pg_control", branch, gen, what);
+    else if (rc)
+        snprintf(err, errlen, "branch '%s': cannot read pg_control in generation %" PRIu64 ": %s", branch, gen,
+                 strerror(-rc));
+    return rc;
 }
 
 /* ---- the cut ---- */
@@ -363,6 +351,13 @@ int pg_target_cut(store *archive, const pg_target *t, const pg_base *b, uint64_t
     if (rc) {
         snprintf(err, errlen, "cannot read the WAL archive of branch '%s': %s", b->branch, strerror(-rc));
         return rc;
+    }
+    if (r.cut < b->floor_lsn) {   /* the moment is before the branch began */
+        char lsn[PG_LSN_LEN];
+        pg_wal_lsn_format(b->floor_lsn, lsn, sizeof lsn);
+        snprintf(err, errlen, "that moment is before branch '%s' began at LSN %s; the oldest point reachable is "
+                 "LSN %s", b->branch, lsn, lsn);
+        return -ENOENT;
     }
     *cut = r.cut;
     return 0;

@@ -8,8 +8,8 @@
  * A view of a branch at a target is PostgreSQL's own archive recovery
  * (DESIGN.md section 5), made exact by cutting the WAL:
  *
- *  1. a base state: the newest committed state of the branch -- or, before
- *     its branch point, of its ancestors -- whose recorded WAL position
+ *  1. a base state: the newest committed state of the branch whose
+ *     recorded WAL position
  *     (pg_wal.h) is at or before the target: no data page in it is newer
  *     than the target (PostgreSQL writes WAL before the pages it covers),
  *     so recovery from its checkpoint can stop exactly there.  For a moment,
@@ -65,20 +65,22 @@ typedef struct pg_base {          /* where recovery to a target starts */
     uint64_t lsn;                 /* its recorded WAL position */
     int64_t time_us;              /* ... and when that WAL was last written */
     uint64_t checkpoint;          /* the LSN of the checkpoint record its pg_control names */
+    uint64_t floor_lsn;           /* where the branch began, if at a point of its parent's past (else 0) */
 } pg_base;
 
 /* The base state for target T of BRANCH, whose newest manifest holds every
  * WAL byte written so far (checkpoint a mounted branch first), into *B.
  * Refuses a target past the branch's WAL or in the future (-ERANGE) and
  * one before the oldest state kept within RETENTION_S seconds (0: no
- * limit) or before the branch's first WAL (-ENOENT); the reason in ERR
- * names the oldest and newest points that can be reached. */
+ * limit), before the branch began or before its first WAL (-ENOENT); the
+ * reason in ERR names the oldest and newest points that can be reached. */
 int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
                    pg_base *b, char *err, size_t errlen);
 
-/* The oldest WAL position recorded in BRANCH's history -- its own
- * generations and its ancestors' up to each branch point -- into *P: 0,
- * -ENOENT (no WAL), or -errno. */
+/* The oldest point of BRANCH's past into *P: its first generation's WAL
+ * position, or where it began if that is later (a branch made at a point
+ * of its parent's past; the time is then its creation time).  0, -ENOENT
+ * (no WAL), or -errno. */
 int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p);
 
 /* Where the archive in store ARCHIVE (the branch's state that holds every

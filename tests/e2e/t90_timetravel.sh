@@ -22,8 +22,8 @@
 # 4. The archive: .lakefs-wal is hidden from listings of the data
 #    directory, read-only, and its copy of a segment finished by
 #    pg_switch_wal() equals pg_wal's file up to the switch. A branch made
-#    --at a point (timeline 2) has views of its own: after its promotion
-#    and a write, and before its branch point (in main's history).
+#    --at a point (timeline 2) has views of its own after its promotion and
+#    a write; a point before it began is refused, naming where it began.
 #    `lakefs lsn main --at TIME_k` lies between LSN_k and LSN_k+1; `lakefs
 #    log main` shows PostgreSQL's latest checkpoint (pg_control_checkpoint())
 #    and the branch point of a child.
@@ -207,8 +207,10 @@ pg_stop "$at"
 pg_start "$mp/branches/tl2@${tl2_lsn/\//-}"
 [ "$(rows "$mp/branches/tl2@${tl2_lsn/\//-}")" = "151/150001/false" ] || die "view of tl2 after its write: $(rows "$mp/branches/tl2@${tl2_lsn/\//-}")"
 pg_stop "$mp/branches/tl2@${tl2_lsn/\//-}"
-view_shows "tl2@$(point 60 2 | tr / -)" 60
-ok "views of tl2 (timeline 2): after its own write, and in main's history before its branch point"
+! stat "$mp/branches/tl2@$(point 60 2 | tr / -)" >/dev/null 2>&1 || die "tl2 shows a point before it began"
+grep -q "cannot serve tl2@$(point 60 2 | tr / -): .*before branch 'tl2' began.* LSN $(point 150 2)" "$T"/logs/*daemon-mnt*.log ||
+    die "the daemon did not say that tl2 began at LSN $(point 150 2)"
+ok "views of tl2 (timeline 2): after its own write; points before it began are refused, naming where it began"
 
 # 5: bad input
 bad_view() { # NAME WORDS: the view does not exist, the log says WORDS

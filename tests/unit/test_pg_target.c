@@ -441,10 +441,13 @@ static void test_base(void)
         manifest_free(&m);
     }
     CHECK(dp.time_us > t[NGEN - 1]);
-    for (int i = 0; i < 3; i++) {  /* before the branch point: main's generations */
-        CHECK(base_is(&e, "dev", lsn_target(lsn[i]), 0, "main", g[i], lsn[i], t[i]));
-        CHECK(base_is(&e, "dev", lsn_target(lsn[i + 1] - 1), 0, "main", g[i], lsn[i], t[i]));
-        CHECK(base_is(&e, "dev", time_target(t[i] + 1), 0, "main", g[i], lsn[i], t[i]));
+    char dev_began[PG_LSN_LEN], sub_began[PG_LSN_LEN];
+    pg_wal_lsn_format(lsn[3], dev_began, sizeof dev_began);
+    pg_wal_lsn_format(dp.lsn, sub_began, sizeof sub_began);
+    for (int i = 0; i < 3; i++) {  /* before the branch point: not dev's past; the error names where it began */
+        CHECK(base_refused(&e, "dev", lsn_target(lsn[i]), 0, -ENOENT, dev_began));
+        CHECK(base_refused(&e, "dev", lsn_target(lsn[i + 1] - 1), 0, -ENOENT, dev_began));
+        CHECK(base_refused(&e, "dev", time_target(t[i] + 1), 0, -ENOENT, dev_began));
     }
     /* at and after it: dev's own, never main's later g[4], g[5] */
     CHECK(base_is(&e, "dev", lsn_target(lsn[3]), 0, "dev", dev_point, lsn[3], t[3]));
@@ -456,19 +459,25 @@ static void test_base(void)
     CHECK(base_is(&e, "dev", lsn_target(dp.lsn), 0, "dev", dg, dp.lsn, dp.time_us));
     CHECK(base_is(&e, "dev", time_target(dp.time_us + 1), 0, "dev", dg, dp.lsn, dp.time_us));
     CHECK(base_refused(&e, "dev", lsn_target(dp.lsn + 1), 0, -ERANGE, "0/2002000"));
-    CHECK(base_refused(&e, "dev", lsn_target(lsn[0] - 1), 0, -ENOENT, "0/1002000"));
-    CHECK(base_refused(&e, "dev", time_target(t[0]), 0, -ENOENT, "0/1002000"));
+    CHECK(base_refused(&e, "dev", lsn_target(lsn[0] - 1), 0, -ENOENT, dev_began));
+    CHECK(base_refused(&e, "dev", time_target(t[0]), 0, -ENOENT, dev_began));
     /* main does not see dev's WAL */
     CHECK(base_refused(&e, "main", lsn_target(dp.lsn), 0, -ERANGE, "0/100C000"));
 
-    /* a fork of the fork: two branch points to cross */
+    /* a fork of the fork: its past begins at its own branch point */
     CHECK(branch_fork(e.os, "sub", "dev", 0, &meta, ferr, sizeof ferr) == 0);
     CHECK(meta.parent_gen == dg);
-    CHECK(base_is(&e, "sub", lsn_target(lsn[1]), 0, "main", g[1], lsn[1], t[1]));
-    CHECK(base_is(&e, "sub", time_target(t[2] + 1), 0, "main", g[2], lsn[2], t[2]));
-    CHECK(base_is(&e, "sub", lsn_target(lsn[4]), 0, "dev", dev_point, lsn[3], t[3]));
+    CHECK(base_refused(&e, "sub", lsn_target(lsn[1]), 0, -ENOENT, sub_began));
+    CHECK(base_refused(&e, "sub", time_target(t[2] + 1), 0, -ENOENT, sub_began));
+    CHECK(base_refused(&e, "sub", lsn_target(lsn[4]), 0, -ENOENT, sub_began));
     CHECK(base_is(&e, "sub", lsn_target(dp.lsn), 0, "sub", 1, dp.lsn, dp.time_us));
-    CHECK(base_refused(&e, "sub", lsn_target(lsn[0] - 1), 0, -ENOENT, "0/1002000"));
+    CHECK(base_refused(&e, "sub", lsn_target(lsn[0] - 1), 0, -ENOENT, sub_began));
+    /* a branch made at a point of its parent's past begins there, not at its base state */
+    CHECK(branch_fork_at(e.os, "at", "main", g[2], lsn[3] - 100, &meta, ferr, sizeof ferr) == 0);
+    char at_began[PG_LSN_LEN];
+    pg_wal_lsn_format(lsn[3] - 100, at_began, sizeof at_began);
+    CHECK(base_refused(&e, "at", lsn_target(lsn[2]), 0, -ENOENT, at_began));
+    CHECK(base_is(&e, "at", lsn_target(lsn[3] - 100), 0, "at", 1, lsn[2], t[2]));
 
     /* a fork from before any WAL (initdb ran in the fork): its own first WAL is the oldest point */
     CHECK(branch_fork(e.os, "fresh", "main", g_nowal, &meta, ferr, sizeof ferr) == 0);
