@@ -3,8 +3,10 @@
 # create a fresh repository file:///var/tmp/lakefs-demo/repo, mount it at
 # /mnt/lake, run PostgreSQL 15 on branches/main with pgbench, stop, unmount,
 # mount again and show that the data survived; branch dev from the running
-# main, run a second server on it and show that the two diverge. Run as
-# root on Debian 12.
+# main, run a second server on it and show that the two diverge; time
+# travel: after a mistake on main, a server on the read-only view
+# main@LSN and a branch made --at the moment before it show the rows as
+# they were. Run as root on Debian 12.
 #
 # environment: DEMO_DIR (default /var/tmp/lakefs-demo), DEMO_MNT (default
 # /mnt/lake), DEMO_NO_BUILD=1 to use the lakefs already on PATH.
@@ -103,7 +105,29 @@ echo "dev:";  psql_at "$dev" -c "SELECT id, note FROM demo ORDER BY id"
     die "main does not hold exactly its own rows"
 pgbench_invariant "$dev"
 show lakefs branch --repo "$url" list
-# time travel (main@LSN read-only views) comes with the WAL archive
+
+# ---------------------------------------------------------------- time travel
+step "time travel: main as it was before a mistake"
+lsn=$(psql_at "$data" -c "SELECT pg_current_wal_insert_lsn()")
+when=$(psql_at "$data" -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+echo "main is at LSN $lsn, $when; now the mistake:"
+psql_at "$data" -c "DELETE FROM demo" -c "INSERT INTO demo VALUES (4, 'after the mistake')"
+echo "main:"; psql_at "$data" -c "SELECT id, note FROM demo ORDER BY id"
+view=$mnt/branches/main@${lsn/\//-}
+echo "PostgreSQL on the read-only view $view (recovers to exactly that LSN):"
+pg_start "$view"
+psql_at "$view" -c "SELECT id, note FROM demo ORDER BY id"
+[ "$(psql_at "$view" -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM demo")" = "1,3" ] ||
+    die "the view at $lsn does not show main's rows of that moment"
+pg_stop "$view"
+(cd "$data" && show lakefs branch create restored --from main --at "$when")
+pg_start "$mnt/branches/restored"
+echo "restored (read-write, from $when on):"
+psql_at "$mnt/branches/restored" -c "SELECT id, note FROM demo ORDER BY id"
+[ "$(psql_at "$mnt/branches/restored" -c "SELECT string_agg(id::text, ',' ORDER BY id) FROM demo")" = "1,3" ] ||
+    die "the branch at $when does not show main's rows of that moment"
+pg_stop "$mnt/branches/restored"
+show lakefs log main --repo "$url"
 
 step "stop both servers, unmount"
 pg_stop "$dev"
