@@ -44,9 +44,6 @@ bench_lakefs "$bin"
 bench_dir bench-branch "$dir"
 on_exit "rm -rf '$T'"
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) printf "%.1f\n", a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
-ms_now() { date +%s%N; }
-ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 declare -A R=() SIZE=()
 # time_creates KEY PREFIX: RUNS times `branch create PREFIXn --from main`
@@ -98,7 +95,7 @@ done
     echo "| database (pgbench scale) | create, main running (ms) | create, main unmounted (ms) | create to first answer on the branch (ms) |"
     echo "|---|---|---|---|"
     for scale in $scales; do
-        echo "| ${SIZE[$scale]} (scale $scale) | $(median <<<"${R[$scale,running]}") | $(median <<<"${R[$scale,unmounted]}") | $(median <<<"${R[$scale,first]}") |"
+        echo "| ${SIZE[$scale]} (scale $scale) | $(median 1 <<<"${R[$scale,running]}") | $(median 1 <<<"${R[$scale,unmounted]}") | $(median 1 <<<"${R[$scale,first]}") |"
     done
     echo
     echo "Medians of $runs runs; wall time of the whole command. Raw (ms):"

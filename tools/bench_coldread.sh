@@ -51,7 +51,6 @@ s3_use_env "$RGW_DIR/s3.env"
 S3_BUCKET=coldread
 s3_create_bucket "$S3_BUCKET"
 
-median() { sort -g | awk '{ a[NR] = $1 } END { print NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1/stats"; }
 
 # fresh_mount CONFIG: mount with a new state dir and a new empty cache dir.
@@ -103,7 +102,7 @@ for r in $(seq 1 "$runs"); do
 done
 for c in "${configs[@]}"; do
     echo "$c"
-    echo "  sequential MB/s:${seq_mbs[$c]}; median $(tr ' ' '\n' <<<"${seq_mbs[$c]}" | grep . | median)"
-    echo "  random, bytes downloaded:${rand_dl[$c]}; median $(tr ' ' '\n' <<<"${rand_dl[$c]}" | grep . | median)"
-    echo "  random, cache dir bytes:${rand_du[$c]}; median $(tr ' ' '\n' <<<"${rand_du[$c]}" | grep . | median)"
+    echo "  sequential MB/s:${seq_mbs[$c]}; median $(median 1 <<<"${seq_mbs[$c]}")"
+    echo "  random, bytes downloaded:${rand_dl[$c]}; median $(median <<<"${rand_dl[$c]}")"
+    echo "  random, cache dir bytes:${rand_du[$c]}; median $(median <<<"${rand_du[$c]}")"
 done

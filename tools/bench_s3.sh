@@ -52,7 +52,6 @@ s3_use_env "$RGW_DIR/s3.env"
 S3_BUCKET=lakefs-bench
 s3_create_bucket "$S3_BUCKET"
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) printf "%.2f\n", a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f\n", b - a }'; }
@@ -133,7 +132,7 @@ table() {
     echo "| cold start, pgbench scale $cold_scale ($(awk -v b="${R[s3,dbsize]}" 'BEGIN { printf "%.2f GiB", b / 2^30 }')) | file:// | s3:// | s3/file |"
     echo "|---|---:|---:|---:|"
     for m in mount start first; do
-        f=$(median <<<"${R[file,$m]}") s=$(median <<<"${R[s3,$m]}")
+        f=$(median 2 <<<"${R[file,$m]}") s=$(median 2 <<<"${R[s3,$m]}")
         case $m in
         mount) label="mount ready, s" ;;
         start) label="pg_ctl start returned, s" ;;
@@ -141,16 +140,16 @@ table() {
         esac
         echo "| $label | $f | $s | $(ratio "$s" "$f") |"
     done
-    s=$(median <<<"${R[s3,fetched]}")
+    s=$(median 2 <<<"${R[s3,fetched]}")
     echo "| downloaded before the first answer (cache dir) | - | $(awk -v b="$s" 'BEGIN { printf "%.1f MiB", b / 2^20 }') ($(awk -v a="$s" -v b="${R[s3,dbsize]}" 'BEGIN { printf "%.1f%%", 100 * a / b }') of the database) | |"
     echo
-    f=$(median <<<"${R[file,tps]}")
+    f=$(median 2 <<<"${R[file,tps]}")
     echo "| pgbench TPC-B, tps (-c 4 -j 2, scale $scale, ${duration} s) | tps | vs file:// |"
     echo "|---|---:|---:|"
     echo "| file:// | $f | 1.00 |"
-    s=$(median <<<"${R[s3,tps]}")
+    s=$(median 2 <<<"${R[s3,tps]}")
     echo "| s3:// (durability=local) | $s | $(ratio "$s" "$f") |"
-    s=$(median <<<"${R[s3remote,tps]}")
+    s=$(median 2 <<<"${R[s3remote,tps]}")
     echo "| s3:// durability=remote | $s | $(ratio "$s" "$f") |"
     echo
     echo "Medians of $runs runs; Ceph RGW $(radosgw --version 2>/dev/null | awk '{print $3}') (memstore) on 127.0.0.1; $(nproc) CPUs, $(df -PT "$dir" | awk 'NR==2 {print $2}') under $dir, $(date -u +%Y-%m-%d)."

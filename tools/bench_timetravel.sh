@@ -50,10 +50,7 @@ bench_lakefs "$bin"
 bench_dir bench-timetravel "$dir"
 on_exit "rm -rf '$T'"
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR == 0) print "n/a"; else if (NR % 2) printf "%.0f\n", a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
-ms_now() { date +%s%N; }
 lsn_num() { echo $(((16#${1%/*} << 32) + 16#${1#*/})); }
-ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 
 # answer_ms DATA KEY: start PostgreSQL on DATA, append the milliseconds
 # until a query is answered to R[KEY] (not in a subshell: pg_start records

@@ -48,6 +48,15 @@ bench_lakefs() {
         log "WARNING: $bin is built with sanitizers; numbers will be low (configure without --enable-sanitizers)"
 }
 
+# median [DECIMALS]: the median of the numbers on stdin (blank-separated),
+# with DECIMALS digits (default 0); "n/a" for none. For tools/bench*.sh.
+median() {
+    tr ' ' '\n' | grep -v '^$' | sort -g | awk -v d="${1:-0}" '{a[NR]=$1} END {if (NR == 0) print "n/a";
+        else printf "%.*f\n", d, NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
+}
+ms_now() { date +%s%N; }
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000)); }   # milliseconds since ms_now's T0
+
 # bench_dir NAME DIR: for tools/bench*.sh: DIR (which must not exist) as $T,
 # with the tests' log directories and cleanup machinery.
 bench_dir() {
