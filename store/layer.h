@@ -64,6 +64,10 @@ typedef int (*layer_scan_fn)(void *arg, const uint8_t *key, size_t klen,
                              uint64_t seq, int tomb, const void *val, size_t vlen);
 int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
                layer_scan_fn fn, void *arg);
+/* The same for every key at or after FROM (FLEN bytes), in order, until FN
+ * returns non-zero. */
+int layer_scan_from(layer *l, const uint8_t *from, size_t flen, uint64_t max_seq,
+                    layer_scan_fn fn, void *arg);
 
 /* Size the process-wide decompressed-block cache (bytes). */
 void layer_cache_set_limit(size_t bytes);

@@ -894,16 +894,17 @@ int layer_get(layer *l, const uint8_t *key, size_t klen, uint64_t max_seq,
     return rc;
 }
 
-/* Call FN for the newest version <= MAX_SEQ of each key with PREFIX. */
-int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
-               layer_scan_fn fn, void *arg)
+/* Call FN for the newest version <= MAX_SEQ of each key at or after FROM
+ * (FLEN bytes) that starts with FROM's first PLEN bytes. */
+static int layer_scan_at(layer *l, const uint8_t *from, size_t flen, size_t plen, uint64_t max_seq,
+                         layer_scan_fn fn, void *arg)
 {
     long start;
 
     if (l->nblocks == 0 || max_seq < l->min_seq ||
-        layer_keycmp(prefix, plen, l->maxkey, l->maxlen) > 0)
+        layer_keycmp(from, flen, l->maxkey, l->maxlen) > 0)
         return 0;
-    start = block_find(l, prefix, plen);
+    start = block_find(l, from, flen);
     for (size_t b = start < 0 ? 0 : (size_t)start; b < l->nblocks; b++) {
         const uint8_t *p, *end, *cur = NULL;
         size_t curlen = 0;
@@ -911,7 +912,7 @@ int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
         cblock *c;
         lentry e;
 
-        ra_read(l, b, (long)b == start ? prefix : NULL, plen);
+        ra_read(l, b, (long)b == start ? from : NULL, flen);
         if ((rc = block_load(l, b, 0, &c)) < 0)
             return rc;
         p = c->data;
@@ -921,11 +922,13 @@ int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
                 rc = -EIO;      /* block_check accepted it: cannot happen */
                 break;
             }
-            if (e.klen < plen || (plen && memcmp(e.key, prefix, plen) != 0)) {
+            if (e.klen < plen || (plen && memcmp(e.key, from, plen) != 0)) {
                 /* keys sort, so one past the prefix ends the scan */
-                past = layer_keycmp(e.key, e.klen, prefix, plen) > 0;
+                past = layer_keycmp(e.key, e.klen, from, plen) > 0;
                 continue;
             }
+            if (flen > plen && layer_keycmp(e.key, e.klen, from, flen) < 0)
+                continue;       /* before FROM (its first block only) */
             if (!cur || layer_keycmp(e.key, e.klen, cur, curlen) != 0) {
                 cur = e.key;
                 curlen = e.klen;
@@ -942,4 +945,16 @@ int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
             return rc;
     }
     return 0;
+}
+
+int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
+               layer_scan_fn fn, void *arg)
+{
+    return layer_scan_at(l, prefix, plen, plen, max_seq, fn, arg);
+}
+
+int layer_scan_from(layer *l, const uint8_t *from, size_t flen, uint64_t max_seq,
+                    layer_scan_fn fn, void *arg)
+{
+    return layer_scan_at(l, from, flen, 0, max_seq, fn, arg);
 }

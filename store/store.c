@@ -566,16 +566,27 @@ int store_peek(objstore *os, const manifest *m, const skey *k, void *buf, size_t
 
 typedef struct scan_ctx {
     memtable *result;             /* newest version per key gathered so far */
-    const uint8_t *prefix;
+    const uint8_t *prefix;        /* keys must start with it (plen 0: any) */
     size_t plen;
+    const uint8_t *to;            /* ... and sort before it (NULL: no end) */
+    size_t tlen;
 } scan_ctx;
 
-/* Gather a memtable key into the scan result while it matches the prefix
+/* 1 if KEY lies past the scan's keys. */
+static int store_scan_past(const scan_ctx *c, const uint8_t *key, size_t klen)
+{
+    if (klen < c->plen || (c->plen && memcmp(key, c->prefix, c->plen))) return 1;
+    if (!c->to) return 0;
+    int cmp = memcmp(key, c->to, klen < c->tlen ? klen : c->tlen);
+    return cmp > 0 || (cmp == 0 && klen >= c->tlen);
+}
+
+/* Gather a memtable key into the scan result while it is the scan's
  * (sources come newest first: a key already gathered is kept). */
 static int store_scan_mt(void *arg, const uint8_t *key, size_t klen, const mt_version *v)
 {
     scan_ctx *c = arg;
-    if (klen < c->plen || (c->plen && memcmp(key, c->prefix, c->plen))) return 1;
+    if (store_scan_past(c, key, klen)) return 1;
     if (mt_get(c->result, key, klen, UINT64_MAX)) return 0;
     return mt_put(c->result, key, klen, v->seq, v->tomb, v->val, v->vlen);
 }
@@ -585,6 +596,7 @@ static int store_scan_layer(void *arg, const uint8_t *key, size_t klen, uint64_t
                             int tomb, const void *val, size_t vlen)
 {
     scan_ctx *c = arg;
+    if (c->to && store_scan_past(c, key, klen)) return 1;
     if (mt_get(c->result, key, klen, UINT64_MAX)) return 0;
     return mt_put(c->result, key, klen, seq, tomb, val, vlen);
 }
@@ -602,27 +614,41 @@ static int store_scan_emit(void *arg, const uint8_t *key, size_t klen, const mt_
     return o->fn(o->arg, key, klen, v->val, v->vlen);
 }
 
-int store_scan(store *st, const uint8_t *prefix, size_t plen, store_scan_fn fn, void *arg)
+/* The scan of C's keys from FROM (FLEN bytes) on. */
+static int store_scan_run(store *st, scan_ctx *c, const uint8_t *from, size_t flen, store_scan_fn fn, void *arg)
 {
-    scan_ctx c = { mt_new(), prefix, plen };
-    if (!c.result) return -ENOMEM;
+    if (!c->result) return -ENOMEM;
     /* newest first: the memtables under the lock, then the layers as of
      * that moment without it (their blocks may come from the repository) */
     pthread_rwlock_rdlock(&st->lock);
-    int rc = mt_iterate(st->active, prefix, plen, store_scan_mt, &c);
+    int rc = mt_iterate(st->active, from, flen, store_scan_mt, c);
     for (int i = st->nfrozen - 1; i >= 0 && rc >= 0; i--)
-        rc = mt_iterate(st->frozen[i].mt, prefix, plen, store_scan_mt, &c);
+        rc = mt_iterate(st->frozen[i].mt, from, flen, store_scan_mt, c);
     layerset *ls = lset_hold(st);
     pthread_rwlock_unlock(&st->lock);
     for (size_t i = ls->n; i-- > 0 && rc >= 0;)
-        rc = layer_scan(ls->l[i], prefix, plen, UINT64_MAX, store_scan_layer, &c);
+        rc = c->to ? layer_scan_from(ls->l[i], from, flen, UINT64_MAX, store_scan_layer, c)
+                   : layer_scan(ls->l[i], from, flen, UINT64_MAX, store_scan_layer, c);
     lset_release(ls);
     if (rc >= 0) {
         scan_out o = { fn, arg };
-        rc = mt_iterate(c.result, NULL, 0, store_scan_emit, &o);
+        rc = mt_iterate(c->result, NULL, 0, store_scan_emit, &o);
     }
-    mt_free(c.result);
+    mt_free(c->result);
     return rc;
+}
+
+int store_scan(store *st, const uint8_t *prefix, size_t plen, store_scan_fn fn, void *arg)
+{
+    scan_ctx c = { mt_new(), prefix, plen, NULL, 0 };
+    return store_scan_run(st, &c, prefix, plen, fn, arg);
+}
+
+int store_scan_range(store *st, const uint8_t *from, size_t flen, const uint8_t *to, size_t tlen,
+                     store_scan_fn fn, void *arg)
+{
+    scan_ctx c = { mt_new(), NULL, 0, to, tlen };
+    return store_scan_run(st, &c, from, flen, fn, arg);
 }
 
 /* ---- flushing ---- */

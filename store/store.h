@@ -84,6 +84,10 @@ typedef int (*store_scan_fn)(void *arg, const uint8_t *key, size_t klen,
                              const void *val, size_t vlen);
 int store_scan(store *st, const uint8_t *prefix, size_t plen,
                store_scan_fn fn, void *arg);
+/* The same for the live keys from FROM (FLEN bytes) up to, not including,
+ * TO (TLEN bytes): one pass over each source, instead of one lookup per key. */
+int store_scan_range(store *st, const uint8_t *from, size_t flen, const uint8_t *to, size_t tlen,
+                     store_scan_fn fn, void *arg);
 
 /* An atomic group of puts and deletes, built then committed. */
 typedef struct store_batch {

@@ -93,9 +93,32 @@ int pg_archive_lookup(const pg_archive *a, const char *name, pg_archive_file *f)
     return pa_segment(a, s.tli, pg_wal_segno(&s, pos.segsize), f);
 }
 
+typedef struct pa_range {         /* a read of segment pages into a buffer */
+    uint8_t *buf;                 /* the bytes [off, off + len) of the segment */
+    uint64_t off;
+    size_t len;
+    uint64_t first;               /* page number (LSN / 8 KiB) of the page holding OFF */
+    int bad;                      /* a page that is not 8 KiB */
+} pa_range;
+
+/* store_scan_range callback: one archived page into its place. */
+static int pa_range_page(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    pa_range *r = arg;
+    if (klen != 13) return 0;
+    if (vlen == 0) return 0;                  /* all zero */
+    if (vlen != PG_WAL_PAGE) { r->bad = 1; return 1; }
+    uint64_t pg = key_get64(key + 5) - r->first;   /* relative to the page holding OFF */
+    uint64_t start = (r->off / PG_WAL_PAGE + pg) * PG_WAL_PAGE;   /* segment offset of the page */
+    uint64_t lo = start > r->off ? start : r->off, hi = start + PG_WAL_PAGE;
+    if (hi > r->off + r->len) hi = r->off + r->len;
+    if (lo < hi) memcpy(r->buf + (lo - r->off), (const uint8_t *)val + (lo - start), (size_t)(hi - lo));
+    return 0;
+}
+
 long pg_archive_read(const pg_archive *a, const pg_archive_file *f, uint64_t off, void *buf, size_t len)
 {
-    if (off >= f->size) return 0;
+    if (off >= f->size || !len) return 0;
     if (len > f->size - off) len = (size_t)(f->size - off);
     skey k;
     if (f->history) {
@@ -109,20 +132,21 @@ long pg_archive_read(const pg_archive *a, const pg_archive_file *f, uint64_t off
         free(all);
         return rc ? rc : (long)len;
     }
-    uint8_t page[PG_WAL_PAGE];
-    uint64_t first = f->segno * (f->size / PG_WAL_PAGE), base = f->segno * f->size;
-    for (size_t done = 0; done < len;) {
-        uint64_t pos = off + done, in = pos % PG_WAL_PAGE, lsn = base + pos - in;
-        size_t take = PG_WAL_PAGE - in < len - done ? (size_t)(PG_WAL_PAGE - in) : len - done, vlen = 0;
-        key_walpage(&k, f->tli, first + pos / PG_WAL_PAGE);
-        int rc = lsn >= a->end ? -ENOENT : store_get(a->st, &k, page, sizeof page, &vlen);
-        if (rc == -ENOENT || (!rc && vlen == 0)) memset(page, 0, sizeof page);   /* never written; all zero */
-        else if (rc) return rc;
-        else if (vlen != PG_WAL_PAGE) return -EIO;
-        if (a->end - lsn < PG_WAL_PAGE) memset(page + (a->end - lsn), 0, (size_t)(PG_WAL_PAGE - (a->end - lsn)));
-        memcpy((uint8_t *)buf + done, page + in, take);
-        done += take;
-    }
+    /* the pages holding [OFF, OFF + LEN) in one pass over the store; pages
+     * never written read as zeros, and so does everything past the cut */
+    uint64_t base = f->segno * f->size, first = off / PG_WAL_PAGE, last = (off + len - 1) / PG_WAL_PAGE;
+    uint64_t page0 = f->segno * (f->size / PG_WAL_PAGE);
+    pa_range r = { buf, off, len, page0 + first, 0 };
+    skey from, to;
+    memset(buf, 0, len);
+    key_walpage(&from, f->tli, page0 + first);
+    key_walpage(&to, f->tli, page0 + last + 1);
+    int rc = store_scan_range(a->st, from.b, from.len, to.b, to.len, pa_range_page, &r);
+    if (rc < 0) return rc;
+    if (r.bad) return -EIO;
+    if (a->end < base + off + len)   /* the cut */
+        memset((uint8_t *)buf + (a->end > base + off ? a->end - base - off : 0), 0,
+               (size_t)(base + off + len - (a->end > base + off ? a->end : base + off)));
     return (long)len;
 }
 

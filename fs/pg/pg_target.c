@@ -312,7 +312,7 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
     if (t->is_time && t->time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
     if (!t->is_time && t->lsn < b->floor_lsn) return too_old(os, branch, what, floor_us, err, errlen);
     uint64_t gen;
-    pg_wal_pos p;
+    pg_wal_pos p = { 0 };
     int has = 0;
     if ((rc = search(os, branch, hi, t, &gen, &p, &has, err, errlen))) return rc;
     if (!gen || !has || p.time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
