@@ -63,15 +63,9 @@ answer_ms() {
     R[$2]+=" $(ms_since "$t0")"
 }
 
-# spell LSN N: the Nth spelling of LSN in a view name (another view each)
-spell() {
-    local hi=${1%/*} lo=${1#*/}
-    case $2 in
-    1) echo "$hi-$lo" ;;
-    2) echo "$hi-$lo" | tr 'A-F' 'a-f' ;;
-    *) printf '%0*d%s-%s\n' "$2" 0 "$hi" "$lo" ;;
-    esac
-}
+# spell LSN N: the Nth spelling of LSN in a view name, N leading zeros
+# (another name, so another, fresh view each time)
+spell() { printf '%0*d%s-%s\n' "$2" 0 "${1%/*}" "${1#*/}"; }
 
 declare -A R=()
 url=file://$T/repo mp=$T/mnt
