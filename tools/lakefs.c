@@ -539,6 +539,39 @@ static int branch_checkpoint(objstore *os, const char *name, uint64_t *gen, uint
     return -ETIMEDOUT;
 }
 
+/* The point TEXT of BRANCH's past (pg_target.h): parsed into *T, the base
+ * state *BASE, the branch's newest generation *GEN (a daemon serving the
+ * branch checkpoints first) opened as the archive *ARCHIVE (to close), and
+ * where it is cut, *CUT.  0, or -errno with a one-line reason in ERR
+ * (-EINVAL: TEXT is no point; -ERANGE: a point in the future). */
+static int past_resolve(objstore *os, const char *branch, const char *text, int64_t retention_s, pg_target *t,
+                        pg_base *base, uint64_t *gen, store **archive, uint64_t *cut, char *err, size_t errlen)
+{
+    uint64_t seq;
+    *archive = NULL;
+    if (pg_target_parse(text, t)) {
+        snprintf(err, errlen, "'%s' is not a point in time: give an LSN (0/16B3748; 0-16B3748 in a view's name) or "
+                 "a moment in ISO 8601 with a zone (2026-11-23T10:32:05Z)", text);
+        return -EINVAL;
+    }
+    int rc = branch_checkpoint(os, branch, gen, &seq, err, errlen);
+    if (!rc && !*gen) {           /* not mounted: its newest generation holds everything */
+        manifest m;
+        if (!(rc = manifest_load_latest(os, branch, &m))) *gen = m.gen;
+        else snprintf(err, errlen, rc == -ENOENT ? "branch '%s' does not exist; see lakefs branch list"
+                      : "branch '%s': cannot load its manifest", branch);
+        manifest_free(&m);
+    }
+    if (!rc) rc = pg_target_base(os, branch, t, retention_s, base, err, errlen);
+    if (!rc) rc = store_open_snapshot(os, branch, *gen, archive, err, errlen);
+    if (!rc) rc = pg_target_cut(*archive, t, base, cut, err, errlen);
+    if (rc && *archive) {
+        store_close(*archive);
+        *archive = NULL;
+    }
+    return rc;
+}
+
 /* ---- the daemon's branches: how fs/ opens, closes and lists them ---- */
 
 typedef struct daemon_ctx {
@@ -556,31 +589,14 @@ static int daemon_open_past(daemon_ctx *d, const char *name, fs_branch *b, char 
     const char *at = strchr(name, '@');
     char branch[BRANCH_NAME_MAX + 1], text[PG_TARGET_TEXT];
     pg_target t;
-    snprintf(branch, sizeof branch, "%.*s", (int)(at - name), name);
-    if (pg_target_parse(at + 1, &t)) {
-        snprintf(err, errlen, "'%s' is not a point in time: write an LSN as 0-16B3748 or a moment as "
-                 "2026-11-23T10:32:05Z (ISO 8601 with a zone)", at + 1);
-        return -ENOENT;
-    }
-    uint64_t gen, seq;
     pg_base base;
-    int rc = branch_checkpoint(d->os, branch, &gen, &seq, err, errlen);
-    if (!rc) rc = pg_target_base(d->os, branch, &t, d->m->retention_s, &base, err, errlen);
-    if (!rc && !gen) {            /* not mounted: its newest generation holds everything */
-        manifest m;
-        if (!(rc = manifest_load_latest(d->os, branch, &m))) gen = m.gen;
-        else snprintf(err, errlen, "branch '%s': cannot load its manifest: %s", branch, strerror(-rc));
-        manifest_free(&m);
-    }
-    if (rc) return rc == -ERANGE ? -ENOENT : rc;
-    if ((rc = store_open_snapshot(d->os, base.branch, base.gen, &b->st, err, errlen))) return rc;
-    if ((rc = store_open_snapshot(d->os, branch, gen, &b->archive, err, errlen))) {
-        store_close(b->st);
-        return rc;
-    }
-    if ((rc = pg_target_cut(b->archive, &t, &base, &b->archive_end, err, errlen))) {
+    uint64_t gen;
+    snprintf(branch, sizeof branch, "%.*s", (int)(at - name), name);
+    int rc = past_resolve(d->os, branch, at + 1, d->m->retention_s, &t, &base, &gen, &b->archive, &b->archive_end,
+                          err, errlen);
+    if (rc) return rc == -ERANGE || rc == -EINVAL ? -ENOENT : rc;   /* no such view */
+    if ((rc = store_open_snapshot(d->os, base.branch, base.gen, &b->st, err, errlen))) {
         store_close(b->archive);
-        store_close(b->st);
         return rc;
     }
     b->past = 1;
@@ -963,35 +979,14 @@ static int point_lsn(objstore *os, const branch_info *b, char *buf)
     return 0;
 }
 
-/* The point of time-travel target TEXT in BRANCH's WAL: base, the
- * branch's newest state as the archive (*ARCHIVE, to close) and where the
- * archive is cut.  Prints the error. */
+/* past_resolve, printing the error. */
 static int resolve_target(objstore *os, const char *branch, const char *text, pg_target *t, pg_base *base,
                           store **archive, uint64_t *cut)
 {
     char err[700];
-    uint64_t gen, seq;
-    *archive = NULL;
-    if (pg_target_parse(text, t))
-        return fail("'%s' is not a point in time: give an LSN (0/16B3748) or a moment in ISO 8601 with a zone "
-                    "(2026-11-23T10:32:05Z)", text);
-    if (branch_checkpoint(os, branch, &gen, &seq, err, sizeof err)) return fail("%s", err);
-    if (!gen) {
-        manifest m;
-        int rc = manifest_load_latest(os, branch, &m);
-        if (rc) return fail(rc == -ENOENT ? "branch '%s' does not exist; see lakefs branch list"
-                            : "branch '%s': cannot load its manifest", branch);
-        gen = m.gen;
-        manifest_free(&m);
-    }
-    if (pg_target_base(os, branch, t, PG_TARGET_RETENTION_DEFAULT, base, err, sizeof err) ||
-        store_open_snapshot(os, branch, gen, archive, err, sizeof err) ||
-        pg_target_cut(*archive, t, base, cut, err, sizeof err)) {
-        if (*archive) store_close(*archive);
-        *archive = NULL;
-        return fail("%s", err);
-    }
-    return 0;
+    uint64_t gen;
+    return past_resolve(os, branch, text, PG_TARGET_RETENTION_DEFAULT, t, base, &gen, archive, cut, err, sizeof err)
+           ? fail("%s", err) : 0;
 }
 
 /* The LSN where the state at target T ends, cut CUT of the archive in

@@ -247,25 +247,29 @@ static int pa_copy_file(void *arg, const char *name, const pg_archive_file *f)
     }
     uint64_t start = f->segno * f->size, stop = start + f->size;
     if (stop <= c->from) return 0;
-    uint8_t page[PG_WAL_PAGE], v[4];
+    uint8_t v[4];
     fs_put_le(v, f->size, 4);
     key_walseg(&k, f->tli, f->segno);
     store_batch_put(&c->b, &k, v, 4);
+    uint8_t *chunk = malloc(PA_COPY_BATCH * PG_WAL_PAGE);   /* read a batch's worth at a time */
+    if (!chunk) return -ENOMEM;
+    int rc = 0;
     uint64_t first = (c->from > start ? c->from - start : 0) / PG_WAL_PAGE * PG_WAL_PAGE;
-    for (uint64_t off = first; off < f->size && start + off < c->a->end; off += PG_WAL_PAGE) {
-        long n = pg_archive_read(c->a, f, off, page, sizeof page);
-        if (n < 0) return (int)n;
-        size_t z = 0;
-        while (z < sizeof page && !page[z]) z++;
-        if (z == sizeof page) continue;   /* never written (or past the cut): reads as zeros anyway */
-        key_walpage(&k, f->tli, (start + off) / PG_WAL_PAGE);
-        store_batch_put(&c->b, &k, page, sizeof page);
-        if (++c->pages == PA_COPY_BATCH) {
-            int rc = pa_flush(c);
-            if (rc) return rc;
+    for (uint64_t off = first; off < f->size && start + off < c->a->end && !rc; off += PA_COPY_BATCH * PG_WAL_PAGE) {
+        long n = pg_archive_read(c->a, f, off, chunk, PA_COPY_BATCH * PG_WAL_PAGE);
+        if (n < 0) { rc = (int)n; break; }
+        for (long at = 0; at + PG_WAL_PAGE <= n && !rc; at += PG_WAL_PAGE) {
+            const uint8_t *page = chunk + at;
+            size_t z = 0;
+            while (z < PG_WAL_PAGE && !page[z]) z++;
+            if (z == PG_WAL_PAGE) continue;   /* never written (or past the cut): reads as zeros anyway */
+            key_walpage(&k, f->tli, (start + off + (uint64_t)at) / PG_WAL_PAGE);
+            store_batch_put(&c->b, &k, page, PG_WAL_PAGE);
+            if (++c->pages == PA_COPY_BATCH) rc = pa_flush(c);
         }
     }
-    return 0;
+    free(chunk);
+    return rc;
 }
 
 int pg_archive_copy(const pg_archive *a, uint64_t from, store *to)

@@ -332,27 +332,43 @@ static int pw_history_name(const char *name, uint32_t *tli)
     return strlen(name) == 16 && !memcmp(name + 8, ".history", 8) && !hex8(name, tli) && *tli;
 }
 
+typedef struct pw_copy {          /* the pages of a file going into the archive */
+    store_batch *b;
+    uint32_t tli;
+    uint64_t first;               /* archive page number of the file's page 0 */
+    int bad;                      /* a page that is not 8 KiB */
+} pw_copy;
+
+/* store_scan_range callback: one page of the file into the batch as an
+ * archive page (all-zero pages are stored empty and need no copy: the
+ * archive reads missing pages as zeros). */
+static int pw_copy_page(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    pw_copy *c = arg;
+    skey k;
+    if (klen != 17 || vlen == 0) return 0;
+    if (vlen != PG_WAL_PAGE) { c->bad = 1; return 1; }
+    key_walpage(&k, c->tli, c->first + key_get64(key + 9));
+    store_batch_put(c->b, &k, val, vlen);
+    return 0;
+}
+
 /* In batch B, archive the pages of file INO (SIZE bytes) as segment S of
- * a cluster with SEGSIZE-byte segments: all but the all-zero ones (stored
- * as empty values; the archive reads missing pages as zeros). */
+ * a cluster with SEGSIZE-byte segments, in one pass over the store. */
 static int pw_archive_file(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, const pg_wal_seg *s, uint64_t segsize)
 {
     uint64_t segno = pg_wal_segno(s, segsize);
-    uint8_t page[PG_WAL_PAGE], v[4];
-    skey k;
-    for (uint64_t pg = 0; pg * PG_WAL_PAGE < size; pg++) {
-        size_t vlen = 0;
-        key_page(&k, ino, pg);
-        int rc = store_get(w->st, &k, page, sizeof page, &vlen);
-        if (rc == -ENOENT || (!rc && vlen == 0)) continue;
-        if (rc) return rc;
-        if (vlen != PG_WAL_PAGE) return -EIO;
-        key_walpage(&k, s->tli, segno * (segsize / PG_WAL_PAGE) + pg);
-        store_batch_put(b, &k, page, sizeof page);
-    }
+    pw_copy c = { b, s->tli, segno * (segsize / PG_WAL_PAGE), 0 };
+    skey from, to;
+    uint8_t v[4];
+    key_page(&from, ino, 0);
+    key_page(&to, ino, (size + PG_WAL_PAGE - 1) / PG_WAL_PAGE);
+    int rc = store_scan_range(w->st, from.b, from.len, to.b, to.len, pw_copy_page, &c);
+    if (rc < 0) return rc;
+    if (c.bad) return -EIO;
     fs_put_le(v, segsize, 4);
-    key_walseg(&k, s->tli, segno);
-    store_batch_put(b, &k, v, 4);
+    key_walseg(&from, s->tli, segno);
+    store_batch_put(b, &from, v, 4);
     return 0;
 }
 
