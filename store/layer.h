@@ -29,6 +29,9 @@ layer_writer *layer_writer_new(void);
  * TOMB != 0 marks a deletion (VAL ignored).  Returns 0 or -errno. */
 int layer_writer_add(layer_writer *w, const uint8_t *key, size_t klen,
                      uint64_t seq, int tomb, const void *val, size_t vlen);
+/* Bytes the layer would have if finished now, less the index and footer
+ * (the compressed blocks so far plus the raw current one). */
+size_t layer_writer_size(const layer_writer *w);
 /* Serialize into a new malloc'd buffer; the writer is left empty. */
 int layer_writer_finish(layer_writer *w, void **buf, size_t *len);
 void layer_writer_free(layer_writer *w);

@@ -382,6 +382,7 @@ static fetch *inflight;           /* blocks being fetched */
 static ra_job ra_queue[RA_QUEUE]; /* ring of jobs, oldest at ra_head */
 static size_t ra_head, ra_len;
 static int ra_workers;            /* prefetch threads started */
+static layer *ra_running[RA_WORKERS];  /* the layer each worker prefetches from now */
 static atomic_size_t ra_max = RA_DEFAULT;  /* largest window; 0: off */
 static atomic_uint_fast64_t ra_prefetched, ra_hits;  /* layer_readahead_stats */
 
@@ -505,10 +506,10 @@ static int block_load(layer *l, size_t b, int prefetch, cblock **out)
 
 /* ---- read-ahead ---- */
 
-/* Prefetch thread: load queued blocks, forever. */
+/* Prefetch thread number ARG: load queued blocks, forever. */
 static void *ra_worker(void *arg)
 {
-    (void)arg;
+    size_t me = (size_t)(uintptr_t)arg;
     pthread_mutex_lock(&ra_mu);
     for (;;) {
         ra_job j;
@@ -520,27 +521,67 @@ static void *ra_worker(void *arg)
         ra_head = (ra_head + 1) % RA_QUEUE;
         ra_len--;
         j.l->ra_busy++;
+        ra_running[me] = j.l;
         pthread_mutex_unlock(&ra_mu);
         if (block_load(j.l, j.b, 1, &c) == 0 && c)
             cblock_release(c);
         pthread_mutex_lock(&ra_mu);
+        ra_running[me] = NULL;
         if (--j.l->ra_busy == 0)
             pthread_cond_broadcast(&ra_done);  /* for ra_forget */
     }
     return NULL;
 }
 
+/* fork(): the locks are taken around it, so that the child gets them in a
+ * consistent state; the child has none of the prefetch threads, so it
+ * forgets their jobs and fetches and starts threads of its own. */
+static void ra_fork_prepare(void)
+{
+    pthread_mutex_lock(&ra_mu);
+    pthread_mutex_lock(&cache_mu);
+}
+
+static void ra_fork_parent(void)
+{
+    pthread_mutex_unlock(&cache_mu);
+    pthread_mutex_unlock(&ra_mu);
+}
+
+static void ra_fork_child(void)
+{
+    for (size_t i = 0; i < RA_WORKERS; i++)
+        if (ra_running[i]) {
+            ra_running[i]->ra_busy--;
+            ra_running[i] = NULL;
+        }
+    ra_workers = 0;
+    ra_head = ra_len = 0;
+    inflight = NULL;              /* fetches of threads that are not here */
+    pthread_cond_init(&ra_wake, NULL);
+    pthread_cond_init(&ra_done, NULL);
+    pthread_mutex_unlock(&cache_mu);
+    pthread_mutex_unlock(&ra_mu);
+}
+
+static void ra_atfork(void)
+{
+    pthread_atfork(ra_fork_prepare, ra_fork_parent, ra_fork_child);
+}
+
 /* Start the prefetch threads, with every signal blocked as libfuse's own
  * workers have them (ra_mu held); returns how many run. */
 static int ra_start(void)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     sigset_t all, old;
     pthread_t t;
 
+    pthread_once(&once, ra_atfork);
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     while (ra_workers < RA_WORKERS &&
-           pthread_create(&t, NULL, ra_worker, NULL) == 0) {
+           pthread_create(&t, NULL, ra_worker, (void *)(uintptr_t)ra_workers) == 0) {
         pthread_detach(t);
         ra_workers++;
     }

@@ -199,6 +199,11 @@ static void writer_reset(layer_writer *w)
     w->err = 0;
 }
 
+size_t layer_writer_size(const layer_writer *w)
+{
+    return w->out.len + w->blk.len;
+}
+
 /* Serialize into a new malloc'd buffer; the writer is left empty. */
 int layer_writer_finish(layer_writer *w, void **buf, size_t *len)
 {

@@ -69,6 +69,7 @@
 #include "layer.h"
 #include "manifest.h"
 #include "memtable.h"
+#include "compact.h"
 #include "branch.h"
 
 #include <errno.h>
@@ -99,12 +100,20 @@ typedef struct frozen {
     uint64_t journal_upto;        /* journal files holding only its batches (and older) */
 } frozen;
 
+/* An open layer and the number of layer sets holding it: the last set
+ * to let go (a compaction replaced it, readers finished) closes it. */
+typedef struct slayer {
+    layer *l;
+    int sets;                     /* layer sets naming it (atomic) */
+} slayer;
+
 /* The layers of the branch, oldest first: replaced as a whole when a layer
- * is added, so a reader holding a reference can walk it without the lock. */
+ * is added or a compaction replaces some, so a reader holding a reference
+ * can walk it without the lock. */
 typedef struct layerset {
     int refs;                     /* the store's + readers' (atomic) */
     size_t n;
-    layer *l[];
+    slayer *l[];
 } layerset;
 
 struct store {
@@ -127,7 +136,15 @@ struct store {
     pthread_cond_t wake_cv;       /* never held across I/O, so commits never wait on it */
     int kicked;                   /* a memtable was frozen since the flusher looked (wake_mu) */
     pthread_t flusher;
-    int flusher_running, stopping;
+    int flusher_running, stopping;    /* stopping: atomic, set under wake_mu */
+    pthread_t compactor;
+    int compactor_running;
+    pthread_cond_t compact_cv;    /* with wake_mu: the compactor sleeps and is woken */
+    int compact_kicked;           /* a layer was committed since the compactor looked (wake_mu) */
+    uint64_t flushes;             /* layers flushed (lock) */
+    uint64_t compactions;         /* merges committed (lock) */
+    pthread_mutex_t compact_mu;   /* one merge at a time (held across it) */
+    int compaction_off;           /* store_config.compaction_off */
     int leased;                   /* we hold branches/NAME/lease */
     char *control_path;           /* the daemon's control socket, named in the lease (or NULL) */
     int takeover;                 /* break a live holder's lease at open */
@@ -148,6 +165,15 @@ struct store {
      * unknown (its answer was lost), retried as it is */
     manifest uncertain;           /* gen 0: none */
     layer *uncertain_layer;       /* its new layer, uploaded and open */
+    /* a merge to commit (flush_mu): it replaces layers FIRST..FIRST+COUNT-1
+     * of the current manifest by PIECES; retried before every commit while
+     * its outcome is unknown */
+    struct {
+        manifest next;            /* gen 0: none */
+        size_t first, count;
+        compact_piece *pieces;
+        size_t npieces;
+    } cpend;
 };
 
 /* ---- layer sets ---- */
@@ -155,9 +181,26 @@ struct store {
 /* A new layer set with room for N layers (n = 0, one reference). */
 static layerset *lset_new(size_t n)
 {
-    layerset *s = calloc(1, sizeof *s + (n ? n : 1) * sizeof(layer *));
+    layerset *s = calloc(1, sizeof *s + (n ? n : 1) * sizeof(slayer *));
     if (s) s->refs = 1;
     return s;
+}
+
+/* Append open layer L (now owned by the sets) to S; 0 or -ENOMEM (L closed). */
+static int lset_add_new(layerset *s, layer *l)
+{
+    slayer *sl = malloc(sizeof *sl);
+    if (!sl) { layer_close(l); return -ENOMEM; }
+    *sl = (slayer){ l, 1 };
+    s->l[s->n++] = sl;
+    return 0;
+}
+
+/* Append a layer of another set to S. */
+static void lset_add(layerset *s, slayer *sl)
+{
+    __atomic_add_fetch(&sl->sets, 1, __ATOMIC_RELAXED);
+    s->l[s->n++] = sl;
 }
 
 /* Take a reference to the current layer set (lock held, shared is enough). */
@@ -167,10 +210,17 @@ static layerset *lset_hold(store *st)
     return st->ls;
 }
 
-/* Drop a reference; the last one frees the array (not the layers). */
+/* Drop a reference; the last one frees the set, and closes the layers no
+ * other set names. */
 static void lset_release(layerset *s)
 {
-    if (s && __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) == 0) free(s);
+    if (!s || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) return;
+    for (size_t i = 0; i < s->n; i++)
+        if (__atomic_sub_fetch(&s->l[i]->sets, 1, __ATOMIC_ACQ_REL) == 0) {
+            layer_close(s->l[i]->l);
+            free(s->l[i]);
+        }
+    free(s);
 }
 
 /* ---- repository ---- */
@@ -190,16 +240,17 @@ int store_repo_check(objstore *os)
     return rc;
 }
 
-/* Upload a finished layer of BRANCH; its object key goes to *NAME (malloc'd). */
-static int store_upload_layer(objstore *os, const char *branch, const void *buf, size_t len,
+/* Upload a finished layer of BRANCH written by mount SESSION; its object
+ * key goes to *NAME (malloc'd). */
+static int store_upload_layer(objstore *os, const char *branch, uint64_t session, const void *buf, size_t len,
                               uint64_t min_seq, uint64_t max_seq, char **name)
 {
     for (int attempt = 0; attempt < 8; attempt++) {
         uint32_t rnd;
         if (getentropy(&rnd, sizeof rnd) < 0) return -errno;
         char key[512];
-        snprintf(key, sizeof key, "branches/%s/layers/%016" PRIx64 "-%016" PRIx64 "-%08x.layer",
-                 branch, min_seq, max_seq, rnd);
+        snprintf(key, sizeof key, "branches/%s/layers/%016" PRIx64 "-%016" PRIx64 "-%016" PRIx64 "-%08x.layer",
+                 branch, session, min_seq, max_seq, rnd);
         int rc = os_put_if_absent(os, key, buf, len);
         if (rc == -EEXIST) continue;
         if (rc) return rc;
@@ -223,7 +274,7 @@ int store_branch_create(objstore *os, const char *branch, const skey *key,
     int rc = layer_writer_add(w, key->b, key->len, 1, 0, val, vlen);
     if (!rc) rc = layer_writer_finish(w, &buf, &len);
     layer_writer_free(w);
-    if (!rc) rc = store_upload_layer(os, branch, buf, len, 1, 1, &name);
+    if (!rc) rc = store_upload_layer(os, branch, 0, buf, len, 1, 1, &name);
     free(buf);
     if (rc) return rc;
     m = (manifest){ .gen = 1, .seq = 1, .max_ino = key->b[0] == KEY_INODE ? key_get64(key->b + 1) : 0 };
@@ -540,7 +591,7 @@ int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
     layerset *ls = lset_hold(st);
     pthread_rwlock_unlock(&st->lock);
     rc = 1;
-    for (size_t i = ls->n; i-- > 0 && rc == 1;) rc = store_layer_get(ls->l[i], k, buf, cap, vlen);
+    for (size_t i = ls->n; i-- > 0 && rc == 1;) rc = store_layer_get(ls->l[i]->l, k, buf, cap, vlen);
     lset_release(ls);
     return rc == 1 ? -ENOENT : rc;
 }
@@ -627,8 +678,8 @@ static int store_scan_run(store *st, scan_ctx *c, const uint8_t *from, size_t fl
     layerset *ls = lset_hold(st);
     pthread_rwlock_unlock(&st->lock);
     for (size_t i = ls->n; i-- > 0 && rc >= 0;)
-        rc = c->to ? layer_scan_from(ls->l[i], from, flen, UINT64_MAX, store_scan_layer, c)
-                   : layer_scan(ls->l[i], from, flen, UINT64_MAX, store_scan_layer, c);
+        rc = c->to ? layer_scan_from(ls->l[i]->l, from, flen, UINT64_MAX, store_scan_layer, c)
+                   : layer_scan(ls->l[i]->l, from, flen, UINT64_MAX, store_scan_layer, c);
     lset_release(ls);
     if (rc >= 0) {
         scan_out o = { fn, arg };
@@ -700,7 +751,7 @@ static int store_build_layer(store *st, const frozen *fz, manifest *next, layer 
     if (!rc) rc = layer_writer_finish(c.w, &buf, &len);
     layer_writer_free(c.w);
     uint64_t min_seq = mt_min_seq(fz->mt), max_seq = mt_max_seq(fz->mt);
-    if (!rc) rc = store_upload_layer(st->os, st->branch, buf, len, min_seq, max_seq, &name);
+    if (!rc) rc = store_upload_layer(st->os, st->branch, st->session, buf, len, min_seq, max_seq, &name);
     if (!rc) rc = layer_open_uploaded(st->os, name, buf, len, l);
     free(buf);
     if (!rc) {
@@ -740,9 +791,184 @@ static int store_commit_manifest(store *st, const manifest *next)
     return rc;
 }
 
+/* ---- compaction (compact.h): merged runs committed as new generations ---- */
+
+/* Forget the pending merge (flush_mu held); its pieces stay for gc. */
+static void store_cpend_clear(store *st)
+{
+    manifest_free(&st->cpend.next);
+    compact_pieces_free(st->cpend.pieces, st->cpend.npieces);
+    memset(&st->cpend, 0, sizeof st->cpend);
+}
+
+/* Commit the pending merge and install its pieces in place of the layers
+ * it replaces (flush_mu held).  0 when done; on an unknown outcome it
+ * stays pending for the next commit to retry; -EEXIST fences. */
+static int store_compact_install(store *st)
+{
+    int rc = store_commit_manifest(st, &st->cpend.next);
+    if (rc == -EEXIST) {
+        store_fence(st, st->cpend.next.gen);
+        store_cpend_clear(st);
+        return rc;
+    }
+    if (rc) {
+        fprintf(stderr, "lakefs: branch %s: committing compacted generation %" PRIu64 " failed: %s (retried)\n",
+                st->branch, st->cpend.next.gen, strerror(-rc));
+        return rc;
+    }
+    size_t first = st->cpend.first, count = st->cpend.count, np = st->cpend.npieces;
+    pthread_rwlock_rdlock(&st->lock);
+    size_t n = st->ls->n;
+    pthread_rwlock_unlock(&st->lock);
+    layerset *ls = lset_new(n - count + np);
+    slayer **sl = calloc(np ? np : 1, sizeof *sl);
+    for (size_t i = 0; sl && i < np; i++)
+        if (!(sl[i] = malloc(sizeof **sl))) { while (i--) free(sl[i]); free(sl); sl = NULL; }
+    if (!ls || !sl) {
+        /* committed but not installed: this mount cannot go on consistently */
+        free(ls);
+        free(sl);
+        store_fence(st, st->cpend.next.gen);
+        store_cpend_clear(st);
+        return -ENOMEM;
+    }
+    pthread_rwlock_wrlock(&st->lock);
+    for (size_t i = 0; i < first; i++) lset_add(ls, st->ls->l[i]);
+    for (size_t i = 0; i < np; i++) {
+        *sl[i] = (slayer){ st->cpend.pieces[i].l, 1 };
+        st->cpend.pieces[i].l = NULL;
+        ls->l[ls->n++] = sl[i];
+    }
+    for (size_t i = first + count; i < n; i++) lset_add(ls, st->ls->l[i]);
+    layerset *old = st->ls;
+    st->ls = ls;
+    manifest_free(&st->man);
+    st->man = st->cpend.next;
+    memset(&st->cpend.next, 0, sizeof st->cpend.next);
+    st->compactions++;
+    pthread_rwlock_unlock(&st->lock);
+    lset_release(old);
+    free(sl);
+    store_cpend_clear(st);
+    return 0;
+}
+
+/* compact_merge's upload: a layer of this branch written by this mount. */
+static int store_compact_upload(void *arg, const void *buf, size_t len, uint64_t min_seq, uint64_t max_seq,
+                                char **key)
+{
+    store *st = arg;
+    return store_upload_layer(st->os, st->branch, st->session, buf, len, min_seq, max_seq, key);
+}
+
+/* Merge the runs compact_pick names, if any, and commit the result as the
+ * next generation: 1 if a merge was committed, 0 if none was due, -errno.
+ * The merge runs without locks; flushes go on meanwhile and only add
+ * layers on top, so the merged layers keep their places. */
+static int store_compact_once(store *st)
+{
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "branches/%s/layers/", st->branch);
+    size_t first = 0, count = 0;
+    pthread_rwlock_rdlock(&st->lock);
+    int due = compact_pick(&st->man, prefix, &first, &count);
+    layerset *ls = lset_hold(st);
+    pthread_rwlock_unlock(&st->lock);
+    layer **in = due ? malloc(count * sizeof *in) : NULL;
+    compact_piece *pieces = NULL;
+    size_t np = 0;
+    int rc = due && !in ? -ENOMEM : 0;
+    if (due && in) {
+        for (size_t i = 0; i < count; i++) in[i] = ls->l[first + i]->l;
+        rc = compact_merge(st->os, in, count, first == 0, COMPACT_PIECE_BYTES, COMPACT_CHUNK_BYTES,
+                           store_compact_upload, st, &st->stopping, &pieces, &np);
+    }
+    if (!due || rc) {
+        if (rc && rc != -ECANCELED)
+            fprintf(stderr, "lakefs: branch %s: compacting %zu layers failed: %s (retried later)\n",
+                    st->branch, count, strerror(-rc));
+        free(in);
+        lset_release(ls);
+        return rc;
+    }
+    pthread_mutex_lock(&st->flush_mu);
+    if (st->cpend.next.gen && (rc = store_compact_install(st))) {
+        compact_pieces_free(pieces, np);
+    } else {
+        /* the next generation: the current one with the merged layers replaced */
+        manifest *cur = &st->man, *next = &st->cpend.next;
+        for (size_t i = 0; i < count && !rc; i++)
+            if (first + i >= cur->nlayers || strcmp(cur->layers[first + i].key, layer_name(in[i]))) rc = -ESTALE;
+        *next = (manifest){ .gen = cur->gen + 1, .seq = cur->seq, .max_ino = cur->max_ino, .writer = cur->writer,
+                            .session = cur->session, .inherit = cur->inherit };
+        for (size_t i = 0; i < cur->nlayers && !rc; i++) {
+            manifest_layer *ml = &cur->layers[i];
+            if (i == first)
+                for (size_t j = 0; j < np && !rc; j++)
+                    rc = manifest_add_layer(next, pieces[j].key, layer_min_seq(pieces[j].l),
+                                            layer_max_seq(pieces[j].l), pieces[j].size);
+            if (!rc && (i < first || i >= first + count))
+                rc = manifest_add_layer(next, ml->key, ml->min_seq, ml->max_seq, ml->size);
+        }
+        st->cpend.first = first;
+        st->cpend.count = count;
+        st->cpend.pieces = pieces;
+        st->cpend.npieces = np;
+        if (rc) store_cpend_clear(st);
+        else if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) { rc = -EIO; store_cpend_clear(st); }
+        else rc = store_compact_install(st);
+        if (!rc)
+            fprintf(stderr, "lakefs: branch %s: compacted %zu layers into %zu (generation %" PRIu64 ")\n",
+                    st->branch, count, np, st->man.gen);
+    }
+    pthread_mutex_unlock(&st->flush_mu);
+    free(in);
+    lset_release(ls);
+    return rc ? rc : 1;
+}
+
+int store_compact(store *st)
+{
+    int rc, merges = 0;
+    if (st->snapshot) return -EROFS;
+    pthread_mutex_lock(&st->compact_mu);
+    while ((rc = store_compact_once(st)) == 1 && !__atomic_load_n(&st->stopping, __ATOMIC_RELAXED)) merges++;
+    pthread_mutex_unlock(&st->compact_mu);
+    return rc < 0 ? rc : merges + rc;
+}
+
+/* Background thread: after every committed layer, merge while a merge is
+ * due; after a failure, wait for the next layer or STORE_RETRY_SECONDS. */
+static void *store_compactor(void *arg)
+{
+    store *st = arg;
+    pthread_mutex_lock(&st->wake_mu);
+    while (!st->stopping) {
+        if (!st->compact_kicked) {
+            pthread_cond_wait(&st->compact_cv, &st->wake_mu);
+            continue;
+        }
+        st->compact_kicked = 0;
+        pthread_mutex_unlock(&st->wake_mu);
+        int rc = store_compact(st);
+        pthread_mutex_lock(&st->wake_mu);
+        if (rc < 0 && rc != -ECANCELED && !st->stopping && !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += STORE_RETRY_SECONDS;
+            if (pthread_cond_timedwait(&st->compact_cv, &st->wake_mu, &ts) == ETIMEDOUT) st->compact_kicked = 1;
+        }
+    }
+    pthread_mutex_unlock(&st->wake_mu);
+    return NULL;
+}
+
 /* Write the oldest frozen memtable as a layer and commit it (flush_mu held). */
 static int store_flush_one(store *st)
 {
+    int crc = st->cpend.next.gen ? store_compact_install(st) : 0;
+    if (crc) return crc;
     pthread_rwlock_rdlock(&st->lock);
     if (st->nfrozen == 0) { pthread_rwlock_unlock(&st->lock); return 0; }
     frozen fz = st->frozen[0];
@@ -750,7 +976,8 @@ static int store_flush_one(store *st)
     pthread_rwlock_unlock(&st->lock);
 
     layerset *ls = lset_new(nl + 1);
-    if (!ls) return -ENOMEM;
+    slayer *sl = malloc(sizeof *sl);
+    if (!ls || !sl) { free(ls); free(sl); return -ENOMEM; }
     manifest next = {0};
     layer *l = NULL;
     int rc = 0;
@@ -779,18 +1006,20 @@ static int store_flush_one(store *st)
         if (l) layer_close(l);
         manifest_free(&next);
         free(ls);
+        free(sl);
         return rc;
     }
     pthread_rwlock_wrlock(&st->lock);
-    memcpy(ls->l, st->ls->l, nl * sizeof(layer *));
-    ls->l[nl] = l;
-    ls->n = nl + 1;
+    for (size_t i = 0; i < nl; i++) lset_add(ls, st->ls->l[i]);
+    *sl = (slayer){ l, 1 };
+    ls->l[ls->n++] = sl;
     layerset *old = st->ls;
     st->ls = ls;
     memmove(&st->frozen[0], &st->frozen[1], (size_t)(st->nfrozen - 1) * sizeof(frozen));
     st->nfrozen--;
     manifest_free(&st->man);
     st->man = next;
+    st->flushes++;
     store_rj_drop(st, st->man.seq);   /* in a layer now: no upload needed */
     int was_full = __atomic_exchange_n(&st->full, 0, __ATOMIC_ACQ_REL);
     pthread_rwlock_unlock(&st->lock);
@@ -804,6 +1033,10 @@ static int store_flush_one(store *st)
     }
     uint64_t flushed = mt_max_seq(fz.mt);
     mt_free(fz.mt);
+    pthread_mutex_lock(&st->wake_mu);
+    st->compact_kicked = 1;
+    pthread_cond_signal(&st->compact_cv);
+    pthread_mutex_unlock(&st->wake_mu);
     if (st->remote && (rc = jremote_trim(st->os, st->branch, st->session, flushed)))
         fprintf(stderr, "lakefs: branch %s: removing remote journal segments up to seq %" PRIu64 " failed: %s (left for gc)\n",
                 st->branch, flushed, strerror(-rc));
@@ -851,8 +1084,14 @@ static void *store_flusher(void *arg)
         if (store_flusher_sleep(st, STORE_FENCE_CHECK_SECONDS) && !st->kicked && !st->stopping &&
             !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) {
             pthread_mutex_unlock(&st->wake_mu);
-            uint64_t next = st->man.gen + 1;  /* only this thread changes man */
-            if (manifest_exists(st->os, st->branch, next) == 1) store_fence(st, next);
+            pthread_mutex_lock(&st->flush_mu);    /* man changes only under it */
+            if (st->cpend.next.gen) {
+                store_compact_install(st);      /* a merge's commit of unknown outcome first */
+            } else {
+                uint64_t next = st->man.gen + 1;
+                if (manifest_exists(st->os, st->branch, next) == 1) store_fence(st, next);
+            }
+            pthread_mutex_unlock(&st->flush_mu);
             pthread_mutex_lock(&st->wake_mu);
         }
     }
@@ -1151,9 +1390,11 @@ static store *store_alloc(objstore *os, const char *branch)
     pthread_rwlock_init(&st->lock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&st->flush_mu, NULL);
+    pthread_mutex_init(&st->compact_mu, NULL);
     pthread_mutex_init(&st->rj_mu, NULL);
     pthread_mutex_init(&st->wake_mu, NULL);
     pthread_cond_init(&st->wake_cv, NULL);
+    pthread_cond_init(&st->compact_cv, NULL);
     pthread_mutex_init(&st->room_mu, NULL);
     pthread_cond_init(&st->room_cv, NULL);
     st->branch = strdup(branch);
@@ -1172,13 +1413,14 @@ static int store_open_layers(store *st, char *err, size_t errlen)
     st->ls = lset_new(st->man.nlayers);
     if (!st->ls) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
     for (size_t i = 0; i < st->man.nlayers; i++) {
-        int rc = layer_open(st->os, st->man.layers[i].key, &st->ls->l[i]);
+        layer *l;
+        int rc = layer_open(st->os, st->man.layers[i].key, &l);
+        if (!rc) rc = lset_add_new(st->ls, l);
         if (rc) {
             snprintf(err, errlen, "cannot open layer %s of branch '%s': %s",
                      st->man.layers[i].key, st->branch, strerror(-rc));
             return rc;
         }
-        st->ls->n++;
     }
     return 0;
 }
@@ -1209,6 +1451,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     if (cfg->memtable_limit) st->memtable_limit = cfg->memtable_limit;
     st->takeover = cfg->takeover;
     st->remote = cfg->durability_remote;
+    st->compaction_off = cfg->compaction_off;
     st->control_path = cfg->control_path ? strdup(cfg->control_path) : NULL;
     int rc = 0;
     if (!st->state_dir || (cfg->control_path && !st->control_path)) {
@@ -1295,7 +1538,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     *out = st;
     return 0;
 fail:
-    st->stopping = 1;
+    __atomic_store_n(&st->stopping, 1, __ATOMIC_RELAXED);
     store_close(st);
     return rc;
 }
@@ -1306,6 +1549,9 @@ int store_start(store *st)
     int rc = pthread_create(&st->flusher, NULL, store_flusher, st);
     if (rc) return -rc;
     st->flusher_running = 1;
+    if (st->compaction_off) return 0;
+    if ((rc = pthread_create(&st->compactor, NULL, store_compactor, st))) return -rc;
+    st->compactor_running = 1;
     return 0;
 }
 
@@ -1326,13 +1572,13 @@ static void store_quarantine_journal(store *st)
 int store_close(store *st)
 {
     int rc = 0;
-    if (st->flusher_running) {
-        pthread_mutex_lock(&st->wake_mu);
-        st->stopping = 1;
-        pthread_cond_signal(&st->wake_cv);
-        pthread_mutex_unlock(&st->wake_mu);
-        pthread_join(st->flusher, NULL);
-    }
+    pthread_mutex_lock(&st->wake_mu);
+    __atomic_store_n(&st->stopping, 1, __ATOMIC_RELAXED);
+    pthread_cond_signal(&st->wake_cv);
+    pthread_cond_signal(&st->compact_cv);
+    pthread_mutex_unlock(&st->wake_mu);
+    if (st->flusher_running) pthread_join(st->flusher, NULL);
+    if (st->compactor_running) pthread_join(st->compactor, NULL);
     if (st->jn && !st->fenced) {  /* flush everything that is left */
         pthread_mutex_lock(&st->flush_mu);
         for (;;) {
@@ -1343,8 +1589,10 @@ int store_close(store *st)
             if (rc || !pending) break;
             if ((rc = store_flush_one(st))) break;
         }
+        if (!rc && st->cpend.next.gen) store_compact_install(st);   /* one last try */
         pthread_mutex_unlock(&st->flush_mu);
     }
+    store_cpend_clear(st);
     if (st->jn) journal_close(st->jn);
     if (st->fenced) {             /* the branch belongs to the new writer now */
         store_quarantine_journal(st);
@@ -1352,7 +1600,6 @@ int store_close(store *st)
     }
     if (st->leased && !rc) store_lease_release(st);
     store_uncertain_clear(st);
-    for (size_t i = 0; st->ls && i < st->ls->n; i++) layer_close(st->ls->l[i]);
     lset_release(st->ls);
     for (int i = 0; i < st->nfrozen; i++) mt_free(st->frozen[i].mt);
     mt_free(st->active);
@@ -1360,10 +1607,12 @@ int store_close(store *st)
     if (st->lock_fd >= 0) close(st->lock_fd);
     pthread_rwlock_destroy(&st->lock);
     pthread_mutex_destroy(&st->flush_mu);
+    pthread_mutex_destroy(&st->compact_mu);
     pthread_mutex_destroy(&st->rj_mu);
     free(st->rj_buf);
     pthread_mutex_destroy(&st->wake_mu);
     pthread_cond_destroy(&st->wake_cv);
+    pthread_cond_destroy(&st->compact_cv);
     pthread_mutex_destroy(&st->room_mu);
     pthread_cond_destroy(&st->room_cv);
     free(st->branch);
@@ -1379,6 +1628,8 @@ void store_get_stats(store *st, store_stats *s)
     s->seq = st->seq;
     s->manifest_gen = st->man.gen;
     s->layers = st->ls->n;
+    s->flushes = st->flushes;
+    s->compactions = st->compactions;
     s->memtable_bytes = mt_bytes(st->active);
     for (int i = 0; i < st->nfrozen; i++) s->memtable_bytes += mt_bytes(st->frozen[i].mt);
     pthread_rwlock_unlock(&st->lock);

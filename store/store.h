@@ -29,6 +29,7 @@ typedef struct store_config {
     int takeover;                 /* break a lease held by another live daemon or machine */
     int durability_remote;        /* store_sync returns once the batches are in the repository */
     const char *control_path;     /* the daemon's control socket, recorded in the lease (or NULL) */
+    int compaction_off;           /* never merge layers (tests of the flush path alone) */
 } store_config;
 
 /* Mark OS as a new, empty lakefs repository; -EEXIST if it is one already. */
@@ -111,6 +112,10 @@ int store_sync(store *st);
  * return manifest generation *GEN holds every batch <= *SEQ (the seq last
  * committed when it was called, or later).  Concurrent commits go on. */
 int store_checkpoint(store *st, uint64_t *seq, uint64_t *gen);
+/* Merge layers as compaction does (compact.h) until no merge is due; the
+ * background compactor does the same after every flush.  Returns the
+ * merges committed, or -errno. */
+int store_compact(store *st);
 /* A fresh inode number. */
 uint64_t store_alloc_ino(store *st);
 
@@ -119,6 +124,8 @@ typedef struct store_stats {
     uint64_t seq;                 /* last committed seq */
     uint64_t manifest_gen;        /* generation of the last committed manifest */
     uint64_t layers;              /* layers in the manifest */
+    uint64_t flushes;             /* layers flushed by this mount */
+    uint64_t compactions;         /* merges committed by this mount */
     uint64_t memtable_bytes;      /* bytes in active + frozen memtables */
 } store_stats;
 void store_get_stats(store *st, store_stats *s);

@@ -294,13 +294,15 @@ static int base_of(env *e, const char *branch, pg_target t, int64_t retention_s,
     return pg_target_base(e->os, branch, &t, retention_s, b, err, sizeof err);
 }
 
-/* 1 if the base of BRANCH at T is generation GEN of FROM at (LSN, TIME). */
+/* 1 if the base of BRANCH at T is generation GEN of FROM at (LSN, TIME), or
+ * a later generation of the same state (a compaction commits the state it
+ * merged again: LSN and TIME tell the state). */
 static int base_is(env *e, const char *branch, pg_target t, int64_t retention_s, const char *from, uint64_t gen,
                    uint64_t lsn, int64_t time_us)
 {
     pg_base b;
     int rc = base_of(e, branch, t, retention_s, &b);
-    int ok = rc == 0 && !strcmp(b.branch, from) && b.gen == gen && b.lsn == lsn && b.time_us == time_us &&
+    int ok = rc == 0 && !strcmp(b.branch, from) && b.gen >= gen && b.lsn == lsn && b.time_us == time_us &&
              b.checkpoint == SEG16 + 40;   /* what the tree's pg_control names */
     if (!ok) {
         char text[PG_TARGET_TEXT];
