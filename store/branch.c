@@ -577,7 +577,7 @@ int branch_delete(objstore *os, const char *name, branch_release_fn release, voi
  * or remote journal: the source is not mounted, or this is a fork). */
 static int branch_first_manifest(objstore *os, const char *name, const manifest *m)
 {
-    manifest nm = { .gen = 1, .seq = m->seq, .max_ino = m->max_ino };
+    manifest nm = { .gen = 1, .seq = m->seq, .max_ino = m->max_ino, .time = (uint64_t)time(NULL) };
     int rc = 0;
     for (size_t i = 0; i < m->nlayers && !rc; i++)
         rc = manifest_add_layer(&nm, m->layers[i].key, m->layers[i].min_seq, m->layers[i].max_seq, m->layers[i].size);

@@ -16,10 +16,10 @@
  * data.  Runs are kept at sizes that more than double from newest to
  * oldest: whenever a run is no larger than all newer runs together, it and
  * every newer run merge into one (sizes below COMPACT_FLOOR_BYTES count as
- * that floor, so small flushes merge early).  So a branch has at most
- * 1 + log2(its bytes / COMPACT_FLOOR_BYTES) runs of its own -- 8 for 1 GiB,
- * 18 for 1 TiB -- plus the runs of its parent at the fork point, and each
- * byte is rewritten about once per doubling, log2 times in all.
+ * that floor).  Like a binary counter: a branch has at most
+ * 1 + log2(its bytes / COMPACT_FLOOR_BYTES) runs of its own -- 11 for
+ * 1 GiB, 21 for 1 TiB -- plus the runs of its parent at the fork point, and
+ * each byte is rewritten about once per doubling of the data after it.
  *
  * Merging is chunked by key range: each input contributes a bounded number
  * of bytes per chunk, so memory stays near COMPACT_CHUNK_BYTES plus one
@@ -35,7 +35,7 @@
 
 #define COMPACT_PIECE_BYTES (64u << 20)    /* an output piece closes past this size */
 #define COMPACT_CHUNK_BYTES (32u << 20)    /* raw bytes gathered per key-range chunk */
-#define COMPACT_FLOOR_BYTES (8u << 20)     /* smaller runs count as this large */
+#define COMPACT_FLOOR_BYTES (1u << 20)     /* smaller runs count as this large */
 
 /* Layers [*FIRST, *FIRST + *COUNT) of M (oldest first) are to be merged,
  * by the policy above, for the branch whose own layer keys start with

@@ -45,6 +45,11 @@ int layer_open(objstore *os, const char *key, layer **out);
  * no download. */
 int layer_open_uploaded(objstore *os, const char *key, const void *buf,
                         size_t len, layer **out);
+/* Check object KEY of OS as a whole, read in one get: footer, index and
+ * every block (checksum, decompression, entry order); the versions it
+ * holds go to *ENTRIES.  0, or -EIO with a line naming the object and the
+ * defect on stderr (-errno if it cannot be read).  For lakefs fsck. */
+int layer_verify(objstore *os, const char *key, uint64_t *entries);
 /* Free L; waits for its prefetches that are running (one get each). */
 void layer_close(layer *l);
 /* Object key, seq range and object size of an open layer. */

@@ -815,6 +815,74 @@ fail:
     return rc;
 }
 
+int layer_verify(objstore *os, const char *key, uint64_t *entries)
+{
+    uint8_t *buf = NULL, *raw = NULL;
+    size_t len = 0;
+    const char *why = NULL;
+    size_t bad = (size_t)-1;
+    layer *l = calloc(1, sizeof(*l));
+    int rc = l ? os_get(os, key, 0, UINT64_MAX, (void **)&buf, &len) : -ENOMEM;
+
+    *entries = 0;
+    if (rc < 0)
+        goto out;
+    const uint8_t *foot = len < LAYER_FOOTER_SIZE ? NULL : buf + len - LAYER_FOOTER_SIZE;
+    if (!foot || memcmp(foot, LAYER_MAGIC, 8) != 0 ||
+        layer_get32(foot + 60) != crc32c(0, foot, 60)) {
+        why = "bad footer";
+        goto out;
+    }
+    uint64_t ioff = layer_get64(foot + 16), ilen = layer_get64(foot + 24);
+    l->nentries = layer_get64(foot + 32);
+    l->min_seq = layer_get64(foot + 40);
+    l->max_seq = layer_get64(foot + 48);
+    if (layer_get32(foot + 8) != LAYER_VERSION || ioff > len - LAYER_FOOTER_SIZE ||
+        ilen != len - LAYER_FOOTER_SIZE - ioff || ilen == 0 ||
+        crc32c(0, buf + ioff, ilen) != layer_get32(foot + 56)) {
+        why = "index checksum mismatch";
+        goto out;
+    }
+    l->index = buf + ioff;        /* not owned: cleared before the free */
+    if (index_parse(l, ilen, ioff) < 0) {
+        why = "malformed index";
+        goto out;
+    }
+    for (size_t b = 0; b < l->nblocks && !why; b++) {
+        const lblock *lb = &l->blocks[b];
+        const uint8_t *p, *end;
+        lentry e;
+        uint8_t *nraw = realloc(raw, lb->rawlen);
+        if (!nraw) { rc = -ENOMEM; break; }
+        raw = nraw;
+        size_t r = ZSTD_decompress(raw, lb->rawlen, buf + lb->off, lb->clen);
+        bad = b;
+        if (crc32c(0, buf + lb->off, lb->clen) != lb->crc)
+            why = "checksum mismatch";
+        else if (ZSTD_isError(r) || r != lb->rawlen || block_check(l, b, raw, lb->rawlen) < 0)
+            why = "malformed block";
+        for (p = raw, end = raw + lb->rawlen; !why && p < end && entry_next(&p, end, &e) == 0;)
+            (*entries)++;
+    }
+    if (!why && !rc && *entries != l->nentries) {
+        bad = (size_t)-1;
+        why = "entry count differs from the footer";
+    }
+out:
+    if (why) {
+        if (bad != (size_t)-1) fprintf(stderr, "lakefs: layer %s block %zu: %s\n", key, bad, why);
+        else fprintf(stderr, "lakefs: layer %s: %s\n", key, why);
+        rc = -EIO;
+    }
+    if (l) {
+        free(l->blocks);
+        free(l);
+    }
+    free(raw);
+    free(buf);
+    return rc;
+}
+
 /* Open KEY, which this process has just uploaded from BUF/LEN: a caching
  * repository is primed with its size, footer, index and blocks first, so
  * that neither this open nor later reads of its blocks need the repository

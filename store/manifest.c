@@ -15,6 +15,7 @@
  */
 #include "manifest.h"
 #include "crc32c.h"
+#include "failpoint.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -91,8 +92,8 @@ int manifest_encode(const manifest *m, char **buf, size_t *len)
     b.cap = 256;
     b.p[0] = '\0';
     rc = mbuf_printf(&b, MANIFEST_HEADER "seq %" PRIu64 "\nmax_ino %" PRIu64 "\nwriter %" PRIu64
-                     "\nsession %" PRIu64 "\ninherit %" PRIu64 "\n",
-                     m->seq, m->max_ino, m->writer, m->session, m->inherit);
+                     "\nsession %" PRIu64 "\ninherit %" PRIu64 "\ntime %" PRIu64 "\n",
+                     m->seq, m->max_ino, m->writer, m->session, m->inherit, m->time);
     for (size_t i = 0; rc == 0 && i < m->nlayers; i++) {
         const manifest_layer *ml = &m->layers[i];
         if (!manifest_key_ok(ml->key) || ml->min_seq > ml->max_seq) {
@@ -191,7 +192,8 @@ int manifest_decode(const char *buf, size_t len, manifest *m)
         parse_field(&p, end, "max_ino ", &m->max_ino) < 0 ||
         parse_field(&p, end, "writer ", &m->writer) < 0 ||
         parse_field(&p, end, "session ", &m->session) < 0 ||
-        parse_field(&p, end, "inherit ", &m->inherit) < 0)
+        parse_field(&p, end, "inherit ", &m->inherit) < 0 ||
+        parse_field(&p, end, "time ", &m->time) < 0)
         goto fail;
     while (expect(&p, end, "layer ") == 0)
         if ((rc = parse_layer(&p, end, m)) < 0)
@@ -325,6 +327,57 @@ out:
     return rc;
 }
 
+/* Ascending order of generations. */
+static int gen_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+int manifest_gens(objstore *os, const char *branch, uint64_t **gens, size_t *n)
+{
+    char *prefix = manifest_key(branch, 0, 0), **keys = NULL;
+    size_t nkeys = 0;
+    int rc;
+
+    *gens = NULL;
+    *n = 0;
+    if (!prefix)
+        return -ENOMEM;
+    if ((rc = os_list(os, prefix, &keys, &nkeys)) == 0) {
+        *gens = malloc((nkeys ? nkeys : 1) * sizeof **gens);
+        if (!*gens)
+            rc = -ENOMEM;
+        for (size_t i = 0; *gens && i < nkeys; i++)
+            if (manifest_gen_of(keys[i], strlen(prefix), &(*gens)[*n]) == 0)
+                (*n)++;
+        if (*gens)
+            qsort(*gens, *n, sizeof **gens, gen_cmp);
+        os_list_free(keys, nkeys);
+    }
+    free(prefix);
+    return rc;
+}
+
+int manifest_oldest_unbroken(objstore *os, const char *branch, uint64_t *gen)
+{
+    uint64_t *gens;
+    size_t n;
+    int rc = manifest_gens(os, branch, &gens, &n);
+    if (rc)
+        return rc;
+    if (n == 0) {
+        free(gens);
+        return -ENOENT;
+    }
+    size_t i = n - 1;
+    while (i > 0 && gens[i - 1] == gens[i] - 1)
+        i--;
+    *gen = gens[i];
+    free(gens);
+    return 0;
+}
+
 /* Load generation GEN of BRANCH; -ENOENT if there is no such generation. */
 int manifest_load(objstore *os, const char *branch, uint64_t gen, manifest *m)
 {
@@ -372,8 +425,9 @@ int manifest_commit(objstore *os, const char *branch, const manifest *m)
 
     if (!key)
         return -ENOMEM;
-    if ((rc = manifest_encode(m, &buf, &len)) == 0)
-        rc = os_put_if_absent(os, key, buf, len);
+    if ((rc = manifest_encode(m, &buf, &len)) == 0 && (rc = failpoint("manifest-commit-before")) == 0 &&
+        (rc = os_put_if_absent(os, key, buf, len)) == 0)
+        rc = failpoint("manifest-commit-after");
     free(buf);
     free(key);
     return rc;

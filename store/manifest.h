@@ -9,7 +9,8 @@
  *
  * The encoding is line-oriented text ending with a CRC-32C line, so it is
  * both inspectable and verified: "lakefs-manifest 1", "seq N", "max_ino N",
- * "writer N", "session N", "inherit N", one "layer KEY MINSEQ MAXSEQ SIZE"
+ * "writer N", "session N", "inherit N", "time N" (seconds since the epoch
+ * when the committer made it), one "layer KEY MINSEQ MAXSEQ SIZE"
  * per layer (newest last), "crc XXXXXXXX".
  *
  * writer, session and inherit say where the batches after SEQ are: in the
@@ -37,6 +38,7 @@ typedef struct manifest {
     uint64_t writer;              /* id of the committing daemon's state directory */
     uint64_t session;             /* committing mount (the generation it opened with) */
     uint64_t inherit;             /* older session whose remote chain is still to fold in */
+    uint64_t time;                /* when it was made, seconds since the epoch (gc's clock) */
     size_t nlayers;
     manifest_layer *layers;       /* oldest first */
 } manifest;
@@ -52,6 +54,12 @@ int manifest_add_layer(manifest *m, const char *key, uint64_t min_seq,
 
 /* Load the newest manifest of BRANCH; -ENOENT if the branch has none. */
 int manifest_load_latest(objstore *os, const char *branch, manifest *m);
+/* The generations of BRANCH that exist, ascending, in a malloc'd *GENS
+ * (*N of them; garbage collection leaves gaps and removes the oldest). */
+int manifest_gens(objstore *os, const char *branch, uint64_t **gens, size_t *n);
+/* The oldest generation G of BRANCH such that every generation from G to
+ * the newest exists, into *GEN; -ENOENT if the branch has none. */
+int manifest_oldest_unbroken(objstore *os, const char *branch, uint64_t *gen);
 /* Load generation GEN of BRANCH; -ENOENT if there is no such generation. */
 int manifest_load(objstore *os, const char *branch, uint64_t gen, manifest *m);
 /* Generation named by manifest object KEY of BRANCH ("branches/BRANCH/

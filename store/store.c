@@ -70,6 +70,7 @@
 #include "manifest.h"
 #include "memtable.h"
 #include "compact.h"
+#include "failpoint.h"
 #include "branch.h"
 
 #include <errno.h>
@@ -143,6 +144,7 @@ struct store {
     int compact_kicked;           /* a layer was committed since the compactor looked (wake_mu) */
     uint64_t flushes;             /* layers flushed (lock) */
     uint64_t compactions;         /* merges committed (lock) */
+    char *pin;                    /* snapshot: its pin object (store_pin) */
     pthread_mutex_t compact_mu;   /* one merge at a time (held across it) */
     int compaction_off;           /* store_config.compaction_off */
     int leased;                   /* we hold branches/NAME/lease */
@@ -240,6 +242,26 @@ int store_repo_check(objstore *os)
     return rc;
 }
 
+int store_layer_key_parse(const char *key, char *branch, size_t blen, uint64_t *session)
+{
+    const char *l = strstr(key, "/layers/");
+    if (strncmp(key, "branches/", 9) || !l || (size_t)(l - key - 9) >= blen || l == key + 9) return -EINVAL;
+    const char *p = l + 8;
+    /* SESSION-MINSEQ-MAXSEQ-RANDOM.layer: 16, 16, 16 and 8 hex digits */
+    static const size_t len[] = { 16, 16, 16, 8 };
+    for (int f = 0; f < 4; f++) {
+        for (size_t i = 0; i < len[f]; i++)
+            if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) return -EINVAL;
+        if (p[len[f]] != (f < 3 ? '-' : '.')) return -EINVAL;
+        p += len[f] + 1;
+    }
+    if (strcmp(p, "layer")) return -EINVAL;
+    memcpy(branch, key + 9, (size_t)(l - key - 9));
+    branch[l - key - 9] = 0;
+    *session = strtoull(l + 8, NULL, 16);
+    return 0;
+}
+
 /* Upload a finished layer of BRANCH written by mount SESSION; its object
  * key goes to *NAME (malloc'd). */
 static int store_upload_layer(objstore *os, const char *branch, uint64_t session, const void *buf, size_t len,
@@ -251,8 +273,10 @@ static int store_upload_layer(objstore *os, const char *branch, uint64_t session
         char key[512];
         snprintf(key, sizeof key, "branches/%s/layers/%016" PRIx64 "-%016" PRIx64 "-%016" PRIx64 "-%08x.layer",
                  branch, session, min_seq, max_seq, rnd);
-        int rc = os_put_if_absent(os, key, buf, len);
+        int rc = failpoint("layer-upload-before");
+        if (!rc) rc = os_put_if_absent(os, key, buf, len);
         if (rc == -EEXIST) continue;
+        if (!rc) rc = failpoint("layer-upload-after");
         if (rc) return rc;
         if (!(*name = strdup(key))) return -ENOMEM;
         return 0;
@@ -277,7 +301,7 @@ int store_branch_create(objstore *os, const char *branch, const skey *key,
     if (!rc) rc = store_upload_layer(os, branch, 0, buf, len, 1, 1, &name);
     free(buf);
     if (rc) return rc;
-    m = (manifest){ .gen = 1, .seq = 1, .max_ino = key->b[0] == KEY_INODE ? key_get64(key->b + 1) : 0 };
+    m = (manifest){ .gen = 1, .seq = 1, .time = (uint64_t)time(NULL), .max_ino = key->b[0] == KEY_INODE ? key_get64(key->b + 1) : 0 };
     rc = manifest_add_layer(&m, name, 1, 1, len);
     if (!rc) rc = manifest_commit(os, branch, &m);
     free(name);
@@ -759,6 +783,7 @@ static int store_build_layer(store *st, const frozen *fz, manifest *next, layer 
         next->seq = max_seq;
         next->writer = st->writer;
         next->session = st->session;
+        next->time = (uint64_t)time(NULL);
         pthread_rwlock_rdlock(&st->lock);
         next->max_ino = st->next_ino - 1;
         pthread_rwlock_unlock(&st->lock);
@@ -901,7 +926,8 @@ static int store_compact_once(store *st)
         for (size_t i = 0; i < count && !rc; i++)
             if (first + i >= cur->nlayers || strcmp(cur->layers[first + i].key, layer_name(in[i]))) rc = -ESTALE;
         *next = (manifest){ .gen = cur->gen + 1, .seq = cur->seq, .max_ino = cur->max_ino, .writer = cur->writer,
-                            .session = cur->session, .inherit = cur->inherit };
+                            .session = cur->session, .inherit = cur->inherit,
+                            .time = (uint64_t)time(NULL) };
         for (size_t i = 0; i < cur->nlayers && !rc; i++) {
             manifest_layer *ml = &cur->layers[i];
             if (i == first)
@@ -915,6 +941,7 @@ static int store_compact_once(store *st)
         st->cpend.count = count;
         st->cpend.pieces = pieces;
         st->cpend.npieces = np;
+        if (!rc) rc = failpoint("compact-commit-before");
         if (rc) store_cpend_clear(st);
         else if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) { rc = -EIO; store_cpend_clear(st); }
         else rc = store_compact_install(st);
@@ -1160,10 +1187,16 @@ static void store_lease_field(const char *text, const char *name, char *buf, siz
 
 int store_lease_read(objstore *os, const char *branch, store_lease *l)
 {
-    char key[512], me[400], pid[32];
+    char key[512];
+    snprintf(key, sizeof key, "branches/%s/lease", branch);
+    return store_holder_read(os, key, l);
+}
+
+int store_holder_read(objstore *os, const char *key, store_lease *l)
+{
+    char me[400], pid[32];
     void *cur; size_t clen;
     memset(l, 0, sizeof *l);
-    snprintf(key, sizeof key, "branches/%s/lease", branch);
     int rc = os_get(os, key, 0, UINT64_MAX, &cur, &clen);
     if (rc) return rc;
     char *text = strndup(cur, clen);
@@ -1360,6 +1393,7 @@ static int store_fold(store *st, uint64_t source, uint64_t from, char *err, size
     else if (!rc) {               /* nothing to write: commit the same state without SOURCE */
         st->man.gen++;
         st->man.inherit = 0;
+        st->man.time = (uint64_t)time(NULL);
         rc = manifest_commit(st->os, st->branch, &st->man);
     }
     pthread_mutex_unlock(&st->flush_mu);
@@ -1425,12 +1459,44 @@ static int store_open_layers(store *st, char *err, size_t errlen)
     return 0;
 }
 
+/* Pin generation GEN of ST's branch for as long as ST is open: a pin
+ * object branches/NAME/pins/GEN-RANDOM naming this process, which garbage
+ * collection honours (store/gc.h). */
+static int store_pin(store *st, uint64_t gen)
+{
+    char key[512], me[400], body[600];
+    uint64_t rnd;
+    if (getentropy(&rnd, sizeof rnd) < 0) return -errno;
+    snprintf(key, sizeof key, "branches/%s/pins/%020" PRIu64 "-%016" PRIx64, st->branch, gen, rnd);
+    store_machine_id(me, sizeof me);
+    int blen = snprintf(body, sizeof body, "lakefs-pin 1\nholder %s\npid %ld\n", me, (long)getpid());
+    int rc = os_put_if_absent(st->os, key, body, (size_t)blen);
+    if (!rc && !(st->pin = strdup(key))) { os_delete(st->os, key); rc = -ENOMEM; }
+    return rc;
+}
+
 int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **out, char *err, size_t errlen)
 {
     store *st = store_alloc(os, branch);
     if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
     st->snapshot = 1;
-    int rc = manifest_load(os, branch, gen, &st->man);
+    /* pin first, then load: a collector that has not seen the pin has
+     * already removed the manifest, or will see the pin (store/gc.c); no
+     * pin for a generation that is not there at all */
+    int rc = manifest_exists(os, branch, gen);
+    if (rc == 0) rc = -ENOENT;
+    if (rc == 1) rc = store_pin(st, gen);
+    if (rc == -ENOENT) {
+        snprintf(err, errlen, "cannot load generation %" PRIu64 " of branch '%s': %s", gen, branch, strerror(-rc));
+        store_close(st);
+        return rc;
+    }
+    if (rc) {
+        snprintf(err, errlen, "cannot pin generation %" PRIu64 " of branch '%s': %s", gen, branch, strerror(-rc));
+        store_close(st);
+        return rc;
+    }
+    rc = manifest_load(os, branch, gen, &st->man);
     if (rc) {
         snprintf(err, errlen, "cannot load generation %" PRIu64 " of branch '%s': %s", gen, branch, strerror(-rc));
     } else if (!(rc = store_open_layers(st, err, errlen))) {
@@ -1520,6 +1586,7 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     st->man.writer = st->writer;
     st->man.session = st->session = st->man.gen;
     st->man.inherit = source;
+    st->man.time = (uint64_t)time(NULL);
     if ((rc = manifest_commit(st->os, st->branch, &st->man))) {
         if (rc == -EEXIST)
             snprintf(err, errlen, "branch '%s' changed while it was being opened: another daemon is writing it; unmount that one first", st->branch);
@@ -1599,6 +1666,12 @@ int store_close(store *st)
         rc = -EIO;
     }
     if (st->leased && !rc) store_lease_release(st);
+    if (st->pin) {
+        int prc = os_delete(st->os, st->pin);
+        if (prc) fprintf(stderr, "lakefs: cannot remove pin %s: %s (gc removes it once this process is gone)\n",
+                         st->pin, strerror(-prc));
+        free(st->pin);
+    }
     store_uncertain_clear(st);
     lset_release(st->ls);
     for (int i = 0; i < st->nfrozen; i++) mt_free(st->frozen[i].mt);

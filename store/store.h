@@ -53,6 +53,14 @@ typedef struct store_lease {
 
 /* Read BRANCH's lease into L; -ENOENT if the branch is not leased. */
 int store_lease_read(objstore *os, const char *branch, store_lease *l);
+/* The same for any object naming a holder that way (a lease, a pin). */
+int store_holder_read(objstore *os, const char *key, store_lease *l);
+
+/* A layer's object key is branches/BRANCH/layers/SESSION-MINSEQ-MAXSEQ-
+ * RANDOM.layer (hex): BRANCH wrote it, in the mount whose session (the
+ * generation it opened with) is SESSION.  Parse KEY into BRANCH (BLEN
+ * bytes) and *SESSION; -EINVAL if KEY is not such a key. */
+int store_layer_key_parse(const char *key, char *branch, size_t blen, uint64_t *session);
 /* This machine's identity "HOST BOOT_ID" into BUF, as leases name it. */
 void store_machine_id(char *buf, size_t len);
 
@@ -62,7 +70,8 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen);
 /* Open generation GEN of BRANCH's manifests as a throw-away overlay: no
  * lock, lease or journal; reads see that state, commits stay in memory
  * (never flushed, gone at store_close), syncs do nothing and
- * store_checkpoint fails with -EROFS.  The repository is never written. */
+ * store_checkpoint fails with -EROFS.  The repository is written only to
+ * pin GEN while the overlay is open (garbage collection keeps it). */
 int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **out, char *err, size_t errlen);
 /* Start the background flusher (call after any fork). */
 int store_start(store *st);

@@ -24,6 +24,8 @@
 #include "../fs/pg/pg_walscan.h"
 #include "../store/layer.h"
 #include "../store/branch.h"
+#include "../store/gc.h"
+#include "../store/fsck.h"
 #include "../store/manifest.h"
 #include "../store/objcache.h"
 #include "../store/objstore.h"
@@ -35,6 +37,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,6 +63,9 @@ static const char *usage_main =
     "  branch list|show|delete|rename   list, describe, delete, rename branches\n"
     "  lsn BRANCH --at TIME             the LSN where BRANCH's state at TIME ends\n"
     "  log BRANCH                       PostgreSQL checkpoints and branch points in BRANCH's history\n"
+    "  gc [URL] [--dry-run]             delete what no branch, window or view needs any more\n"
+    "  config set retention=DURATION    the repository's time-travel window (default 7d)\n"
+    "  fsck [URL] [--repair]            verify every manifest and layer; --repair removes orphans\n"
     "\n"
     "URL is file:///absolute/path or s3://bucket/prefix.  'lakefs COMMAND --help'\n"
     "describes a command.\n";
@@ -101,7 +107,9 @@ static const char *usage_mount =
     "                      at unmount (implies ro, which is then not passed to the kernel)\n"
     "  -o time=TIME        the same at a moment (ISO 8601 with a zone, 2026-11-23T10:32:05Z)\n"
     "  -o retention=DURATION  how far back time-travel views may go (e.g. 7d, 12h, 30min;\n"
-    "                      default 7d)\n"
+    "                      default: the repository's setting, see lakefs config)\n"
+    "  -o gc_interval=DURATION  run garbage collection (lakefs gc) that often (default\n"
+    "                      1h; 0: never)\n"
     "  -o durability=MODE  local (default): fsync returns once the data is in the local\n"
     "                      journal, uploaded later; remote: once it is in the repository,\n"
     "                      so a new machine finds every fsynced write\n"
@@ -132,6 +140,42 @@ static const char *usage_log =
     "checkpoints (from the WAL archive) and branch points (where BRANCH was\n"
     "created from its parent, and where children were created from it), each\n"
     "with its time (UTC) and LSN.\n";
+
+static const char *usage_gc =
+    "usage: lakefs gc [URL] [--dry-run] [--retention DURATION]\n"
+    "\n"
+    "Delete the manifests and layers of the repository that nothing needs:\n"
+    "kept are every branch's newest state, every state made within the\n"
+    "retention window and the newest one before it (so time travel reaches\n"
+    "back that far), states pinned by mounted time-travel views, and every\n"
+    "layer those name.  Layers a live mount may still be committing are kept.\n"
+    "The window is the repository's setting (lakefs config set retention=...,\n"
+    "default 7d) unless --retention overrides it for this run (0 keeps only\n"
+    "the newest states).  --dry-run prints what would be kept and freed and\n"
+    "deletes nothing.  URL defaults to --repo, LAKEFS_REPO, or the lakefs\n"
+    "mount holding the current directory.  Mounted daemons also run it every\n"
+    "hour (-o gc_interval).\n";
+
+static const char *usage_fsck =
+    "usage: lakefs fsck [URL] [--repair]\n"
+    "\n"
+    "Check the repository: read every manifest (checksum), every layer they\n"
+    "name (present, of the named size, footer, index and every block's\n"
+    "checksum) and every branch's parent; print one line per problem, then\n"
+    "the layers nothing names (orphans: left by a crash between an upload and\n"
+    "its commit, or by an interrupted gc).  Exits 1 if anything is damaged.\n"
+    "--repair removes the orphans, and nothing else; it is refused while\n"
+    "anything is damaged.  Safe while daemons run: layers a live mount may\n"
+    "still commit are not orphans.\n";
+
+static const char *usage_config =
+    "usage: lakefs config set retention=DURATION [--repo URL]\n"
+    "       lakefs config get [retention] [--repo URL]\n"
+    "\n"
+    "The repository's settings.  retention is how far back time travel reaches\n"
+    "and what garbage collection keeps: a duration such as 7d, 12h, 5min, 90s,\n"
+    "or 0 (only the newest states).  Mounts started afterwards use it as their\n"
+    "default for -o retention.\n";
 
 static const char *usage_branch =
     "usage: lakefs branch create NAME --from PARENT [--at LSN|TIME | --at-xid XID |\n"
@@ -271,7 +315,8 @@ typedef struct mount_opts {
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
     int durability_remote;        /* -o durability=remote */
-    int64_t retention_s;          /* -o retention: time-travel window in seconds */
+    int64_t retention_s;          /* -o retention: time-travel window in seconds (-1: the repository's) */
+    int64_t gc_interval_s;        /* -o gc_interval: seconds between collections (0: none) */
     char *at;                     /* -o lsn= / time=: serve BRANCH@AT, a time-travel view */
     int ro;                       /* -o ro */
     char fuse_opts[1024];         /* options handed to libfuse */
@@ -302,6 +347,13 @@ static int parse_duration(const char *s, int64_t *out)
             return 0;
         }
     return -1;
+}
+
+/* parse_duration, also accepting "0". */
+static int parse_duration_or_zero(const char *s, int64_t *out)
+{
+    if (!strcmp(s, "0")) { *out = 0; return 0; }
+    return parse_duration(s, out);
 }
 
 /* Parse a size like 64M. */
@@ -376,6 +428,9 @@ static int parse_mount_opts(mount_opts *m, char *list)
         } else if (!strcmp(opt, "retention")) {
             if (parse_duration(val, &m->retention_s))
                 return fail("bad retention '%s': use a duration like 7d, 12h or 30min", val);
+        } else if (!strcmp(opt, "gc_interval")) {
+            if (parse_duration_or_zero(val, &m->gc_interval_s))
+                return fail("bad gc_interval '%s': use a duration like 1h or 30min, or 0 for never", val);
         } else if (!strcmp(opt, "durability")) {
             if (!strcmp(val, "remote")) m->durability_remote = 1;
             else if (!strcmp(val, "local")) m->durability_remote = 0;
@@ -701,9 +756,74 @@ static void log_counters(const mount_opts *m, objcache *cache)
     /* --- end disk cache --- */
 }
 
+/* The daemon's periodic garbage collection (lakefs gc with the
+ * repository's retention) on a thread of its own. */
+typedef struct gc_timer {
+    objstore *os;
+    int64_t interval_s;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;            /* signalled to stop */
+    int stop;
+} gc_timer;
+
+static void *gc_timer_main(void *arg)
+{
+    gc_timer *t = arg;
+    pthread_mutex_lock(&t->mu);
+    while (!t->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += t->interval_s;
+        while (!t->stop && pthread_cond_timedwait(&t->cv, &t->mu, &ts) != ETIMEDOUT) {}
+        if (t->stop) break;
+        pthread_mutex_unlock(&t->mu);
+        gc_options o = { .retention_s = GC_RETENTION_DEFAULT };
+        gc_report r;
+        char err[700];
+        int rc = gc_retention_get(t->os, &o.retention_s);
+        if (!rc) rc = gc_run(t->os, &o, &r, err, sizeof err);
+        else snprintf(err, sizeof err, "cannot read the retention setting: %s", strerror(-rc));
+        if (rc) fprintf(stderr, "lakefs: gc: %s (retried in %" PRId64 " s)\n", err, t->interval_s);
+        else if (r.layers_freed || r.gens_freed)
+            fprintf(stderr, "lakefs: gc: freed %" PRIu64 " layers (%" PRIu64 " bytes) and %" PRIu64 " manifests\n",
+                    r.layers_freed, r.bytes_freed, r.gens_freed);
+        pthread_mutex_lock(&t->mu);
+    }
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+}
+
+/* Start T's thread unless its interval is 0; 1 if started. */
+static int gc_timer_start(gc_timer *t)
+{
+    if (t->interval_s <= 0) return 0;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    if (pthread_create(&t->thread, NULL, gc_timer_main, t)) {
+        fprintf(stderr, "lakefs: cannot start periodic gc; run lakefs gc yourself\n");
+        pthread_mutex_destroy(&t->mu);
+        pthread_cond_destroy(&t->cv);
+        return 0;
+    }
+    return 1;
+}
+
+/* Stop T's thread (waits for a run in progress). */
+static void gc_timer_stop(gc_timer *t)
+{
+    pthread_mutex_lock(&t->mu);
+    t->stop = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+}
+
 static int cmd_mount(int argc, char **argv)
 {
-    mount_opts m = { .readahead = -1, .retention_s = PG_TARGET_RETENTION_DEFAULT };
+    mount_opts m = { .readahead = -1, .retention_s = -1, .gc_interval_s = 3600 };
     int rc = 0, status = 1;
     char *positional[2];
     int npos = 0;
@@ -815,6 +935,12 @@ static int cmd_mount(int argc, char **argv)
         }
     }
     /* --- end disk cache --- */
+    if (m.retention_s < 0 && (rc = gc_retention_get(os, &m.retention_s))) {
+        fail("cannot read the retention setting of %s: %s", m.url, strerror(-rc));
+        objcache_close(cache);
+        os_close(os);
+        goto out;
+    }
     control_sweep(m.state_dir);
     snprintf(d.control_path, sizeof d.control_path, "%s/control.%ld", m.state_dir, (long)getpid());
     if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);
@@ -834,7 +960,10 @@ static int cmd_mount(int argc, char **argv)
     } else if (control_start(d.control_path, &cops, &ctl, err, sizeof err)) {
         fail("%s", err);
     } else {
+        gc_timer gt = { .os = d.os, .interval_s = m.gc_interval_s };
+        int gc_started = gc_timer_start(&gt);
         status = serve(&m, d.fs, report[1]);
+        if (gc_started) gc_timer_stop(&gt);
         control_stop(ctl);
         served = 1;
     }
@@ -910,7 +1039,8 @@ static int repo_from_mount(char *url, size_t len)
 typedef struct branch_args {
     const char *repo, *from, *at;
     const char *at_xid, *at_restore_point;  /* branch create: points named by a record */
-    int force;
+    const char *retention;        /* gc --retention */
+    int force, dry_run, repair;
     const char *pos[3];           /* positionals after the subcommand */
     int npos;
 } branch_args;
@@ -985,7 +1115,10 @@ static int resolve_target(objstore *os, const char *branch, const char *text, pg
 {
     char err[700];
     uint64_t gen;
-    return past_resolve(os, branch, text, PG_TARGET_RETENTION_DEFAULT, t, base, &gen, archive, cut, err, sizeof err)
+    int64_t retention;
+    int rc = gc_retention_get(os, &retention);
+    if (rc) return fail("cannot read the retention setting of %s: %s", os_url(os), strerror(-rc));
+    return past_resolve(os, branch, text, retention, t, base, &gen, archive, cut, err, sizeof err)
            ? fail("%s", err) : 0;
 }
 
@@ -1335,15 +1468,17 @@ static int branch_rename_cmd(const branch_args *a)
  * else the exit status (--help printed USAGE, or a usage error). */
 static int parse_args(const char *command, int argc, char **argv, const char *usage, branch_args *a, const char **sub)
 {
-    static const char *flags[] = { "--repo", "--from", "--at", "--at-xid", "--at-restore-point" };
-    const char **vals[] = { &a->repo, &a->from, &a->at, &a->at_xid, &a->at_restore_point };
+    static const char *flags[] = { "--repo", "--from", "--at", "--at-xid", "--at-restore-point", "--retention" };
+    const char **vals[] = { &a->repo, &a->from, &a->at, &a->at_xid, &a->at_restore_point, &a->retention };
     *sub = NULL;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         int known = 0;
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { fputs(usage, stdout); return 0; }
         if (!strcmp(arg, "--force")) { a->force = 1; continue; }
-        for (int f = 0; f < 5 && !known; f++) {
+        if (!strcmp(arg, "--dry-run")) { a->dry_run = 1; continue; }
+        if (!strcmp(arg, "--repair")) { a->repair = 1; continue; }
+        for (int f = 0; f < 6 && !known; f++) {
             size_t fl = strlen(flags[f]);
             if (strncmp(arg, flags[f], fl) || (arg[fl] && arg[fl] != '=')) continue;
             known = 1;
@@ -1520,6 +1655,88 @@ static int cmd_log(int argc, char **argv)
     return rc;
 }
 
+static int cmd_gc(int argc, char **argv)
+{
+    branch_args a = { 0 };
+    const char *url;
+    int rc = parse_args("gc", argc, argv, usage_gc, &a, &url);
+    if (rc >= 0) return rc;
+    if (a.npos || a.from || a.at || a.at_xid || a.at_restore_point || a.force || a.repair)
+        return usage_fail("gc: usage: lakefs gc [URL] [--dry-run] [--retention DURATION]");
+    if (url && a.repo) return usage_fail("gc: give the repository once (URL or --repo)");
+    if (url) a.repo = url;
+    gc_options o = { .dry_run = a.dry_run, .out = stdout };
+    if (a.retention && parse_duration_or_zero(a.retention, &o.retention_s))
+        return usage_fail("gc: bad retention '%s': use a duration like 7d, 12h or 5min, or 0", a.retention);
+    objstore *os;
+    if (branch_open_repo(&a, &os)) return 1;
+    if (!a.retention && (rc = gc_retention_get(os, &o.retention_s))) {
+        fail("cannot read the retention setting of %s: %s", os_url(os), strerror(-rc));
+        os_close(os);
+        return 1;
+    }
+    gc_report r;
+    char err[700];
+    rc = gc_run(os, &o, &r, err, sizeof err);
+    os_close(os);
+    return rc ? fail("gc: %s", err) : 0;
+}
+
+static int cmd_fsck(int argc, char **argv)
+{
+    branch_args a = { 0 };
+    const char *url;
+    int rc = parse_args("fsck", argc, argv, usage_fsck, &a, &url);
+    if (rc >= 0) return rc;
+    if (a.npos || a.from || a.at || a.at_xid || a.at_restore_point || a.force || a.dry_run || a.retention)
+        return usage_fail("fsck: usage: lakefs fsck [URL] [--repair]");
+    if (url && a.repo) return usage_fail("fsck: give the repository once (URL or --repo)");
+    if (url) a.repo = url;
+    objstore *os;
+    if (branch_open_repo(&a, &os)) return 1;
+    fsck_report r;
+    char err[700];
+    rc = fsck_run(os, a.repair, stdout, &r, err, sizeof err);
+    os_close(os);
+    if (rc) return fail("fsck: %s", err);
+    if (r.damaged) return fail("fsck: %s is damaged: %" PRIu64 " problem%s (listed above)", a.repo ? a.repo : "the repository",
+                               r.damaged, r.damaged == 1 ? "" : "s");
+    return 0;
+}
+
+static int cmd_config(int argc, char **argv)
+{
+    branch_args a = { 0 };
+    const char *sub;
+    int rc = parse_args("config", argc, argv, usage_config, &a, &sub);
+    if (rc >= 0) return rc;
+    if (!sub || a.from || a.at || a.at_xid || a.at_restore_point || a.force || a.dry_run || a.retention || a.repair) {
+        fputs(usage_config, stderr);
+        return 2;
+    }
+    int set = !strcmp(sub, "set");
+    if (!set && strcmp(sub, "get"))
+        return usage_fail("config: unknown subcommand '%s': use set or get", sub);
+    if (set ? a.npos != 1 : a.npos > 1) { fputs(usage_config, stderr); return 2; }
+    int64_t secs = 0;
+    if (set) {
+        if (strncmp(a.pos[0], "retention=", 10))
+            return usage_fail("config set: unknown setting '%s': the one setting is retention=DURATION", a.pos[0]);
+        if (parse_duration_or_zero(a.pos[0] + 10, &secs))
+            return usage_fail("config set: bad retention '%s': use a duration like 7d, 12h or 5min, or 0",
+                              a.pos[0] + 10);
+    } else if (a.npos && strcmp(a.pos[0], "retention")) {
+        return usage_fail("config get: unknown setting '%s': the one setting is retention", a.pos[0]);
+    }
+    objstore *os;
+    if (branch_open_repo(&a, &os)) return 1;
+    rc = set ? gc_retention_set(os, secs) : gc_retention_get(os, &secs);
+    os_close(os);
+    if (rc) return fail("cannot %s the retention setting of the repository: %s", set ? "write" : "read", strerror(-rc));
+    if (!set) printf("retention=%" PRId64 "s\n", secs);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) { fputs(usage_main, stderr); return 2; }
@@ -1531,6 +1748,9 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "branch")) return cmd_branch(argc - 1, argv + 1);
     if (!strcmp(cmd, "lsn")) return cmd_lsn(argc - 1, argv + 1);
     if (!strcmp(cmd, "log")) return cmd_log(argc - 1, argv + 1);
+    if (!strcmp(cmd, "gc")) return cmd_gc(argc - 1, argv + 1);
+    if (!strcmp(cmd, "config")) return cmd_config(argc - 1, argv + 1);
+    if (!strcmp(cmd, "fsck")) return cmd_fsck(argc - 1, argv + 1);
     /* mount(8) convention: lakefs SOURCE MOUNTPOINT [-o OPTS] */
     if (strstr(cmd, "://")) return cmd_mount(argc, argv);
     fail("unknown command '%s' (see lakefs --help)", cmd);

@@ -3,8 +3,10 @@
  * recovery to one, and the recovery settings (see pg_target.h).
  *
  * Finding the base: a branch's manifest generations are numbered from 1
- * without gaps (generation 1 of a fork copies its parent's generation at
- * the branch point), and the recorded WAL position only grows with the
+ * (generation 1 of a fork copies its parent's generation at the branch
+ * point); garbage collection removes the oldest ones, but never one in
+ * the unbroken run ending at the newest that a target within the
+ * retention window needs (store/gc.h), and the recorded WAL position only grows with the
  * generation, so "the position is past the target" is false up to some
  * generation and true after it: a binary search finds the newest
  * generation before the target in O(log n) manifest reads.  A branch's
@@ -190,12 +192,12 @@ static int past(const pg_wal_pos *p, const pg_target *t)
     return t->is_time ? p->time_us >= t->time_us : p->lsn > t->lsn;
 }
 
-/* The newest generation in 1..HI of BRANCH not past T into *GEN (0: even
- * generation 1 is), its position in *P (*HAS 0: it has none). */
-static int search(objstore *os, const char *branch, uint64_t hi, const pg_target *t, uint64_t *gen,
+/* The newest generation in LO..HI of BRANCH not past T into *GEN (0: even
+ * generation LO is), its position in *P (*HAS 0: it has none). */
+static int search(objstore *os, const char *branch, uint64_t lo, uint64_t hi, const pg_target *t, uint64_t *gen,
                   pg_wal_pos *p, int *has, char *err, size_t errlen)
 {
-    uint64_t lo = 1, found = 0;
+    uint64_t found = 0;
     while (lo <= hi) {
         uint64_t mid = lo + (hi - lo) / 2;
         pg_wal_pos q;
@@ -214,12 +216,12 @@ static int search(objstore *os, const char *branch, uint64_t hi, const pg_target
     return 0;
 }
 
-/* The first generation in 1..HI of BRANCH with a recorded position into
+/* The first generation in LO..HI of BRANCH with a recorded position into
  * *P: 1, 0 if none has one, or -errno. */
-static int first_pos(objstore *os, const char *branch, uint64_t hi, pg_wal_pos *p)
+static int first_pos(objstore *os, const char *branch, uint64_t lo, uint64_t hi, pg_wal_pos *p)
 {
     char err[256];
-    uint64_t lo = 1, found = 0;
+    uint64_t found = 0;
     while (lo <= hi) {            /* positions, once there, stay: binary search */
         uint64_t mid = lo + (hi - lo) / 2;
         pg_wal_pos q;
@@ -235,10 +237,11 @@ int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p)
 {
     manifest m;
     branch_meta meta;
-    if (manifest_load_latest(os, branch, &m)) return -ENOENT;
+    uint64_t lo;
+    if (manifest_load_latest(os, branch, &m) || manifest_oldest_unbroken(os, branch, &lo)) return -ENOENT;
     uint64_t hi = m.gen;
     manifest_free(&m);
-    int rc = first_pos(os, branch, hi, p);
+    int rc = first_pos(os, branch, lo, hi, p);
     if (rc <= 0) return rc ? rc : -ENOENT;
     rc = branch_meta_load(os, branch, &meta);
     if (rc && rc != -ENOENT) return rc;
@@ -311,10 +314,14 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
     }
     if (t->is_time && t->time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
     if (!t->is_time && t->lsn < b->floor_lsn) return too_old(os, branch, what, floor_us, err, errlen);
-    uint64_t gen;
+    uint64_t gen, lo;             /* generations older than LO were collected (gc) */
     pg_wal_pos p = { 0 };
     int has = 0;
-    if ((rc = search(os, branch, hi, t, &gen, &p, &has, err, errlen))) return rc;
+    if ((rc = manifest_oldest_unbroken(os, branch, &lo))) {
+        snprintf(err, errlen, "branch '%s': cannot list its generations: %s", branch, strerror(-rc));
+        return rc;
+    }
+    if ((rc = search(os, branch, lo, hi, t, &gen, &p, &has, err, errlen))) return rc;
     if (!gen || !has || p.time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
     snprintf(b->branch, sizeof b->branch, "%s", branch);
     b->gen = gen;

@@ -44,7 +44,6 @@
 #include "pg_wal.h"
 
 #define PG_TARGET_TEXT 48         /* a target's text form, with its NUL */
-#define PG_TARGET_RETENTION_DEFAULT (7 * 86400)  /* how far back targets may go, seconds */
 
 typedef struct pg_target {      /* a point in a branch's past */
     int is_time;                  /* 0: lsn; 1: time_us */

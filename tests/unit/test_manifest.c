@@ -26,7 +26,8 @@ static uint64_t rnd(void)
 static int same(const manifest *a, const manifest *b)
 {
     if (a->seq != b->seq || a->max_ino != b->max_ino || a->nlayers != b->nlayers ||
-        a->writer != b->writer || a->session != b->session || a->inherit != b->inherit)
+        a->writer != b->writer || a->session != b->session || a->inherit != b->inherit ||
+        a->time != b->time)
         return 0;
     for (size_t i = 0; i < a->nlayers; i++)
         if (strcmp(a->layers[i].key, b->layers[i].key) ||
@@ -87,6 +88,7 @@ int main(void)
     m.writer = 9;
     m.session = 12;
     m.inherit = 11;
+    m.time = 1764513000;
     CHECK(manifest_add_layer(&m, "layers/0001", 1, 20, 4096) == 0);
     CHECK(manifest_add_layer(&m, "layers/0002", 21, 42, 0) == 0);
     CHECK(manifest_add_layer(&m, "bad key", 1, 2, 3) == -EINVAL);
@@ -95,7 +97,7 @@ int main(void)
     CHECK(m.nlayers == 2);
     CHECK(manifest_encode(&m, &buf, &len) == 0);
     {
-        const char *body = "lakefs-manifest 1\nseq 42\nmax_ino 7\nwriter 9\nsession 12\ninherit 11\n"
+        const char *body = "lakefs-manifest 1\nseq 42\nmax_ino 7\nwriter 9\nsession 12\ninherit 11\ntime 1764513000\n"
                            "layer layers/0001 1 20 4096\n"
                            "layer layers/0002 21 42 0\n";
         char want[512];
@@ -135,32 +137,35 @@ int main(void)
     CHECK(m.nlayers == 0 && m.layers == NULL);
 
     /* the grammar is strict even when the crc is right */
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == 0);
-    CHECK(decode_body("lakefs-manifest 1\nseq 0\nmax_ino 0\nwriter 0\nsession 0\ninherit 0\n"
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == 0);
+    CHECK(decode_body("lakefs-manifest 1\nseq 0\nmax_ino 0\nwriter 0\nsession 0\ninherit 0\ntime 1\n"
                       "layer a 0 0 0\n") == 0);
-    CHECK(decode_body("lakefs-manifest 1\nseq 18446744073709551615\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == 0);
-    CHECK(decode_body("lakefs-manifest 1\nseq 18446744073709551616\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 18446744073709551615\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == 0);
+    CHECK(decode_body("lakefs-manifest 1\nseq 18446744073709551616\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
     CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\ninherit 0\nsession 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 2\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 01\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq -1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq +1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq  1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1 \nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 2\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 01\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq -1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq +1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq  1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1 \nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
     CHECK(decode_body("lakefs-manifest 1\nmax_ino 2\nseq 1\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\r\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a 5 4 1\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a b 1 2 3\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer  1 2 3\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a 1 2\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a 1 2 3 4\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a* 1 2 3\n") == -EINVAL);
-    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\nlayer a 1 2 3\nseq 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ntime 1\ninherit 0\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1764513000\n") == 0);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\r\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\nlayer a 5 4 1\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\nlayer a b 1 2 3\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\nlayer  1 2 3\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\nlayer a 1 2\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\nlayer a 1 2 3 4\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\nlayer a* 1 2 3\n") == -EINVAL);
+    CHECK(decode_body("lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\nlayer a 1 2 3\nseq 1\n") == -EINVAL);
     {
-        const char *body = "lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\n";
+        const char *body = "lakefs-manifest 1\nseq 1\nmax_ino 2\nwriter 0\nsession 0\ninherit 0\ntime 1\n";
         char text[256];
         snprintf(text, sizeof(text), "%scrc %08X\n", body,
                  crc32c(0, body, strlen(body)) | 0xa0000000u);

@@ -142,14 +142,17 @@ static void pic_add(picture *p, const void *data, size_t len)
     p->len += len;
 }
 
-/* One entry: "path type size ino mtime\n" then its content. */
+/* One entry: "path type size ino mtime\n" then its content.  Pins (a
+ * snapshot's only write, gone at close) and directory times are left out. */
 static int pic_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)ftw;
     char line[4400];
+    if (strstr(path + cur_skip, "/pins")) return 0;
+    int dir = flag != FTW_F;
     int n = snprintf(line, sizeof line, "%s %d %o %lld %llu %lld.%09ld\n", path + cur_skip, flag,
-                     (unsigned)sb->st_mode, (long long)sb->st_size, (unsigned long long)sb->st_ino,
-                     (long long)sb->st_mtim.tv_sec, sb->st_mtim.tv_nsec);
+                     (unsigned)sb->st_mode, dir ? 0 : (long long)sb->st_size, (unsigned long long)sb->st_ino,
+                     dir ? 0 : (long long)sb->st_mtim.tv_sec, dir ? 0 : sb->st_mtim.tv_nsec);
     pic_add(cur_pic, line, (size_t)n);
     if (flag == FTW_F) {
         int fd = open(path, O_RDONLY);
