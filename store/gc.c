@@ -264,7 +264,7 @@ int gc_run(objstore *os, const gc_options *o, gc_report *r, char *err, size_t er
     int rc = os_list(os, "branches/", &s.keys, &s.nkeys);
     if (rc) { snprintf(err, errlen, "cannot list the repository %s: %s", os_url(os), strerror(-rc)); return rc; }
     if ((rc = gc_load(&s, err, errlen))) goto out;
-    if ((rc = gc_decide(&s, (int64_t)time(NULL))) || (rc = gc_pins(&s, 0)) || (rc = gc_collect_sizes(&s)))
+    if ((rc = gc_decide(&s, o->now ? o->now : (int64_t)time(NULL))) || (rc = gc_pins(&s, 0)) || (rc = gc_collect_sizes(&s)))
         goto fail;
     if (!(del = malloc((s.nkeys ? s.nkeys : 1) * sizeof *del))) { rc = -ENOMEM; goto fail; }
 
@@ -308,7 +308,8 @@ int gc_run(objstore *os, const gc_options *o, gc_report *r, char *err, size_t er
         uint64_t size = 0;
         if (sized) size = sized->size;
         else if (os_head(os, s.keys[i], &size)) size = 0;
-        if (named || gc_in_flight(&s, s.keys[i])) {
+        /* a layer some manifest named was committed once: never in flight */
+        if (named || (!sized && gc_in_flight(&s, s.keys[i]))) {
             r->layers_kept++;
             r->bytes_kept += size;
             if (!named) r->layers_in_flight++;

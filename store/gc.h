@@ -14,11 +14,14 @@
  * Why that is safe against what runs meanwhile:
  *  - A writer (flush or compaction) uploads a layer before the generation
  *    naming it is committed.  A layer's key names the mount that wrote it
- *    (its session: store_layer_key_parse); one not named by any manifest is
+ *    (its session: store_layer_key_parse); one no manifest names at all is
  *    deleted only if its branch has since committed a generation of a later
  *    session, or its own session is over (the branch is not leased).  So a
  *    live mount's uploads are never taken from under it; a crashed or
- *    fenced mount's are, once the branch has moved on.
+ *    fenced mount's are, once the branch has moved on.  (A layer that only
+ *    generations outside the window name was committed, so it is not in
+ *    flight: the layers a live mount's compactions replaced are freed while
+ *    it runs.)
  *  - A reader that loaded a generation (a fork copying it, a daemon
  *    opening its layers) keeps it for the retention window: a generation
  *    is deleted only once a generation made before the window's start
@@ -52,6 +55,7 @@ typedef struct gc_options {
     int keep_all;                 /* keep every generation: remove only what none names (fsck --repair) */
     int list;                     /* print each layer freed ("orphan KEY" with keep_all) */
     FILE *out;                    /* one line per branch and a summary (or NULL) */
+    int64_t now;                  /* the clock, seconds since the epoch (0: time(NULL); tests set it) */
 } gc_options;
 
 typedef struct gc_report {

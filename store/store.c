@@ -918,7 +918,10 @@ static int store_compact_once(store *st)
         return rc;
     }
     pthread_mutex_lock(&st->flush_mu);
-    if (st->cpend.next.gen && (rc = store_compact_install(st))) {
+    if (st->uncertain.gen) {          /* a flush's commit of unknown outcome holds the next generation */
+        rc = -EAGAIN;
+        compact_pieces_free(pieces, np);
+    } else if (st->cpend.next.gen && (rc = store_compact_install(st))) {
         compact_pieces_free(pieces, np);
     } else {
         /* the next generation: the current one with the merged layers replaced */
