@@ -52,18 +52,26 @@ typedef struct gc_state {
     size_t nsizes;
 } gc_state;
 
+/* Array P of *CAP elements of SIZE bytes, N of them used, with room for
+ * one more (moved, *CAP grown, if it had none); NULL if out of memory (P is
+ * then left as it was). */
+static void *gc_grow(void *p, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap) return p;
+    size_t ncap = *cap ? 2 * *cap : 16;
+    void *np = realloc(p, ncap * size);
+    if (np) *cap = ncap;
+    return np;
+}
+
 /* Branch NAME's entry, created if new; NULL if out of memory. */
 static gbranch *gc_branch(gc_state *s, const char *name)
 {
     for (size_t i = s->nb; i-- > 0;)
         if (!strcmp(s->b[i].name, name)) return &s->b[i];
-    if (s->nb == s->capb) {
-        size_t cap = s->capb ? 2 * s->capb : 16;
-        gbranch *nb = realloc(s->b, cap * sizeof *nb);
-        if (!nb) return NULL;
-        s->b = nb;
-        s->capb = cap;
-    }
+    gbranch *nb = gc_grow(s->b, s->nb, &s->capb, sizeof *s->b);
+    if (!nb) return NULL;
+    s->b = nb;
     gbranch *b = &s->b[s->nb++];
     memset(b, 0, sizeof *b);
     snprintf(b->name, sizeof b->name, "%s", name);
@@ -98,13 +106,9 @@ static keysize *keysize_find(keysize *a, size_t n, const char *key)
 static int gc_name_layers(gc_state *s, const manifest *m)
 {
     for (size_t i = 0; i < m->nlayers; i++) {
-        if (s->nnamed == s->capnamed) {
-            size_t cap = s->capnamed ? 2 * s->capnamed : 256;
-            keysize *nn = realloc(s->named, cap * sizeof *nn);
-            if (!nn) return -ENOMEM;
-            s->named = nn;
-            s->capnamed = cap;
-        }
+        keysize *nn = gc_grow(s->named, s->nnamed, &s->capnamed, sizeof *s->named);
+        if (!nn) return -ENOMEM;
+        s->named = nn;
         s->named[s->nnamed++] = (keysize){ m->layers[i].key, m->layers[i].size };
     }
     return 0;
@@ -123,13 +127,9 @@ static int gc_load(gc_state *s, char *err, size_t errlen)
         if (!strcmp(rest, "lease")) b->leased = 1;
         else if (!strcmp(rest, "branch")) b->has_meta = 1;
         else if (!manifest_key_gen(name, s->keys[i], &gen)) {
-            if (b->ngens == b->capgens) {
-                size_t cap = b->capgens ? 2 * b->capgens : 16;
-                manifest *ng = realloc(b->gens, cap * sizeof *ng);
-                if (!ng) return -ENOMEM;
-                b->gens = ng;
-                b->capgens = cap;
-            }
+            manifest *ng = gc_grow(b->gens, b->ngens, &b->capgens, sizeof *b->gens);
+            if (!ng) return -ENOMEM;
+            b->gens = ng;
             int rc = manifest_load(s->os, name, gen, &b->gens[b->ngens]);
             if (rc == -ENOENT) continue;            /* deleted since the listing */
             if (rc) {

@@ -110,6 +110,8 @@ static const char *usage_mount =
     "                      default: the repository's setting, see lakefs config)\n"
     "  -o gc_interval=DURATION  run garbage collection (lakefs gc) that often (default\n"
     "                      1h; 0: never)\n"
+    "  -o compaction=off   never merge layers (to measure what compaction costs; reads\n"
+    "                      then probe every layer ever flushed)\n"
     "  -o durability=MODE  local (default): fsync returns once the data is in the local\n"
     "                      journal, uploaded later; remote: once it is in the repository,\n"
     "                      so a new machine finds every fsynced write\n"
@@ -315,6 +317,7 @@ typedef struct mount_opts {
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
     int durability_remote;        /* -o durability=remote */
+    int compaction_off;           /* -o compaction=off */
     int64_t retention_s;          /* -o retention: time-travel window in seconds (-1: the repository's) */
     int64_t gc_interval_s;        /* -o gc_interval: seconds between collections (0: none) */
     char *at;                     /* -o lsn= / time=: serve BRANCH@AT, a time-travel view */
@@ -428,6 +431,10 @@ static int parse_mount_opts(mount_opts *m, char *list)
         } else if (!strcmp(opt, "retention")) {
             if (parse_duration(val, &m->retention_s))
                 return fail("bad retention '%s': use a duration like 7d, 12h or 30min", val);
+        } else if (!strcmp(opt, "compaction")) {
+            if (!strcmp(val, "off")) m->compaction_off = 1;
+            else if (!strcmp(val, "on")) m->compaction_off = 0;
+            else return fail("bad compaction '%s': use compaction=on or compaction=off", val);
         } else if (!strcmp(opt, "gc_interval")) {
             if (parse_duration_or_zero(val, &m->gc_interval_s))
                 return fail("bad gc_interval '%s': use a duration like 1h or 30min, or 0 for never", val);
@@ -677,7 +684,8 @@ static int daemon_open(void *arg, const char *name, fs_branch *b, char *err, siz
     int existed = stat(dir, &sb) == 0;
     store_config sc = { .os = d->os, .branch = name, .state_dir = dir, .memtable_limit = d->m->memtable_size,
                         .takeover = d->m->takeover && !strcmp(name, d->m->branch),
-                        .durability_remote = d->m->durability_remote, .control_path = d->control_path };
+                        .durability_remote = d->m->durability_remote, .control_path = d->control_path,
+                        .compaction_off = d->m->compaction_off };
     int rc = store_open(&sc, st, err, errlen);
     if (rc == -ENOENT && !existed) {  /* no such branch: leave no state behind */
         char lock[4300];
