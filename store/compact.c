@@ -2,14 +2,16 @@
  * compact.c -- the compaction policy and the chunked merge of layers.
  *
  * The merge never holds whole layers in memory.  It walks the key space in
- * chunks: every input, newest first, is scanned from the chunk's first key
- * into one memtable (a key a newer input gave is skipped) until it has
- * contributed COMPACT_CHUNK_BYTES / N bytes; the chunk ends at the smallest
- * key where an input stopped, since up to it every input has given all it
- * has.  The chunk's keys go to the layer being built, which is cut into a
- * new piece past COMPACT_PIECE_BYTES; the keys gathered past the chunk's
- * end are dropped and read again with the next chunk (at most twice the
- * reading, never more memory).
+ * chunks: every input is scanned from the chunk's first key into one
+ * memtable until it has contributed COMPACT_CHUNK_BYTES / N bytes; the
+ * chunk ends at the smallest key where an input stopped, since up to it
+ * every input has given all it has.  Inputs go largest first, and each
+ * later one stops at the end found so far, so a small input is not read to
+ * its end for every chunk of a large one: the reading stays linear in the
+ * inputs.  Of two versions of a key the one with the higher seq wins: in a
+ * branch's own layers, a newer layer's versions are the later ones.  The
+ * chunk's keys go to the layer being built, which is cut into a new piece
+ * past COMPACT_PIECE_BYTES.
  */
 #include "compact.h"
 #include "memtable.h"
@@ -60,19 +62,23 @@ void compact_pieces_free(compact_piece *p, size_t n)
 
 typedef struct gather {
     memtable *chunk;              /* newest version per key of this chunk */
+    const uint8_t *limit;         /* the chunk's end found so far (NULL: none yet) */
+    size_t limitlen;
     size_t quota, taken;          /* bytes this input may give, has given */
     uint8_t stop[LAYER_KEY_MAX];  /* the key it stopped at */
     size_t stoplen;
     int stopped;
 } gather;
 
-/* Layer scan callback: take a version unless a newer input gave the key;
- * stop after the input's quota. */
+/* Layer scan callback: take a version unless the chunk has a later one;
+ * stop past the chunk's end so far, or after the input's quota. */
 static int compact_gather(void *arg, const uint8_t *key, size_t klen, uint64_t seq, int tomb,
                           const void *val, size_t vlen)
 {
     gather *g = arg;
-    if (!mt_get(g->chunk, key, klen, UINT64_MAX)) {
+    if (g->limit && layer_keycmp(key, klen, g->limit, g->limitlen) > 0) return 1;
+    const mt_version *have = mt_get(g->chunk, key, klen, UINT64_MAX);
+    if (!have || have->seq < seq) {
         int rc = mt_put(g->chunk, key, klen, seq, tomb, val, vlen);
         if (rc) return rc;
     }
@@ -144,19 +150,28 @@ int compact_merge(objstore *os, layer *const *in, size_t n, int drop_tombs, size
     uint8_t *from = malloc(LAYER_KEY_MAX + 1), *end = malloc(LAYER_KEY_MAX);
     size_t flen = 0;
     int rc = m.w && g && from && end ? 0 : -ENOMEM;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (!order) rc = -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         if (!m.min_seq || layer_min_seq(in[i]) < m.min_seq) m.min_seq = layer_min_seq(in[i]);
         if (layer_max_seq(in[i]) > m.max_seq) m.max_seq = layer_max_seq(in[i]);
+        if (order) {              /* insertion sort by size, largest first */
+            size_t k = i;
+            while (k > 0 && layer_size(in[order[k - 1]]) < layer_size(in[i])) { order[k] = order[k - 1]; k--; }
+            order[k] = i;
+        }
     }
     for (int more = 1; !rc && more;) {
         if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED)) { rc = -ECANCELED; break; }
         memtable *chunk = mt_new();
         if (!chunk) { rc = -ENOMEM; break; }
         mt_keep_latest(chunk);
-        /* each input gives its share of the chunk, newest first */
+        /* each input gives its share of the chunk, the largest first */
         int ends = 0;
-        for (size_t i = n; i-- > 0 && !rc;) {
-            g[i] = (gather){ .chunk = chunk, .quota = chunk_bytes / n + 1 };
+        for (size_t k = 0; k < n && !rc; k++) {
+            size_t i = order[k];
+            g[i] = (gather){ .chunk = chunk, .quota = chunk_bytes / n + 1, .limit = ends ? end : NULL,
+                             .limitlen = m.endlen };
             rc = layer_scan_from(in[i], from, flen, UINT64_MAX, compact_gather, &g[i]);
             if (rc == 1) rc = 0;
             if (!rc && g[i].stopped &&
@@ -180,6 +195,7 @@ int compact_merge(objstore *os, layer *const *in, size_t n, int drop_tombs, size
     }
     if (!rc && layer_writer_size(m.w) > 0) rc = compact_cut(&m);
     layer_writer_free(m.w);
+    free(order);
     free(g);
     free(from);
     free(end);
