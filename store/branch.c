@@ -219,15 +219,14 @@ static void view_free(repo_view *v)
     memset(v, 0, sizeof *v);
 }
 
-/* The branch name of KEY ("branches/NAME/...") into NAME; -1 if none. */
-static int key_branch(const char *key, char *name)
+const char *branch_key_split(const char *key, char name[BRANCH_NAME_MAX + 1])
 {
-    if (strncmp(key, "branches/", 9)) return -1;
+    if (strncmp(key, "branches/", 9)) return NULL;
     const char *s = key + 9, *slash = strchr(s, '/');
-    if (!slash || slash - s > BRANCH_NAME_MAX) return -1;
+    if (!slash || slash - s > BRANCH_NAME_MAX) return NULL;
     memcpy(name, s, (size_t)(slash - s));
     name[slash - s] = 0;
-    return branch_name_valid(name) ? 0 : -1;
+    return branch_name_valid(name) ? slash + 1 : NULL;
 }
 
 /* The entry of NAME in V, or NULL. */
@@ -250,7 +249,7 @@ static int view_scan(objstore *os, repo_view *v, char *err, size_t errlen)
     }
     for (size_t i = 0; i < v->nkeys; i++) {
         char name[BRANCH_NAME_MAX + 1];
-        if (key_branch(v->keys[i], name)) continue;
+        if (!branch_key_split(v->keys[i], name)) continue;
         name_ent *e = view_find(v, name);
         if (!e) {
             name_ent *ne = realloc(v->e, (v->n + 1) * sizeof *ne);
@@ -513,7 +512,7 @@ static int branch_remove(objstore *os, const char *name, int ours, int allow_dea
     for (size_t j = 0; j < nlayers; j++) {
         char *k = me->man.layers[j].key, owner[BRANCH_NAME_MAX + 1];
         name_ent *oe;
-        if (!strncmp(k, prefix, plen) || key_branch(k, owner) || ((oe = view_find(&v, owner)) && oe->gen) ||
+        if (!strncmp(k, prefix, plen) || !branch_key_split(k, owner) || ((oe = view_find(&v, owner)) && oe->gen) ||
             view_used_elsewhere(r, nr, k, self))
             continue;
         del[ndel++] = k;

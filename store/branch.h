@@ -54,6 +54,9 @@ typedef struct branch_meta {
 
 /* 1 if NAME is 1-63 of [A-Za-z0-9._-], not starting with '.' or '-'. */
 int branch_name_valid(const char *name);
+/* The branch object KEY ("branches/NAME/REST") belongs to, into NAME; REST
+ * is returned, or NULL if KEY is no (valid) branch's. */
+const char *branch_key_split(const char *key, char name[BRANCH_NAME_MAX + 1]);
 
 /* Serialize B into a malloc'd buffer. */
 int branch_meta_encode(const branch_meta *b, char **buf, size_t *len);

@@ -48,12 +48,10 @@ int fsck_run(objstore *os, int repair, FILE *out, fsck_report *r, char *err, siz
     /* every manifest: decoded (CRC), its layers collected */
     for (size_t i = 0; i < nkeys && !rc; i++) {
         char branch[BRANCH_NAME_MAX + 1];
-        const char *s = keys[i] + 9, *slash = strchr(s, '/');
+        const char *rest = branch_key_split(keys[i], branch);
         uint64_t gen;
-        if (!slash || slash - s > BRANCH_NAME_MAX) continue;
-        memcpy(branch, s, (size_t)(slash - s));
-        branch[slash - s] = 0;
-        if (!strcmp(slash + 1, "branch")) {
+        if (!rest) continue;
+        if (!strcmp(rest, "branch")) {
             branch_meta meta;
             int mrc = branch_meta_load(os, branch, &meta);
             if (mrc && mrc != -ENOENT) {

@@ -78,18 +78,6 @@ static gbranch *gc_branch(gc_state *s, const char *name)
     return b;
 }
 
-/* The branch a key under branches/ belongs to, into NAME; the rest of the
- * key after "branches/NAME/" is returned, or NULL if it is no branch's. */
-static const char *gc_key_branch(const char *key, char name[BRANCH_NAME_MAX + 1])
-{
-    if (strncmp(key, "branches/", 9)) return NULL;
-    const char *s = key + 9, *slash = strchr(s, '/');
-    if (!slash || slash == s || slash - s > BRANCH_NAME_MAX) return NULL;
-    memcpy(name, s, (size_t)(slash - s));
-    name[slash - s] = 0;
-    return slash + 1;
-}
-
 static int keysize_cmp(const void *a, const void *b)
 {
     return strcmp(((const keysize *)a)->key, ((const keysize *)b)->key);
@@ -119,9 +107,9 @@ static int gc_load(gc_state *s, char *err, size_t errlen)
 {
     char name[BRANCH_NAME_MAX + 1];
     for (size_t i = 0; i < s->nkeys; i++) {
-        const char *rest = gc_key_branch(s->keys[i], name);
+        const char *rest = branch_key_split(s->keys[i], name);
         uint64_t gen;
-        if (!rest || !branch_name_valid(name)) continue;
+        if (!rest) continue;
         gbranch *b = gc_branch(s, name);
         if (!b) return -ENOMEM;
         if (!strcmp(rest, "lease")) b->leased = 1;
@@ -301,7 +289,7 @@ int gc_run(objstore *os, const gc_options *o, gc_report *r, char *err, size_t er
     /* 3. layers no kept generation names, unless a live mount may be uploading them */
     for (size_t i = 0; i < s.nkeys; i++) {
         char owner[BRANCH_NAME_MAX + 1];
-        const char *rest = gc_key_branch(s.keys[i], owner);
+        const char *rest = branch_key_split(s.keys[i], owner);
         if (!rest || strncmp(rest, "layers/", 7)) continue;
         keysize *named = keysize_find(s.named, s.nnamed, s.keys[i]);
         keysize *sized = named ? named : keysize_find(s.sizes, s.nsizes, s.keys[i]);
