@@ -714,6 +714,20 @@ int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
     return rc == -ESTALE ? -ENOENT : rc;
 }
 
+int fs_foreach_branch(fs_mount *m, fs_branch_fn fn, void *arg)
+{
+    int rc = 0;
+    uint32_t n = __atomic_load_n(&m->nviews, __ATOMIC_ACQUIRE);
+    for (uint32_t id = 1; id <= n && !rc; id++) {
+        fs_view *v = __atomic_load_n(&m->views[id], __ATOMIC_ACQUIRE);
+        if (!v) continue;
+        pthread_rwlock_rdlock(&v->lock);
+        if (v->st && v->wal) rc = fn(arg, v->name, v->st);   /* a branch, not a time-travel view */
+        pthread_rwlock_unlock(&v->lock);
+    }
+    return rc;
+}
+
 /* Stop serving V (m->mu held): wait for its requests, close its store. */
 static int view_release(fs_mount *m, fs_view *v)
 {

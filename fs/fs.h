@@ -59,6 +59,11 @@ void fs_set_session(fs_mount *m, struct fuse_session *se);
 int fs_open_branch(fs_mount *m, const char *name, char *err, size_t errlen);
 /* store_checkpoint of served branch NAME; -ENOENT if M does not serve it. */
 int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen);
+/* Call FN with the name and store of each branch M serves (not the
+ * time-travel views), held meanwhile: a release waits.  FN's first
+ * non-zero return stops the walk and is returned. */
+typedef int (*fs_branch_fn)(void *arg, const char *name, store *st);
+int fs_foreach_branch(fs_mount *m, fs_branch_fn fn, void *arg);
 /* Stop serving branch NAME: wait for its requests in flight, flush and close
  * it; later requests on its files fail with ESTALE.  -ENOENT if not served. */
 int fs_release_branch(fs_mount *m, const char *name);

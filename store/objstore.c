@@ -21,6 +21,7 @@ struct objstore {
     char *url;                    /* URL as given to os_open */
     const os_backend *be;         /* backend chosen by scheme */
     void *state;                  /* backend's private state */
+    uint64_t puts, put_bytes;     /* os_counters (atomic) */
 };
 
 static const os_backend *const os_backends[] = { &os_file_backend, &os_s3_backend };
@@ -135,7 +136,18 @@ int os_put_if_absent(objstore *os, const char *key, const void *buf, size_t len)
 {
     if (os_check_key(key, 0) < 0)
         return -EINVAL;
-    return os->be->put_if_absent(os->state, key, buf, len);
+    int rc = os->be->put_if_absent(os->state, key, buf, len);
+    if (rc == 0) {
+        __atomic_add_fetch(&os->puts, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&os->put_bytes, (uint64_t)len, __ATOMIC_RELAXED);
+    }
+    return rc;
+}
+
+void os_get_counters(objstore *os, os_counters *c)
+{
+    c->puts = __atomic_load_n(&os->puts, __ATOMIC_RELAXED);
+    c->put_bytes = __atomic_load_n(&os->put_bytes, __ATOMIC_RELAXED);
 }
 
 /* Read a range of KEY into a new malloc'd buffer; -ENOENT if none. */

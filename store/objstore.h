@@ -46,6 +46,13 @@ int os_delete(objstore *os, const char *key);
  * removed, if any key is invalid; after another error some may be gone. */
 int os_delete_many(objstore *os, const char *const *keys, size_t n);
 
+/* What this handle has written (for benchmarks: write amplification). */
+typedef struct os_counters {
+    uint64_t puts;                /* objects created */
+    uint64_t put_bytes;           /* ... and their bytes */
+} os_counters;
+void os_get_counters(objstore *os, os_counters *c);
+
 /* Tell a caching store (objcache.h) that os_get(KEY, OFF, LEN) returns the
  * DLEN bytes of DATA: for an object this process has just written, so that
  * reading it back needs no round trip to the repository (nor a reachable

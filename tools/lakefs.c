@@ -741,11 +741,15 @@ static int daemon_release(void *arg, const char *branch)
     return fs_release_branch(((daemon_ctx *)arg)->fs, branch);
 }
 
-/* At unmount: read-ahead and disk cache counters to the log (and the
- * cache's to STATE_DIR/stats). */
-static void log_counters(const mount_opts *m, objcache *cache)
+/* At unmount: upload, read-ahead and disk cache counters to the log (and
+ * the cache's to STATE_DIR/stats). */
+static void log_counters(const mount_opts *m, objstore *os, objcache *cache)
 {
     int rc;
+    os_counters oc;
+    os_get_counters(os, &oc);
+    fprintf(stderr, "lakefs: object store: %llu bytes uploaded in %llu objects\n",
+            (unsigned long long)oc.put_bytes, (unsigned long long)oc.puts);
     layer_ra_counters ra;
     layer_readahead_stats(&ra);
     fprintf(stderr, "lakefs: read-ahead: %llu blocks prefetched, %llu of them read\n",
@@ -765,15 +769,40 @@ static void log_counters(const mount_opts *m, objcache *cache)
 }
 
 /* The daemon's periodic garbage collection (lakefs gc with the
- * repository's retention) on a thread of its own. */
+ * repository's retention) on a thread of its own; each run first trims
+ * the WAL archives of the branches it serves to the same window. */
 typedef struct gc_timer {
     objstore *os;
+    fs_mount *fs;                 /* the branches served */
+    int64_t retention_s;          /* the window of the run going on */
     int64_t interval_s;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;            /* signalled to stop */
     int stop;
 } gc_timer;
+
+/* fs_foreach_branch callback: trim branch NAME's WAL archive (store ST)
+ * to what time travel within the window of gc_timer ARG can need. */
+static int gc_trim_wal(void *arg, const char *name, store *st)
+{
+    gc_timer *t = arg;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t redo, segments;
+    int rc = pg_target_horizon(t->os, name, t->retention_s, (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000, &redo);
+    if (rc == -ENOENT) return 0;  /* no PostgreSQL checkpoint in it yet */
+    if (!rc) rc = pg_archive_trim(st, redo, &segments);
+    char lsn[PG_LSN_LEN];
+    pg_wal_lsn_format(redo, lsn, sizeof lsn);
+    if (rc)
+        fprintf(stderr, "lakefs: branch %s: cannot trim its WAL archive: %s (retried at the next gc)\n", name,
+                strerror(-rc));
+    else if (segments)
+        fprintf(stderr, "lakefs: branch %s: WAL archive trimmed: %" PRIu64 " segments before the redo point %s "
+                "of the retention window removed\n", name, segments, lsn);
+    return 0;                     /* the other branches still get theirs */
+}
 
 static void *gc_timer_main(void *arg)
 {
@@ -790,7 +819,11 @@ static void *gc_timer_main(void *arg)
         gc_report r;
         char err[700];
         int rc = gc_retention_get(t->os, &o.retention_s);
-        if (!rc) rc = gc_run(t->os, &o, &r, err, sizeof err);
+        if (!rc) {
+            t->retention_s = o.retention_s;
+            fs_foreach_branch(t->fs, gc_trim_wal, t);
+            rc = gc_run(t->os, &o, &r, err, sizeof err);
+        }
         else snprintf(err, sizeof err, "cannot read the retention setting: %s", strerror(-rc));
         if (rc) fprintf(stderr, "lakefs: gc: %s (retried in %" PRId64 " s)\n", err, t->interval_s);
         else if (r.layers_freed || r.gens_freed)
@@ -968,7 +1001,7 @@ static int cmd_mount(int argc, char **argv)
     } else if (control_start(d.control_path, &cops, &ctl, err, sizeof err)) {
         fail("%s", err);
     } else {
-        gc_timer gt = { .os = d.os, .interval_s = m.gc_interval_s };
+        gc_timer gt = { .os = d.os, .fs = d.fs, .interval_s = m.gc_interval_s };
         int gc_started = gc_timer_start(&gt);
         status = serve(&m, d.fs, report[1]);
         if (gc_started) gc_timer_stop(&gt);
@@ -977,7 +1010,7 @@ static int cmd_mount(int argc, char **argv)
     }
     if (fs_free(d.fs)) status = 1;
     else if (served && status == 0) fprintf(stderr, "lakefs: unmounted %s, everything flushed\n", m.mountpoint);
-    if (served) log_counters(&m, cache);
+    if (served) log_counters(&m, d.os, cache);
     objcache_close(cache);
     os_close(os);
 out:

@@ -281,3 +281,120 @@ int pg_archive_copy(const pg_archive *a, uint64_t from, store *to)
     store_batch_free(&c.b);
     return rc;
 }
+
+/* ---- trimming ---- */
+
+#define PA_TRIMMED_KEY "wal_trimmed"   /* meta key: 8 bytes little-endian, where the archive begins */
+
+/* Decode a "wal_trimmed" value read with RC into *LSN. */
+static int pa_trimmed_value(int rc, const uint8_t *v, size_t vlen, uint64_t *lsn)
+{
+    *lsn = 0;
+    if (rc == -ENOENT) return 0;
+    if (rc) return rc;
+    if (vlen != 8) return -EIO;
+    *lsn = fs_get_le(v, 8);
+    return 0;
+}
+
+int pg_archive_trimmed(store *st, uint64_t *lsn)
+{
+    uint8_t v[8];
+    size_t vlen = 0;
+    skey k;
+    key_meta(&k, PA_TRIMMED_KEY);
+    int rc = store_get(st, &k, v, sizeof v, &vlen);
+    return pa_trimmed_value(rc, v, vlen, lsn);
+}
+
+int pg_archive_trimmed_at(objstore *os, const manifest *m, uint64_t *lsn)
+{
+    uint8_t v[8];
+    size_t vlen = 0;
+    skey k;
+    key_meta(&k, PA_TRIMMED_KEY);
+    int rc = store_peek(os, m, &k, v, sizeof v, &vlen);
+    return pa_trimmed_value(rc, v, vlen, lsn);
+}
+
+typedef struct pa_trim {
+    uint64_t redo;                /* segments ending at or before it go */
+    pg_archive_file *segs;        /* ... gathered here */
+    size_t n, cap;
+    store_batch b;                /* the deletions of one segment */
+} pa_trim;
+
+/* store_scan callback over segment keys: gather those T deletes. */
+static int pa_trim_segment(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    pa_trim *t = arg;
+    if (klen != 13 || vlen != 4) return -EIO;
+    pg_archive_file f = { .tli = (uint32_t)(key_get64(key + 1) >> 32), .segno = key_get64(key + 5),
+                          .size = fs_get_le(val, 4) };
+    if (f.size < PG_WAL_PAGE || (f.size & (f.size - 1)) || f.segno >= UINT64_MAX / f.size) return -EIO;
+    if ((f.segno + 1) * f.size > t->redo) return 0;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        pg_archive_file *s = realloc(t->segs, cap * sizeof *s);
+        if (!s) return -ENOMEM;
+        t->segs = s;
+        t->cap = cap;
+    }
+    t->segs[t->n++] = f;
+    return 0;
+}
+
+/* store_scan callback over a segment's page keys: delete each. */
+static int pa_trim_page(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)val; (void)vlen;
+    pa_trim *t = arg;
+    skey k = { .len = (uint16_t)klen };
+    memcpy(k.b, key, klen);
+    store_batch_del(&t->b, &k);
+    return t->b.err;
+}
+
+int pg_archive_trim(store *st, uint64_t redo, uint64_t *segments)
+{
+    pa_trim t = { .redo = redo };
+    uint64_t was;
+    *segments = 0;
+    int rc = pg_archive_trimmed(st, &was);
+    if (!rc) {
+        uint8_t prefix = KEY_WALSEG;
+        rc = store_scan(st, &prefix, 1, pa_trim_segment, &t);
+    }
+    if (rc || t.n == 0) {
+        free(t.segs);
+        return rc;
+    }
+    store_batch_init(&t.b);
+    uint64_t begins = 0;          /* where the archive begins: the end of the last segment deleted */
+    for (size_t i = 0; i < t.n; i++) {
+        uint64_t end = (t.segs[i].segno + 1) * t.segs[i].size;
+        if (end > begins) begins = end;
+    }
+    if (begins > was) {           /* the mark first: no state lacks it and a segment */
+        uint8_t v[8];
+        skey k;
+        fs_put_le(v, begins, 8);
+        key_meta(&k, PA_TRIMMED_KEY);
+        store_batch_put(&t.b, &k, v, sizeof v);
+        rc = store_commit(st, &t.b);
+    }
+    for (size_t i = 0; i < t.n && !rc; i++) {
+        const pg_archive_file *f = &t.segs[i];
+        skey from, to;
+        key_walpage(&from, f->tli, f->segno * f->size / PG_WAL_PAGE);
+        key_walpage(&to, f->tli, (f->segno + 1) * f->size / PG_WAL_PAGE);
+        rc = store_scan_range(st, from.b, from.len, to.b, to.len, pa_trim_page, &t);
+        key_walseg(&from, f->tli, f->segno);
+        store_batch_del(&t.b, &from);
+        if (!rc) rc = t.b.err ? -ENOMEM : store_commit(st, &t.b);
+        if (!rc) ++*segments;
+    }
+    store_batch_free(&t.b);
+    free(t.segs);
+    return rc;
+}

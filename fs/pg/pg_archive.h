@@ -19,6 +19,11 @@
  * ends exactly there, as if the WAL had never gone further (a time-travel
  * view's archive, pg_target.h).
  *
+ * An archive is trimmed from below as time travel stops needing it
+ * (pg_archive_trim): whole segments before an LSN go, and the meta key
+ * "wal_trimmed" records where the archive now begins, so that nothing
+ * tries to recover from a checkpoint whose WAL is gone (pg_target.h).
+ *
  * Errors: -errno (-ENOENT: no such file in the archive).
  */
 #ifndef LAKEFS_PG_ARCHIVE_H
@@ -62,5 +67,18 @@ int pg_archive_list(const pg_archive *a, pg_archive_fn fn, void *arg);
  * batches: a branch that starts at a past point takes the WAL it recovers
  * through.  The bytes past the cut are copied as zeros.  0 or -errno. */
 int pg_archive_copy(const pg_archive *a, uint64_t from, store *to);
+
+/* Where the archive in ST begins after trimming into *LSN (0: never
+ * trimmed): 0 or -errno. */
+int pg_archive_trimmed(store *st, uint64_t *lsn);
+/* Same, for the state manifest M of OS commits. */
+int pg_archive_trimmed_at(objstore *os, const manifest *m, uint64_t *lsn);
+
+/* Delete from the archive in ST every segment, of any timeline, that ends
+ * at or before LSN REDO (recovery starts there; the segment holding it
+ * stays whole, as PostgreSQL reads a segment's first page when it opens
+ * it), with its pages; first record where the archive now begins.  The
+ * count of segments deleted into *SEGMENTS.  0 or -errno. */
+int pg_archive_trim(store *st, uint64_t redo, uint64_t *segments);
 
 #endif

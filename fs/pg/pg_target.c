@@ -162,9 +162,11 @@ static int gen_pos(objstore *os, const char *branch, uint64_t gen, pg_wal_pos *p
 }
 
 /* The checkpoint record that global/pg_control names in state M of OS
- * into *LSN (ControlFileData.checkPoint, 32 bytes in: the same in every
- * PostgreSQL release since 9.0).  0, -ENOENT (no pg_control), or -errno. */
-static int base_checkpoint(objstore *os, const manifest *m, uint64_t *lsn)
+ * into *LSN (ControlFileData.checkPoint, 32 bytes in) and where its redo
+ * begins into *REDO (checkPointCopy.redo, 40 bytes in: both the same in
+ * every PostgreSQL release since 9.0).  0, -ENOENT (no pg_control), or
+ * -errno. */
+static int base_control(objstore *os, const manifest *m, uint64_t *lsn, uint64_t *redo)
 {
     uint8_t v[FS_DIRENT_LEN], page[8192];
     size_t vlen = 0;
@@ -183,7 +185,45 @@ static int base_checkpoint(objstore *os, const manifest *m, uint64_t *lsn)
     int rc = store_peek(os, m, &k, page, sizeof page, &vlen);
     if (rc) return rc;
     *lsn = fs_get_le(page + 32, 8);
+    *redo = fs_get_le(page + 40, 8);
     return *lsn ? 0 : -ENOENT;
+}
+
+/* The redo pointer of generation GEN of BRANCH into *REDO: 0, -ENOENT (no
+ * pg_control there), or -errno. */
+static int gen_redo(objstore *os, const char *branch, uint64_t gen, uint64_t *redo)
+{
+    manifest m;
+    uint64_t lsn;
+    int rc = manifest_load(os, branch, gen, &m);
+    if (!rc) {
+        rc = base_control(os, &m, &lsn, redo);
+        manifest_free(&m);
+    }
+    return rc;
+}
+
+/* The oldest generation of BRANCH that recovery can start from into *LO:
+ * the oldest unbroken one (older ones were collected) whose checkpoint's
+ * redo is not before where the archive of NEWEST (its newest state)
+ * begins (pg_archive_trim).  Redo pointers only grow with the generation:
+ * binary search.  0 or -errno. */
+static int oldest_gen(objstore *os, const char *branch, const manifest *newest, uint64_t *lo)
+{
+    uint64_t trimmed;
+    int rc = manifest_oldest_unbroken(os, branch, lo);
+    if (!rc) rc = pg_archive_trimmed_at(os, newest, &trimmed);
+    if (rc || !trimmed) return rc;
+    uint64_t a = *lo, b = newest->gen;
+    *lo = newest->gen;            /* the newest state's own checkpoint is always kept */
+    while (a <= b) {
+        uint64_t mid = a + (b - a) / 2, redo;
+        rc = gen_redo(os, branch, mid, &redo);
+        if (rc && rc != -ENOENT) return rc;
+        if (!rc && redo >= trimmed) { *lo = mid; b = mid - 1; }
+        else a = mid + 1;
+    }
+    return 0;
 }
 
 /* 1 if position P lies past target T. */
@@ -238,10 +278,12 @@ int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p)
     manifest m;
     branch_meta meta;
     uint64_t lo;
-    if (manifest_load_latest(os, branch, &m) || manifest_oldest_unbroken(os, branch, &lo)) return -ENOENT;
+    if (manifest_load_latest(os, branch, &m)) return -ENOENT;
+    int rc = oldest_gen(os, branch, &m, &lo);
     uint64_t hi = m.gen;
     manifest_free(&m);
-    int rc = first_pos(os, branch, lo, hi, p);
+    if (rc) return rc;
+    rc = first_pos(os, branch, lo, hi, p);
     if (rc <= 0) return rc ? rc : -ENOENT;
     rc = branch_meta_load(os, branch, &meta);
     if (rc && rc != -ENOENT) return rc;
@@ -269,8 +311,8 @@ static int too_old(objstore *os, const char *branch, const char *what, int64_t f
     }
     pg_wal_lsn_format(o.lsn, lsn, sizeof lsn);
     format_time(o.time_us, when, sizeof when);
-    snprintf(err, errlen, "%s is before branch '%s' began (or before its first WAL); the oldest point reachable is "
-             "LSN %s (%s)", what, branch, lsn, when);
+    snprintf(err, errlen, "%s is before the oldest point of branch '%s' that can be recovered (where it began, or "
+             "its first WAL still kept); the oldest point reachable is LSN %s (%s)", what, branch, lsn, when);
     return -ENOENT;
 }
 
@@ -291,8 +333,13 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
                  : "branch '%s': cannot load its manifest", branch);
         return rc;
     }
-    uint64_t hi = m.gen;
+    uint64_t hi = m.gen, lo;      /* generations older than LO cannot be recovered from */
+    rc = oldest_gen(os, branch, &m, &lo);
     manifest_free(&m);
+    if (rc) {
+        snprintf(err, errlen, "branch '%s': cannot list its generations: %s", branch, strerror(-rc));
+        return rc;
+    }
     pg_wal_pos newest;
     if ((rc = gen_pos(os, branch, hi, &newest, err, errlen))) {
         if (rc == -ENOENT) snprintf(err, errlen, "branch '%s' has no PostgreSQL WAL yet: there is no past to go to", branch);
@@ -314,13 +361,9 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
     }
     if (t->is_time && t->time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
     if (!t->is_time && t->lsn < b->floor_lsn) return too_old(os, branch, what, floor_us, err, errlen);
-    uint64_t gen, lo;             /* generations older than LO were collected (gc) */
+    uint64_t gen, redo;
     pg_wal_pos p = { 0 };
     int has = 0;
-    if ((rc = manifest_oldest_unbroken(os, branch, &lo))) {
-        snprintf(err, errlen, "branch '%s': cannot list its generations: %s", branch, strerror(-rc));
-        return rc;
-    }
     if ((rc = search(os, branch, lo, hi, t, &gen, &p, &has, err, errlen))) return rc;
     if (!gen || !has || p.time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
     snprintf(b->branch, sizeof b->branch, "%s", branch);
@@ -329,7 +372,7 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
     b->time_us = p.time_us;
     manifest bm;
     if (!(rc = manifest_load(os, branch, gen, &bm))) {
-        rc = base_checkpoint(os, &bm, &b->checkpoint);
+        rc = base_control(os, &bm, &b->checkpoint, &redo);
         manifest_free(&bm);
     }
     if (rc == -ENOENT)
@@ -339,6 +382,27 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
         snprintf(err, errlen, "branch '%s': cannot read pg_control in generation %" PRIu64 ": %s", branch, gen,
                  strerror(-rc));
     return rc;
+}
+
+int pg_target_horizon(objstore *os, const char *branch, int64_t retention_s, int64_t now_us, uint64_t *redo)
+{
+    manifest m;
+    uint64_t lo, gen;
+    int rc = manifest_load_latest(os, branch, &m);
+    if (rc) return rc;
+    uint64_t hi = m.gen;
+    rc = oldest_gen(os, branch, &m, &lo);
+    manifest_free(&m);
+    if (rc) return rc;
+    /* the first generation within the window: no base of a target is older */
+    pg_target window = { .is_time = 1, .time_us = now_us - retention_s * 1000000 };
+    pg_wal_pos p;
+    int has = 0;
+    char err[256];
+    if ((rc = search(os, branch, lo, hi, &window, &gen, &p, &has, err, sizeof err))) return rc;
+    if (!gen) gen = lo;           /* even the oldest is within it */
+    else if (gen < hi) gen++;     /* SEARCH found the newest one before it */
+    return gen_redo(os, branch, gen, redo);
 }
 
 /* ---- the cut ---- */

@@ -82,6 +82,14 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
  * (no WAL), or -errno. */
 int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p);
 
+/* Where the WAL that time travel in BRANCH within RETENTION_S seconds
+ * before NOW_US can need begins, into *REDO: the redo pointer of the
+ * oldest generation a target in the window can have as its base (the
+ * first one written within the window, else the newest); the archive may
+ * be trimmed below it (pg_archive_trim).  0, -ENOENT (no such
+ * generation holds a pg_control yet), or -errno. */
+int pg_target_horizon(objstore *os, const char *branch, int64_t retention_s, int64_t now_us, uint64_t *redo);
+
 /* Where the archive in store ARCHIVE (the branch's state that holds every
  * WAL byte up to now) is cut for target T with base B, into *CUT
  * (UINT64_MAX: nowhere, the whole WAL).  0, or -errno with ERR set. */

@@ -37,6 +37,10 @@
  *  - a fork reads its parent's archive up to the branch point only;
  *  - recycling: segment 1's file renamed to segment 5 (pg_wal_forget) and
  *    overwritten; segment 1 still reads as before, segment 5 the new pages;
+ *  - trimming below a redo point: the segments (both timelines) ending
+ *    at or before it go with every page, the one holding it and later ones
+ *    and the history files stay, the mark says where the archive begins
+ *    and never moves back; after reopen the same; the fork keeps its copy;
  *  - a cluster with 1 MiB segments: names, sizes and offsets follow the
  *    recorded segment size.
  */
@@ -283,6 +287,14 @@ static int history_is(const pg_archive *a, const char *name, const uint8_t *data
     return ok;
 }
 
+/* store_scan callback: count the keys. */
+static int count_key(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    (void)key; (void)klen; (void)val; (void)vlen;
+    ++*(int *)arg;
+    return 0;
+}
+
 /* ---- the test ---- */
 
 enum { A, B, C, D, NSEG };
@@ -484,7 +496,45 @@ static void test_archive(void)
     CHECK(reads_as(&a, &e5, UINT64_MAX));
     CHECK(history_is(&a, "00000002.history", (const uint8_t *)h2, strlen(h2)));
     CHECK(lists(&a, with5, 8, 0));
+
+    /* trimmed below a redo point inside segment 3: segments 1 and 2 of
+     * both timelines go with their pages; 3 and 5 and the history files stay */
+    uint64_t trimmed, n;
+    CHECK(pg_archive_trimmed(st, &trimmed) == 0 && trimmed == 0);
+    CHECK(pg_archive_trim(st, 3 * SEG16 + 100, &n) == 0 && n == 3);
+    CHECK(pg_archive_trimmed(st, &trimmed) == 0 && trimmed == 3 * SEG16);
+    CHECK(absent(&a, segs[A].name) && absent(&a, segs[B].name) && absent(&a, segs[C].name));
+    CHECK(reads_as(&a, &segs[D], UINT64_MAX) && reads_as(&a, &e5, UINT64_MAX));
+    const char *kept[] = { "00000002.history", "00000003.history", "0000000A.history", segs[D].name, e5.name };
+    CHECK(lists(&a, kept, 5, 0));
+    {
+        skey from, to;              /* not a page of them is left, on either timeline */
+        int pages = 0;
+        for (uint32_t tli = 1; tli <= 2; tli++) {
+            key_walpage(&from, tli, 0);
+            key_walpage(&to, tli, 3 * SEG16 / PAGE);
+            CHECK(store_scan_range(st, from.b, from.len, to.b, to.len, count_key, &pages) == 0);
+        }
+        CHECK(pages == 0);
+        key_walpage(&from, 1, 3 * SEG16 / PAGE);   /* segment 3's are */
+        key_walpage(&to, 1, 4 * SEG16 / PAGE);
+        CHECK(store_scan_range(st, from.b, from.len, to.b, to.len, count_key, &pages) == 0 && pages > 0);
+    }
+    CHECK(pg_archive_trim(st, 3 * SEG16 + 100, &n) == 0 && n == 0);   /* again: nothing left to do */
+    CHECK(pg_archive_trim(st, SEG16, &n) == 0 && n == 0);             /* an older point: the mark stays */
+    CHECK(pg_archive_trimmed(st, &trimmed) == 0 && trimmed == 3 * SEG16);
     CHECK(store_close(st) == 0);
+    st = open_branch(&e, "main");   /* trimmed for good */
+    a.st = st;
+    CHECK(absent(&a, segs[A].name) && absent(&a, segs[C].name));
+    CHECK(lists(&a, kept, 5, 0));
+    CHECK(pg_archive_trimmed(st, &trimmed) == 0 && trimmed == 3 * SEG16);
+    CHECK(store_close(st) == 0);
+    dev = open_branch(&e, "dev");   /* a fork keeps what it took at its branch point */
+    ad.st = dev;
+    for (int i = 0; i < NSEG; i++) CHECK(reads_as(&ad, &segs[i], UINT64_MAX));
+    CHECK(pg_archive_trimmed(dev, &trimmed) == 0 && trimmed == 0);
+    CHECK(store_close(dev) == 0);
 
     free(a_before);
     free(e5.img);

@@ -35,12 +35,19 @@
  *    the branch point, never into the parent's later ones;
  *  - retention: a time target or a base older than now - retention is
  *    refused with -ENOENT mentioning the retention window, a recent one is
- *    not.
+ *    not;
+ *  - the WAL horizon of a window (pg_target_horizon): the redo point of
+ *    the first generation written within it, the newest's if none; after
+ *    the archive is trimmed there (pg_archive_trim) and that committed,
+ *    generations whose redo lies before where the archive begins are no
+ *    base any more (refused naming the oldest point left) and
+ *    pg_target_oldest moves up to the first one that is.
  */
 #include "harness.h"
 #include "branch.h"
 #include "manifest.h"
 #include "store.h"
+#include "../../fs/pg/pg_archive.h"
 #include "../../fs/pg/pg_target.h"
 #include "../../fs/pg/pg_wal.h"
 
@@ -530,10 +537,91 @@ static void test_base(void)
     env_free(&e);
 }
 
+/* Write global/pg_control naming checkpoint CKPT whose redo begins at REDO. */
+static void control(store *st, uint64_t ckpt, uint64_t redo)
+{
+    uint8_t page[8192] = { 0 };
+    for (int i = 0; i < 8; i++) {
+        page[32 + i] = (uint8_t)(ckpt >> (8 * i));
+        page[40 + i] = (uint8_t)(redo >> (8 * i));
+    }
+    store_batch b;
+    skey k;
+    store_batch_init(&b);
+    key_page(&k, I_CONTROL, 0);
+    store_batch_put(&b, &k, page, sizeof page);
+    CHECK(store_commit(st, &b) == 0);
+    store_batch_free(&b);
+}
+
+#define NHOR 5
+
+/* The WAL horizon of a window, and the archive trimmed to it: generations
+ * whose checkpoint's redo lies in a trimmed segment are no base. */
+static void test_horizon(void)
+{
+    env e;
+    env_init(&e);
+    store *st = open_branch(&e, "main");
+    pg_wal *w = must_observe(st);
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    dirent(st, PG_WAL_DIR, "000000010000000000000001", I_SEG1, S_IFREG);
+    dirent(st, 1, "global", I_GLOBAL, S_IFDIR);
+    dirent(st, I_GLOBAL, "pg_control", I_CONTROL, S_IFREG);
+    uint64_t redo_out;
+    CHECK(pg_target_horizon(e.os, "main", 10, now_us(), &redo_out) == -ENOENT);   /* no pg_control yet */
+    control(st, SEG16 + 40, SEG16 + 40);
+    checkpoint(st);
+    /* generations 0-2 recover from redo points in segment 1, 3-4 in segment 2 */
+    uint64_t g[NHOR], lsn[NHOR], redo[NHOR];
+    int64_t t[NHOR];
+    for (int i = 0; i < NHOR; i++) {
+        redo[i] = (i < 3 ? SEG16 : 2 * SEG16) + (uint64_t)i * 8192 + 40;
+        control(st, redo[i] + 100, redo[i]);
+        CHECK(wal_page(st, w, I_SEG1, (uint64_t)i) == 1);
+        pg_wal_pos p;
+        CHECK(pg_wal_pos_get(st, &p) == 0);
+        lsn[i] = p.lsn;
+        t[i] = p.time_us;
+        g[i] = checkpoint(st);
+        usleep(3000);
+    }
+    /* a window beginning at generation K's time: K's redo */
+    for (int k = 0; k < NHOR; k++) {
+        CHECK(pg_target_horizon(e.os, "main", 10, t[k] + 10 * S, &redo_out) == 0 && redo_out == redo[k]);
+        if (k) CHECK(pg_target_horizon(e.os, "main", 10, t[k] - 1 + 10 * S, &redo_out) == 0 && redo_out == redo[k]);
+    }
+    CHECK(pg_target_horizon(e.os, "main", 10, t[0] - 5 * S, &redo_out) == 0 && redo_out == redo[0]);
+    CHECK(pg_target_horizon(e.os, "main", 10, t[NHOR - 1] + 100 * S, &redo_out) == 0 &&
+          redo_out == redo[NHOR - 1]);    /* nothing written within it: the newest */
+
+    /* trimmed to generation 3's redo: segment 1 goes, 0-2 are no base any more */
+    pg_wal_pos oldest;
+    CHECK(pg_target_oldest(e.os, "main", &oldest) == 0 && oldest.lsn == lsn[0]);
+    pg_base b;
+    CHECK(base_of(&e, "main", lsn_target(lsn[1]), 0, &b) == 0 && b.gen >= g[1] && b.lsn == lsn[1]);
+    uint64_t n;
+    CHECK(pg_archive_trim(st, redo[3], &n) == 0 && n == 1);
+    CHECK(base_of(&e, "main", lsn_target(lsn[1]), 0, &b) == 0 && b.lsn == lsn[1]);   /* not committed yet */
+    checkpoint(st);
+    char lsn3[PG_LSN_LEN];
+    pg_wal_lsn_format(lsn[3], lsn3, sizeof lsn3);
+    CHECK(base_refused(&e, "main", lsn_target(lsn[1]), 0, -ENOENT, lsn3));
+    CHECK(base_refused(&e, "main", lsn_target(lsn[2] + 1), 0, -ENOENT, lsn3));
+    CHECK(base_of(&e, "main", lsn_target(lsn[3]), 0, &b) == 0 && b.gen >= g[3] && b.lsn == lsn[3]);
+    CHECK(base_of(&e, "main", time_target(t[4] + 1), 0, &b) == 0 && b.lsn == lsn[4]);
+    CHECK(pg_target_oldest(e.os, "main", &oldest) == 0 && oldest.lsn == lsn[3]);
+
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
 int main(void)
 {
     test_parse();
     test_settings();
     test_base();
+    test_horizon();
     return harness_done();
 }
