@@ -123,6 +123,8 @@ static int compact_cut(merge *m)
     rc = m->upload(m->arg, buf, len, m->min_seq, m->max_seq, &p->key);
     if (!rc) {
         p->size = len;
+        p->min_seq = m->min_seq;
+        p->max_seq = m->max_seq;
         rc = layer_open_uploaded(m->os, p->key, buf, len, &p->l);
         m->nout++;                /* freed with the others even if the open failed */
     }

@@ -46,6 +46,7 @@ int compact_pick(const manifest *m, const char *own_prefix, size_t *first, size_
 typedef struct compact_piece {
     char *key;                    /* object key */
     uint64_t size;                /* object size */
+    uint64_t min_seq, max_seq;    /* the merge's seq range: the run every piece belongs to */
     layer *l;                     /* opened layer */
 } compact_piece;
 

@@ -935,8 +935,8 @@ static int store_compact_once(store *st)
             manifest_layer *ml = &cur->layers[i];
             if (i == first)
                 for (size_t j = 0; j < np && !rc; j++)
-                    rc = manifest_add_layer(next, pieces[j].key, layer_min_seq(pieces[j].l),
-                                            layer_max_seq(pieces[j].l), pieces[j].size);
+                    rc = manifest_add_layer(next, pieces[j].key, pieces[j].min_seq, pieces[j].max_seq,
+                                            pieces[j].size);
             if (!rc && (i < first || i >= first + count))
                 rc = manifest_add_layer(next, ml->key, ml->min_seq, ml->max_seq, ml->size);
         }

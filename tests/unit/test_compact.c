@@ -277,6 +277,7 @@ static void merge_case(size_t n, int drop, size_t piece, size_t chunk)
     for (size_t p = 0; p < nout; p++) {
         CHECK(layer_scan(out[p].l, NULL, 0, UINT64_MAX, check_version, &s) == 0);
         if (layer_min_seq(out[p].l) < lo || layer_max_seq(out[p].l) > hi || out[p].size == 0) seqs_ok = 0;
+        if (out[p].min_seq != lo || out[p].max_seq != hi) seqs_ok = 0;   /* one run: the merge's range */
     }
     size_t want = 0;
     for (size_t i = 0; i < NKEYS; i++) want += newest[i].present && !(drop && newest[i].tomb);
@@ -341,6 +342,28 @@ static int store_matches(store *st)
     return 1;
 }
 
+/* 1 if every layer of BRANCH's newest manifest in E records the seq range
+ * its key names (SESSION-MINSEQ-MAXSEQ-RANDOM): the pieces of one merge
+ * share the merge's range, so that compact_pick sees them as one run. */
+static int manifest_ranges_named(env *e, const char *branch)
+{
+    manifest m;
+    if (manifest_load_latest(e->os, branch, &m)) return 0;
+    int ok = m.nlayers > 0;
+    for (size_t i = 0; i < m.nlayers; i++) {
+        const char *name = strrchr(m.layers[i].key, '/');
+        unsigned long long session, lo, hi;
+        if (!name || sscanf(name + 1, "%16llx-%16llx-%16llx-", &session, &lo, &hi) != 3 ||
+            lo != m.layers[i].min_seq || hi != m.layers[i].max_seq) {
+            fprintf(stderr, "  %s: manifest range %" PRIu64 "-%" PRIu64 "\n", m.layers[i].key, m.layers[i].min_seq,
+                    m.layers[i].max_seq);
+            ok = 0;
+        }
+    }
+    manifest_free(&m);
+    return ok;
+}
+
 static void test_store_compacts(void)
 {
     env e;
@@ -379,6 +402,7 @@ static void test_store_compacts(void)
     CHECK(s.layers <= 2);
     CHECK(store_matches(st));
     CHECK(store_close(st) == 0);
+    CHECK(manifest_ranges_named(&e, "main"));
     st = env_open(&e, "main", 32 * 1024);
     CHECK(store_matches(st));
     CHECK(store_close(st) == 0);
