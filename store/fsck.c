@@ -26,9 +26,35 @@ typedef struct named {
     char *by;                     /* the first manifest naming it */
 } named;
 
+/* By layer, then by the manifest naming it (branch, then generation:
+ * manifest keys are zero-padded). */
 static int named_cmp(const void *a, const void *b)
 {
-    return strcmp(((const named *)a)->key, ((const named *)b)->key);
+    const named *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : strcmp(x->by, y->by);
+}
+
+/* Print who names the missing layer NM[0..N): "generations 6-9, 12 of
+ * main, 1 of dev". */
+static void print_namers(FILE *out, const named *nm, size_t n)
+{
+    char branch[BRANCH_NAME_MAX + 1], prev[BRANCH_NAME_MAX + 1] = "";
+    uint64_t gen, first = 0, last = 0;
+    for (size_t i = 0; i <= n; i++) {
+        int more = i < n && branch_key_split(nm[i].by, branch) && !manifest_key_gen(branch, nm[i].by, &gen);
+        if (more && !strcmp(branch, prev) && gen == last + 1) { last = gen; continue; }
+        if (prev[0]) {            /* close the range FIRST..LAST of PREV */
+            if (first == last) fprintf(out, "%" PRIu64, first);
+            else fprintf(out, "%" PRIu64 "-%" PRIu64, first, last);
+            if (!more || strcmp(branch, prev)) fprintf(out, " of %s%s", prev, more ? "; " : "");
+            else fprintf(out, ", ");
+        }
+        if (!more) break;
+        if (strcmp(branch, prev)) fprintf(out, "generations ");
+        snprintf(prev, sizeof prev, "%s", branch);
+        first = last = gen;
+    }
 }
 
 static int str_cmp(const void *a, const void *b)
@@ -100,7 +126,12 @@ int fsck_run(objstore *os, int repair, FILE *out, fsck_report *r, char *err, siz
     for (size_t i = 0; i < nn; i++) {
         if (i && !strcmp(nm[i].key, nm[i - 1].key)) continue;
         if (!bsearch(&nm[i].key, keys, nkeys, sizeof *keys, str_cmp)) {
-            fprintf(out, "DAMAGED %s: layer named by %s is missing\n", nm[i].key, nm[i].by);
+            size_t n = 1;
+            while (i + n < nn && !strcmp(nm[i + n].key, nm[i].key)) n++;
+            fprintf(out, "DAMAGED %s: layer is missing (%" PRIu64 " bytes); the states that need it are lost: ",
+                    nm[i].key, nm[i].size);
+            print_namers(out, nm + i, n);
+            fputc('\n', out);
             r->damaged++;
             continue;
         }

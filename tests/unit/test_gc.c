@@ -230,6 +230,10 @@ static void test_fsck(void)
     s[0] = put_layer("d", 1, 1, k[0], sizeof k[0]);
     s[1] = put_layer("d", 1, 2, k[1], sizeof k[1]);
     put_gen("d", 1, 100, 1, k, s, 2);
+    put_gen("d", 2, 100, 1, k, s, 2);
+    put_gen("d", 3, 100, 1, k, s, 2);
+    put_gen("d", 5, 100, 1, k, s, 2);
+    put_gen("e", 1, 100, 1, k, s, 1);
     CHECK(os_delete(os, k[0]) == 0);
     char path[512];
     snprintf(path, sizeof path, "%s/%s", repo, k[1]);
@@ -243,7 +247,8 @@ static void test_fsck(void)
     rewind(out);
     int missing = 0, bad = 0;
     while (fgets(line, sizeof line, out)) {
-        missing |= strstr(line, k[0]) && strstr(line, "missing");
+        missing |= strstr(line, k[0]) && strstr(line, "missing") &&   /* every state that needs it */
+                   strstr(line, "generations 1-3, 5 of d; generations 1 of e\n");
         bad |= strstr(line, k[1]) && strstr(line, "checksum");
     }
     CHECK(missing && bad);
