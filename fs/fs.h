@@ -59,6 +59,8 @@ void fs_set_session(fs_mount *m, struct fuse_session *se);
 int fs_open_branch(fs_mount *m, const char *name, char *err, size_t errlen);
 /* store_checkpoint of served branch NAME; -ENOENT if M does not serve it. */
 int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen);
+/* store_get_stats of served branch NAME; -ENOENT if M does not serve it. */
+int fs_stats(fs_mount *m, const char *name, store_stats *s);
 /* Stop serving branch NAME: wait for its requests in flight, flush and close
  * it; later requests on its files fail with ESTALE.  -ENOENT if not served. */
 int fs_release_branch(fs_mount *m, const char *name);
