@@ -693,11 +693,13 @@ int fs_open_branch(fs_mount *m, const char *name, char *err, size_t errlen)
     return rc;
 }
 
-int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
+/* R: a reference to the view serving NAME.  0, or -ENOENT if none. */
+static int ref_named(fs_mount *m, const char *name, fs_ref *r)
 {
     /* without m->mu: a lookup opening a time-travel view holds it while it
-     * asks, through the control socket, for this very checkpoint.  Views
-     * are published complete and their names never change. */
+     * asks, through the control socket, for a checkpoint of the branch
+     * looked up here.  Views are published complete and their names never
+     * change. */
     fs_view *v = NULL;
     uint32_t n = __atomic_load_n(&m->nviews, __ATOMIC_ACQUIRE);
     for (uint32_t id = n; id >= 1 && !v; id--) {   /* newest first: a released view keeps its name */
@@ -705,8 +707,14 @@ int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
         if (c && !strcmp(c->name, name)) v = c;
     }
     if (!v) return -ENOENT;
+    int rc = ref_get(m, (fuse_ino_t)v->id << VIEW_SHIFT | FS_ROOT_INO, r);
+    return rc == -ESTALE ? -ENOENT : rc;
+}
+
+int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
+{
     fs_ref r;
-    int rc = ref_get(m, (fuse_ino_t)v->id << VIEW_SHIFT | FS_ROOT_INO, &r);
+    int rc = ref_named(m, name, &r);
     if (!rc) {
         rc = store_checkpoint(r.st, seq, gen);
         ref_put(&r);
@@ -724,6 +732,17 @@ int fs_foreach_branch(fs_mount *m, fs_branch_fn fn, void *arg)
         pthread_rwlock_rdlock(&v->lock);
         if (v->st && v->wal) rc = fn(arg, v->name, v->st);   /* a branch, not a time-travel view */
         pthread_rwlock_unlock(&v->lock);
+    }
+    return rc;
+}
+
+int fs_stats(fs_mount *m, const char *name, store_stats *s)
+{
+    fs_ref r;
+    int rc = ref_named(m, name, &r);
+    if (!rc) {
+        store_get_stats(r.st, s);
+        ref_put(&r);
     }
     return rc;
 }

@@ -64,6 +64,8 @@ int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen);
  * non-zero return stops the walk and is returned. */
 typedef int (*fs_branch_fn)(void *arg, const char *name, store *st);
 int fs_foreach_branch(fs_mount *m, fs_branch_fn fn, void *arg);
+/* store_get_stats of served branch NAME; -ENOENT if M does not serve it. */
+int fs_stats(fs_mount *m, const char *name, store_stats *s);
 /* Stop serving branch NAME: wait for its requests in flight, flush and close
  * it; later requests on its files fail with ESTALE.  -ENOENT if not served. */
 int fs_release_branch(fs_mount *m, const char *name);

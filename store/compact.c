@@ -1,5 +1,6 @@
 /*
- * compact.c -- the compaction policy and the chunked merge of layers.
+ * compact.c -- the compaction policy, its bound on the layers a read
+ * consults, and the chunked merge of layers.
  *
  * The merge never holds whole layers in memory.  It walks the key space in
  * chunks: every input is scanned from the chunk's first key into one
@@ -27,19 +28,72 @@ static uint64_t compact_weight(uint64_t bytes)
     return bytes < COMPACT_FLOOR_BYTES ? COMPACT_FLOOR_BYTES : bytes;
 }
 
-int compact_pick(const manifest *m, const char *own_prefix, size_t *first, size_t *count)
+/* Index of M's first own layer: from it up, every key starts with OWN_PREFIX. */
+static size_t compact_own_start(const manifest *m, const char *own_prefix)
 {
     size_t plen = strlen(own_prefix), own = m->nlayers;
     while (own > 0 && !strncmp(m->layers[own - 1].key, own_prefix, plen)) own--;
+    return own;
+}
+
+/* First layer of the run that ends with layer END - 1, not below LO. */
+static size_t compact_run_start(const manifest *m, size_t lo, size_t end)
+{
+    size_t start = end - 1;
+    while (start > lo && m->layers[start - 1].min_seq == m->layers[end - 1].min_seq &&
+           m->layers[start - 1].max_seq == m->layers[end - 1].max_seq)
+        start--;
+    return start;
+}
+
+/* Runs among layers LO .. HI - 1 of M. */
+static size_t compact_runs(const manifest *m, size_t lo, size_t hi)
+{
+    size_t runs = 0;
+    for (size_t end = hi; end > lo; end = compact_run_start(m, lo, end)) runs++;
+    return runs;
+}
+
+/* Own runs of BYTES bytes in all with no merge due, at most:
+ * 1 + floor(log2(BYTES / COMPACT_FLOOR_BYTES + 1)). */
+static size_t compact_own_bound(uint64_t bytes)
+{
+    uint64_t q = bytes / COMPACT_FLOOR_BYTES + 1;   /* floor((bytes + floor) / floor) */
+    size_t runs = 1;
+    while (q >>= 1) runs++;
+    return runs;
+}
+
+/* Bytes of layers LO .. M's top. */
+static uint64_t compact_bytes(const manifest *m, size_t lo)
+{
+    uint64_t bytes = 0;
+    for (size_t i = lo; i < m->nlayers; i++) bytes += m->layers[i].size;
+    return bytes;
+}
+
+size_t compact_bound(const manifest *m, const char *own_prefix)
+{
+    size_t own = compact_own_start(m, own_prefix);
+    return compact_runs(m, 0, own) + compact_own_bound(compact_bytes(m, own)) + COMPACT_LAG_RUNS;
+}
+
+int compact_flush_fits(const manifest *m, const char *own_prefix)
+{
+    size_t own = compact_own_start(m, own_prefix);
+    return compact_runs(m, own, m->nlayers) + 1 <= compact_own_bound(compact_bytes(m, own)) + COMPACT_LAG_RUNS;
+}
+
+int compact_pick(const manifest *m, const char *own_prefix, size_t *first, size_t *count)
+{
+    size_t own = compact_own_start(m, own_prefix);
     /* walk the runs from the newest down, summing the newer ones */
     uint64_t newer = 0;
     size_t end = m->nlayers, pick = m->nlayers, runs = 0;
     while (end > own) {
-        size_t start = end - 1;
-        uint64_t bytes = m->layers[start].size;
-        while (start > own && m->layers[start - 1].min_seq == m->layers[end - 1].min_seq &&
-               m->layers[start - 1].max_seq == m->layers[end - 1].max_seq)
-            bytes += m->layers[--start].size;
+        size_t start = compact_run_start(m, own, end);
+        uint64_t bytes = 0;
+        for (size_t i = start; i < end; i++) bytes += m->layers[i].size;
         runs++;
         if (runs > 1 && compact_weight(bytes) <= newer) pick = start;   /* the oldest such run */
         newer += compact_weight(bytes);

@@ -16,10 +16,39 @@
  * data.  Runs are kept at sizes that more than double from newest to
  * oldest: whenever a run is no larger than all newer runs together, it and
  * every newer run merge into one (sizes below COMPACT_FLOOR_BYTES count as
- * that floor).  Like a binary counter: a branch has at most
- * 1 + log2(its bytes / COMPACT_FLOOR_BYTES) runs of its own -- 11 for
- * 1 GiB, 21 for 1 TiB -- plus the runs of its parent at the fork point, and
- * each byte is rewritten about once per doubling of the data after it.
+ * that floor).  Like a binary counter: each byte is rewritten about once
+ * per doubling of the data after it.
+ *
+ * The bound (compact_bound).  With no merge due, the own runs weigh, newest
+ * first, w1 .. wr with each wk > w1 + .. + w(k-1) (k >= 2): the sums more
+ * than double, so w1 + .. + wr >= 2^(r-1) * FLOOR; and only w1 can be the
+ * floor rather than bytes (wk > w1 >= FLOOR for k >= 2), so that sum is
+ * below own bytes + FLOOR.  Hence r <= 1 + log2(own bytes / FLOOR + 1),
+ * rounded down: 11 runs for 1 GiB, 21 for 1 TiB.  (Not 1 + log2(own bytes
+ * / FLOOR): runs of 0.1, 1.1 and 2.3 MiB, newest first, are three with
+ * nothing due.)  A read consults at most one layer per run, as the pieces
+ * of a run have disjoint key ranges: at most the parent's runs at the fork
+ * point, those own runs, and COMPACT_LAG_RUNS more.
+ *
+ * The lag, and why the bound holds at every moment.  Merges run beside the
+ * flusher, so flushes land while runs below them are merged.  The store
+ * holds a flush back before its commit (and so, through memtable
+ * backpressure, the writes) while its run would take the own runs past
+ * 1 + log2(own bytes / FLOOR + 1) + LAG, or while LAG flushes have landed
+ * since the merge in flight picked its runs (compact_flush_fits and
+ * store.c); it waits for a merge to end, holding no lock a merge needs.
+ * So every state a flush commits is within the bound.  A merge replaces
+ * the runs from the oldest one that was due up to the newest: each run
+ * below outweighed all newer ones together (else it would have been due)
+ * and still does, as the run the merge makes weighs no more than its
+ * inputs (one version per key is kept); so the state it picked from,
+ * merged, has nothing due, and at most LAG flushes have landed on top of
+ * it.  A flush held back always goes on: by the first rule a merge is due
+ * (and the flush wakes the compactor), by the second one is in flight.
+ * Exceptions: with compaction off nothing is held back (nor bounded), and
+ * store_close flushes what is left without waiting (its compactor has
+ * stopped): if that leaves a state past the bound, the next mount's reads
+ * may consult more layers until its first flush has it merged.
  *
  * Merging is chunked by key range: each input contributes a bounded number
  * of bytes per chunk, so memory stays near COMPACT_CHUNK_BYTES plus one
@@ -36,11 +65,23 @@
 #define COMPACT_PIECE_BYTES (64u << 20)    /* an output piece closes past this size */
 #define COMPACT_CHUNK_BYTES (32u << 20)    /* raw bytes gathered per key-range chunk */
 #define COMPACT_FLOOR_BYTES (1u << 20)     /* smaller runs count as this large */
+#define COMPACT_LAG_RUNS 2                 /* flushes landing while a merge is in flight */
 
 /* Layers [*FIRST, *FIRST + *COUNT) of M (oldest first) are to be merged,
  * by the policy above, for the branch whose own layer keys start with
  * OWN_PREFIX: 1 then, 0 if nothing is due. */
 int compact_pick(const manifest *m, const char *own_prefix, size_t *first, size_t *count);
+
+/* The most layers a read of the state M commits may consult, for the
+ * branch whose own layer keys start with OWN_PREFIX: the runs of the other
+ * layers + 1 + floor(log2(own bytes / COMPACT_FLOOR_BYTES + 1)) +
+ * COMPACT_LAG_RUNS (see above). */
+size_t compact_bound(const manifest *m, const char *own_prefix);
+
+/* 1 if a flushed run on top of M keeps the branch's own runs within
+ * 1 + log2(own bytes / COMPACT_FLOOR_BYTES + 1) + COMPACT_LAG_RUNS (M's own
+ * bytes: the new run's can only raise it), else 0. */
+int compact_flush_fits(const manifest *m, const char *own_prefix);
 
 /* An output piece of a merge: uploaded and open. */
 typedef struct compact_piece {

@@ -58,6 +58,9 @@ uint64_t layer_min_seq(const layer *l);
 uint64_t layer_max_seq(const layer *l);
 uint64_t layer_size(const layer *l);
 
+/* 1 if KEY lies within L's key range (a layer_get of it may find it), else 0. */
+int layer_covers(const layer *l, const uint8_t *key, size_t klen);
+
 /* Newest version of KEY with seq <= MAX_SEQ.  Returns 1 if found (then
  * *TOMB tells a deletion, else *VAL is a malloc'd copy of *VLEN bytes and
  * *SEQ its seq), 0 if the layer has no such version, -EIO on a checksum or

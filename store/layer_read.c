@@ -950,6 +950,12 @@ static long block_find(const layer *l, const uint8_t *key, size_t klen)
     return (long)lo - 1;
 }
 
+int layer_covers(const layer *l, const uint8_t *key, size_t klen)
+{
+    return l->nblocks > 0 && layer_keycmp(key, klen, l->minkey, l->minlen) >= 0 &&
+           layer_keycmp(key, klen, l->maxkey, l->maxlen) <= 0;
+}
+
 /* Newest version of KEY with seq <= MAX_SEQ: 1 found, 0 none, -errno. */
 int layer_get(layer *l, const uint8_t *key, size_t klen, uint64_t max_seq,
               int *tomb, void **val, size_t *vlen, uint64_t *seq)
@@ -962,9 +968,7 @@ int layer_get(layer *l, const uint8_t *key, size_t klen, uint64_t max_seq,
 
     *val = NULL;
     *vlen = 0;
-    if (l->nblocks == 0 || max_seq < l->min_seq ||
-        layer_keycmp(key, klen, l->minkey, l->minlen) < 0 ||
-        layer_keycmp(key, klen, l->maxkey, l->maxlen) > 0)
+    if (max_seq < l->min_seq || !layer_covers(l, key, klen))
         return 0;
     if ((b = block_find(l, key, klen)) < 0)
         return 0;

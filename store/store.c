@@ -56,6 +56,12 @@
  * and the active one full, commits wait (backpressure) until a layer is
  * committed; they never fail for an unreachable repository.
  *
+ * Read amplification: each layer set carries compact_bound of its manifest
+ * (compact.h), and store_get counts the layers it consults against it.  A
+ * flush that would take the branch past the bound is held back before
+ * its commit (store_flush_hold): flush_mu is released while it waits, as
+ * the compactor commits under it, and the merge ending wakes it.
+ *
  * Branching from a mounted branch: store_checkpoint freezes and flushes
  * synchronously, so that a committed generation holds every batch up to
  * the current seq (the daemon's control socket asks for it, and the new
@@ -113,6 +119,7 @@ typedef struct slayer {
  * can walk it without the lock. */
 typedef struct layerset {
     int refs;                     /* the store's + readers' (atomic) */
+    size_t bound;                 /* most layers a read may consult: compact_bound */
     size_t n;
     slayer *l[];
 } layerset;
@@ -144,6 +151,12 @@ struct store {
     int compact_kicked;           /* a layer was committed since the compactor looked (wake_mu) */
     uint64_t flushes;             /* layers flushed (lock) */
     uint64_t compactions;         /* merges committed (lock) */
+    int merging;                  /* a merge has picked its runs and not ended (lock) */
+    int merge_flushes;            /* flushes committed since the last merge picked (lock) */
+    uint64_t merges_ended;        /* merges ended, committed or not (lock) */
+    pthread_cond_t merged_cv;     /* with wake_mu: a flush held back waits for a merge to end */
+    uint64_t reads, probes, probes_max, over_bound;   /* store_stats (atomic) */
+    char layer_prefix[128];       /* "branches/NAME/layers/": the branch's own layers */
     char *pin;                    /* snapshot: its pin object (store_pin) */
     pthread_mutex_t compact_mu;   /* one merge at a time (held across it) */
     int compaction_off;           /* store_config.compaction_off */
@@ -579,6 +592,18 @@ uint64_t store_alloc_ino(store *st)
 
 /* ---- reads ---- */
 
+/* Count a read that consulted PROBES layers of set LS. */
+static void store_count_read(store *st, const layerset *ls, uint64_t probes)
+{
+    __atomic_add_fetch(&st->reads, 1, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&st->probes, probes, __ATOMIC_RELAXED);
+    uint64_t max = __atomic_load_n(&st->probes_max, __ATOMIC_RELAXED);
+    while (probes > max &&
+           !__atomic_compare_exchange_n(&st->probes_max, &max, probes, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;                         /* MAX reloaded: another read raised it */
+    if (probes > ls->bound) __atomic_add_fetch(&st->over_bound, 1, __ATOMIC_RELAXED);
+}
+
 /* Copy a found value out to the caller. */
 static void store_copy_out(const void *val, size_t vlen, void *buf, size_t cap, size_t *outlen)
 {
@@ -615,7 +640,13 @@ int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
     layerset *ls = lset_hold(st);
     pthread_rwlock_unlock(&st->lock);
     rc = 1;
-    for (size_t i = ls->n; i-- > 0 && rc == 1;) rc = store_layer_get(ls->l[i]->l, k, buf, cap, vlen);
+    size_t probes = 0;
+    for (size_t i = ls->n; i-- > 0 && rc == 1;)
+        if (layer_covers(ls->l[i]->l, k->b, k->len)) {
+            probes++;
+            rc = store_layer_get(ls->l[i]->l, k, buf, cap, vlen);
+        }
+    store_count_read(st, ls, probes);
     lset_release(ls);
     return rc == 1 ? -ENOENT : rc;
 }
@@ -746,6 +777,9 @@ static int store_build_key(void *arg, const uint8_t *key, size_t klen, const mt_
 static void store_fence(store *st, uint64_t gen)
 {
     if (__atomic_exchange_n(&st->fenced, 1, __ATOMIC_SEQ_CST)) return;
+    pthread_mutex_lock(&st->wake_mu);   /* a flush held back for a merge goes on, to fail */
+    pthread_cond_broadcast(&st->merged_cv);
+    pthread_mutex_unlock(&st->wake_mu);
     if (gen)
         fprintf(stderr, "lakefs: branch %s: manifest generation %" PRIu64 " was committed by another writer "
                 "(a takeover); this daemon lost the branch and fails every write and fsync from now on\n", st->branch, gen);
@@ -848,6 +882,7 @@ static int store_compact_install(store *st)
     pthread_rwlock_unlock(&st->lock);
     layerset *ls = lset_new(n - count + np);
     slayer **sl = calloc(np ? np : 1, sizeof *sl);
+    if (ls) ls->bound = compact_bound(&st->cpend.next, st->layer_prefix);
     for (size_t i = 0; sl && i < np; i++)
         if (!(sl[i] = malloc(sizeof **sl))) { while (i--) free(sl[i]); free(sl); sl = NULL; }
     if (!ls || !sl) {
@@ -879,6 +914,73 @@ static int store_compact_install(store *st)
     return 0;
 }
 
+/* The merge in flight ended, committed or not: wake the flushes held
+ * back for it. */
+static void store_merge_end(store *st)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    st->merging = 0;
+    st->merges_ended++;
+    pthread_rwlock_unlock(&st->lock);
+    pthread_mutex_lock(&st->wake_mu);
+    pthread_cond_broadcast(&st->merged_cv);
+    pthread_mutex_unlock(&st->wake_mu);
+}
+
+/* 1 if a flush may commit now by compact.h's rules (flush_mu held): its run
+ * keeps the own runs of the state it lands on within the bound, and fewer
+ * than COMPACT_LAG_RUNS flushes landed since the merge in flight picked
+ * its runs.  *ENDED: merges ended so far. */
+static int store_flush_fits(store *st, uint64_t *ended)
+{
+    const manifest *base = st->cpend.next.gen ? &st->cpend.next : &st->man;   /* installed first */
+    int fits = compact_flush_fits(base, st->layer_prefix);
+    pthread_rwlock_rdlock(&st->lock);
+    fits = fits && !(st->merging && st->merge_flushes >= COMPACT_LAG_RUNS);
+    *ended = st->merges_ended;
+    pthread_rwlock_unlock(&st->lock);
+    return fits;
+}
+
+/* Hold the next flush back until it fits (flush_mu held; released while
+ * waiting, as the compactor commits under it): it wakes the compactor, and
+ * each merge that ends wakes it to look again.  Not without a compactor, once closing or fenced, nor
+ * for a commit of unknown outcome (retried as it is; merges wait for it). */
+static void store_flush_hold(store *st)
+{
+    struct timespec since, now;
+    uint64_t ended;
+    int held = 0;
+    while (st->compactor_running && !st->uncertain.gen && !store_flush_fits(st, &ended)) {
+        pthread_mutex_lock(&st->wake_mu);
+        if (st->stopping || __atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) {
+            pthread_mutex_unlock(&st->wake_mu);
+            break;
+        }
+        if (!held++) {
+            clock_gettime(CLOCK_MONOTONIC, &since);
+            fprintf(stderr, "lakefs: branch %s: a flush waits for a merge (the bound on layers per read)\n",
+                    st->branch);
+        }
+        st->compact_kicked = 1;   /* a merge is due or running (compact.h): see to it */
+        pthread_cond_signal(&st->compact_cv);
+        pthread_mutex_unlock(&st->flush_mu);
+        for (;;) {
+            pthread_rwlock_rdlock(&st->lock);
+            int same = st->merges_ended == ended;
+            pthread_rwlock_unlock(&st->lock);
+            if (!same || st->stopping || __atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) break;
+            pthread_cond_wait(&st->merged_cv, &st->wake_mu);
+        }
+        pthread_mutex_unlock(&st->wake_mu);
+        pthread_mutex_lock(&st->flush_mu);
+    }
+    if (held) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        fprintf(stderr, "lakefs: branch %s: the flush goes on after %.3f s\n", st->branch, store_elapsed(&since, &now));
+    }
+}
+
 /* compact_merge's upload: a layer of this branch written by this mount. */
 static int store_compact_upload(void *arg, const void *buf, size_t len, uint64_t min_seq, uint64_t max_seq,
                                 char **key)
@@ -893,11 +995,13 @@ static int store_compact_upload(void *arg, const void *buf, size_t len, uint64_t
  * layers on top, so the merged layers keep their places. */
 static int store_compact_once(store *st)
 {
-    char prefix[128];
-    snprintf(prefix, sizeof prefix, "branches/%s/layers/", st->branch);
     size_t first = 0, count = 0;
-    pthread_rwlock_rdlock(&st->lock);
-    int due = compact_pick(&st->man, prefix, &first, &count);
+    pthread_rwlock_wrlock(&st->lock);
+    int due = compact_pick(&st->man, st->layer_prefix, &first, &count);
+    if (due) {                    /* the flushes from now on land while it runs */
+        st->merging = 1;
+        st->merge_flushes = 0;
+    }
     layerset *ls = lset_hold(st);
     pthread_rwlock_unlock(&st->lock);
     layer **in = due ? malloc(count * sizeof *in) : NULL;
@@ -915,6 +1019,7 @@ static int store_compact_once(store *st)
                     st->branch, count, strerror(-rc));
         free(in);
         lset_release(ls);
+        if (due) store_merge_end(st);
         return rc;
     }
     pthread_mutex_lock(&st->flush_mu);
@@ -955,6 +1060,7 @@ static int store_compact_once(store *st)
     pthread_mutex_unlock(&st->flush_mu);
     free(in);
     lset_release(ls);
+    store_merge_end(st);
     return rc ? rc : 1;
 }
 
@@ -1039,6 +1145,7 @@ static int store_flush_one(store *st)
         free(sl);
         return rc;
     }
+    ls->bound = compact_bound(&next, st->layer_prefix);
     pthread_rwlock_wrlock(&st->lock);
     for (size_t i = 0; i < nl; i++) lset_add(ls, st->ls->l[i]);
     *sl = (slayer){ l, 1 };
@@ -1050,6 +1157,7 @@ static int store_flush_one(store *st)
     manifest_free(&st->man);
     st->man = next;
     st->flushes++;
+    st->merge_flushes++;
     store_rj_drop(st, st->man.seq);   /* in a layer now: no upload needed */
     int was_full = __atomic_exchange_n(&st->full, 0, __ATOMIC_ACQ_REL);
     pthread_rwlock_unlock(&st->lock);
@@ -1103,6 +1211,7 @@ static void *store_flusher(void *arg)
             st->kicked = 0;
             pthread_mutex_unlock(&st->wake_mu);
             pthread_mutex_lock(&st->flush_mu);
+            store_flush_hold(st);
             int rc = store_flush_one(st);
             pthread_mutex_unlock(&st->flush_mu);
             pthread_mutex_lock(&st->wake_mu);
@@ -1148,6 +1257,7 @@ int store_checkpoint(store *st, uint64_t *seq, uint64_t *gen)
         int pending = st->nfrozen > 0 && mt_min_seq(st->frozen[0].mt) <= target;
         pthread_rwlock_unlock(&st->lock);
         if (rc || !pending) break;
+        store_flush_hold(st);
         if ((rc = store_flush_one(st))) break;
     }
     if (!rc) {
@@ -1432,9 +1542,11 @@ static store *store_alloc(objstore *os, const char *branch)
     pthread_mutex_init(&st->wake_mu, NULL);
     pthread_cond_init(&st->wake_cv, NULL);
     pthread_cond_init(&st->compact_cv, NULL);
+    pthread_cond_init(&st->merged_cv, NULL);
     pthread_mutex_init(&st->room_mu, NULL);
     pthread_cond_init(&st->room_cv, NULL);
     st->branch = strdup(branch);
+    snprintf(st->layer_prefix, sizeof st->layer_prefix, "branches/%s/layers/", branch);
     st->active = mt_new();
     if (!st->branch || !st->active) {
         store_close(st);
@@ -1449,6 +1561,7 @@ static int store_open_layers(store *st, char *err, size_t errlen)
 {
     st->ls = lset_new(st->man.nlayers);
     if (!st->ls) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
+    st->ls->bound = compact_bound(&st->man, st->layer_prefix);
     for (size_t i = 0; i < st->man.nlayers; i++) {
         layer *l;
         int rc = layer_open(st->os, st->man.layers[i].key, &l);
@@ -1615,13 +1728,14 @@ fail:
 
 int store_start(store *st)
 {
+    int rc;
     if (st->snapshot) return 0;
-    int rc = pthread_create(&st->flusher, NULL, store_flusher, st);
-    if (rc) return -rc;
+    if (!st->compaction_off) {    /* first: the flusher holds flushes back only with a compactor */
+        if ((rc = pthread_create(&st->compactor, NULL, store_compactor, st))) return -rc;
+        st->compactor_running = 1;
+    }
+    if ((rc = pthread_create(&st->flusher, NULL, store_flusher, st))) return -rc;
     st->flusher_running = 1;
-    if (st->compaction_off) return 0;
-    if ((rc = pthread_create(&st->compactor, NULL, store_compactor, st))) return -rc;
-    st->compactor_running = 1;
     return 0;
 }
 
@@ -1646,6 +1760,7 @@ int store_close(store *st)
     __atomic_store_n(&st->stopping, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&st->wake_cv);
     pthread_cond_signal(&st->compact_cv);
+    pthread_cond_broadcast(&st->merged_cv);
     pthread_mutex_unlock(&st->wake_mu);
     if (st->flusher_running) pthread_join(st->flusher, NULL);
     if (st->compactor_running) pthread_join(st->compactor, NULL);
@@ -1689,6 +1804,7 @@ int store_close(store *st)
     pthread_mutex_destroy(&st->wake_mu);
     pthread_cond_destroy(&st->wake_cv);
     pthread_cond_destroy(&st->compact_cv);
+    pthread_cond_destroy(&st->merged_cv);
     pthread_mutex_destroy(&st->room_mu);
     pthread_cond_destroy(&st->room_cv);
     free(st->branch);
@@ -1708,5 +1824,10 @@ void store_get_stats(store *st, store_stats *s)
     s->compactions = st->compactions;
     s->memtable_bytes = mt_bytes(st->active);
     for (int i = 0; i < st->nfrozen; i++) s->memtable_bytes += mt_bytes(st->frozen[i].mt);
+    s->bound = st->ls->bound;
     pthread_rwlock_unlock(&st->lock);
+    s->reads = __atomic_load_n(&st->reads, __ATOMIC_RELAXED);
+    s->probes = __atomic_load_n(&st->probes, __ATOMIC_RELAXED);
+    s->probes_max = __atomic_load_n(&st->probes_max, __ATOMIC_RELAXED);
+    s->over_bound = __atomic_load_n(&st->over_bound, __ATOMIC_RELAXED);
 }

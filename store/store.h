@@ -80,7 +80,8 @@ int store_start(store *st);
 int store_close(store *st);
 
 /* Newest value of K: copies up to CAP bytes to BUF and sets *VLEN to the
- * full length.  0, -ENOENT (absent or deleted) or -EIO. */
+ * full length.  0, -ENOENT (absent or deleted) or -EIO.  A get that reaches
+ * the layers counts the layers it consults in store_stats. */
 int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen);
 
 /* Value of K in the state manifest M commits (any branch's, any
@@ -136,6 +137,11 @@ typedef struct store_stats {
     uint64_t flushes;             /* layers flushed by this mount */
     uint64_t compactions;         /* merges committed by this mount */
     uint64_t memtable_bytes;      /* bytes in active + frozen memtables */
+    uint64_t reads;               /* store_gets that reached the layers */
+    uint64_t probes;              /* layers they consulted (key in range), in all */
+    uint64_t probes_max;          /* most layers one of them consulted */
+    uint64_t over_bound;          /* reads that consulted more layers than their layer set's bound */
+    uint64_t bound;               /* compact_bound of the current layer set (compact.h) */
 } store_stats;
 void store_get_stats(store *st, store_stats *s);
 

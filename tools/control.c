@@ -6,7 +6,8 @@
  * and in its local journal, where no other process can see them.  Branching
  * from a mounted branch must start from a state the repository holds, so
  * the command asks the daemon to write everything up to now into layers and
- * tell it which manifest generation holds it.
+ * tell it which manifest generation holds it.  Likewise the counters of a
+ * branch's store (how many layers its reads consulted) live in the daemon.
  *
  * One socket serves every branch the daemon mounts: the requests name the
  * branch, and the daemon's control_ops answer for it.  The server is one
@@ -22,6 +23,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CONTROL_LINE_MAX 256
+#define CONTROL_LINE_MAX 256            /* a request line's buffer: 255 bytes with the newline, a NUL */
+#define CONTROL_REPLY_MAX 512           /* a reply line's */
 #define CONTROL_REQUEST_TIMEOUT 5       /* seconds for a request line to arrive */
 #define CONTROL_REPLY_TIMEOUT 600       /* seconds a client waits for a checkpoint */
 
@@ -60,13 +63,29 @@ static void control_addr(struct sockaddr_un *addr, const char *path)
     snprintf(addr->sun_path, sizeof addr->sun_path, "%s", path);
 }
 
-/* Read one line of at most CONTROL_LINE_MAX - 1 bytes from FD into BUF
- * (newline removed); -EPROTO if it is longer or the peer closed early. */
-static int control_read_line(int fd, char *buf)
+/* The counters of a stats reply, in order, and where store_stats has them. */
+static const struct { const char *name; size_t off; } control_stats_fields[] = {
+    { "reads", offsetof(store_stats, reads) }, { "probes", offsetof(store_stats, probes) },
+    { "probes_max", offsetof(store_stats, probes_max) }, { "over_bound", offsetof(store_stats, over_bound) },
+    { "bound", offsetof(store_stats, bound) }, { "layers", offsetof(store_stats, layers) },
+    { "flushes", offsetof(store_stats, flushes) }, { "compactions", offsetof(store_stats, compactions) },
+    { "seq", offsetof(store_stats, seq) }, { "gen", offsetof(store_stats, manifest_gen) },
+};
+#define CONTROL_NSTATS (sizeof control_stats_fields / sizeof control_stats_fields[0])
+
+/* Counter I of the stats reply in S. */
+static uint64_t *control_stat(store_stats *s, size_t i)
+{
+    return (uint64_t *)((char *)s + control_stats_fields[i].off);
+}
+
+/* Read one line of at most MAX - 1 bytes from FD into BUF (newline
+ * removed); -EPROTO if it is longer or the peer closed early. */
+static int control_read_line(int fd, char *buf, size_t max)
 {
     size_t len = 0;
     for (;;) {
-        ssize_t n = read(fd, buf + len, CONTROL_LINE_MAX - 1 - len);
+        ssize_t n = read(fd, buf + len, max - 1 - len);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) return errno == EAGAIN ? -ETIMEDOUT : -errno;
         if (n == 0) return -EPROTO;
@@ -78,7 +97,7 @@ static int control_read_line(int fd, char *buf)
             *nl = 0;
             return 0;
         }
-        if (len == CONTROL_LINE_MAX - 1) return -EPROTO;
+        if (len == max - 1) return -EPROTO;
     }
 }
 
@@ -99,7 +118,7 @@ static int control_write(int fd, const char *s)
 /* Serve the one request of connection FD. */
 static void control_serve(control *c, int fd)
 {
-    char line[CONTROL_LINE_MAX], reply[CONTROL_LINE_MAX];
+    char line[CONTROL_LINE_MAX], reply[CONTROL_REPLY_MAX];
     struct timeval tv = { CONTROL_REQUEST_TIMEOUT, 0 };
     struct ucred cred;
     socklen_t clen = sizeof cred;
@@ -109,17 +128,28 @@ static void control_serve(control *c, int fd)
         control_write(fd, "error permission denied: only the daemon's user and root may use its control socket\n");
         return;
     }
-    int rc = control_read_line(fd, line);
+    int rc = control_read_line(fd, line, sizeof line);
     char *branch = rc ? NULL : strchr(line, ' ');
     if (branch) *branch++ = 0;
     if (rc) {
         snprintf(reply, sizeof reply, "error bad request: %s\n",
                  rc == -EPROTO ? "want one line of at most 255 bytes" : strerror(-rc));
-    } else if (strcmp(line, "checkpoint") && strcmp(line, "release")) {
-        snprintf(reply, sizeof reply, "error unknown request '%.64s': the requests are 'checkpoint BRANCH' "
-                 "and 'release BRANCH'\n", line);
+    } else if (strcmp(line, "checkpoint") && strcmp(line, "release") && strcmp(line, "stats")) {
+        snprintf(reply, sizeof reply, "error unknown request '%.64s': the requests are 'checkpoint BRANCH', "
+                 "'release BRANCH' and 'stats BRANCH'\n", line);
     } else if (!branch || !branch_name_valid(branch)) {
         snprintf(reply, sizeof reply, "error %.10s wants a valid branch name\n", line);
+    } else if (!strcmp(line, "stats")) {
+        store_stats s;
+        if (c->ops.stats(c->ops.arg, branch, &s)) {
+            snprintf(reply, sizeof reply, "error this daemon does not serve branch %.63s\n", branch);
+        } else {
+            size_t len = (size_t)snprintf(reply, sizeof reply, "ok");
+            for (size_t i = 0; i < CONTROL_NSTATS; i++)   /* fits: at most 10 names and 20 digits each */
+                len += (size_t)snprintf(reply + len, sizeof reply - len, " %s=%" PRIu64, control_stats_fields[i].name,
+                                        *control_stat(&s, i));
+            snprintf(reply + len, sizeof reply - len, "\n");
+        }
     } else {
         uint64_t seq = 0, gen = 0;
         struct timespec t0, t1;
@@ -232,7 +262,7 @@ static int control_u64(const char **p, uint64_t *v)
 
 /* Send request line REQ to the daemon at PATH and read its reply line
  * into LINE; an "error" reply gives -EIO with the daemon's words in ERR. */
-static int control_request(const char *path, const char *req, char *line, char *err, size_t errlen)
+static int control_request(const char *path, const char *req, char line[CONTROL_REPLY_MAX], char *err, size_t errlen)
 {
     struct sockaddr_un addr;
     int rc = control_path_ok(path, err, errlen);
@@ -252,7 +282,7 @@ static int control_request(const char *path, const char *req, char *line, char *
         snprintf(err, errlen, "cannot reach the daemon's control socket %s: %s", path, strerror(errno));
     } else if ((rc = control_write(fd, req))) {
         snprintf(err, errlen, "cannot send a request to the daemon's control socket %s: %s", path, strerror(-rc));
-    } else if ((rc = control_read_line(fd, line))) {
+    } else if ((rc = control_read_line(fd, line, CONTROL_REPLY_MAX))) {
         snprintf(err, errlen, "no answer from the daemon's control socket %s: %s", path,
                  rc == -EPROTO ? "connection closed or reply malformed" : strerror(-rc));
     } else if (!strncmp(line, "error ", 6)) {
@@ -265,7 +295,7 @@ static int control_request(const char *path, const char *req, char *line, char *
 
 int control_checkpoint(const char *path, const char *branch, uint64_t *seq, uint64_t *gen, char *err, size_t errlen)
 {
-    char req[CONTROL_LINE_MAX], line[CONTROL_LINE_MAX];
+    char req[CONTROL_LINE_MAX], line[CONTROL_REPLY_MAX];
     snprintf(req, sizeof req, "checkpoint %s\n", branch);
     int rc = control_request(path, req, line, err, errlen);
     const char *p = line;
@@ -278,7 +308,7 @@ int control_checkpoint(const char *path, const char *branch, uint64_t *seq, uint
 
 int control_release(const char *path, const char *branch, char *err, size_t errlen)
 {
-    char req[CONTROL_LINE_MAX], line[CONTROL_LINE_MAX];
+    char req[CONTROL_LINE_MAX], line[CONTROL_REPLY_MAX];
     snprintf(req, sizeof req, "release %s\n", branch);
     int rc = control_request(path, req, line, err, errlen);
     if (!rc && strcmp(line, "ok")) {
@@ -286,4 +316,26 @@ int control_release(const char *path, const char *branch, char *err, size_t errl
         rc = -EPROTO;
     }
     return rc;
+}
+
+int control_stats(const char *path, const char *branch, store_stats *s, char *err, size_t errlen)
+{
+    char req[CONTROL_LINE_MAX], line[CONTROL_REPLY_MAX];
+    snprintf(req, sizeof req, "stats %s\n", branch);
+    int rc = control_request(path, req, line, err, errlen);
+    if (rc) return rc;
+    memset(s, 0, sizeof *s);
+    const char *p = line + 2;
+    int bad = strncmp(line, "ok", 2) != 0;
+    for (size_t i = 0; !bad && i < CONTROL_NSTATS; i++) {
+        size_t nl = strlen(control_stats_fields[i].name);
+        bad = *p++ != ' ' || strncmp(p, control_stats_fields[i].name, nl) || p[nl] != '=';
+        if (!bad) {
+            p += nl + 1;
+            bad = control_u64(&p, control_stat(s, i));
+        }
+    }
+    if (!bad && !*p) return 0;
+    snprintf(err, errlen, "malformed reply from the daemon's control socket %s: '%.64s'", path, line);
+    return -EPROTO;
 }

@@ -12,16 +12,21 @@
  *   <- ok SEQ GEN\n        manifest generation GEN holds every write up to seq SEQ
  *   -> release BRANCH\n
  *   <- ok\n               the daemon flushed and closed BRANCH and gave up its lease
+ *   -> stats BRANCH\n
+ *   <- ok reads=N probes=N probes_max=N over_bound=N bound=N layers=N flushes=N
+ *      compactions=N seq=N gen=N\n     BRANCH's store_stats (store.h), one line
  *   <- error MESSAGE\n
  *
  * A request is at most 255 bytes and must arrive within 5 seconds; anything
- * else gets an "error" line.  One thread serves the requests, one at a time.
+ * else gets an "error" line.  A reply is at most 511 bytes.  One thread
+ * serves the requests, one at a time.
  */
 #ifndef LAKEFS_CONTROL_H
 #define LAKEFS_CONTROL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include "../store/store.h"
 
 typedef struct control control;
 
@@ -31,6 +36,8 @@ typedef struct control_ops {      /* what the daemon does for a request */
     int (*checkpoint)(void *arg, const char *branch, uint64_t *seq, uint64_t *gen);
     /* stop serving BRANCH (flush, close, lease given up); -ENOENT if not served */
     int (*release)(void *arg, const char *branch);
+    /* store_get_stats of served BRANCH; -ENOENT if not served */
+    int (*stats)(void *arg, const char *branch, store_stats *s);
 } control_ops;
 
 /* 0 if PATH fits a unix socket address, else -ENAMETOOLONG with ERR set. */
@@ -44,5 +51,8 @@ void control_stop(control *c);
 int control_checkpoint(const char *path, const char *branch, uint64_t *seq, uint64_t *gen, char *err, size_t errlen);
 /* Ask the daemon listening on PATH to stop serving BRANCH. */
 int control_release(const char *path, const char *branch, char *err, size_t errlen);
+/* Ask the daemon listening on PATH for the counters of BRANCH (the fields
+ * of the reply; memtable_bytes is left 0). */
+int control_stats(const char *path, const char *branch, store_stats *s, char *err, size_t errlen);
 
 #endif

@@ -4,6 +4,7 @@
  *   lakefs init URL                      create an empty repository with branch main
  *   lakefs mount URL[#BRANCH] DIR [-f] [-d] [-o OPTS]   run the FUSE daemon
  *   lakefs branch create|list|show|delete|rename ...     manage branches
+ *   lakefs stats BRANCH                  a mounted branch's read counters
  *
  * `mount` is also what mount(8) runs for `-t fuse.lakefs` (through
  * contrib/mount.fuse.lakefs).  Without -f it forks before touching the
@@ -12,7 +13,7 @@
  * fstab sees the real outcome.  After that the daemon's stderr goes to a log
  * file in its state directory.  The daemon listens on a control socket
  * (control.h) through which `lakefs branch create` asks it for a
- * checkpoint of its branch.
+ * checkpoint of its branch, and `lakefs stats` for its counters.
  *
  * The branch commands find their repository from --repo URL, else
  * $LAKEFS_REPO, else the lakefs mount holding the current directory.
@@ -66,6 +67,7 @@ static const char *usage_main =
     "  gc [URL] [--dry-run]             delete what no branch, window or view needs any more\n"
     "  config set retention=DURATION    the repository's time-travel window (default 7d)\n"
     "  fsck [URL] [--repair]            verify every manifest and layer; --repair removes orphans\n"
+    "  stats BRANCH                     a mounted branch's read counters: layers consulted per read\n"
     "\n"
     "URL is file:///absolute/path or s3://bucket/prefix.  'lakefs COMMAND --help'\n"
     "describes a command.\n";
@@ -169,6 +171,20 @@ static const char *usage_fsck =
     "--repair removes the orphans, and nothing else; it is refused while\n"
     "anything is damaged.  Safe while daemons run: layers a live mount may\n"
     "still commit are not orphans.\n";
+
+static const char *usage_stats =
+    "usage: lakefs stats BRANCH [--repo URL]\n"
+    "\n"
+    "The counters of BRANCH, from the daemon on this machine that mounts it\n"
+    "(found through the branch's lease), one per line:\n"
+    "  reads        reads that reached the layers (not answered from memory)\n"
+    "  probes       layers they consulted (those whose key range holds the key)\n"
+    "  probes_max   most layers one read consulted\n"
+    "  over_bound   reads that consulted more layers than the bound\n"
+    "  bound        the bound now: the parent's runs + 1 + log2(own bytes / 1 MiB + 1)\n"
+    "               + 2 (store/compact.h)\n"
+    "  layers, flushes, compactions, seq, gen   layers in the manifest, layers\n"
+    "               flushed and merges committed by this mount, last seq, generation\n";
 
 static const char *usage_config =
     "usage: lakefs config set retention=DURATION [--repo URL]\n"
@@ -741,6 +757,11 @@ static int daemon_release(void *arg, const char *branch)
     return fs_release_branch(((daemon_ctx *)arg)->fs, branch);
 }
 
+static int daemon_stats(void *arg, const char *branch, store_stats *s)
+{
+    return fs_stats(((daemon_ctx *)arg)->fs, branch, s);
+}
+
 /* At unmount: upload, read-ahead and disk cache counters to the log (and
  * the cache's to STATE_DIR/stats). */
 static void log_counters(const mount_opts *m, objstore *os, objcache *cache)
@@ -989,7 +1010,7 @@ static int cmd_mount(int argc, char **argv)
     d.cache = cache;
     fs_config fc = { .branch = m.branch_root ? m.branch : NULL, .statfs_path = m.state_dir,
                      .ops = { .arg = &d, .open = daemon_open, .close = daemon_close, .list = daemon_list } };
-    control_ops cops = { .arg = &d, .checkpoint = daemon_checkpoint, .release = daemon_release };
+    control_ops cops = { .arg = &d, .checkpoint = daemon_checkpoint, .release = daemon_release, .stats = daemon_stats };
     control *ctl = NULL;
     int served = 0;
     /* the named branch (main for a repository mount) opens now, so that a
@@ -1745,6 +1766,38 @@ static int cmd_fsck(int argc, char **argv)
     return 0;
 }
 
+static int cmd_stats(int argc, char **argv)
+{
+    branch_args a = { 0 };
+    const char *name;
+    int rc = parse_args("stats", argc, argv, usage_stats, &a, &name);
+    if (rc >= 0) return rc;
+    if (!name || a.npos || a.from || a.at || a.at_xid || a.at_restore_point || a.force || a.dry_run || a.retention ||
+        a.repair)
+        return usage_fail("stats: usage: lakefs stats BRANCH [--repo URL]");
+    if (check_name("branch", name)) return 1;
+    objstore *os;
+    if (branch_open_repo(&a, &os)) return 1;
+    store_lease l;
+    store_stats s;
+    char err[700], cerr[600];
+    rc = local_lease(os, name, &l, err, sizeof err);
+    os_close(os);
+    if (rc == -ENOENT || (!rc && !l.alive))
+        return fail("branch '%s' is not mounted by a daemon on this machine; stats are kept by the daemon serving it",
+                    name);
+    if (rc) return fail("%s", err);
+    if (!l.control[0])
+        return fail("the lakefs daemon mounting branch '%s' (pid %ld) has no control socket (an older lakefs)", name,
+                    l.pid);
+    if (control_stats(l.control, name, &s, cerr, sizeof cerr)) return fail("branch '%s': %s", name, cerr);
+    printf("reads %" PRIu64 "\nprobes %" PRIu64 "\nprobes_max %" PRIu64 "\nover_bound %" PRIu64 "\nbound %" PRIu64
+           "\nlayers %" PRIu64 "\nflushes %" PRIu64 "\ncompactions %" PRIu64 "\nseq %" PRIu64 "\ngen %" PRIu64 "\n",
+           s.reads, s.probes, s.probes_max, s.over_bound, s.bound, s.layers, s.flushes, s.compactions, s.seq,
+           s.manifest_gen);
+    return 0;
+}
+
 static int cmd_config(int argc, char **argv)
 {
     branch_args a = { 0 };
@@ -1792,6 +1845,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "gc")) return cmd_gc(argc - 1, argv + 1);
     if (!strcmp(cmd, "config")) return cmd_config(argc - 1, argv + 1);
     if (!strcmp(cmd, "fsck")) return cmd_fsck(argc - 1, argv + 1);
+    if (!strcmp(cmd, "stats")) return cmd_stats(argc - 1, argv + 1);
     /* mount(8) convention: lakefs SOURCE MOUNTPOINT [-o OPTS] */
     if (strstr(cmd, "://")) return cmd_mount(argc, argv);
     fail("unknown command '%s' (see lakefs --help)", cmd);

@@ -6,8 +6,11 @@
 # 2. Compaction under load: main mounted with 1 MiB memtables takes
 #    pgbench -i -s 5 (about a hundred flushes): the daemon merges layers
 #    meanwhile, and once the writes stop its newest manifest comes within
-#    compact.h's bound, 1 + log2(bytes / 1 MiB) runs of main's own, where
-#    without compaction there would be one per flush.
+#    compact.h's bound, 1 + log2(bytes / 1 MiB + 1) runs of main's own, where
+#    without compaction there would be one per flush.  `lakefs stats main`
+#    (the daemon's counters): reads reached the layers, and none consulted
+#    more layers than the bound of the layer set it read; once unmounted,
+#    `lakefs stats main` says so in one line, exit 1.
 # 3. GC against a live writer: `lakefs gc --retention 0` runs again and
 #    again while pgbench writes to main and a branch made mid-run is
 #    written too; no transaction fails, and after unmount and remount (no
@@ -86,7 +89,7 @@ main_runs() {
     else
         cat "${url#file://}/$m"
     fi | awk '$1 == "layer" && $2 ~ /^branches\/main\/layers\// { r[$3 " " $4] = 1; b += $5 }
-        END { x = b / 1048576; l = x > 1 ? log(x) / log(2) : 0; print length(r), b + 0, int(1 + l) }'
+        END { x = b / 1048576; print length(r), b + 0, int(1 + log(x + 1) / log(2) + 1e-9) }'
 }
 within_bound() { local r b n; read -r r b n < <(main_runs); [ "$r" -le "$n" ]; }
 # the compactor goes on after the last flush: wait for it to meet the bound
@@ -94,7 +97,18 @@ wait_for 120 "main's runs to come within the bound" within_bound ||
     die "main's newest manifest: $(main_runs | awk '{ print $1 " runs for " $2 " bytes, over the bound " $3 }')"
 read -r runs bytes bound < <(main_runs)
 ok "main: $runs runs of its own for $bytes bytes (bound $bound)"
+stats=$(lk stats main --repo "$url") || die "lakefs stats main failed"
+stat_of() { echo "$stats" | awk -v k="$1" '$1 == k { print $2 }'; }
+[ "$(stat_of reads)" -gt 0 ] || die "no read reached the layers: $(echo $stats)"
+[ "$(stat_of over_bound)" -eq 0 ] || die "reads consulted more layers than the bound: $(echo $stats)"
+[ "$(stat_of probes_max)" -le "$(stat_of bound)" ] || die "probes_max over the bound: $(echo $stats)"
+holds=$(daemon_log | grep -c 'a flush waits for a merge' || true)
+ok "lakefs stats main: $(stat_of reads) reads of the layers consulted $(stat_of probes) layers," \
+    "at most $(stat_of probes_max) (bound $(stat_of bound)), $(stat_of over_bound) over the bound;" \
+    "$holds flushes held back for a merge"
 lakefs_umount "$mp"
+expect_fail "stats of an unmounted branch" "$LAKEFS" stats main --repo "$url"
+msg_says "stats of an unmounted branch" "is not mounted by a daemon on this machine"
 
 # ---- 3. gc against a live writer (main and a branch made mid-run)
 lakefs_mount "$url" "$mp" -o "$common"

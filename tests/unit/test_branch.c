@@ -330,6 +330,14 @@ static int target_release(void *arg, const char *branch)
     return rc;
 }
 
+static int target_stats(void *arg, const char *branch, store_stats *s)
+{
+    ctl_target *t = arg;
+    if (strcmp(branch, "main") || !t->st) return -ENOENT;
+    store_get_stats(t->st, s);
+    return 0;
+}
+
 static void test_fork_checkpoint(void)
 {
     env e;
@@ -354,7 +362,7 @@ static void test_fork_checkpoint(void)
     /* through the control socket, as `lakefs branch create` does */
     snprintf(path, sizeof path, "%s/control", e.root);
     ctl_target target = { st, 0 };
-    control_ops ops = { &target, target_checkpoint, target_release };
+    control_ops ops = { &target, target_checkpoint, target_release, target_stats };
     CHECK(control_start(path, &ops, &ctl, err, sizeof err) == 0);
     struct stat sb;
     CHECK(stat(path, &sb) == 0 && S_ISSOCK(sb.st_mode) && (sb.st_mode & 0777) == 0600);
@@ -363,6 +371,16 @@ static void test_fork_checkpoint(void)
     CHECK(branch_fork(e.os, "b", "main", gen, &m, err, sizeof err) == 0);
     CHECK(control_checkpoint(path, "nosuch", &seq, &gen, err, sizeof err) == -EIO && strstr(err, "does not serve"));
     CHECK(put(st, 60, "after-b") == 0);
+    /* stats: the store's counters, every field through the reply line */
+    store_stats cs;
+    CHECK(control_stats(path, "main", &cs, err, sizeof err) == 0);
+    store_get_stats(st, &s);
+    CHECK(cs.seq == s.seq && cs.manifest_gen == s.manifest_gen && cs.layers == s.layers && cs.flushes == s.flushes &&
+          cs.compactions == s.compactions && cs.reads == s.reads && cs.probes == s.probes &&
+          cs.probes_max == s.probes_max && cs.over_bound == s.over_bound && cs.bound == s.bound && cs.bound > 0);
+    CHECK(control_stats(path, "nosuch", &cs, err, sizeof err) == -EIO && strstr(err, "does not serve"));
+    raw_request(path, "stats\n", 6, reply, sizeof reply);
+    CHECK(!strncmp(reply, "error stats wants a valid branch name", 37));
     /* malformed requests: an error line each, the store unharmed */
     raw_request(path, "frobnicate\n", 11, reply, sizeof reply);
     CHECK(!strncmp(reply, "error unknown request", 21));

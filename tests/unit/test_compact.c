@@ -1,11 +1,14 @@
 /*
  * test_compact.c -- compaction: the policy (which runs merge, a parent's
  * layers never, and the bound on runs over thousands of random flushes),
- * the chunked merge against a model (newest version of every key,
- * deletions kept or dropped, pieces in ascending disjoint key ranges with
- * tiny chunks and pieces, cancellation), and a store compacting while it
- * is written: every key right, before and after reopening, and its own
- * runs within the bound once store_compact returns.
+ * compact_bound and compact_flush_fits on hand-built manifests, the
+ * chunked merge against a model (newest version of every key, deletions
+ * kept or dropped, pieces in ascending disjoint key ranges with tiny
+ * chunks and pieces, cancellation), a store compacting while it is
+ * written: every key right, before and after reopening, and its own runs
+ * within the bound once store_compact returns; and a store with tiny
+ * memtables read from another thread while written: no read consults more
+ * layers than the bound of the layer set it reads.
  */
 #include "harness.h"
 #include "compact.h"
@@ -16,7 +19,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
@@ -106,8 +109,9 @@ static void test_pick(void)
     CHECK(picks(&(manifest){0}, 0, 0));
 }
 
-/* Random flushes with the policy applied after each: the runs stay within
- * 2 + log2(weight / floor) at every step; prints the write amplification. */
+/* Random flushes with the policy applied after each: with nothing due, the
+ * runs are within compact_bound less the lag at every step; prints the
+ * write amplification. */
 static void test_pick_bound(void)
 {
     manifest m = {0};
@@ -142,21 +146,51 @@ static void test_pick_bound(void)
             manifest_free(&m);
             m = next;
         }
-        /* count runs and their weight */
         size_t runs = 0;
-        uint64_t weight = 0;
-        for (size_t i = 0; i < m.nlayers; i++) {
+        for (size_t i = 0; i < m.nlayers; i++)
             if (i == 0 || m.layers[i].min_seq != m.layers[i - 1].min_seq) runs++;
-            weight += m.layers[i].size;
-        }
-        weight += runs * COMPACT_FLOOR_BYTES;
-        double bound = 2 + log2((double)weight / COMPACT_FLOOR_BYTES);
-        if ((double)runs > bound) bad++;
+        if (runs + COMPACT_LAG_RUNS > compact_bound(&m, "branches/me/layers/")) bad++;
         if (runs > worst) worst = runs;
     }
     CHECK(bad == 0);
     printf("3000 flushes, %.1f GiB: at most %" PRIu64 " runs, write amplification %.2f\n",
            (double)flushed / (1024.0 * MIB), worst, (double)(flushed + merged) / (double)flushed);
+    manifest_free(&m);
+}
+
+/* compact_bound by hand: the parent's runs (the pieces of a merge count
+ * once) + 1 + floor(log2(own bytes / floor + 1)) + the lag; compact_flush_fits
+ * up to that; and runs that need the + 1 inside the log. */
+static void test_bound(void)
+{
+    manifest m;
+    const char *owners[] = { "parent", "parent", "parent", "me", "me", "me", "me", "me" };
+    /* the parent: a run of two pieces and a flushed layer; own: 2.3, 1.1, 0.1, 0.1, 0.1 MiB */
+    uint64_t sizes[] = { 40 * MIB, 30 * MIB, 5 * MIB, 23 * MIB / 10, 11 * MIB / 10, MIB / 10, MIB / 10, MIB / 10 };
+    int same[] = { 0, 1, 0, 0, 0, 0, 0, 0 };
+    const char *me = "branches/me/layers/";
+    mk(&m, 6, owners, sizes, same);
+    /* 1.1 > the floor, 2.3 > 2.1: three own runs and nothing due, for 3.5
+     * MiB: 1 + floor(log2(3.5 + 1)) = 3, where 1 + floor(log2(3.5)) = 2 */
+    CHECK(picks(&m, 0, 0));
+    CHECK(compact_bound(&m, me) == 2 + 3 + COMPACT_LAG_RUNS);
+    CHECK(compact_flush_fits(&m, me));
+    manifest_free(&m);
+    mk(&m, 7, owners, sizes, same);          /* 4 own runs: a fifth still fits (3 + the lag of 2) */
+    CHECK(compact_bound(&m, me) == 2 + 3 + COMPACT_LAG_RUNS);
+    CHECK(compact_flush_fits(&m, me));
+    manifest_free(&m);
+    mk(&m, 8, owners, sizes, same);          /* 5 own runs: a sixth does not */
+    CHECK(compact_bound(&m, me) == 2 + 3 + COMPACT_LAG_RUNS);
+    CHECK(!compact_flush_fits(&m, me));
+    manifest_free(&m);
+    mk(&m, 3, owners, sizes, same);          /* a fork that wrote nothing: 1 own run allowed */
+    CHECK(compact_bound(&m, me) == 2 + 1 + COMPACT_LAG_RUNS);
+    manifest_free(&m);
+    const char *own[] = { "me", "me" };
+    uint64_t gib[] = { 1024 * MIB - 1, 1 };  /* 1 GiB: 1 + floor(log2(1025)) = 11 */
+    mk(&m, 2, own, gib, NULL);
+    CHECK(compact_bound(&m, me) == 11 + COMPACT_LAG_RUNS);
     manifest_free(&m);
 }
 
@@ -409,11 +443,85 @@ static void test_store_compacts(void)
     env_free(&e);
 }
 
+/* ---- read amplification of a store under writes ---- */
+
+#define PKEYS (1u << 24)          /* pages drawn from so many: hardly one is written twice */
+
+typedef struct prober {
+    store *st;
+    int stop;                     /* set when the writes are done (atomic) */
+    int errors;                   /* reads that failed */
+} prober;
+
+/* Read random keys of ST until told to stop (a generator of its own: rnd
+ * belongs to the writer). */
+static void *probe_reads(void *arg)
+{
+    prober *p = arg;
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    uint8_t buf[2048];
+    while (!__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        skey k;
+        key_page(&k, 9, x % PKEYS);
+        size_t vlen;
+        int rc = store_get(p->st, &k, buf, sizeof buf, &vlen);
+        if (rc && rc != -ENOENT) p->errors++;
+    }
+    return NULL;
+}
+
+/* Writes of random pages while another thread reads random pages (mostly
+ * absent ones, which consult every layer whose key range covers them): no
+ * read consults more layers than the bound of the layer set it reads.  The
+ * data only grows, so the last layer set's bound is the largest. */
+static void test_store_probes(void)
+{
+    env e;
+    env_init(&e);
+    store *st = env_open(&e, "main", 16 * 1024);
+    prober p = { st, 0, 0 };
+    pthread_t reader;
+    CHECK(pthread_create(&reader, NULL, probe_reads, &p) == 0);
+    uint8_t val[1500];
+    int failed = 0;
+    for (int b = 0; b < 4000; b++) {
+        store_batch bt;
+        store_batch_init(&bt);
+        skey k;
+        key_page(&k, 9, rnd() % PKEYS);
+        size_t len = 500 + rnd() % 1000;
+        for (size_t j = 0; j < len; j++) val[j] = (uint8_t)rnd();
+        store_batch_put(&bt, &k, val, len);
+        if (store_commit(st, &bt)) failed++;
+        store_batch_free(&bt);
+    }
+    __atomic_store_n(&p.stop, 1, __ATOMIC_RELAXED);
+    pthread_join(reader, NULL);
+    store_stats s;
+    store_get_stats(st, &s);
+    printf("probes: %" PRIu64 " reads of the layers, %.2f layers each, at most %" PRIu64 " (bound now %" PRIu64
+           "), %" PRIu64 " over their bound; %" PRIu64 " flushes, %" PRIu64 " merges\n", s.reads,
+           s.reads ? (double)s.probes / (double)s.reads : 0.0, s.probes_max, s.bound, s.over_bound, s.flushes,
+           s.compactions);
+    CHECK(failed == 0);
+    CHECK(p.errors == 0);
+    CHECK(s.reads > 0);
+    CHECK(s.over_bound == 0);
+    CHECK(s.probes_max <= s.bound);
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
 int main(void)
 {
     test_pick();
     test_pick_bound();
+    test_bound();
     test_merge();
     test_store_compacts();
+    test_store_probes();
     return harness_done();
 }
