@@ -24,9 +24,9 @@
 #    the system catalogs is clean, writes still work; the daemon log names
 #    the object, the block and the checksum mismatch; clean stop, unmount.
 # 5. The damaged object deleted: fsck exits 1 with exactly one DAMAGED
-#    line, saying that the layer is missing and naming a manifest that
-#    names it (which manifests do is worked out from the manifests
-#    themselves); every other layer still verifies.
+#    line, saying that the layer is missing, its size, and every
+#    generation that needs it, as ranges per branch (which ones do is worked
+#    out from the manifests themselves); every other layer still verifies.
 # (file:// only: the test edits and deletes an object in place.)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -180,9 +180,15 @@ rc=0
 [ "$rc" = 1 ] || { cat "$T/fsck2.out" >&2; die "fsck with a missing layer exited $rc, want 1"; }
 [ "$(grep -c '^DAMAGED ' "$T/fsck2.out")" = 1 ] || { cat "$T/fsck2.out" >&2; die "fsck does not report exactly one damaged object"; }
 line=$(grep '^DAMAGED ' "$T/fsck2.out")
-by=$(sed -n "s#^DAMAGED $key: layer named by \([^ ]*\) is missing\$#\1#p" <<<"$line")
-[ -n "$by" ] || die "fsck does not report $key as missing: $line"
-grep -qxF "$by" "$T/naming" || die "fsck says $by names $key, but it does not (those that do: $(tr '\n' ' ' <"$T/naming"))"
+# what fsck must say: every generation naming it, as ranges per branch ("generations 6-9, 12 of main")
+want=$(awk -F/ '{ b = $2; g = $4 + 0
+        if (b == pb && g == last + 1) { last = g; next }
+        if (pb != "") out = out (first == last ? first : first "-" last) (b == pb ? ", " : " of " pb "; ")
+        if (b != pb) out = out "generations "
+        pb = b; first = last = g }
+    END { print out (first == last ? first : first "-" last) " of " pb }' "$T/naming")
+[ "$line" = "DAMAGED $key: layer is missing ($(stat -c %s "$T/pristine") bytes); the states that need it are lost: $want" ] ||
+    die "fsck does not report $key as missing, naming $want: $line"
 nlayers=$(sort -u <(cd "$repo" && cat branches/*/manifest/* | awk '$1 == "layer" { print $2 }') | grep -c '')
 grep -q " $((nlayers - 1)) layers (.*) verified; 1 damaged;" "$T/fsck2.out" ||
     { cat "$T/fsck2.out" >&2; die "fsck did not verify the other $((nlayers - 1)) layers"; }
