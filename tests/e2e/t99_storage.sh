@@ -90,6 +90,11 @@ wal=$(du -s --apparent-size -B1 "$main/pg_wal" | cut -f1)
 store=$(du -s --apparent-size -B1 "$repo" | cut -f1)
 ratio=$(awk -v s="$store" -v d="$data" 'BEGIN { printf "%.2f", s / d }')
 log "PGDATA $data bytes ($wal of them in pg_wal), repository $store bytes: ${ratio}x"
+# where the repository's bytes are: the newest state, and what the window keeps besides
+newest=$(ls "$repo/branches/main/manifest" | tail -n 1)
+named=$(awk '$1 == "layer" { n += $5 } END { print n + 0 }' "$repo/branches/main/manifest/$newest")
+log "the newest state names $named bytes of layers; $(ls "$repo/branches/main/manifest" | wc -l) generations" \
+    "and $(ls "$repo/branches/main/layers" | wc -l) layers are kept for the window"
 awk -v s="$store" -v d="$data" 'BEGIN { exit !(s <= 1.5 * d) }' ||
     die "the repository holds $store bytes, over 1.5 x PGDATA ($data bytes): ${ratio}x"
 ok "storage: repository $store bytes = ${ratio}x PGDATA ($data bytes)"
