@@ -131,18 +131,32 @@ static int gc_load(gc_state *s, char *err, size_t errlen)
     return 0;                     /* the listing is sorted: generations come ascending */
 }
 
+/* How long, in seconds, a time slot of the window of RETENTION_S is: one
+ * generation is kept per slot beyond the grace period (gc.h). */
+static int64_t gc_slot_s(int64_t retention_s)
+{
+    int64_t slot = retention_s / GC_SLOTS;
+    if (slot < GC_GRACE_S) slot = GC_GRACE_S;
+    return slot > GC_SLOT_MAX_S ? GC_SLOT_MAX_S : slot;
+}
+
 /* Decide which generations of every branch stay (gc.h). */
 static int gc_decide(gc_state *s, int64_t now)
 {
     int64_t cutoff = now - s->o->retention_s;
+    int64_t grace = s->o->retention_s < GC_GRACE_S ? s->o->retention_s : GC_GRACE_S;
+    int64_t slot = gc_slot_s(s->o->retention_s);
     for (size_t i = 0; i < s->nb; i++) {
         gbranch *b = &s->b[i];
         if (!b->ngens) continue;
         if (!(b->keep = calloc(b->ngens, 1))) return -ENOMEM;
         size_t base = SIZE_MAX;
         for (size_t g = 0; g < b->ngens; g++) {
-            if (s->o->keep_all || (int64_t)b->gens[g].time >= cutoff) b->keep[g] = 1;
-            else base = g;
+            int64_t made = (int64_t)b->gens[g].time;
+            int64_t superseded = g + 1 < b->ngens ? (int64_t)b->gens[g + 1].time : INT64_MAX;
+            if (s->o->keep_all || superseded >= now - grace) b->keep[g] = 1;   /* a reader may hold it */
+            else if (made >= cutoff && made / slot != superseded / slot) b->keep[g] = 1;   /* newest of its slot */
+            if (made < cutoff) base = g;
         }
         if (base != SIZE_MAX) b->keep[base] = 1;    /* the window's base */
         b->keep[b->ngens - 1] = 1;                 /* the newest, always */

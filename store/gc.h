@@ -3,7 +3,14 @@
  * state within reach needs, and the repository's retention setting.
  *
  * What is kept, for every branch: its newest generation; every generation
- * made within the retention window (time travel starts from them); the
+ * that was the newest within the grace period (the last GC_GRACE_S
+ * seconds, or the whole window if that is shorter); older ones within the
+ * retention window thinned out to one per time slot (a slot is an eighth
+ * of the window, at least the grace period and at most GC_SLOT_MAX_S;
+ * slots are fixed in time, so each run keeps the same ones): time travel
+ * starts from the newest kept generation before its target and replays
+ * the WAL from there, so a slot bounds the replay, while every generation
+ * between would keep layers that compaction replaced within minutes; the
  * newest generation made before the window (the base for a point at the
  * window's start); every generation a live reader has pinned (a mounted
  * time-travel view, store_open_snapshot).  Every layer one of those names,
@@ -22,12 +29,14 @@
  *    generations outside the window name was committed, so it is not in
  *    flight: the layers a live mount's compactions replaced are freed while
  *    it runs.)
- *  - A reader that loaded a generation (a fork copying it, a daemon
- *    opening its layers) keeps it for the retention window: a generation
- *    is deleted only once a generation made before the window's start
- *    supersedes it, that is, at least RETENTION after it stopped being the
- *    newest.  The window is the grace period; readers that hold a
- *    generation longer pin it.
+ *  - A reader that loaded a generation without pinning it (a fork copying
+ *    it, a daemon opening its layers, a read in flight on the layers a
+ *    commit just replaced, time travel looking for its base before it pins
+ *    it) loaded it while it was the newest, and holds it for less than
+ *    the grace period: a generation is deleted only once it has not been
+ *    the newest for the grace period.  Readers that hold a generation
+ *    longer pin it.  (A search for a base whose generation goes meanwhile
+ *    finds it gone and searches again.)
  *  - Pins: a view writes its pin, then loads the manifest.  The collector
  *    deletes manifests first, then lists the pins again and keeps the
  *    layers of every pinned generation, and deletes layers last.  A view
@@ -48,6 +57,9 @@
 #include "objstore.h"
 
 #define GC_RETENTION_DEFAULT (7 * 86400)   /* seconds, unless the repository sets one */
+#define GC_GRACE_S 60                      /* an unpinned reader holds a generation less than this */
+#define GC_SLOTS 8                         /* slots per window, past the grace period */
+#define GC_SLOT_MAX_S 900                  /* ... each at most this long: the replay a view may need */
 
 typedef struct gc_options {
     int64_t retention_s;          /* the window, seconds (>= 0) */

@@ -359,25 +359,6 @@ int manifest_gens(objstore *os, const char *branch, uint64_t **gens, size_t *n)
     return rc;
 }
 
-int manifest_oldest_unbroken(objstore *os, const char *branch, uint64_t *gen)
-{
-    uint64_t *gens;
-    size_t n;
-    int rc = manifest_gens(os, branch, &gens, &n);
-    if (rc)
-        return rc;
-    if (n == 0) {
-        free(gens);
-        return -ENOENT;
-    }
-    size_t i = n - 1;
-    while (i > 0 && gens[i - 1] == gens[i] - 1)
-        i--;
-    *gen = gens[i];
-    free(gens);
-    return 0;
-}
-
 /* Load generation GEN of BRANCH; -ENOENT if there is no such generation. */
 int manifest_load(objstore *os, const char *branch, uint64_t gen, manifest *m)
 {

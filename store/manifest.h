@@ -57,9 +57,6 @@ int manifest_load_latest(objstore *os, const char *branch, manifest *m);
 /* The generations of BRANCH that exist, ascending, in a malloc'd *GENS
  * (*N of them; garbage collection leaves gaps and removes the oldest). */
 int manifest_gens(objstore *os, const char *branch, uint64_t **gens, size_t *n);
-/* The oldest generation G of BRANCH such that every generation from G to
- * the newest exists, into *GEN; -ENOENT if the branch has none. */
-int manifest_oldest_unbroken(objstore *os, const char *branch, uint64_t *gen);
 /* Load generation GEN of BRANCH; -ENOENT if there is no such generation. */
 int manifest_load(objstore *os, const char *branch, uint64_t gen, manifest *m);
 /* Generation named by manifest object KEY of BRANCH ("branches/BRANCH/

@@ -4,12 +4,14 @@
  *
  * Finding the base: a branch's manifest generations are numbered from 1
  * (generation 1 of a fork copies its parent's generation at the branch
- * point); garbage collection removes the oldest ones, but never one in
- * the unbroken run ending at the newest that a target within the
- * retention window needs (store/gc.h), and the recorded WAL position only grows with the
- * generation, so "the position is past the target" is false up to some
- * generation and true after it: a binary search finds the newest
- * generation before the target in O(log n) manifest reads.  A branch's
+ * point); garbage collection removes the oldest ones and thins out the
+ * older part of the window (store/gc.h), so the generations that exist
+ * are listed (one listing), and the recorded WAL position only grows with
+ * the generation, so "the position is past the target" is false up to
+ * some generation and true after it: a binary search over the list finds
+ * the newest generation before the target in O(log n) manifest reads.  A
+ * generation collected between the listing and its read makes the search
+ * start over (a few times at most).  A branch's
  * past begins where the branch began: at its branch point (generation 1
  * copies the parent's state there) or, for a branch made at a point of its
  * parent's past, at that point (its metadata's at_lsn); a target before it
@@ -142,11 +144,16 @@ void pg_target_format(const pg_target *t, char *buf, size_t len)
 /* ---- the base state ---- */
 
 /* The position in generation GEN of BRANCH into *P: 0, -ENOENT (no WAL
- * recorded there), or -errno with ERR set. */
+ * recorded there), -EAGAIN (the generation was collected since it was
+ * listed: look again), or -errno with ERR set. */
 static int gen_pos(objstore *os, const char *branch, uint64_t gen, pg_wal_pos *p, char *err, size_t errlen)
 {
     manifest m;
     int rc = manifest_load(os, branch, gen, &m);
+    if (rc == -ENOENT) {
+        snprintf(err, errlen, "branch '%s': generation %" PRIu64 " was collected while it was read", branch, gen);
+        return -EAGAIN;
+    }
     if (!rc) {
         rc = pg_wal_pos_at(os, &m, p);
         manifest_free(&m);
@@ -154,10 +161,6 @@ static int gen_pos(objstore *os, const char *branch, uint64_t gen, pg_wal_pos *p
     if (rc && rc != -ENOENT)
         snprintf(err, errlen, "branch '%s': cannot read generation %" PRIu64 " of its history: %s", branch, gen,
                  strerror(-rc));
-    else if (rc == -ENOENT && manifest_exists(os, branch, gen) == 0) {
-        snprintf(err, errlen, "branch '%s': generation %" PRIu64 " of its history is missing", branch, gen);
-        rc = -EIO;
-    }
     return rc;
 }
 
@@ -189,40 +192,50 @@ static int base_control(objstore *os, const manifest *m, uint64_t *lsn, uint64_t
     return *lsn ? 0 : -ENOENT;
 }
 
-/* The redo pointer of generation GEN of BRANCH into *REDO: 0, -ENOENT (no
- * pg_control there), or -errno. */
-static int gen_redo(objstore *os, const char *branch, uint64_t gen, uint64_t *redo)
+/* The checkpoint and redo pointer of generation GEN of BRANCH: 0,
+ * -ENOENT (no pg_control there), -EAGAIN (collected since listed), or
+ * -errno. */
+static int gen_control(objstore *os, const char *branch, uint64_t gen, uint64_t *lsn, uint64_t *redo)
 {
     manifest m;
-    uint64_t lsn;
     int rc = manifest_load(os, branch, gen, &m);
+    if (rc == -ENOENT) return -EAGAIN;
     if (!rc) {
-        rc = base_control(os, &m, &lsn, redo);
+        rc = base_control(os, &m, lsn, redo);
         manifest_free(&m);
     }
     return rc;
 }
 
-/* The oldest generation of BRANCH that recovery can start from into *LO:
- * the oldest unbroken one (older ones were collected) whose checkpoint's
- * redo is not before where the archive of NEWEST (its newest state)
- * begins (pg_archive_trim).  Redo pointers only grow with the generation:
- * binary search.  0 or -errno. */
-static int oldest_gen(objstore *os, const char *branch, const manifest *newest, uint64_t *lo)
+typedef struct history {          /* the generations recovery can start from */
+    uint64_t *gens;               /* existing ones, ascending: gc leaves gaps */
+    size_t n;
+} history;
+
+/* The generations of BRANCH up to NEWEST (its newest state) into H, from
+ * the oldest whose checkpoint's redo is not before where NEWEST's archive
+ * begins (pg_archive_trim; redo pointers only grow with the generation:
+ * binary search).  0 or -errno (-EAGAIN: look again). */
+static int history_load(objstore *os, const char *branch, const manifest *newest, history *h)
 {
     uint64_t trimmed;
-    int rc = manifest_oldest_unbroken(os, branch, lo);
+    int rc = manifest_gens(os, branch, &h->gens, &h->n);
+    if (rc) return rc;
+    while (h->n && h->gens[h->n - 1] > newest->gen) h->n--;   /* committed since NEWEST was loaded */
+    if (!h->n || h->gens[h->n - 1] != newest->gen) rc = -EAGAIN;
     if (!rc) rc = pg_archive_trimmed_at(os, newest, &trimmed);
     if (rc || !trimmed) return rc;
-    uint64_t a = *lo, b = newest->gen;
-    *lo = newest->gen;            /* the newest state's own checkpoint is always kept */
-    while (a <= b) {
-        uint64_t mid = a + (b - a) / 2, redo;
-        rc = gen_redo(os, branch, mid, &redo);
+    size_t a = 0, b = h->n, first = h->n - 1;   /* the newest state's own checkpoint is always kept */
+    while (a < b) {
+        size_t mid = a + (b - a) / 2;
+        uint64_t lsn, redo;
+        rc = gen_control(os, branch, h->gens[mid], &lsn, &redo);
         if (rc && rc != -ENOENT) return rc;
-        if (!rc && redo >= trimmed) { *lo = mid; b = mid - 1; }
+        if (!rc && redo >= trimmed) { first = mid; b = mid; }
         else a = mid + 1;
     }
+    memmove(h->gens, h->gens + first, (h->n - first) * sizeof *h->gens);
+    h->n -= first;
     return 0;
 }
 
@@ -232,59 +245,52 @@ static int past(const pg_wal_pos *p, const pg_target *t)
     return t->is_time ? p->time_us >= t->time_us : p->lsn > t->lsn;
 }
 
-/* The newest generation in LO..HI of BRANCH not past T into *GEN (0: even
- * generation LO is), its position in *P (*HAS 0: it has none). */
-static int search(objstore *os, const char *branch, uint64_t lo, uint64_t hi, const pg_target *t, uint64_t *gen,
+/* The index in H of BRANCH's newest generation not past T into *AT
+ * (SIZE_MAX: even the oldest is), its position in *P (*HAS 0: it has
+ * none).  Positions only grow with the generation: binary search. */
+static int search(objstore *os, const char *branch, const history *h, const pg_target *t, size_t *at,
                   pg_wal_pos *p, int *has, char *err, size_t errlen)
 {
-    uint64_t found = 0;
-    while (lo <= hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
+    size_t lo = 0, hi = h->n;
+    *at = SIZE_MAX;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
         pg_wal_pos q;
-        int rc = gen_pos(os, branch, mid, &q, err, errlen);
+        int rc = gen_pos(os, branch, h->gens[mid], &q, err, errlen);
         if (rc && rc != -ENOENT) return rc;
         if (!rc && past(&q, t)) {
-            hi = mid - 1;
+            hi = mid;
         } else {
-            found = mid;
+            *at = mid;
             *has = !rc;
             if (!rc) *p = q;
             lo = mid + 1;
         }
     }
-    *gen = found;
     return 0;
 }
 
-/* The first generation in LO..HI of BRANCH with a recorded position into
- * *P: 1, 0 if none has one, or -errno. */
-static int first_pos(objstore *os, const char *branch, uint64_t lo, uint64_t hi, pg_wal_pos *p)
-{
-    char err[256];
-    uint64_t found = 0;
-    while (lo <= hi) {            /* positions, once there, stay: binary search */
-        uint64_t mid = lo + (hi - lo) / 2;
-        pg_wal_pos q;
-        int rc = gen_pos(os, branch, mid, &q, err, sizeof err);
-        if (rc && rc != -ENOENT) return rc;
-        if (!rc) { found = mid; *p = q; hi = mid - 1; }
-        else lo = mid + 1;
-    }
-    return found != 0;
-}
-
-int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p)
+/* The oldest point of BRANCH into *P, once (-EAGAIN: look again). */
+static int oldest_once(objstore *os, const char *branch, pg_wal_pos *p)
 {
     manifest m;
-    branch_meta meta;
-    uint64_t lo;
+    history h = { 0 };
+    char err[256];
     if (manifest_load_latest(os, branch, &m)) return -ENOENT;
-    int rc = oldest_gen(os, branch, &m, &lo);
-    uint64_t hi = m.gen;
+    int rc = history_load(os, branch, &m, &h);
     manifest_free(&m);
+    size_t lo = 0, hi = h.n, found = SIZE_MAX;
+    while (!rc && lo < hi) {      /* positions, once there, stay: the first with one */
+        size_t mid = lo + (hi - lo) / 2;
+        pg_wal_pos q;
+        rc = gen_pos(os, branch, h.gens[mid], &q, err, sizeof err);
+        if (rc == -ENOENT) { rc = 0; lo = mid + 1; }
+        else if (!rc) { found = mid; *p = q; hi = mid; }
+    }
+    free(h.gens);
     if (rc) return rc;
-    rc = first_pos(os, branch, lo, hi, p);
-    if (rc <= 0) return rc ? rc : -ENOENT;
+    if (found == SIZE_MAX) return -ENOENT;
+    branch_meta meta;
     rc = branch_meta_load(os, branch, &meta);
     if (rc && rc != -ENOENT) return rc;
     if (!rc && meta.at_lsn > p->lsn) {   /* made at a point of its parent's past: that point */
@@ -292,6 +298,15 @@ int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p)
         p->time_us = meta.created * 1000000;
     }
     return 0;
+}
+
+#define TARGET_TRIES 3            /* looks at a history that gc changes meanwhile */
+
+int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p)
+{
+    int rc = -EAGAIN;
+    for (int i = 0; i < TARGET_TRIES && rc == -EAGAIN; i++) rc = oldest_once(os, branch, p);
+    return rc;
 }
 
 /* The error for a target before every reachable point. */
@@ -316,8 +331,9 @@ static int too_old(objstore *os, const char *branch, const char *what, int64_t f
     return -ENOENT;
 }
 
-int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
-                   pg_base *b, char *err, size_t errlen)
+/* pg_target_base, once (-EAGAIN: look again). */
+static int base_once(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
+                     pg_base *b, char *err, size_t errlen)
 {
     char what[96], text[PG_TARGET_TEXT], lsn[PG_LSN_LEN], when[40];
     pg_target_format(t, text, sizeof text);
@@ -333,21 +349,24 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
                  : "branch '%s': cannot load its manifest", branch);
         return rc;
     }
-    uint64_t hi = m.gen, lo;      /* generations older than LO cannot be recovered from */
-    rc = oldest_gen(os, branch, &m, &lo);
-    manifest_free(&m);
+    history h = { 0 };            /* the generations recovery can start from */
+    rc = history_load(os, branch, &m, &h);
+    pg_wal_pos newest;
     if (rc) {
         snprintf(err, errlen, "branch '%s': cannot list its generations: %s", branch, strerror(-rc));
-        return rc;
-    }
-    pg_wal_pos newest;
-    if ((rc = gen_pos(os, branch, hi, &newest, err, errlen))) {
+    } else if ((rc = pg_wal_pos_at(os, &m, &newest))) {
         if (rc == -ENOENT) snprintf(err, errlen, "branch '%s' has no PostgreSQL WAL yet: there is no past to go to", branch);
+        else snprintf(err, errlen, "branch '%s': cannot read its newest state: %s", branch, strerror(-rc));
+    }
+    manifest_free(&m);
+    if (rc) {
+        free(h.gens);
         return rc;
     }
     branch_meta meta;             /* a branch made at a point of its parent's past begins there */
     if ((rc = branch_meta_load(os, branch, &meta)) && rc != -ENOENT) {
         snprintf(err, errlen, "branch '%s': cannot load its metadata: %s", branch, strerror(-rc));
+        free(h.gens);
         return rc;
     }
     b->floor_lsn = rc ? 0 : meta.at_lsn;
@@ -357,25 +376,39 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
         format_time(newest.time_us, when, sizeof when);
         snprintf(err, errlen, "%s is in the future of branch '%s': its WAL ends at LSN %s (written %s)", what, branch,
                  lsn, when);
+        free(h.gens);
         return -ERANGE;
     }
-    if (t->is_time && t->time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
-    if (!t->is_time && t->lsn < b->floor_lsn) return too_old(os, branch, what, floor_us, err, errlen);
+    size_t at = SIZE_MAX;
     uint64_t gen, redo;
     pg_wal_pos p = { 0 };
     int has = 0;
-    if ((rc = search(os, branch, lo, hi, t, &gen, &p, &has, err, errlen))) return rc;
-    if (!gen || !has || p.time_us < floor_us) return too_old(os, branch, what, floor_us, err, errlen);
+    if ((t->is_time && t->time_us < floor_us) || (!t->is_time && t->lsn < b->floor_lsn)) rc = 1;
+    else if ((rc = search(os, branch, &h, t, &at, &p, &has, err, errlen))) {
+        free(h.gens);
+        return rc;
+    }
+    gen = at == SIZE_MAX ? 0 : h.gens[at];
+    if (!rc && gen && has && p.time_us < floor_us && at + 1 < h.n) {
+        /* older than the window: only its base, the newest state before it, is kept (gc.h) */
+        pg_wal_pos next;
+        rc = gen_pos(os, branch, h.gens[at + 1], &next, err, errlen);
+        if (rc < 0 && rc != -ENOENT) {
+            free(h.gens);
+            return rc;
+        }
+        rc = rc || next.time_us < floor_us;
+    }
+    free(h.gens);
+    if (rc || !gen || !has) return too_old(os, branch, what, floor_us, err, errlen);
     snprintf(b->branch, sizeof b->branch, "%s", branch);
     b->gen = gen;
     b->lsn = p.lsn;
     b->time_us = p.time_us;
-    manifest bm;
-    if (!(rc = manifest_load(os, branch, gen, &bm))) {
-        rc = base_control(os, &bm, &b->checkpoint, &redo);
-        manifest_free(&bm);
-    }
-    if (rc == -ENOENT)
+    rc = gen_control(os, branch, gen, &b->checkpoint, &redo);
+    if (rc == -EAGAIN)
+        snprintf(err, errlen, "branch '%s': generation %" PRIu64 " was collected while it was read", branch, gen);
+    else if (rc == -ENOENT)
         snprintf(err, errlen, "branch '%s': generation %" PRIu64 " (before %s) holds no PostgreSQL data directory with "
                  "a pg_control", branch, gen, what);
     else if (rc)
@@ -384,25 +417,44 @@ int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t
     return rc;
 }
 
-int pg_target_horizon(objstore *os, const char *branch, int64_t retention_s, int64_t now_us, uint64_t *redo)
+int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
+                   pg_base *b, char *err, size_t errlen)
+{
+    int rc = -EAGAIN;
+    for (int i = 0; i < TARGET_TRIES && rc == -EAGAIN; i++) rc = base_once(os, branch, t, retention_s, b, err, errlen);
+    return rc;
+}
+
+/* pg_target_horizon, once (-EAGAIN: look again). */
+static int horizon_once(objstore *os, const char *branch, int64_t retention_s, int64_t now_us, uint64_t *redo)
 {
     manifest m;
-    uint64_t lo, gen;
+    history h = { 0 };
     int rc = manifest_load_latest(os, branch, &m);
     if (rc) return rc;
-    uint64_t hi = m.gen;
-    rc = oldest_gen(os, branch, &m, &lo);
+    rc = history_load(os, branch, &m, &h);
     manifest_free(&m);
-    if (rc) return rc;
-    /* the first generation within the window: no base of a target is older */
+    /* the window's base, the newest generation before it: no base of a target is older */
     pg_target window = { .is_time = 1, .time_us = now_us - retention_s * 1000000 };
     pg_wal_pos p;
     int has = 0;
+    size_t at = SIZE_MAX;
     char err[256];
-    if ((rc = search(os, branch, lo, hi, &window, &gen, &p, &has, err, sizeof err))) return rc;
-    if (!gen) gen = lo;           /* even the oldest is within it */
-    else if (gen < hi) gen++;     /* SEARCH found the newest one before it */
-    return gen_redo(os, branch, gen, redo);
+    if (!rc) rc = search(os, branch, &h, &window, &at, &p, &has, err, sizeof err);
+    if (!rc) {
+        if (at == SIZE_MAX) at = 0;        /* even the oldest is within it */
+        uint64_t lsn;
+        rc = gen_control(os, branch, h.gens[at], &lsn, redo);
+    }
+    free(h.gens);
+    return rc;
+}
+
+int pg_target_horizon(objstore *os, const char *branch, int64_t retention_s, int64_t now_us, uint64_t *redo)
+{
+    int rc = -EAGAIN;
+    for (int i = 0; i < TARGET_TRIES && rc == -EAGAIN; i++) rc = horizon_once(os, branch, retention_s, now_us, redo);
+    return rc;
 }
 
 /* ---- the cut ---- */

@@ -70,8 +70,10 @@ typedef struct pg_base {          /* where recovery to a target starts */
 /* The base state for target T of BRANCH, whose newest manifest holds every
  * WAL byte written so far (checkpoint a mounted branch first), into *B.
  * Refuses a target past the branch's WAL or in the future (-ERANGE) and
- * one before the oldest state kept within RETENTION_S seconds (0: no
- * limit), before the branch began or before its first WAL (-ENOENT); the
+ * one older than the window of RETENTION_S seconds (0: no limit) -- a
+ * moment before its start, an LSN before the window's base, the newest
+ * state made before it -- before the branch began, before its first WAL
+ * or before the WAL kept (-ENOENT); the
  * reason in ERR names the oldest and newest points that can be reached. */
 int pg_target_base(objstore *os, const char *branch, const pg_target *t, int64_t retention_s,
                    pg_base *b, char *err, size_t errlen);
@@ -85,9 +87,10 @@ int pg_target_oldest(objstore *os, const char *branch, pg_wal_pos *p);
 /* Where the WAL that time travel in BRANCH within RETENTION_S seconds
  * before NOW_US can need begins, into *REDO: the redo pointer of the
  * oldest generation a target in the window can have as its base (the
- * first one written within the window, else the newest); the archive may
- * be trimmed below it (pg_archive_trim).  0, -ENOENT (no such
- * generation holds a pg_control yet), or -errno. */
+ * window's base, the newest one made before it, which gc keeps; the
+ * oldest if none is that old); the archive may be trimmed below it
+ * (pg_archive_trim).  0, -ENOENT (that generation holds no pg_control
+ * yet), or -errno. */
 int pg_target_horizon(objstore *os, const char *branch, int64_t retention_s, int64_t now_us, uint64_t *redo);
 
 /* Where the archive in store ARCHIVE (the branch's state that holds every

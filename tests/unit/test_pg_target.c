@@ -33,11 +33,12 @@
  *  - a fork "dev" and a fork "sub" of the fork: targets before a branch
  *    point resolve into the parent's (or grandparent's) generations up to
  *    the branch point, never into the parent's later ones;
- *  - retention: a time target or a base older than now - retention is
- *    refused with -ENOENT mentioning the retention window, a recent one is
- *    not;
+ *  - retention: a time target older than now - retention, or an LSN
+ *    before the window's base (the newest state before the window), is
+ *    refused with -ENOENT mentioning the retention window; a recent
+ *    target whose base is the window's base is not;
  *  - the WAL horizon of a window (pg_target_horizon): the redo point of
- *    the first generation written within it, the newest's if none; after
+ *    the window's base (the newest generation made before it); after
  *    the archive is trimmed there (pg_archive_trim) and that committed,
  *    generations whose redo lies before where the archive begins are no
  *    base any more (refused naming the oldest point left) and
@@ -516,10 +517,12 @@ static void test_base(void)
     CHECK(lsn[NGEN] == lsn[NGEN - 1] + 8192);
     CHECK(base_refused(&e, "main", time_target(t[2] + 1), 1, -ENOENT, "retention"));
     CHECK(base_refused(&e, "main", time_target(t[NGEN - 1] + 1), 1, -ENOENT, "retention"));
-    CHECK(base_refused(&e, "main", lsn_target(lsn[NGEN - 1]), 1, -ENOENT, "retention"));
+    CHECK(base_refused(&e, "main", lsn_target(lsn[NGEN - 2]), 1, -ENOENT, "retention"));
     CHECK(base_refused(&e, "main", lsn_target(lsn[0]), 1, -ENOENT, "retention"));
-    /* the target is recent, the base is not: refused too */
-    CHECK(base_refused(&e, "main", time_target(t[NGEN]), 1, -ENOENT, "retention"));
+    /* the target is recent, its base the window's (the newest state before it, which gc keeps): fine */
+    CHECK(base_is(&e, "main", time_target(t[NGEN]), 1, "main", g[NGEN - 1], lsn[NGEN - 1], t[NGEN - 1]));
+    CHECK(base_is(&e, "main", lsn_target(lsn[NGEN - 1]), 1, "main", g[NGEN - 1], lsn[NGEN - 1], t[NGEN - 1]));
+    CHECK(base_is(&e, "main", lsn_target(lsn[NGEN] - 1), 1, "main", g[NGEN - 1], lsn[NGEN - 1], t[NGEN - 1]));
     /* recent target and base: fine */
     CHECK(base_is(&e, "main", lsn_target(lsn[NGEN]), 1, "main", g[NGEN], lsn[NGEN], t[NGEN]));
     CHECK(base_is(&e, "main", time_target(t[NGEN] + 1), 1, "main", g[NGEN], lsn[NGEN], t[NGEN]));
@@ -586,12 +589,13 @@ static void test_horizon(void)
         g[i] = checkpoint(st);
         usleep(3000);
     }
-    /* a window beginning at generation K's time: K's redo */
-    for (int k = 0; k < NHOR; k++) {
-        CHECK(pg_target_horizon(e.os, "main", 10, t[k] + 10 * S, &redo_out) == 0 && redo_out == redo[k]);
-        if (k) CHECK(pg_target_horizon(e.os, "main", 10, t[k] - 1 + 10 * S, &redo_out) == 0 && redo_out == redo[k]);
+    /* a window beginning at generation K's time: its base is K - 1, whose redo it is */
+    for (int k = 1; k < NHOR; k++) {
+        CHECK(pg_target_horizon(e.os, "main", 10, t[k] + 10 * S, &redo_out) == 0 && redo_out == redo[k - 1]);
+        CHECK(pg_target_horizon(e.os, "main", 10, t[k] + 1 + 10 * S, &redo_out) == 0 && redo_out == redo[k]);
     }
-    CHECK(pg_target_horizon(e.os, "main", 10, t[0] - 5 * S, &redo_out) == 0 && redo_out == redo[0]);
+    /* older than every WAL: the state before it (pg_control, no WAL yet) */
+    CHECK(pg_target_horizon(e.os, "main", 10, t[0] - 5 * S, &redo_out) == 0 && redo_out == SEG16 + 40);
     CHECK(pg_target_horizon(e.os, "main", 10, t[NHOR - 1] + 100 * S, &redo_out) == 0 &&
           redo_out == redo[NHOR - 1]);    /* nothing written within it: the newest */
 
