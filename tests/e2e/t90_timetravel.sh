@@ -208,7 +208,7 @@ pg_start "$mp/branches/tl2@${tl2_lsn/\//-}"
 [ "$(rows "$mp/branches/tl2@${tl2_lsn/\//-}")" = "151/150001/false" ] || die "view of tl2 after its write: $(rows "$mp/branches/tl2@${tl2_lsn/\//-}")"
 pg_stop "$mp/branches/tl2@${tl2_lsn/\//-}"
 ! stat "$mp/branches/tl2@$(point 60 2 | tr / -)" >/dev/null 2>&1 || die "tl2 shows a point before it began"
-grep -q "cannot serve tl2@$(point 60 2 | tr / -): .*before branch 'tl2' began.* LSN $(point 150 2)" "$T"/logs/*daemon-mnt*.log ||
+grep -q "cannot serve tl2@$(point 60 2 | tr / -): .*before the oldest point of branch 'tl2'.* LSN $(point 150 2)" "$T"/logs/*daemon-mnt*.log ||
     die "the daemon did not say that tl2 began at LSN $(point 150 2)"
 ok "views of tl2 (timeline 2): after its own write; points before it began are refused, naming where it began"
 
