@@ -58,14 +58,16 @@
  * compressed into the column's chunk.  Once the buffered bytes (compressed
  * pages plus raw current pages) pass pq_options.row_group_bytes at the end
  * of a row, the row group is written to the sink and the buffers are
- * reused.  So the writer holds at most
- *     row_group_bytes + one row + zstd scratch (two buffers of the largest
- *     page, ~page_bytes, and one compression context, ~1-2 MiB at level 3)
- *     + per column 2 copies of the file-wide min and max values
- *     + the footer, about ncolumns * (150 + 2 * PQ_STATS_MAX) bytes at most
- *       per row group written (in practice ~100 bytes per column chunk).
- * With the defaults (64 MiB row groups, 1 MiB pages) that is ~70 MiB plus
- * the footer, whatever the number of rows.
+ * reused.  So the data held is at most row_group_bytes + one row, and the
+ * memory allocated at most
+ *     2 * (row_group_bytes + one row)       buffers grow by doubling
+ *   + 2 * (page_bytes + the largest value)  a page before and after zstd
+ *   + the zstd context                      ~1.3 MiB at level 3
+ *   + 2 * (min + max) per column            chunk and file statistics
+ *   + the footer: per row group ~100 bytes per column, plus its min/max
+ *     values of at most PQ_STATS_MAX bytes each,
+ * whatever the number of rows: ~135 MiB with the defaults (64 MiB row
+ * groups, 1 MiB pages) plus the footer, which grows with the row groups.
  *
  * Errors are -errno: -EINVAL for a bad schema or options, a value of the
  * wrong kind for its column, a cell past the row's end or a short row;

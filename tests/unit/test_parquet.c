@@ -1200,7 +1200,7 @@ static void random_cell(const pq_column *c, cell *x)
 
 static void test_random(void)
 {
-    for (int round = 0; round < 60; round++) {
+    for (int round = 0; round < 150; round++) {
         size_t ncols = 1 + (size_t)(rnd() % 8), rows = (size_t)(rnd() % 3000);
         pq_column cols[8];
         char names[8][16];
