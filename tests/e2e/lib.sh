@@ -682,6 +682,10 @@ pg_checksums_clean() {
 LAKEFS_PACKAGES="autoconf automake pkg-config gcc make libc6-dev libfuse3-dev fuse3
     libzstd-dev libcurl4-openssl-dev libssl-dev libpq-dev postgresql-15 postgresql-contrib
     fio util-linux procps coreutils findutils curl radosgw ceph-mon ceph-osd"
+# node and npm (DuckDB's reader in t100) only when missing: a node from
+# elsewhere (NodeSource's nodejs, which carries npm) stays as it is
+command -v node >/dev/null 2>&1 || LAKEFS_PACKAGES="$LAKEFS_PACKAGES nodejs"
+command -v npm >/dev/null 2>&1 || LAKEFS_PACKAGES="$LAKEFS_PACKAGES npm"
 
 # install_packages [EXTRA...]: apt-get only if something is missing.
 install_packages() {
