@@ -706,6 +706,7 @@ static int flush_row_group(pq_writer *w)
  * message set (the writer failed or finished, or the row is full). */
 static int next_cell(pq_writer *w, pq_col **out)
 {
+    *out = NULL;
     if (w->failed)
         return w->failed;
     if (w->finished)
