@@ -40,7 +40,7 @@ static int buf_room(delta_buf *b, size_t n)
 void delta_buf_put(delta_buf *b, const char *s, size_t n)
 {
     if (buf_room(b, n)) return;
-    memcpy(b->p + b->len, s, n);
+    if (n) memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = 0;
 }
@@ -446,7 +446,7 @@ int delta_load(objstore *os, const char *prefix, delta_log *out, char *err, size
         else if (strstr(keys[i] + dirlen, "checkpoint")) checkpoint = 1;
     }
     if (newest < 0 && n > 0) {
-        snprintf(err, errlen, "%s/%s holds %zu objects but no Delta log (%s*.json): not a Delta table; "
+        snprintf(err, errlen, "%s/%s holds %zu object(s) but no Delta log (%s*.json): not a Delta table; "
                  "export to an empty location", os_url(os), prefix, n, dir);
         rc = -ENOTDIR;
     } else if (newest >= 0 && checkpoint) {

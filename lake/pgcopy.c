@@ -258,7 +258,7 @@ static int put_field(pgcopy *p, const uint8_t *v, size_t n)
             return fail(p, -ERANGE, "column \"%s\", row %llu: timestamp %sinfinity has no Parquet TIMESTAMP (export the column as text)",
                         col, row, t == INT64_MIN ? "-" : "");
         if (t > INT64_MAX - PG_EPOCH_MICROS)
-            return fail(p, -ERANGE, "column \"%s\", row %llu: timestamp out of range", col, row);
+            return fail(p, -ERANGE, "column \"%s\", row %llu: a timestamp after 294246 AD does not fit Parquet's microseconds since 1970 (export the column as text)", col, row);
         rc = pq_int64(p->w, t + PG_EPOCH_MICROS);
         break;
     }
