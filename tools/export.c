@@ -23,9 +23,15 @@
  * NaN, date/timestamp +/-infinity) are found first (one aggregate over the
  * table in the same snapshot) and exported as text, with a warning.
  *
- * Without --dsn the export would start PostgreSQL on the read-only
- * time-travel view branches/BRANCH@POINT; that path is not built yet and
- * is refused with a message saying so.
+ * Without --dsn, --at LSN|TIME names the point: a TIME is turned into its
+ * LSN by `lakefs lsn` (this program), and PostgreSQL is started on the
+ * read-only time-travel view branches/BRANCH@LSN of the repository's mount
+ * (--repo URL, else the mount holding the current directory, else the only
+ * one), as the view's owner, listening only on a socket in a private
+ * directory with its own pg_hba.conf (trust, reachable by root and that
+ * user only); the export reads it as above and stops it (fast shutdown).
+ * The point recorded is the LSN asked for: the view's server writes an
+ * end-of-recovery record past it, which the view drops at unmount.
  */
 #include "export.h"
 #include "../lake/delta.h"
@@ -40,27 +46,37 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 static const char *usage_export =
-    "usage: lakefs export BRANCH --table SCHEMA.TABLE [--table ...] --to URL --dsn CONNINFO\n"
-    "                     [--at LSN|TIME] [--repo URL] [--row-group-size N]\n"
+    "usage: lakefs export BRANCH --table SCHEMA.TABLE [--table ...] --to URL\n"
+    "                     (--at LSN|TIME [--repo URL] [--dbname DB] | --dsn CONNINFO)\n"
+    "                     [--row-group-size N]\n"
     "\n"
     "Publish the tables, as one consistent snapshot, as Delta Lake tables at\n"
     "URL/SCHEMA.TABLE (URL file:///dir or s3://bucket/prefix): Parquet files\n"
-    "plus a _delta_log commit per export.  --dsn reads from a running server\n"
-    "on BRANCH inside one REPEATABLE READ snapshot, whose LSN is the point.\n"
+    "plus a _delta_log commit per export.  --at starts PostgreSQL on the\n"
+    "read-only time-travel view BRANCH@POINT of the mounted repository and\n"
+    "reads it; --dsn reads from a running server on BRANCH instead, inside one\n"
+    "REPEATABLE READ snapshot whose LSN is the point.\n"
     "Exporting the same point again changes nothing; a later point is a new\n"
     "version replacing the table's files (older versions stay readable).\n"
     "\n"
     "  --table SCHEMA.TABLE  a table to export (repeat for more)\n"
     "  --to URL              where the Delta tables go\n"
+    "  --at LSN|TIME         the point: 0/16B3748 or 2026-11-23T10:32:05Z\n"
+    "  --repo URL            the mounted repository (default: the mount holding\n"
+    "                        the current directory, else the only one)\n"
+    "  --dbname DB           the database of the tables with --at (postgres)\n"
     "  --dsn CONNINFO        libpq connection string of a server on BRANCH\n"
-    "  --at LSN|TIME         a point in BRANCH's past (needs the time-travel\n"
-    "                        view path, not built yet: use --dsn)\n"
     "  --row-group-size N    bytes per Parquet row group (default 64M): the\n"
     "                        memory bound is about twice this plus 70 MiB\n"
     "\n"
@@ -521,6 +537,225 @@ out:
     return rc;
 }
 
+
+/* ------------------------------------------------------------ the view path */
+
+typedef struct view_pg {
+    pid_t pid;                    /* the postmaster, 0 if none */
+    char sockdir[64];             /* private socket directory (hba file, log) */
+    char lsn_text[32];            /* the point "X/Y" */
+    uint64_t lsn;
+    char dsn[512];
+} view_pg;
+
+/* "X/Y" or "X-Y" (hex) into *LSN; -1 if not an LSN. */
+static int parse_lsn(const char *s, uint64_t *lsn)
+{
+    char *end;
+    errno = 0;
+    unsigned long hi = strtoul(s, &end, 16);
+    if (errno || end == s || (*end != '/' && *end != '-') || hi > 0xffffffffUL) return -1;
+    const char *lo_s = end + 1;
+    unsigned long lo = strtoul(lo_s, &end, 16);
+    if (errno || end == lo_s || *end || lo > 0xffffffffUL) return -1;
+    *lsn = (uint64_t)hi << 32 | lo;
+    return 0;
+}
+
+/* The mount point of the lakefs repository mount to use into MP: of URL
+ * REPO if given, else the one holding the current directory, else the
+ * only one; 1 on error (printed). */
+static int find_mount(const char *repo, char *mp, size_t len)
+{
+    char cwd[4096] = "", line[8192], only[4096] = "";
+    int count = 0, found = 0;
+    size_t best = 0;
+    if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f) return efail(1, "cannot read /proc/self/mountinfo to find the lakefs mount: %s", strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        char *sep = strstr(line, " - "), *save, *fld[5] = {0};
+        if (!sep) continue;
+        *sep = 0;
+        char *fstype = strtok_r(sep + 3, " \n", &save), *src = strtok_r(NULL, " \n", &save);
+        char *p = strtok_r(line, " ", &save);
+        for (int i = 0; i < 5 && p; i++, p = strtok_r(NULL, " ", &save)) fld[i] = p;
+        if (!fld[4] || !fstype || !src || strcmp(fstype, "fuse.lakefs")) continue;
+        char br[4200];
+        struct stat st;
+        snprintf(br, sizeof br, "%s/branches", fld[4]);   /* mount points with spaces (\040) are not handled */
+        if (stat(br, &st) || !S_ISDIR(st.st_mode)) continue;   /* a one-branch mount has no views */
+        if (repo) {
+            if (strcmp(src, repo)) continue;
+            snprintf(mp, len, "%s", fld[4]);
+            found = 1;
+            continue;
+        }
+        count++;
+        snprintf(only, sizeof only, "%s", fld[4]);
+        size_t ml = strlen(fld[4]);
+        if (ml >= best && !strncmp(cwd, fld[4], ml) && (cwd[ml] == '/' || !cwd[ml])) {
+            best = ml;
+            snprintf(mp, len, "%s", fld[4]);
+            found = 1;
+        }
+    }
+    fclose(f);
+    if (found) return 0;
+    if (!repo && count == 1) { snprintf(mp, len, "%s", only); return 0; }
+    if (repo) return efail(1, "%s is not mounted (as a repository): mount it (lakefs mount %s DIR) or give --dsn", repo, repo);
+    return efail(1, count ? "several lakefs repositories are mounted: say which with --repo URL"
+                          : "no lakefs repository is mounted: mount it (lakefs mount URL DIR) or give --dsn");
+}
+
+/* The LSN of BRANCH's state at TIME, from `lakefs lsn` (this program) on
+ * repository REPO, or (NULL) the one mounted at MP, into OUT; 1 on error
+ * (the subcommand printed it). */
+static int time_to_lsn(const char *branch, const char *time, const char *repo, const char *mp, char *out, size_t len)
+{
+    int fds[2];
+    if (pipe(fds)) return efail(1, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) return efail(1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        if (repo) execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", time, "--repo", repo, (char *)NULL);
+        else if (!chdir(mp)) {   /* lakefs lsn finds the repository of the mount holding the directory */
+            unsetenv("LAKEFS_REPO");
+            execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", time, (char *)NULL);
+        }
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < len && (r = read(fds[0], out + n, len - 1 - n)) > 0) n += (size_t)r;
+    out[n] = 0;
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    char *nl = strchr(out, '\n');
+    if (nl) *nl = 0;
+    uint64_t lsn;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) || parse_lsn(out, &lsn)) return 1;
+    return 0;
+}
+
+/* The last line of FILE into OUT ("" if none). */
+static void last_line(const char *file, char *out, size_t len)
+{
+    out[0] = 0;
+    FILE *f = fopen(file, "r");
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        if (line[0]) snprintf(out, len, "%s", line);
+    }
+    fclose(f);
+}
+
+/* Start PostgreSQL on the read-only view of BRANCH at AT in the mounted
+ * repository (REPO, or see find_mount), as the view's owner, on a socket
+ * in a private directory with trust authentication there only; wait until
+ * it takes connections to DBNAME.  1 on error (printed). */
+static int view_start(const char *branch, const char *at, const char *repo, const char *dbname, view_pg *v)
+{
+    char mp[4096], view[4400];
+    if (find_mount(repo, mp, sizeof mp)) return 1;
+    if (parse_lsn(at, &v->lsn) == 0) {
+        snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
+    } else {
+        char out[128];
+        int rc = time_to_lsn(branch, at, repo, mp, out, sizeof out);
+        if (rc || parse_lsn(out, &v->lsn)) return efail(1, "--at %s: no point of branch %s there (see above)", at, branch);
+        snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
+    }
+    snprintf(view, sizeof view, "%s/branches/%s@%X-%X", mp, branch, (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
+    struct stat st;
+    if (stat(view, &st) || !S_ISDIR(st.st_mode))
+        return efail(1, "no time-travel view %s (%s): the point is outside %s's retention window or not yet "
+                     "written; the daemon's log says why", view, strerror(errno), branch);
+    char pgdata_ver[4500];
+    snprintf(pgdata_ver, sizeof pgdata_ver, "%s/PG_VERSION", view);
+    if (access(pgdata_ver, F_OK))
+        return efail(1, "%s holds no PostgreSQL data directory (no PG_VERSION) at that point", view);
+
+    snprintf(v->sockdir, sizeof v->sockdir, "/tmp/lakefs-export-XXXXXX");
+    if (!mkdtemp(v->sockdir)) return efail(1, "a socket directory in /tmp: %s", strerror(errno));
+    char hba[128], logf[128];
+    snprintf(hba, sizeof hba, "%s/pg_hba.conf", v->sockdir);
+    snprintf(logf, sizeof logf, "%s/postgres.log", v->sockdir);
+    FILE *f = fopen(hba, "w");
+    if (!f || fputs("local all all trust\n", f) < 0 || fclose(f)) return efail(1, "writing %s", hba);
+    int lfd = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (lfd < 0) return efail(1, "%s: %s", logf, strerror(errno));
+    if (geteuid() == 0 && (chown(v->sockdir, st.st_uid, st.st_gid) || chown(hba, st.st_uid, st.st_gid) ||
+                           chown(logf, st.st_uid, st.st_gid))) {
+        close(lfd);
+        return efail(1, "chown %s: %s", v->sockdir, strerror(errno));
+    }
+    struct passwd *pw = getpwuid(st.st_uid);
+    char user[256];
+    snprintf(user, sizeof user, "%s", pw ? pw->pw_name : "postgres");
+    const char *bindir = getenv("LAKEFS_PGBIN");
+    char postgres[4200], hbaopt[160], sockopt[128];
+    snprintf(postgres, sizeof postgres, "%s/postgres", bindir && *bindir ? bindir : "/usr/lib/postgresql/15/bin");
+    snprintf(hbaopt, sizeof hbaopt, "hba_file=%s", hba);
+    snprintf(sockopt, sizeof sockopt, "unix_socket_directories=%s", v->sockdir);
+    pid_t pid = fork();
+    if (pid < 0) { close(lfd); return efail(1, "fork: %s", strerror(errno)); }
+    if (pid == 0) {
+        dup2(lfd, 1);
+        dup2(lfd, 2);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        if (geteuid() == 0 && (setgroups(0, NULL) || setgid(st.st_gid) || setuid(st.st_uid))) _exit(126);
+        execl(postgres, "postgres", "-D", view, "-p", "5432", "-c", sockopt, "-c", "listen_addresses=", "-c", hbaopt,
+              "-c", "log_destination=stderr", "-c", "logging_collector=off", (char *)NULL);
+        fprintf(stderr, "exec %s: %s\n", postgres, strerror(errno));
+        _exit(127);
+    }
+    close(lfd);
+    v->pid = pid;
+    snprintf(v->dsn, sizeof v->dsn, "host=%s port=5432 user=%s dbname=%s", v->sockdir, user, dbname);
+    double deadline = mono_s() + 600;
+    for (;;) {
+        if (PQping(v->dsn) == PQPING_OK) return 0;
+        int wst;
+        if (waitpid(pid, &wst, WNOHANG) == pid) {
+            v->pid = 0;
+            char last[1024];
+            last_line(logf, last, sizeof last);
+            return efail(1, "PostgreSQL on %s exited during startup: %s", view, last[0] ? last : "(no log)");
+        }
+        if (mono_s() > deadline) return efail(1, "PostgreSQL on %s did not accept connections within 600 s", view);
+        usleep(100000);
+    }
+}
+
+/* Stop V's server (fast shutdown) and remove its private directory. */
+static void view_stop(view_pg *v)
+{
+    if (v->pid > 0) {
+        kill(v->pid, SIGINT);
+        int st;
+        waitpid(v->pid, &st, 0);
+        v->pid = 0;
+    }
+    if (v->sockdir[0]) {
+        char p[128];
+        snprintf(p, sizeof p, "%s/pg_hba.conf", v->sockdir);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/postgres.log", v->sockdir);
+        unlink(p);
+        rmdir(v->sockdir);   /* the socket and lock files go with the server */
+    }
+}
+
 /* ------------------------------------------------------------ command */
 
 /* SIZE like 64M, 512K, 1G into *OUT; -1 if malformed. */
@@ -559,7 +794,8 @@ static int open_target(const char *url, objstore **os)
 
 int export_main(int argc, char **argv)
 {
-    const char *branch = NULL, *to = NULL, *dsn = NULL, *at = NULL, *repo = NULL, *rgs = NULL;
+    const char *branch = NULL, *to = NULL, *dsn = NULL, *at = NULL, *repo = NULL, *rgs = NULL, *dbname = NULL;
+    view_pg v = {0};
     const char **tables = calloc((size_t)argc, sizeof *tables);
     size_t ntables = 0;
     if (!tables) return efail(1, "out of memory");
@@ -567,10 +803,10 @@ int export_main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { fputs(usage_export, stdout); status = 0; goto done; }
-        static const char *flags[] = {"--table", "--to", "--dsn", "--at", "--repo", "--row-group-size"};
-        const char **vals[] = {NULL, &to, &dsn, &at, &repo, &rgs};
+        static const char *flags[] = {"--table", "--to", "--dsn", "--at", "--repo", "--row-group-size", "--dbname"};
+        const char **vals[] = {NULL, &to, &dsn, &at, &repo, &rgs, &dbname};
         int known = 0;
-        for (int f = 0; f < 6 && !known; f++) {
+        for (int f = 0; f < 7 && !known; f++) {
             size_t fl = strlen(flags[f]);
             if (strncmp(arg, flags[f], fl) || (arg[fl] && arg[fl] != '=')) continue;
             known = 1;
@@ -604,17 +840,25 @@ int export_main(int argc, char **argv)
     if (!to) { efail(2, "say where the Delta tables go: --to file:///dir or s3://bucket/prefix"); goto done; }
     size_t row_group = 0;
     if (rgs && parse_bytes(rgs, &row_group)) { efail(2, "--row-group-size %s: give bytes, e.g. 64M", rgs); goto done; }
-    if (!dsn) {
-        efail(2, "exporting from a time-travel view (without --dsn) is not built yet: give --dsn CONNINFO "
-                 "of a server on %s", branch);
+    if (!dsn && !at) {
+        efail(2, "say which point of %s to export: --at LSN|TIME (a time-travel view), or --dsn CONNINFO of a "
+                 "server on it", branch);
         goto done;
     }
-    if (at) { efail(2, "--at needs the time-travel view path, not built yet; with --dsn the point is the server's now"); goto done; }
-    (void)repo;
+    if (dsn && at) { efail(2, "--at and --dsn exclude each other: with --dsn the point is the server's present"); goto done; }
+    if (dsn && dbname) { efail(2, "--dbname goes with --at; with --dsn say dbname=... in CONNINFO"); goto done; }
 
     status = 1;
     objstore *os = NULL;
     if (open_target(to, &os)) goto done;
+    if (!dsn) {
+        if (view_start(branch, at, repo, dbname ? dbname : "postgres", &v)) {
+            view_stop(&v);
+            os_close(os);
+            goto done;
+        }
+        dsn = v.dsn;
+    }
     PGconn *pg = PQconnectdb(dsn);
     if (PQstatus(pg) != CONNECTION_OK) {
         efail(1, "--dsn: cannot connect: %s", pqmsg(pg));
@@ -643,6 +887,10 @@ int export_main(int argc, char **argv)
     x.lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
     x.snapshot = PQgetvalue(r, 0, 2);
     x.timeline = atoi(PQgetvalue(r, 0, 3));
+    if (v.pid) {                  /* a view stands at its point, whatever it has written since */
+        x.lsn_text = v.lsn_text;
+        x.lsn = v.lsn;
+    }
     status = 0;
     for (size_t i = 0; i < ntables; i++)
         if (export_table(&x, tables[i])) status = 1;
@@ -651,6 +899,7 @@ int export_main(int argc, char **argv)
     PQclear(r);
 close:
     PQfinish(pg);
+    view_stop(&v);
     os_close(os);
 done:
     free(tables);

@@ -69,7 +69,7 @@ static const char *usage_main =
     "  config set retention=DURATION    the repository's time-travel window (default 7d)\n"
     "  fsck [URL] [--repair]            verify every manifest and layer; --repair removes orphans\n"
     "  stats BRANCH                     a mounted branch's read counters: layers consulted per read\n"
-    "  export BRANCH --table S.T --to URL --dsn CONNINFO  tables as Delta Lake tables (Parquet)\n"
+    "  export BRANCH --at POINT --table S.T --to URL  tables at a point as Delta Lake tables\n"
     "\n"
     "URL is file:///absolute/path or s3://bucket/prefix.  'lakefs COMMAND --help'\n"
     "describes a command.\n";

@@ -7,7 +7,10 @@
 # which replays _delta_log itself, and must return exactly the rows
 # PostgreSQL returned at that point (captured on the quiet server just
 # before and after the export, which must agree; the commit's txn version
-# lies between the LSNs read then).  Re-exporting the same point is a no-op;
+# lies between the LSNs read then).  Then the same points through
+# time-travel views: `lakefs export --at LSN` and `--at TIME` start
+# PostgreSQL on branches/main@POINT themselves (while main's server keeps
+# writing) and DuckDB returns exactly the rows of those points.  Re-exporting the same point is a no-op;
 # after more writes (pgbench, updates, deletes) a re-export is version 1,
 # equal to the new rows, while version 0 still reads as before.  Bad input:
 # an unknown table, a target that holds objects but no Delta log, a
@@ -84,8 +87,9 @@ check() {
     done
 }
 # txn_version TABLE N: the txn version in commit N of TABLE
-txn_version() {
-    sed -n 's/.*{"txn":{"appId":"[^"]*","version":\([0-9]*\),.*/\1/p' "$lake/$1/_delta_log/$(printf '%020d' "$2").json"
+txn_version() { txn_version_of "$lake/$1" "$2"; }
+txn_version_of() {
+    sed -n 's/.*{"txn":{"appId":"[^"]*","version":\([0-9]*\),.*/\1/p' "$1/_delta_log/$(printf '%020d' "$2").json"
 }
 # export_all LOG: lakefs export of every table to $lake
 export_all() {
@@ -97,6 +101,7 @@ export_all() {
 # ------------------------------------------------------------------ version 0
 capture a
 lsn0=$(lsn_now)
+point_a=$(psql_at "$main" -c "SELECT pg_current_wal_insert_lsn()")
 export_all "$T/export0"
 lsn1=$(lsn_now)
 capture a2
@@ -136,6 +141,8 @@ psql_at "$main" -c "DELETE FROM alltypes WHERE id = 4" -c "UPDATE alltypes SET t
     -c "INSERT INTO alltypes (id, t) VALUES (6, 'new')" -c "INSERT INTO empty VALUES (1, 'no longer')" ||
     die "writes failed"
 capture b
+time_b=$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)
+sleep 0.2
 export_all "$T/export1"
 for t in "${tables[@]}"; do
     v0=$(txn_version "$t" 0) v1=$(txn_version "$t" 1)
@@ -145,6 +152,32 @@ done
 check b
 check a 0
 ok "after writes: version 1 equals the new rows, version 0 still reads as the first point"
+
+# ------------------------------------------------------------------ through views
+# PostgreSQL started by lakefs export on branches/main@POINT: --at the LSN of
+# point a, then --at the time of point b, into a lake of their own; main's
+# server keeps running (and writing) meanwhile
+pgbench -n -T 30 -c 1 -h "$PGSOCK" -p "${PG_PORT[$main]}" -U postgres postgres >"$(newlog pgbench-bg)" 2>&1 &
+bg=$!
+on_exit "kill $bg 2>/dev/null; wait $bg 2>/dev/null"
+lake_main=$lake lake=$T/lake_view
+(cd "$mp" && "$LAKEFS" export main "${targs[@]}" --to "file://$lake" --at "$point_a") >"$T/view0" 2>"$T/view0.err" ||
+    { cat "$T/view0" "$T/view0.err" >&2; die "export --at $point_a (a view) failed"; }
+sed 's/^/    /' "$T/view0" >&2
+check a 0
+for t in "${tables[@]}"; do
+    [ "$(txn_version "$t" 0)" = "$(txn_version_of "$lake_main/$t" 0)" ] ||
+        die "$t: the view's point $(txn_version "$t" 0) is not --at $point_a"
+done
+ok "export --at $point_a through a time-travel view: DuckDB returns point a's rows"
+"$LAKEFS" export main "${targs[@]}" --to "file://$lake" --at "$time_b" --repo "$url" >"$T/view1" 2>"$T/view1.err" ||
+    { cat "$T/view1" "$T/view1.err" >&2; die "export --at $time_b (a view) failed"; }
+sed 's/^/    /' "$T/view1" >&2
+check b 1
+ok "export --at $time_b through a time-travel view: DuckDB returns point b's rows"
+kill "$bg" 2>/dev/null || true
+wait "$bg" 2>/dev/null || true
+lake=$lake_main
 
 # ------------------------------------------------------------------ bad input
 expect_export_fail() {
@@ -163,7 +196,10 @@ mkdir -p "$T/notdelta/public.alltypes"
 echo "a,b" >"$T/notdelta/public.alltypes/data.csv"
 expect_export_fail "not a Delta table" 1 main --table public.alltypes --to "file://$T/notdelta" --dsn "$dsn"
 [ "$(ls "$T/notdelta/public.alltypes")" = data.csv ] || die "a refused target was written to"
-expect_export_fail "without --dsn" 2 main --table public.alltypes --to "file://$lake"
+expect_export_fail "say which point" 2 main --table public.alltypes --to "file://$lake"
+expect_export_fail "exclude each other" 2 main --table public.alltypes --to "file://$lake" --dsn "$dsn" --at 0/1
+expect_export_fail "no time-travel view" 1 main --table public.alltypes --to "file://$T/future" --at FFFF/0 --repo "$url"
+[ ! -e "$T/future/public.alltypes/_delta_log" ] || die "a refused view export committed"
 expect_export_fail "SCHEMA.TABLE" 2 main --table alltypes --to "file://$lake" --dsn "$dsn"
 expect_export_fail "cannot connect" 1 main --table public.alltypes --to "file://$lake" --dsn "host=$PGSOCK port=1 user=postgres"
 ok "bad input refused with one-line errors"
