@@ -93,7 +93,7 @@ txn_version_of() {
 }
 # export_all LOG: lakefs export of every table to $lake
 export_all() {
-    "$LAKEFS" export main "${targs[@]}" --to "file://$lake" --dsn "$dsn" --row-group-size 256K >"$1" 2>"$1.err" ||
+    "$LAKEFS" export main "${targs[@]}" --to "file://$lake" --dsn "$dsn" --row-group-size 64K >"$1" 2>"$1.err" ||
         { cat "$1" "$1.err" >&2; die "lakefs export failed"; }
     sed 's/^/    /' "$1" "$1.err" >&2
 }
@@ -116,6 +116,8 @@ grep -q 'warning: "public"."unrepresentable" column "d" holds infinity' "$T/expo
 grep -q 'column "nfree" (numeric): numeric without a precision' "$T/export0.err" ||
     die "no warning for the unconstrained numeric"
 check a
+grep -q ' 1 files, \([2-9]\|[1-9][0-9]\+\) row groups, 200000 rows' "$(ls "$T"/logs/*check-a-public.pgbench_accounts.log | tail -n 1)" ||
+    die "pgbench_accounts (200000 rows, --row-group-size 64K) was not written in several row groups"
 ok "version 0 of ${#tables[@]} tables: DuckDB returns exactly PostgreSQL's rows"
 [ "$(grep -c . "$lake/public.pgbench_accounts/_delta_log/00000000000000000000.json")" -ge 5 ] ||
     die "commit 0 of pgbench_accounts lacks actions"

@@ -9,7 +9,9 @@
 //     PostgreSQL prints them, floats and bytes as hex of their bits, dates
 //     as days and timestamps as microseconds since 1970, strings as they are;
 //   - the multiset of rows must equal EXPECTED's exactly, the column names
-//     and Delta types must match the Parquet files, numRecords the rows.
+//     and Delta types must match the Parquet files, numRecords the rows,
+//     each add's nullCount the NULLs read, min/max of integer columns the
+//     values read.
 // usage: node check_delta.mjs NODE_DIR TABLE_DIR EXPECTED [VERSION]
 //   EXPECTED: first line a JSON array of column names, then per row a JSON
 //   array of 2 cells per column: COL::text and an alternative form (see
@@ -56,6 +58,7 @@ for (let v = 0; v <= version; v++) {
             if (typeof a.add.size !== 'number' || a.add.dataChange !== true) die(`${commits[v]}: add without size/dataChange`);
             const st = JSON.parse(a.add.stats);
             a.add.numRecords = st.numRecords;
+            a.add.st = st;
             files.add(a.add.path);
             files[a.add.path] = a.add;
         }
@@ -126,6 +129,27 @@ const want = exp.map((row) => JSON.stringify(names.map((_, k) => {
 })));
 const numRecords = [...files].reduce((n, f) => n + files[f].numRecords, 0);
 if (numRecords !== got.length) die(`numRecords ${numRecords}, DuckDB read ${got.length} rows`);
+// the add actions' stats against the rows (one file per version here):
+// nullCount of every column, min/max of integer columns
+const rawRows = (await con.runAndReadAll(`SELECT * FROM read_parquet(${list})`)).getRows();
+if (files.size === 1) {
+    const st = files[[...files][0]].st;
+    desc.forEach(([name, type], k) => {
+        const vals = rawRows.map((r) => r[k]);
+        const nulls = vals.filter((v) => v === null).length;
+        if (st.nullCount[name] !== nulls) die(`${name}: stats nullCount ${st.nullCount[name]}, ${nulls} NULLs read`);
+        if (!['SMALLINT', 'INTEGER', 'BIGINT'].includes(type)) return;
+        const nn = vals.filter((v) => v !== null).map((v) => BigInt(v));
+        if (!nn.length) {
+            if (name in st.minValues) die(`${name}: a min with no values`);
+            return;
+        }
+        const mn = nn.reduce((a, b) => (b < a ? b : a)), mx = nn.reduce((a, b) => (b > a ? b : a));
+        if (st.minValues[name] !== Number(mn) || st.maxValues[name] !== Number(mx))
+            die(`${name}: stats min/max ${st.minValues[name]}/${st.maxValues[name]}, read ${mn}/${mx}`);
+    });
+}
+const groups = (await con.runAndReadAll(`SELECT sum(num_row_groups) FROM parquet_file_metadata(${list})`)).getRows()[0][0];
 got.sort();
 want.sort();
 if (got.length !== want.length) die(`${got.length} rows, PostgreSQL had ${want.length}`);
@@ -137,4 +161,4 @@ for (let i = 0; i < got.length; i++) {
 }
 if (bad) die(`${bad} rows differ`);
 console.log(`ok version ${version} of ${commits.length}, txn ${txn && txn.appId} ${txn && txn.version}, ` +
-            `${files.size} files, ${got.length} rows equal`);
+            `${files.size} files, ${groups} row groups, ${got.length} rows equal, stats agree`);
