@@ -214,7 +214,7 @@ static int put_stat(delta_buf *b, const pgcopy_col *c, const pq_column *pc, cons
     case PGCOPY_INT64: delta_buf_printf(b, "%" PRId64, v->i64); return 0;
     case PGCOPY_FLOAT4:
         if (v->f32 != v->f32 || v->f32 - v->f32 != 0) return -1;
-        delta_buf_printf(b, "%.9g", (double)v->f32);
+        delta_buf_printf(b, "%.17g", (double)v->f32);   /* the float exactly: a bound as a double too */
         return 0;
     case PGCOPY_FLOAT8:
         if (v->f64 != v->f64 || v->f64 - v->f64 != 0) return -1;

@@ -10,8 +10,9 @@
 //     as days and timestamps as microseconds since 1970, strings as they are;
 //   - the multiset of rows must equal EXPECTED's exactly, the column names
 //     and Delta types must match the Parquet files, numRecords the rows,
-//     each add's nullCount the NULLs read, min/max of integer columns the
-//     values read.
+//     each add's nullCount the NULLs read, minValues/maxValues the values
+//     read (integers, decimals, dates, timestamps to the millisecond rounded
+//     outward, strings up to 256 bytes; floats bounded; none for others).
 // usage: node check_delta.mjs NODE_DIR TABLE_DIR EXPECTED [VERSION]
 //   EXPECTED: first line a JSON array of column names, then per row a JSON
 //   array of 2 cells per column: COL::text and an alternative form (see
@@ -138,15 +139,48 @@ if (files.size === 1) {
         const vals = rawRows.map((r) => r[k]);
         const nulls = vals.filter((v) => v === null).length;
         if (st.nullCount[name] !== nulls) die(`${name}: stats nullCount ${st.nullCount[name]}, ${nulls} NULLs read`);
-        if (!['SMALLINT', 'INTEGER', 'BIGINT'].includes(type)) return;
-        const nn = vals.filter((v) => v !== null).map((v) => BigInt(v));
+        const nn = vals.filter((v) => v !== null);
+        const has = name in st.minValues, hasMax = name in st.maxValues;
         if (!nn.length) {
-            if (name in st.minValues) die(`${name}: a min with no values`);
+            if (has || hasMax) die(`${name}: a min/max with no values`);
             return;
         }
-        const mn = nn.reduce((a, b) => (b < a ? b : a)), mx = nn.reduce((a, b) => (b > a ? b : a));
-        if (st.minValues[name] !== Number(mn) || st.maxValues[name] !== Number(mx))
-            die(`${name}: stats min/max ${st.minValues[name]}/${st.maxValues[name]}, read ${mn}/${mx}`);
+        const pick = (cmp) => [nn.reduce((a, b) => (cmp(b, a) < 0 ? b : a)), nn.reduce((a, b) => (cmp(b, a) > 0 ? b : a))];
+        const bigCmp = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+        const dec = /^DECIMAL\((\d+),(\d+)\)$/.exec(type);
+        let mn, mx, want;
+        if (['SMALLINT', 'INTEGER', 'BIGINT'].includes(type)) {
+            [mn, mx] = pick((a, b) => bigCmp(BigInt(a), BigInt(b)));
+            want = [Number(mn), Number(mx)];
+        } else if (dec) {
+            [mn, mx] = pick((a, b) => bigCmp(BigInt(a.value), BigInt(b.value)));
+            want = [Number(decimal(BigInt(mn.value), Number(dec[2]))), Number(decimal(BigInt(mx.value), Number(dec[2])))];
+        } else if (type === 'DATE') {
+            [mn, mx] = pick((a, b) => a.days - b.days);
+            const iso = (d) => new Date(d * 86400000).toISOString().slice(0, 10);
+            const inRange = (d) => d >= -719162 && d <= 2932896;
+            want = [inRange(mn.days) ? iso(mn.days) : undefined, inRange(mx.days) ? iso(mx.days) : undefined];
+        } else if (type === 'TIMESTAMP WITH TIME ZONE') {
+            [mn, mx] = pick((a, b) => bigCmp(a.micros, b.micros));
+            // milliseconds, the min rounded down and the max up; years 1..9999
+            const ms = (us, up) => { let m = us / 1000n; if (us % 1000n < 0n) m -= 1n; if (up && us % 1000n !== 0n) m += 1n; return m; };
+            const iso = (m) => (m >= -62135596800000n && m <= 253402300799999n ? new Date(Number(m)).toISOString() : undefined);
+            want = [iso(ms(mn.micros, false)), iso(ms(mx.micros, true))];
+        } else if (type === 'VARCHAR') {
+            [mn, mx] = pick((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+            want = [Buffer.byteLength(mn) <= 256 ? mn : undefined, Buffer.byteLength(mx) <= 256 ? mx : undefined];
+        } else if (type === 'DOUBLE' || type === 'FLOAT') {
+            const fin = nn.filter((v) => Number.isFinite(v));
+            // a min/max, when given, must bound the finite values
+            if (has && fin.some((v) => v < st.minValues[name])) die(`${name}: a value below the stats min`);
+            if (hasMax && fin.some((v) => v > st.maxValues[name])) die(`${name}: a value above the stats max`);
+            return;
+        } else {
+            if (has || hasMax) die(`${name}: min/max for ${type}`);
+            return;
+        }
+        if (st.minValues[name] !== want[0] || st.maxValues[name] !== want[1])
+            die(`${name}: stats min/max ${st.minValues[name]}/${st.maxValues[name]}, want ${want[0]}/${want[1]}`);
     });
 }
 const groups = (await con.runAndReadAll(`SELECT sum(num_row_groups) FROM parquet_file_metadata(${list})`)).getRows()[0][0];
