@@ -547,6 +547,7 @@ typedef struct view_pg {
     char lsn_text[32];            /* the point "X/Y" */
     uint64_t lsn;
     char dsn[512];
+    char view[4400];              /* MOUNT/branches/BRANCH@X-Y */
 } view_pg;
 
 /* "X/Y" or "X-Y" (hex) into *LSN; -1 if not an LSN. */
@@ -659,13 +660,13 @@ static void last_line(const char *file, char *out, size_t len)
     fclose(f);
 }
 
-/* Start PostgreSQL on the read-only view of BRANCH at AT in the mounted
- * repository (REPO, or see find_mount), as the view's owner, on a socket
- * in a private directory with trust authentication there only; wait until
- * it takes connections to DBNAME.  1 on error (printed). */
-static int view_start(const char *branch, const char *at, const char *repo, const char *dbname, view_pg *v)
+/* The point AT of BRANCH (v->lsn, v->lsn_text) and its read-only view in
+ * the mounted repository (REPO, or see find_mount) into V->view.  1 on
+ * error (printed). */
+static int view_resolve(const char *branch, const char *at, const char *repo, view_pg *v)
 {
-    char mp[4096], view[4400];
+    char mp[4096];
+    char *view = v->view;
     if (find_mount(repo, mp, sizeof mp)) return 1;
     if (parse_lsn(at, &v->lsn) == 0) {
         snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
@@ -675,7 +676,7 @@ static int view_start(const char *branch, const char *at, const char *repo, cons
         if (rc || parse_lsn(out, &v->lsn)) return efail(1, "--at %s: no point of branch %s there (see above)", at, branch);
         snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
     }
-    snprintf(view, sizeof view, "%s/branches/%s@%X-%X", mp, branch, (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
+    snprintf(v->view, sizeof v->view, "%s/branches/%s@%X-%X", mp, branch, (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
     struct stat st;
     if (stat(view, &st) || !S_ISDIR(st.st_mode))
         return efail(1, "no time-travel view %s (%s): the point is outside %s's retention window or not yet "
@@ -684,6 +685,17 @@ static int view_start(const char *branch, const char *at, const char *repo, cons
     snprintf(pgdata_ver, sizeof pgdata_ver, "%s/PG_VERSION", view);
     if (access(pgdata_ver, F_OK))
         return efail(1, "%s holds no PostgreSQL data directory (no PG_VERSION) at that point", view);
+    return 0;
+}
+
+/* Start PostgreSQL on V's view (view_resolve), as the view's owner, on a
+ * socket in a private directory with trust authentication there only;
+ * wait until it takes connections to DBNAME.  1 on error (printed). */
+static int view_start(const char *dbname, view_pg *v)
+{
+    const char *view = v->view;
+    struct stat st;
+    if (stat(view, &st)) return efail(1, "%s: %s", view, strerror(errno));
 
     snprintf(v->sockdir, sizeof v->sockdir, "/tmp/lakefs-export-XXXXXX");
     if (!mkdtemp(v->sockdir)) return efail(1, "a socket directory in /tmp: %s", strerror(errno));
@@ -755,6 +767,24 @@ static void view_stop(view_pg *v)
         unlink(p);
         rmdir(v->sockdir);   /* the socket and lock files go with the server */
     }
+}
+
+/* 1 if every table's Delta log already holds V's point for BRANCH (each
+ * told so on stdout); 0 otherwise, or on any error (export_table reports). */
+static int all_done(objstore *os, const char *branch, const char *const *tables, size_t n, const view_pg *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        char err[1024], app_id[600];
+        delta_log log;
+        snprintf(app_id, sizeof app_id, "lakefs:%s:%s", branch, tables[i]);
+        if (delta_load(os, tables[i], &log, err, sizeof err)) return 0;
+        int done = log.version >= 0 && delta_txn_version(&log, app_id) == (int64_t)v->lsn;
+        delta_log_free(&log);
+        if (!done) return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("%s: already holds %s at %s: nothing to do\n", tables[i], branch, v->lsn_text);
+    return 1;
 }
 
 /* ------------------------------------------------------------ command */
@@ -853,7 +883,13 @@ int export_main(int argc, char **argv)
     objstore *os = NULL;
     if (open_target(to, &os)) goto done;
     if (!dsn) {
-        if (view_start(branch, at, repo, dbname ? dbname : "postgres", &v)) {
+        if (view_resolve(branch, at, repo, &v)) { os_close(os); goto done; }
+        if (all_done(os, branch, tables, ntables, &v)) {   /* the same point again: no server needed */
+            os_close(os);
+            status = 0;
+            goto done;
+        }
+        if (view_start(dbname ? dbname : "postgres", &v)) {
             view_stop(&v);
             os_close(os);
             goto done;

@@ -172,6 +172,11 @@ for t in "${tables[@]}"; do
         die "$t: the view's point $(txn_version "$t" 0) is not --at $point_a"
 done
 ok "export --at $point_a through a time-travel view: DuckDB returns point a's rows"
+"$LAKEFS" export main "${targs[@]}" --to "file://$lake" --at "$point_a" --repo "$url" >"$T/view0again" 2>&1 ||
+    { cat "$T/view0again" >&2; die "export --at $point_a again failed"; }
+[ "$(grep -c 'nothing to do' "$T/view0again")" = "${#tables[@]}" ] && ! grep -q 'version 1' "$T/view0again" ||
+    { cat "$T/view0again" >&2; die "exporting --at $point_a again was not a no-op"; }
+ok "export --at $point_a again: nothing to do (no server started)"
 "$LAKEFS" export main "${targs[@]}" --to "file://$lake" --at "$time_b" --repo "$url" >"$T/view1" 2>"$T/view1.err" ||
     { cat "$T/view1" "$T/view1.err" >&2; die "export --at $time_b (a view) failed"; }
 sed 's/^/    /' "$T/view1" >&2
