@@ -15,7 +15,10 @@
 # equal to the new rows, while version 0 still reads as before.  Bad input:
 # an unknown table, a target that holds objects but no Delta log, a
 # missing --dsn: one-line errors, nothing committed.
-# backends: file
+# On the s3 backend the repository and the Delta tables are in the bucket
+# (put-if-absent is S3's conditional PUT); the tables are mirrored locally
+# for DuckDB.
+# backends: file s3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_setup export
@@ -86,6 +89,27 @@ check() {
         log "  $t: $(tail -n 1 "$lg")"
     done
 }
+# lake_url: where $lake's exports go: the directory, or on the s3 backend a
+# prefix in the bucket that sync_lake mirrors into the directory
+lake_url() {
+    case $LAKEFS_TEST_BACKEND in
+    s3) echo "s3://$S3_BUCKET/$E2E_NAME-$$-$(basename "$lake")" ;;
+    *) echo "file://$lake" ;;
+    esac
+}
+sync_lake() {
+    [ "$LAKEFS_TEST_BACKEND" = s3 ] || return 0
+    local prefix key size f
+    prefix="$E2E_NAME-$$-$(basename "$lake")/"
+    mkdir -p "$lake"
+    s3_list "$S3_BUCKET" "$prefix" >"$T/s3keys"
+    while read -r key size; do
+        f=$lake/${key#"$prefix"}
+        [ -e "$f" ] && continue   # objects are immutable
+        mkdir -p "$(dirname "$f")"
+        s3_curl GET "$S3_BUCKET/$key" -o "$f" || die "cannot fetch s3://$S3_BUCKET/$key"
+    done <"$T/s3keys"
+}
 # txn_version TABLE N: the txn version in commit N of TABLE
 txn_version() { txn_version_of "$lake/$1" "$2"; }
 txn_version_of() {
@@ -93,8 +117,9 @@ txn_version_of() {
 }
 # export_all LOG: lakefs export of every table to $lake
 export_all() {
-    "$LAKEFS" export main "${targs[@]}" --to "file://$lake" --dsn "$dsn" --row-group-size 64K >"$1" 2>"$1.err" ||
+    "$LAKEFS" export main "${targs[@]}" --to "$(lake_url)" --dsn "$dsn" --row-group-size 64K >"$1" 2>"$1.err" ||
         { cat "$1" "$1.err" >&2; die "lakefs export failed"; }
+    sync_lake
     sed 's/^/    /' "$1" "$1.err" >&2
 }
 
@@ -124,7 +149,8 @@ ok "version 0 of ${#tables[@]} tables: DuckDB returns exactly PostgreSQL's rows"
 
 # ------------------------------------------------------------------ the same point again
 lsn2=$(lsn_now)
-"$LAKEFS" export main "${targs[@]}" --to "file://$lake" --dsn "$dsn" >"$T/again" 2>&1 || die "re-export failed"
+"$LAKEFS" export main "${targs[@]}" --to "$(lake_url)" --dsn "$dsn" >"$T/again" 2>&1 || die "re-export failed"
+sync_lake
 if [ "$lsn2" = "$lsn1" ] && [ "$(lsn_now)" = "$lsn1" ]; then
     [ "$(grep -c 'nothing to do' "$T/again")" = "${#tables[@]}" ] ||
         { cat "$T/again" >&2; die "re-exporting the same point was not a no-op"; }
@@ -163,8 +189,9 @@ pgbench -n -T 30 -c 1 -h "$PGSOCK" -p "${PG_PORT[$main]}" -U postgres postgres >
 bg=$!
 on_exit "kill $bg 2>/dev/null; wait $bg 2>/dev/null"
 lake_main=$lake lake=$T/lake_view
-(cd "$mp" && "$LAKEFS" export main "${targs[@]}" --to "file://$lake" --at "$point_a") >"$T/view0" 2>"$T/view0.err" ||
+(cd "$mp" && "$LAKEFS" export main "${targs[@]}" --to "$(lake_url)" --at "$point_a") >"$T/view0" 2>"$T/view0.err" ||
     { cat "$T/view0" "$T/view0.err" >&2; die "export --at $point_a (a view) failed"; }
+sync_lake
 sed 's/^/    /' "$T/view0" >&2
 check a 0
 for t in "${tables[@]}"; do
@@ -172,13 +199,14 @@ for t in "${tables[@]}"; do
         die "$t: the view's point $(txn_version "$t" 0) is not --at $point_a"
 done
 ok "export --at $point_a through a time-travel view: DuckDB returns point a's rows"
-"$LAKEFS" export main "${targs[@]}" --to "file://$lake" --at "$point_a" --repo "$url" >"$T/view0again" 2>&1 ||
+"$LAKEFS" export main "${targs[@]}" --to "$(lake_url)" --at "$point_a" --repo "$url" >"$T/view0again" 2>&1 ||
     { cat "$T/view0again" >&2; die "export --at $point_a again failed"; }
 [ "$(grep -c 'nothing to do' "$T/view0again")" = "${#tables[@]}" ] && ! grep -q 'version 1' "$T/view0again" ||
     { cat "$T/view0again" >&2; die "exporting --at $point_a again was not a no-op"; }
 ok "export --at $point_a again: nothing to do (no server started)"
-"$LAKEFS" export main "${targs[@]}" --to "file://$lake" --at "$time_b" --repo "$url" >"$T/view1" 2>"$T/view1.err" ||
+"$LAKEFS" export main "${targs[@]}" --to "$(lake_url)" --at "$time_b" --repo "$url" >"$T/view1" 2>"$T/view1.err" ||
     { cat "$T/view1" "$T/view1.err" >&2; die "export --at $time_b (a view) failed"; }
+sync_lake
 sed 's/^/    /' "$T/view1" >&2
 check b 1
 ok "export --at $time_b through a time-travel view: DuckDB returns point b's rows"
@@ -197,17 +225,18 @@ expect_export_fail() {
         { cat "$T/bad.err" >&2; die "export $*: error does not say '$want'"; }
     log "  refused: $(cat "$T/bad.err")"
 }
-expect_export_fail "no table \"public\".\"nope\"" 1 main --table public.nope --to "file://$lake" --dsn "$dsn"
+expect_export_fail "no table \"public\".\"nope\"" 1 main --table public.nope --to "$(lake_url)" --dsn "$dsn"
+sync_lake
 [ ! -e "$lake/public.nope" ] || die "an unknown table left $lake/public.nope"
 mkdir -p "$T/notdelta/public.alltypes"
 echo "a,b" >"$T/notdelta/public.alltypes/data.csv"
 expect_export_fail "not a Delta table" 1 main --table public.alltypes --to "file://$T/notdelta" --dsn "$dsn"
 [ "$(ls "$T/notdelta/public.alltypes")" = data.csv ] || die "a refused target was written to"
-expect_export_fail "say which point" 2 main --table public.alltypes --to "file://$lake"
-expect_export_fail "exclude each other" 2 main --table public.alltypes --to "file://$lake" --dsn "$dsn" --at 0/1
+expect_export_fail "say which point" 2 main --table public.alltypes --to "$(lake_url)"
+expect_export_fail "exclude each other" 2 main --table public.alltypes --to "$(lake_url)" --dsn "$dsn" --at 0/1
 expect_export_fail "no time-travel view" 1 main --table public.alltypes --to "file://$T/future" --at FFFF/0 --repo "$url"
 [ ! -e "$T/future/public.alltypes/_delta_log" ] || die "a refused view export committed"
-expect_export_fail "SCHEMA.TABLE" 2 main --table alltypes --to "file://$lake" --dsn "$dsn"
-expect_export_fail "cannot connect" 1 main --table public.alltypes --to "file://$lake" --dsn "host=$PGSOCK port=1 user=postgres"
+expect_export_fail "SCHEMA.TABLE" 2 main --table alltypes --to "$(lake_url)" --dsn "$dsn"
+expect_export_fail "cannot connect" 1 main --table public.alltypes --to "$(lake_url)" --dsn "host=$PGSOCK port=1 user=postgres"
 ok "bad input refused with one-line errors"
 pg_stop "$main"
