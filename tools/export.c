@@ -30,8 +30,10 @@
  * one), as the view's owner, listening only on a socket in a private
  * directory with its own pg_hba.conf (trust, reachable by root and that
  * user only); the export reads it as above and stops it (fast shutdown).
- * The point recorded is the LSN asked for: the view's server writes an
- * end-of-recovery record past it, which the view drops at unmount.
+ * The point recorded is the LSN asked for (the view's server writes an
+ * end-of-recovery record past it, which the view drops at unmount) and the
+ * timeline it lies on (the parent in the history file of the timeline the
+ * view's server promoted itself to).
  */
 #include "export.h"
 #include "../lake/delta.h"
@@ -912,6 +914,20 @@ int export_main(int argc, char **argv)
         if (!(r = run(pg, settings[i], settings[i], 0, NULL))) goto close;
         PQclear(r);
     }
+    int view_tli = 0;
+    if (v.pid) {
+        /* the view's server promoted itself onto a new timeline at the point; the
+         * timeline the point lies on is the parent named by the last line of its
+         * history file (asked before the snapshot: an error here must not abort it) */
+        r = PQexec(pg, "SELECT (regexp_match(pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+                       " || '.history'), '(\\d+)\\t[0-9A-F]+/[0-9A-F]+\\t[^\\n]*\\n?$'))[1]");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+            view_tli = atoi(PQgetvalue(r, 0, 0));
+        else
+            fprintf(stderr, "lakefs: export: warning: the timeline of %s at %s is unknown (recorded as 0): %s\n",
+                    branch, v.lsn_text, PQresultStatus(r) == PGRES_TUPLES_OK ? "no history file" : pqmsg(pg));
+        PQclear(r);
+    }
     if (!(r = run(pg, "BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL))) goto close;
     PQclear(r);
     if (!(r = run(pg, "the snapshot's point",
@@ -927,6 +943,7 @@ int export_main(int argc, char **argv)
     if (v.pid) {                  /* a view stands at its point, whatever it has written since */
         x.lsn_text = v.lsn_text;
         x.lsn = v.lsn;
+        x.timeline = view_tli;
     }
     status = 0;
     for (size_t i = 0; i < ntables; i++)

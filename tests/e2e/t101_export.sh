@@ -198,6 +198,8 @@ for t in "${tables[@]}"; do
     [ "$(txn_version "$t" 0)" = "$(txn_version_of "$lake_main/$t" 0)" ] ||
         die "$t: the view's point $(txn_version "$t" 0) is not --at $point_a"
 done
+grep -q '"lakefs":{"branch":"main","timeline":1,"lsn":"'"$point_a"'"' "$lake/public.alltypes/_delta_log/00000000000000000000.json" ||
+    die "the view export's commitInfo does not record main, timeline 1, $point_a"
 ok "export --at $point_a through a time-travel view: DuckDB returns point a's rows"
 "$LAKEFS" export main "${targs[@]}" --to "$(lake_url)" --at "$point_a" --repo "$url" >"$T/view0again" 2>&1 ||
     { cat "$T/view0again" >&2; die "export --at $point_a again failed"; }
