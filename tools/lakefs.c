@@ -32,6 +32,7 @@
 #include "../store/objstore.h"
 #include "../store/store.h"
 #include "control.h"
+#include "export.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -68,6 +69,7 @@ static const char *usage_main =
     "  config set retention=DURATION    the repository's time-travel window (default 7d)\n"
     "  fsck [URL] [--repair]            verify every manifest and layer; --repair removes orphans\n"
     "  stats BRANCH                     a mounted branch's read counters: layers consulted per read\n"
+    "  export BRANCH --at POINT --table S.T --to URL  tables at a point as Delta Lake tables\n"
     "\n"
     "URL is file:///absolute/path or s3://bucket/prefix.  'lakefs COMMAND --help'\n"
     "describes a command.\n";
@@ -1846,6 +1848,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "config")) return cmd_config(argc - 1, argv + 1);
     if (!strcmp(cmd, "fsck")) return cmd_fsck(argc - 1, argv + 1);
     if (!strcmp(cmd, "stats")) return cmd_stats(argc - 1, argv + 1);
+    if (!strcmp(cmd, "export")) return export_main(argc - 1, argv + 1);
     /* mount(8) convention: lakefs SOURCE MOUNTPOINT [-o OPTS] */
     if (strstr(cmd, "://")) return cmd_mount(argc, argv);
     fail("unknown command '%s' (see lakefs --help)", cmd);

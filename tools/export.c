@@ -1,0 +1,961 @@
+/*
+ * export.c -- `lakefs export BRANCH --table SCHEMA.TABLE ... --to URL
+ * --dsn CONNINFO`: a consistent snapshot of tables as Delta Lake tables
+ * (issue 7).
+ *
+ * One REPEATABLE READ READ ONLY transaction on the server gives every table
+ * the same snapshot; its point is pg_current_wal_insert_lsn() read by the
+ * transaction's first statement (the snapshot is taken by that statement;
+ * a transaction committing at that very moment may have its commit record
+ * below the LSN yet be outside the snapshot, so on a live primary the LSN
+ * is the point to within the commits in flight then; on a time-travel view,
+ * which stands still, it is exact).  Each table is read with COPY (SELECT
+ * ...) TO STDOUT (FORMAT binary), decoded by pgcopy.h into the Parquet
+ * writer (parquet.h) and the file spooled to an unlinked temporary file
+ * (so memory stays bounded by the writer's row group, not by the table),
+ * then stored at URL/SCHEMA.TABLE/part-UUID.zstd.parquet, and last the
+ * Delta commit (delta.h) that replaces the table's previous files with it
+ * is created with put-if-absent: until then readers see the previous
+ * version.  The commit's txn action {appId "lakefs:BRANCH:SCHEMA.TABLE",
+ * version LSN} makes exporting the same point again a no-op.
+ *
+ * Columns whose values Parquet cannot hold in the mapped type (numeric
+ * NaN, date/timestamp +/-infinity) are found first (one aggregate over the
+ * table in the same snapshot) and exported as text, with a warning.
+ *
+ * Without --dsn, --at LSN|TIME names the point: a TIME is turned into its
+ * LSN by `lakefs lsn` (this program), and PostgreSQL is started on the
+ * read-only time-travel view branches/BRANCH@LSN of the repository's mount
+ * (--repo URL, else the mount holding the current directory, else the only
+ * one), as the view's owner, listening only on a socket in a private
+ * directory with its own pg_hba.conf (trust, reachable by root and that
+ * user only); the export reads it as above and stops it (fast shutdown).
+ * The point recorded is the LSN asked for (the view's server writes an
+ * end-of-recovery record past it, which the view drops at unmount) and the
+ * timeline it lies on (the parent in the history file of the timeline the
+ * view's server promoted itself to).
+ */
+#include "export.h"
+#include "../lake/delta.h"
+#include "../lake/parquet.h"
+#include "../lake/pgcopy.h"
+#include "../store/objstore.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *usage_export =
+    "usage: lakefs export BRANCH --table SCHEMA.TABLE [--table ...] --to URL\n"
+    "                     (--at LSN|TIME [--repo URL] [--dbname DB] | --dsn CONNINFO)\n"
+    "                     [--row-group-size N]\n"
+    "\n"
+    "Publish the tables, as one consistent snapshot, as Delta Lake tables at\n"
+    "URL/SCHEMA.TABLE (URL file:///dir or s3://bucket/prefix): Parquet files\n"
+    "plus a _delta_log commit per export.  --at starts PostgreSQL on the\n"
+    "read-only time-travel view BRANCH@POINT of the mounted repository and\n"
+    "reads it; --dsn reads from a running server on BRANCH instead, inside one\n"
+    "REPEATABLE READ snapshot whose LSN is the point.\n"
+    "Exporting the same point again changes nothing; a later point is a new\n"
+    "version replacing the table's files (older versions stay readable).\n"
+    "\n"
+    "  --table SCHEMA.TABLE  a table to export (repeat for more)\n"
+    "  --to URL              where the Delta tables go\n"
+    "  --at LSN|TIME         the point: 0/16B3748 or 2026-11-23T10:32:05Z\n"
+    "  --repo URL            the mounted repository (default: the mount holding\n"
+    "                        the current directory, else the only one)\n"
+    "  --dbname DB           the database of the tables with --at (postgres)\n"
+    "  --dsn CONNINFO        libpq connection string of a server on BRANCH\n"
+    "  --row-group-size N    bytes buffered per Parquet row group (default 64M):\n"
+    "                        memory is about twice this, plus 4 x the largest\n"
+    "                        value, plus a few MiB\n"
+    "\n"
+    "Types: smallint short, integer integer, bigint long, real float, double\n"
+    "double, boolean boolean, text/varchar/char string, bytea binary,\n"
+    "numeric(p,s) p<=38 decimal(p,s), date date, timestamp[tz] timestamp\n"
+    "(UTC microseconds); anything else string (its text form).\n";
+
+/* Print "lakefs: export: MSG"; returns STATUS. */
+static int efail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int efail(int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("lakefs: export: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return status;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* One line of libpq's message (its trailing newline cut). */
+static const char *pqmsg(PGconn *c)
+{
+    static char buf[512];
+    snprintf(buf, sizeof buf, "%s", PQerrorMessage(c));
+    char *nl = strchr(buf, '\n');
+    if (nl) *nl = 0;
+    return buf;
+}
+
+/* Run SQL expecting tuples or a command; the result, or NULL with the
+ * error printed (naming WHAT). */
+static PGresult *run(PGconn *c, const char *what, const char *sql, int nparams, const char *const *params)
+{
+    PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
+    efail(1, "%s: %s", what, pqmsg(c));
+    PQclear(r);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ spool file */
+
+typedef struct spool {
+    int fd;
+    uint64_t size;
+} spool;
+
+/* Parquet sink: append to the spool file. */
+static int spool_write(void *arg, const void *buf, size_t len)
+{
+    spool *s = arg;
+    const char *p = buf;
+    while (len) {
+        ssize_t n = write(s->fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+        s->size += (uint64_t)n;
+    }
+    return 0;
+}
+
+/* An unlinked temporary file in $TMPDIR (or /var/tmp); fd or -errno. */
+static int spool_open(void)
+{
+    const char *dir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/lakefs-export-XXXXXX", dir && *dir ? dir : "/var/tmp");
+    int fd = mkstemp(path);
+    if (fd < 0) return -errno;
+    unlink(path);
+    return fd;
+}
+
+/* ------------------------------------------------------------ stats */
+
+/* Days since 1970-01-01 as YYYY-MM-DD into OUT (civil from days). */
+static void fmt_date(int64_t z, char *out, size_t len)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t y = yoe + era * 400, doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153, d = doy - (153 * mp + 2) / 5 + 1, m = mp < 10 ? mp + 3 : mp - 9;
+    snprintf(out, len, "%04" PRId64 "-%02" PRId64 "-%02" PRId64, y + (m <= 2), m, d);
+}
+
+/* A 128-bit integer scaled by 10^SCALE as a JSON number into B. */
+static void put_decimal(delta_buf *b, __int128 v, int scale)
+{
+    char d[64];
+    int n = 0, neg = v < 0;
+    unsigned __int128 u = neg ? -(unsigned __int128)v : (unsigned __int128)v;
+    do { d[n++] = (char)('0' + (int)(u % 10)); u /= 10; } while (u);
+    while (n <= scale) d[n++] = '0';
+    char out[80];
+    int k = 0;
+    if (neg) out[k++] = '-';
+    for (int i = n - 1; i >= 0; i--) {
+        out[k++] = d[i];
+        if (i == scale && scale > 0) out[k++] = '.';
+    }
+    delta_buf_put(b, out, (size_t)k);
+}
+
+/* Column stat value V (min if IS_MIN) of C/PC as JSON into B; 0 if it was
+ * written, -1 if this column has no Delta min/max. */
+static int put_stat(delta_buf *b, const pgcopy_col *c, const pq_column *pc, const pq_value *v, int is_min)
+{
+    char tmp[64];
+    switch (c->kind) {
+    case PGCOPY_INT16: case PGCOPY_INT32: delta_buf_printf(b, "%" PRId32, v->i32); return 0;
+    case PGCOPY_INT64: delta_buf_printf(b, "%" PRId64, v->i64); return 0;
+    case PGCOPY_FLOAT4:
+        if (v->f32 != v->f32 || v->f32 - v->f32 != 0) return -1;
+        delta_buf_printf(b, "%.17g", (double)v->f32);   /* the float exactly: a bound as a double too */
+        return 0;
+    case PGCOPY_FLOAT8:
+        if (v->f64 != v->f64 || v->f64 - v->f64 != 0) return -1;
+        delta_buf_printf(b, "%.17g", v->f64);
+        return 0;
+    case PGCOPY_TEXT:
+        if (v->len > 256) return -1;
+        delta_buf_json(b, (const char *)v->bytes, v->len);
+        return 0;
+    case PGCOPY_DATE:
+        if (v->i32 > 2932896 || v->i32 < -719162) return -1;   /* years 0001..9999 only */
+        fmt_date(v->i32, tmp, sizeof tmp);
+        delta_buf_printf(b, "\"%s\"", tmp);
+        return 0;
+    case PGCOPY_TIMESTAMP: {
+        /* milliseconds: the min rounded down, the max up, so the range holds */
+        int64_t us = v->i64, ms = us / 1000 - (us % 1000 < 0);
+        if (!is_min && us % 1000 != 0) ms++;
+        int64_t days = ms / 86400000 - (ms % 86400000 < 0), rem = ms - days * 86400000;
+        if (days > 2932896 || days < -719162) return -1;   /* years 0001..9999 only */
+        fmt_date(days, tmp, sizeof tmp);
+        delta_buf_printf(b, "\"%sT%02d:%02d:%02d.%03dZ\"", tmp, (int)(rem / 3600000), (int)(rem / 60000 % 60),
+                         (int)(rem / 1000 % 60), (int)(rem % 1000));
+        return 0;
+    }
+    case PGCOPY_NUMERIC: {
+        __int128 x;
+        if (pc->type == PQ_INT32) x = v->i32;
+        else if (pc->type == PQ_INT64) x = v->i64;
+        else {
+            if (!v->bytes || !v->len) return -1;
+            x = (int8_t)v->bytes[0];
+            for (size_t i = 1; i < v->len; i++) x = x * 256 + v->bytes[i];
+        }
+        put_decimal(b, x, c->scale);
+        return 0;
+    }
+    default: return -1;          /* boolean, binary: Delta keeps no min/max */
+    }
+}
+
+/* The add action's stats JSON for writer W into B. */
+static void build_stats(delta_buf *b, pq_writer *w, const pgcopy_col *cols, const pq_column *pcs, size_t n)
+{
+    delta_buf_printf(b, "{\"numRecords\":%" PRIu64, pq_num_rows(w));
+    for (int pass = 0; pass < 3; pass++) {
+        delta_buf_printf(b, ",\"%s\":{", pass == 0 ? "minValues" : pass == 1 ? "maxValues" : "nullCount");
+        int first = 1;
+        for (size_t i = 0; i < n; i++) {
+            pq_stats st;
+            if (pq_stats_get(w, i, &st)) continue;
+            if (pass < 2 && !st.has_min_max) continue;
+            size_t mark = b->len;
+            if (!first) delta_buf_put(b, ",", 1);
+            delta_buf_json(b, pcs[i].name, strlen(pcs[i].name));
+            delta_buf_put(b, ":", 1);
+            if (pass == 2) delta_buf_printf(b, "%" PRIu64, st.null_count);
+            else if (put_stat(b, &cols[i], &pcs[i], pass == 0 ? &st.min : &st.max, pass == 0)) {
+                b->len = mark;    /* no min/max for this column */
+                if (b->p) b->p[b->len] = 0;
+                continue;
+            }
+            first = 0;
+        }
+        delta_buf_put(b, "}", 1);
+    }
+    delta_buf_put(b, "}", 1);
+}
+
+/* ------------------------------------------------------------ one table */
+
+typedef struct export_ctx {
+    PGconn *pg;
+    objstore *os;
+    const char *branch;
+    const char *lsn_text;         /* "0/16B3748" */
+    uint64_t lsn;
+    int timeline;
+    const char *snapshot;         /* txid_current_snapshot() */
+    size_t row_group_bytes;
+} export_ctx;
+
+typedef struct table_cols {
+    size_t n;
+    char **names;
+    pgcopy_col *cols;
+    pq_column *pcs;
+} table_cols;
+
+static void cols_free(table_cols *t)
+{
+    for (size_t i = 0; i < t->n; i++) free(t->names[i]);
+    free(t->names);
+    free(t->cols);
+    free(t->pcs);
+    memset(t, 0, sizeof *t);
+}
+
+/* Key characters of the object store (objstore.h). */
+static int key_name_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+              *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* The columns of SCHEMA.TABLE (quoted identifier QNAME) in *T; 1 on error
+ * (printed). */
+static int table_columns(export_ctx *x, const char *schema, const char *table, const char *qname, table_cols *t)
+{
+    const char *params[2] = {schema, table};
+    PGresult *r = run(x->pg, qname,
+        "SELECT a.attname, CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END,"
+        "       CASE WHEN ty.typtype = 'd' THEN ty.typtypmod ELSE a.atttypmod END,"
+        "       bt.typcategory = 'A', bt.typtype = 'e', format_type(a.atttypid, a.atttypmod)"
+        "  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+        "  JOIN pg_type ty ON ty.oid = a.atttypid"
+        "  JOIN pg_type bt ON bt.oid = CASE WHEN ty.typtype = 'd' THEN ty.typbasetype ELSE a.atttypid END"
+        " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm', 'v', 'f')"
+        " ORDER BY a.attnum", 2, params);
+    if (!r) return 1;
+    int n = PQntuples(r);
+    if (n == 0) {
+        PQclear(r);
+        params[0] = schema;
+        r = run(x->pg, qname, "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm', 'v', 'f')", 2, params);
+        int exists = r && PQntuples(r) > 0;
+        PQclear(r);
+        if (exists) return efail(1, "table %s has no columns: nothing to export", qname);
+        return efail(1, "no table %s in database %s (give SCHEMA.TABLE as \\dt shows it)", qname, PQdb(x->pg));
+    }
+    t->n = (size_t)n;
+    t->names = calloc((size_t)n, sizeof *t->names);
+    t->cols = calloc((size_t)n, sizeof *t->cols);
+    t->pcs = calloc((size_t)n, sizeof *t->pcs);
+    if (!t->names || !t->cols || !t->pcs) { PQclear(r); return efail(1, "out of memory"); }
+    for (int i = 0; i < n; i++) {
+        t->names[i] = strdup(PQgetvalue(r, i, 0));
+        if (!t->names[i]) { PQclear(r); return efail(1, "out of memory"); }
+        const char *note;
+        pgcopy_map(t->names[i], (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10), (int32_t)atoi(PQgetvalue(r, i, 2)),
+                   PQgetvalue(r, i, 3)[0] == 't', PQgetvalue(r, i, 4)[0] == 't', &t->cols[i], &t->pcs[i], &note);
+        if (note)
+            fprintf(stderr, "lakefs: export: warning: %s column \"%s\" (%s): %s\n", qname, t->names[i],
+                    PQgetvalue(r, i, 5), note);
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Columns whose values do not fit their Parquet type (numeric NaN,
+ * infinite dates and timestamps) become text, with a warning; 1 on error. */
+static int check_unrepresentable(export_ctx *x, const char *qname, table_cols *t)
+{
+    delta_buf q = {0};
+    int any = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        pgcopy_kind k = t->cols[i].kind;
+        if (k != PGCOPY_NUMERIC && k != PGCOPY_DATE && k != PGCOPY_TIMESTAMP) continue;
+        char *id = PQescapeIdentifier(x->pg, t->names[i], strlen(t->names[i]));
+        if (!id) { delta_buf_free(&q); return efail(1, "%s", pqmsg(x->pg)); }
+        /* true for a value the Parquet type cannot hold */
+        const char *expr = k == PGCOPY_NUMERIC ? "%s = 'NaN'"
+                         : k == PGCOPY_DATE ? "NOT (%s > '-infinity' AND %s < 'infinity')"
+                         : "NOT (%s > '-infinity' AND %s < '294247-01-01 00:00:00+00')";
+        delta_buf_printf(&q, "%scoalesce(bool_or(", any ? ", " : "SELECT ");
+        delta_buf_printf(&q, expr, id, id);
+        delta_buf_printf(&q, "), false)");
+        PQfreemem(id);
+        any = 1;
+    }
+    if (!any) return 0;
+    delta_buf_printf(&q, " FROM %s", qname);
+    PGresult *r = q.oom ? NULL : run(x->pg, qname, q.p, 0, NULL);
+    delta_buf_free(&q);
+    if (!r) return 1;
+    int col = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        pgcopy_kind k = t->cols[i].kind;
+        if (k != PGCOPY_NUMERIC && k != PGCOPY_DATE && k != PGCOPY_TIMESTAMP) continue;
+        if (PQgetvalue(r, 0, col++)[0] != 't') continue;
+        fprintf(stderr, "lakefs: export: warning: %s column \"%s\" holds %s, which its Parquet type cannot: "
+                "exported as string\n", qname, t->names[i], k == PGCOPY_NUMERIC ? "NaN" : k == PGCOPY_DATE ? "infinity" : "infinity or a time after the year 294246");
+        const char *note;
+        pgcopy_map(t->names[i], PGCOPY_OID_TEXT, -1, 0, 0, &t->cols[i], &t->pcs[i], &note);
+        t->cols[i].cast_text = 1;
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* COPY the table's rows through pgcopy into W; 1 on error (printed). */
+static int copy_rows(export_ctx *x, const char *qname, table_cols *t, pq_writer *w)
+{
+    delta_buf q = {0};
+    delta_buf_printf(&q, "COPY (SELECT ");
+    for (size_t i = 0; i < t->n; i++) {
+        char *id = PQescapeIdentifier(x->pg, t->names[i], strlen(t->names[i]));
+        if (!id) { delta_buf_free(&q); return efail(1, "%s", pqmsg(x->pg)); }
+        delta_buf_printf(&q, "%s%s%s", i ? ", " : "", id, t->cols[i].cast_text ? "::text" : "");
+        PQfreemem(id);
+    }
+    delta_buf_printf(&q, " FROM %s) TO STDOUT (FORMAT binary)", qname);
+    if (q.oom) { delta_buf_free(&q); return efail(1, "out of memory"); }
+    PGresult *r = PQexec(x->pg, q.p);
+    delta_buf_free(&q);
+    if (PQresultStatus(r) != PGRES_COPY_OUT) {
+        efail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
+        PQclear(r);
+        return 1;
+    }
+    PQclear(r);
+    pgcopy *p;
+    if (pgcopy_new(t->cols, (const char *const *)t->names, t->n, w, &p)) return efail(1, "out of memory");
+    int rc = 0, n;
+    char *buf;
+    while ((n = PQgetCopyData(x->pg, &buf, 0)) > 0) {
+        if (!rc && pgcopy_feed(p, buf, (size_t)n)) {
+            rc = efail(1, "%s: %s", qname, pgcopy_error(p));
+        }
+        PQfreemem(buf);
+    }
+    if (n == -2 && !rc) rc = efail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
+    while ((r = PQgetResult(x->pg))) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc) rc = efail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
+        PQclear(r);
+    }
+    if (!rc && pgcopy_finish(p)) rc = efail(1, "%s: %s", qname, pgcopy_error(p));
+    pgcopy_free(p);
+    return rc;
+}
+
+/* Export SPEC ("schema.table"); 1 on error (printed). */
+static int export_table(export_ctx *x, const char *spec)
+{
+    const char *dot = strchr(spec, '.');
+    char schema[256], table[256];
+    snprintf(schema, sizeof schema, "%.*s", (int)(dot - spec), spec);
+    snprintf(table, sizeof table, "%s", dot + 1);
+    char *qs = PQescapeIdentifier(x->pg, schema, strlen(schema)), *qt = PQescapeIdentifier(x->pg, table, strlen(table));
+    char qname[600];
+    snprintf(qname, sizeof qname, "%s.%s", qs ? qs : "?", qt ? qt : "?");
+    PQfreemem(qs);
+    PQfreemem(qt);
+
+    char err[1024], app_id[600];
+    snprintf(app_id, sizeof app_id, "lakefs:%s:%s", x->branch, spec);
+    delta_log log;
+    int rc = delta_load(x->os, spec, &log, err, sizeof err);
+    if (rc) return efail(1, "%s", err);
+    if (log.version >= 0 && delta_txn_version(&log, app_id) == (int64_t)x->lsn) {
+        printf("%s: version %" PRId64 " already holds %s at %s: nothing to do\n", spec, log.version, x->branch,
+               x->lsn_text);
+        delta_log_free(&log);
+        return 0;
+    }
+
+    table_cols t = {0};
+    pq_writer *w = NULL;
+    spool sp = {.fd = -1};
+    char key[700] = "", file[128] = "";
+    double t0 = mono_s();
+    if ((rc = table_columns(x, schema, table, qname, &t)) || (rc = check_unrepresentable(x, qname, &t))) goto out;
+    if ((sp.fd = spool_open()) < 0) {
+        rc = efail(1, "a temporary file in %s: %s (set TMPDIR)", getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp",
+                   strerror(-sp.fd));
+        goto out;
+    }
+    pq_options opt = {.row_group_bytes = x->row_group_bytes};
+    if (pq_open(t.pcs, t.n, &opt, spool_write, &sp, &w)) {
+        rc = efail(1, "%s: %s", qname, w ? pq_error(w) : "out of memory");
+        goto out;
+    }
+    if ((rc = copy_rows(x, qname, &t, w))) goto out;
+    if (pq_finish(w)) { rc = efail(1, "%s: %s", qname, pq_error(w)); goto out; }
+
+    /* store the file, then the commit that makes it visible */
+    char uuid[37];
+    delta_uuid(uuid);
+    snprintf(file, sizeof file, "part-%s.zstd.parquet", uuid);
+    snprintf(key, sizeof key, "%s/%s", spec, file);
+    void *map = mmap(NULL, sp.size, PROT_READ, MAP_SHARED, sp.fd, 0);
+    if (map == MAP_FAILED) { rc = efail(1, "mapping the spooled Parquet file: %s", strerror(errno)); goto out; }
+    int prc = os_put_if_absent(x->os, key, map, sp.size);
+    munmap(map, sp.size);
+    if (prc) { key[0] = 0; rc = efail(1, "writing %s/%s: %s", os_url(x->os), spec, strerror(-prc)); goto out; }
+
+    delta_buf stats = {0}, info = {0};
+    build_stats(&stats, w, t.cols, t.pcs, t.n);
+    delta_field *fields = calloc(t.n, sizeof *fields);
+    for (size_t i = 0; fields && i < t.n; i++) fields[i] = (delta_field){t.names[i], t.cols[i].spark};
+    delta_buf_printf(&info, "\"lakefs\":{\"branch\":");
+    delta_buf_json(&info, x->branch, strlen(x->branch));
+    delta_buf_printf(&info, ",\"timeline\":%d,\"lsn\":\"%s\",\"lsnNumber\":%" PRIu64 ",\"snapshot\":\"%s\",\"rows\":%" PRIu64 "}",
+                     x->timeline, x->lsn_text, x->lsn, x->snapshot, pq_num_rows(w));
+    delta_add add = {file, sp.size, stats.p};
+    delta_commit_args a = {.fields = fields, .nfields = t.n, .adds = &add, .nadds = 1, .app_id = app_id,
+                           .txn_version = (int64_t)x->lsn, .info = info.p, .now_ms = now_ms()};
+    if (!fields || stats.oom || info.oom) rc = efail(1, "out of memory");
+    else if (delta_commit(x->os, spec, &log, &a, err, sizeof err)) rc = efail(1, "%s", err);
+    else {
+        double dt = mono_s() - t0;
+        printf("%s: version %" PRId64 ", %" PRIu64 " rows, %" PRIu64 " bytes, %.2f s (%.0f rows/s), %s at %s\n", spec,
+               log.version + 1, pq_num_rows(w), sp.size, dt, dt > 0 ? (double)pq_num_rows(w) / dt : 0.0, x->branch,
+               x->lsn_text);
+        key[0] = 0;               /* committed: the file stays */
+    }
+    free(fields);
+    delta_buf_free(&stats);
+    delta_buf_free(&info);
+out:
+    if (key[0]) os_delete(x->os, key);   /* stored but not committed: invisible, removed */
+    if (sp.fd >= 0) close(sp.fd);
+    pq_free(w);
+    cols_free(&t);
+    delta_log_free(&log);
+    return rc;
+}
+
+
+/* ------------------------------------------------------------ the view path */
+
+typedef struct view_pg {
+    pid_t pid;                    /* the postmaster, 0 if none */
+    char sockdir[64];             /* private socket directory (hba file, log) */
+    char lsn_text[32];            /* the point "X/Y" */
+    uint64_t lsn;
+    char dsn[512];
+    char view[4400];              /* MOUNT/branches/BRANCH@X-Y */
+} view_pg;
+
+/* "X/Y" or "X-Y" (hex) into *LSN; -1 if not an LSN. */
+static int parse_lsn(const char *s, uint64_t *lsn)
+{
+    char *end;
+    errno = 0;
+    unsigned long hi = strtoul(s, &end, 16);
+    if (errno || end == s || (*end != '/' && *end != '-') || hi > 0xffffffffUL) return -1;
+    const char *lo_s = end + 1;
+    unsigned long lo = strtoul(lo_s, &end, 16);
+    if (errno || end == lo_s || *end || lo > 0xffffffffUL) return -1;
+    *lsn = (uint64_t)hi << 32 | lo;
+    return 0;
+}
+
+/* The mount point of the lakefs repository mount to use into MP: of URL
+ * REPO if given, else the one holding the current directory, else the
+ * only one; 1 on error (printed). */
+static int find_mount(const char *repo, char *mp, size_t len)
+{
+    char cwd[4096] = "", line[8192], only[4096] = "";
+    int count = 0, found = 0;
+    size_t best = 0;
+    if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    if (!f) return efail(1, "cannot read /proc/self/mountinfo to find the lakefs mount: %s", strerror(errno));
+    while (fgets(line, sizeof line, f)) {
+        char *sep = strstr(line, " - "), *save, *fld[5] = {0};
+        if (!sep) continue;
+        *sep = 0;
+        char *fstype = strtok_r(sep + 3, " \n", &save), *src = strtok_r(NULL, " \n", &save);
+        char *p = strtok_r(line, " ", &save);
+        for (int i = 0; i < 5 && p; i++, p = strtok_r(NULL, " ", &save)) fld[i] = p;
+        if (!fld[4] || !fstype || !src || strcmp(fstype, "fuse.lakefs")) continue;
+        char br[4200];
+        struct stat st;
+        snprintf(br, sizeof br, "%s/branches", fld[4]);   /* mount points with spaces (\040) are not handled */
+        if (stat(br, &st) || !S_ISDIR(st.st_mode)) continue;   /* a one-branch mount has no views */
+        if (repo) {
+            if (strcmp(src, repo)) continue;
+            snprintf(mp, len, "%s", fld[4]);
+            found = 1;
+            continue;
+        }
+        count++;
+        snprintf(only, sizeof only, "%s", fld[4]);
+        size_t ml = strlen(fld[4]);
+        if (ml >= best && !strncmp(cwd, fld[4], ml) && (cwd[ml] == '/' || !cwd[ml])) {
+            best = ml;
+            snprintf(mp, len, "%s", fld[4]);
+            found = 1;
+        }
+    }
+    fclose(f);
+    if (found) return 0;
+    if (!repo && count == 1) { snprintf(mp, len, "%s", only); return 0; }
+    if (repo) return efail(1, "%s is not mounted (as a repository): mount it (lakefs mount %s DIR) or give --dsn", repo, repo);
+    return efail(1, count ? "several lakefs repositories are mounted: say which with --repo URL"
+                          : "no lakefs repository is mounted: mount it (lakefs mount URL DIR) or give --dsn");
+}
+
+/* The LSN of BRANCH's state at TIME, from `lakefs lsn` (this program) on
+ * repository REPO, or (NULL) the one mounted at MP, into OUT; 1 on error
+ * (the subcommand printed it). */
+static int time_to_lsn(const char *branch, const char *time, const char *repo, const char *mp, char *out, size_t len)
+{
+    int fds[2];
+    if (pipe(fds)) return efail(1, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    if (pid < 0) return efail(1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        if (repo) execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", time, "--repo", repo, (char *)NULL);
+        else if (!chdir(mp)) {   /* lakefs lsn finds the repository of the mount holding the directory */
+            unsetenv("LAKEFS_REPO");
+            execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", time, (char *)NULL);
+        }
+        _exit(127);
+    }
+    close(fds[1]);
+    size_t n = 0;
+    ssize_t r;
+    while (n + 1 < len && (r = read(fds[0], out + n, len - 1 - n)) > 0) n += (size_t)r;
+    out[n] = 0;
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    char *nl = strchr(out, '\n');
+    if (nl) *nl = 0;
+    uint64_t lsn;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) || parse_lsn(out, &lsn)) return 1;
+    return 0;
+}
+
+/* The last line of FILE into OUT ("" if none). */
+static void last_line(const char *file, char *out, size_t len)
+{
+    out[0] = 0;
+    FILE *f = fopen(file, "r");
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        char *nl = strchr(line, '\n');
+        if (nl) *nl = 0;
+        if (line[0]) snprintf(out, len, "%s", line);
+    }
+    fclose(f);
+}
+
+/* The point AT of BRANCH (v->lsn, v->lsn_text) and its read-only view in
+ * the mounted repository (REPO, or see find_mount) into V->view.  1 on
+ * error (printed). */
+static int view_resolve(const char *branch, const char *at, const char *repo, view_pg *v)
+{
+    char mp[4096];
+    char *view = v->view;
+    if (find_mount(repo, mp, sizeof mp)) return 1;
+    if (parse_lsn(at, &v->lsn) == 0) {
+        snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
+    } else {
+        char out[128];
+        int rc = time_to_lsn(branch, at, repo, mp, out, sizeof out);
+        if (rc || parse_lsn(out, &v->lsn)) return efail(1, "--at %s: no point of branch %s there (see above)", at, branch);
+        snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
+    }
+    snprintf(v->view, sizeof v->view, "%s/branches/%s@%X-%X", mp, branch, (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
+    struct stat st;
+    if (stat(view, &st) || !S_ISDIR(st.st_mode))
+        return efail(1, "no time-travel view %s (%s): the point is outside %s's retention window or not yet "
+                     "written; the daemon's log says why", view, strerror(errno), branch);
+    char pgdata_ver[4500];
+    snprintf(pgdata_ver, sizeof pgdata_ver, "%s/PG_VERSION", view);
+    if (access(pgdata_ver, F_OK))
+        return efail(1, "%s holds no PostgreSQL data directory (no PG_VERSION) at that point", view);
+    return 0;
+}
+
+/* Start PostgreSQL on V's view (view_resolve), as the view's owner, on a
+ * socket in a private directory with trust authentication there only;
+ * wait until it takes connections to DBNAME.  1 on error (printed). */
+static int view_start(const char *dbname, view_pg *v)
+{
+    const char *view = v->view;
+    struct stat st;
+    if (stat(view, &st)) return efail(1, "%s: %s", view, strerror(errno));
+
+    snprintf(v->sockdir, sizeof v->sockdir, "/tmp/lakefs-export-XXXXXX");
+    if (!mkdtemp(v->sockdir)) return efail(1, "a socket directory in /tmp: %s", strerror(errno));
+    char hba[128], logf[128];
+    snprintf(hba, sizeof hba, "%s/pg_hba.conf", v->sockdir);
+    snprintf(logf, sizeof logf, "%s/postgres.log", v->sockdir);
+    FILE *f = fopen(hba, "w");
+    if (!f || fputs("local all all trust\n", f) < 0 || fclose(f)) return efail(1, "writing %s", hba);
+    int lfd = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (lfd < 0) return efail(1, "%s: %s", logf, strerror(errno));
+    if (geteuid() == 0 && (chown(v->sockdir, st.st_uid, st.st_gid) || chown(hba, st.st_uid, st.st_gid) ||
+                           chown(logf, st.st_uid, st.st_gid))) {
+        close(lfd);
+        return efail(1, "chown %s: %s", v->sockdir, strerror(errno));
+    }
+    struct passwd *pw = getpwuid(st.st_uid);
+    char user[256];
+    snprintf(user, sizeof user, "%s", pw ? pw->pw_name : "postgres");
+    const char *bindir = getenv("LAKEFS_PGBIN");
+    char postgres[4200], hbaopt[160], sockopt[128];
+    snprintf(postgres, sizeof postgres, "%s/postgres", bindir && *bindir ? bindir : "/usr/lib/postgresql/15/bin");
+    snprintf(hbaopt, sizeof hbaopt, "hba_file=%s", hba);
+    snprintf(sockopt, sizeof sockopt, "unix_socket_directories=%s", v->sockdir);
+    pid_t pid = fork();
+    if (pid < 0) { close(lfd); return efail(1, "fork: %s", strerror(errno)); }
+    if (pid == 0) {
+        dup2(lfd, 1);
+        dup2(lfd, 2);
+        int nul = open("/dev/null", O_RDONLY);
+        if (nul >= 0) dup2(nul, 0);
+        if (geteuid() == 0 && (setgroups(0, NULL) || setgid(st.st_gid) || setuid(st.st_uid))) _exit(126);
+        execl(postgres, "postgres", "-D", view, "-p", "5432", "-c", sockopt, "-c", "listen_addresses=", "-c", hbaopt,
+              "-c", "log_destination=stderr", "-c", "logging_collector=off", (char *)NULL);
+        fprintf(stderr, "exec %s: %s\n", postgres, strerror(errno));
+        _exit(127);
+    }
+    close(lfd);
+    v->pid = pid;
+    snprintf(v->dsn, sizeof v->dsn, "host=%s port=5432 user=%s dbname=%s", v->sockdir, user, dbname);
+    double deadline = mono_s() + 600;
+    for (;;) {
+        if (PQping(v->dsn) == PQPING_OK) return 0;
+        int wst;
+        if (waitpid(pid, &wst, WNOHANG) == pid) {
+            v->pid = 0;
+            char last[1024];
+            last_line(logf, last, sizeof last);
+            return efail(1, "PostgreSQL on %s exited during startup: %s", view, last[0] ? last : "(no log)");
+        }
+        if (mono_s() > deadline) return efail(1, "PostgreSQL on %s did not accept connections within 600 s", view);
+        usleep(100000);
+    }
+}
+
+/* Stop V's server (fast shutdown) and remove its private directory. */
+static void view_stop(view_pg *v)
+{
+    if (v->pid > 0) {
+        kill(v->pid, SIGINT);
+        int st;
+        waitpid(v->pid, &st, 0);
+        v->pid = 0;
+    }
+    if (v->sockdir[0]) {
+        char p[128];
+        snprintf(p, sizeof p, "%s/pg_hba.conf", v->sockdir);
+        unlink(p);
+        snprintf(p, sizeof p, "%s/postgres.log", v->sockdir);
+        unlink(p);
+        rmdir(v->sockdir);   /* the socket and lock files go with the server */
+    }
+}
+
+/* 1 if every table's Delta log already holds V's point for BRANCH (each
+ * told so on stdout); 0 otherwise, or on any error (export_table reports). */
+static int all_done(objstore *os, const char *branch, const char *const *tables, size_t n, const view_pg *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        char err[1024], app_id[600];
+        delta_log log;
+        snprintf(app_id, sizeof app_id, "lakefs:%s:%s", branch, tables[i]);
+        if (delta_load(os, tables[i], &log, err, sizeof err)) return 0;
+        int done = log.version >= 0 && delta_txn_version(&log, app_id) == (int64_t)v->lsn;
+        delta_log_free(&log);
+        if (!done) return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        printf("%s: already holds %s at %s: nothing to do\n", tables[i], branch, v->lsn_text);
+    return 1;
+}
+
+/* ------------------------------------------------------------ command */
+
+/* SIZE like 64M, 512K, 1G into *OUT; -1 if malformed. */
+static int parse_bytes(const char *s, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s) return -1;
+    if (*end == 'K' || *end == 'k') { v <<= 10; end++; }
+    else if (*end == 'M' || *end == 'm') { v <<= 20; end++; }
+    else if (*end == 'G' || *end == 'g') { v <<= 30; end++; }
+    if (*end || v == 0) return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* The target's object store; file:// directories are created. */
+static int open_target(const char *url, objstore **os)
+{
+    char err[512];
+    if (!strncmp(url, "file://", 7)) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s", url + 7);
+        for (char *p = path + 1; *p; p++) {
+            if (*p != '/') continue;
+            *p = 0;
+            mkdir(path, 0755);
+            *p = '/';
+        }
+        mkdir(path, 0755);
+    }
+    if (os_open(url, os, err, sizeof err)) return efail(1, "--to %s: %s", url, err);
+    return 0;
+}
+
+int export_main(int argc, char **argv)
+{
+    const char *branch = NULL, *to = NULL, *dsn = NULL, *at = NULL, *repo = NULL, *rgs = NULL, *dbname = NULL;
+    view_pg v = {0};
+    const char **tables = calloc((size_t)argc, sizeof *tables);
+    size_t ntables = 0;
+    if (!tables) return efail(1, "out of memory");
+    int status = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { fputs(usage_export, stdout); status = 0; goto done; }
+        static const char *flags[] = {"--table", "--to", "--dsn", "--at", "--repo", "--row-group-size", "--dbname"};
+        const char **vals[] = {NULL, &to, &dsn, &at, &repo, &rgs, &dbname};
+        int known = 0;
+        for (int f = 0; f < 7 && !known; f++) {
+            size_t fl = strlen(flags[f]);
+            if (strncmp(arg, flags[f], fl) || (arg[fl] && arg[fl] != '=')) continue;
+            known = 1;
+            const char *v;
+            if (arg[fl] == '=') v = arg + fl + 1;
+            else if (i + 1 < argc) v = argv[++i];
+            else { efail(2, "%s needs a value (see lakefs export --help)", flags[f]); goto done; }
+            if (!*v) { efail(2, "%s needs a non-empty value", flags[f]); goto done; }
+            if (f == 0) tables[ntables++] = v;
+            else *vals[f] = v;
+        }
+        if (known) continue;
+        if (arg[0] == '-' && arg[1]) { efail(2, "unknown flag '%s' (see lakefs export --help)", arg); goto done; }
+        if (branch) { efail(2, "one BRANCH only ('%s' and '%s'; see lakefs export --help)", branch, arg); goto done; }
+        branch = arg;
+    }
+    if (!branch) { efail(2, "name the BRANCH to export (see lakefs export --help)"); goto done; }
+    if (!ntables) { efail(2, "name at least one --table SCHEMA.TABLE"); goto done; }
+    for (size_t i = 0; i < ntables; i++) {
+        const char *dot = strchr(tables[i], '.');
+        if (!dot || dot == tables[i] || !dot[1] || strlen(tables[i]) > 200) {
+            efail(2, "--table %s: give SCHEMA.TABLE, e.g. public.accounts", tables[i]);
+            goto done;
+        }
+        if (!key_name_ok(tables[i])) {
+            efail(2, "--table %s: only names of A-Z a-z 0-9 _ - can be exported for now (they name the "
+                  "Delta table's directory)", tables[i]);
+            goto done;
+        }
+    }
+    if (!to) { efail(2, "say where the Delta tables go: --to file:///dir or s3://bucket/prefix"); goto done; }
+    size_t row_group = 0;
+    if (rgs && parse_bytes(rgs, &row_group)) { efail(2, "--row-group-size %s: give bytes, e.g. 64M", rgs); goto done; }
+    if (!dsn && !at) {
+        efail(2, "say which point of %s to export: --at LSN|TIME (a time-travel view), or --dsn CONNINFO of a "
+                 "server on it", branch);
+        goto done;
+    }
+    if (dsn && at) { efail(2, "--at and --dsn exclude each other: with --dsn the point is the server's present"); goto done; }
+    if (dsn && dbname) { efail(2, "--dbname goes with --at; with --dsn say dbname=... in CONNINFO"); goto done; }
+
+    status = 1;
+    objstore *os = NULL;
+    if (open_target(to, &os)) goto done;
+    if (!dsn) {
+        if (view_resolve(branch, at, repo, &v)) { os_close(os); goto done; }
+        if (all_done(os, branch, tables, ntables, &v)) {   /* the same point again: no server needed */
+            os_close(os);
+            status = 0;
+            goto done;
+        }
+        if (view_start(dbname ? dbname : "postgres", &v)) {
+            view_stop(&v);
+            os_close(os);
+            goto done;
+        }
+        dsn = v.dsn;
+    }
+    PGconn *pg = PQconnectdb(dsn);
+    if (PQstatus(pg) != CONNECTION_OK) {
+        efail(1, "--dsn: cannot connect: %s", pqmsg(pg));
+        PQfinish(pg);
+        os_close(os);
+        goto done;
+    }
+    PGresult *r = NULL;
+    export_ctx x = {.pg = pg, .os = os, .branch = branch, .row_group_bytes = row_group};
+    if (PQsetClientEncoding(pg, "UTF8")) { efail(1, "client encoding UTF8: %s", pqmsg(pg)); goto close; }
+    static const char *settings[] = {"SET DateStyle = ISO", "SET IntervalStyle = postgres", "SET TimeZone = 'UTC'",
+                                     "SET extra_float_digits = 3", "SET statement_timeout = 0"};
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        if (!(r = run(pg, settings[i], settings[i], 0, NULL))) goto close;
+        PQclear(r);
+    }
+    int view_tli = 0;
+    if (v.pid) {
+        /* the view's server promoted itself onto a new timeline at the point; the
+         * timeline the point lies on is the parent named by the last line of its
+         * history file (asked before the snapshot: an error here must not abort it) */
+        r = PQexec(pg, "SELECT (regexp_match(pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"
+                       " || '.history'), '(\\d+)\\t[0-9A-F]+/[0-9A-F]+\\t[^\\n]*\\n?$'))[1]");
+        if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
+            view_tli = atoi(PQgetvalue(r, 0, 0));
+        else
+            fprintf(stderr, "lakefs: export: warning: the timeline of %s at %s is unknown (recorded as 0): %s\n",
+                    branch, v.lsn_text, PQresultStatus(r) == PGRES_TUPLES_OK ? "no history file" : pqmsg(pg));
+        PQclear(r);
+    }
+    if (!(r = run(pg, "BEGIN", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL))) goto close;
+    PQclear(r);
+    if (!(r = run(pg, "the snapshot's point",
+                  "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END,"
+                  " (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END"
+                  "  - '0/0')::numeric::text, txid_current_snapshot()::text,"
+                  " (SELECT timeline_id FROM pg_control_checkpoint())", 0, NULL)))
+        goto close;
+    x.lsn_text = PQgetvalue(r, 0, 0);
+    x.lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
+    x.snapshot = PQgetvalue(r, 0, 2);
+    x.timeline = atoi(PQgetvalue(r, 0, 3));
+    if (v.pid) {                  /* a view stands at its point, whatever it has written since */
+        x.lsn_text = v.lsn_text;
+        x.lsn = v.lsn;
+        x.timeline = view_tli;
+    }
+    status = 0;
+    for (size_t i = 0; i < ntables; i++)
+        if (export_table(&x, tables[i])) status = 1;
+    PQclear(r);
+    r = PQexec(pg, "COMMIT");
+    PQclear(r);
+close:
+    PQfinish(pg);
+    view_stop(&v);
+    os_close(os);
+done:
+    free(tables);
+    return status;
+}
