@@ -677,6 +677,28 @@ pg_checksums_clean() {
     ok "pg_checksums --check clean"
 }
 
+# ------------------------------------------------------------------ DuckDB
+
+# duckdb_node: DuckDB for node (@duckdb/node-api, pinned), the independent
+# reader of the Parquet and Delta tests, installed into a directory of the
+# tests' own if it is not there yet; sets DUCKDB_NODE_DIR.
+DUCKDB_NODE_API_VERSION=1.5.6-r.1
+duckdb_node() {
+    DUCKDB_NODE_DIR=$LAKEFS_TOP/tests/lake/node
+    command -v node >/dev/null && command -v npm >/dev/null ||
+        die "node and npm are needed: apt-get install nodejs npm"
+    local installed
+    installed=$(sed -n 's/^ *"version": *"\(.*\)".*/\1/p' \
+        "$DUCKDB_NODE_DIR/node_modules/@duckdb/node-api/package.json" 2>/dev/null || true)
+    if [ "$installed" != "$DUCKDB_NODE_API_VERSION" ]; then
+        log "installing @duckdb/node-api@$DUCKDB_NODE_API_VERSION into $DUCKDB_NODE_DIR (node $(node --version), npm $(npm --version))"
+        npm install --prefix "$DUCKDB_NODE_DIR" --no-audit --no-fund --no-save \
+            "@duckdb/node-api@$DUCKDB_NODE_API_VERSION" >"$(newlog npm)" 2>&1 ||
+            die "npm install @duckdb/node-api@$DUCKDB_NODE_API_VERSION failed"
+    fi
+    ok "@duckdb/node-api $DUCKDB_NODE_API_VERSION on node $(node --version)"
+}
+
 # ------------------------------------------------------------------ packages
 
 LAKEFS_PACKAGES="autoconf automake pkg-config gcc make libc6-dev libfuse3-dev fuse3

@@ -15,30 +15,16 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_setup parquet
 
-DUCKDB_NODE_API_VERSION=1.5.6-r.1
 sample=$LAKEFS_TOP/tests/lake/pq_sample
-node_dir=$LAKEFS_TOP/tests/lake/node
 [ -x "$sample" ] || die "$sample not built (run: make e2e)"
-command -v node >/dev/null && command -v npm >/dev/null ||
-    die "node and npm are needed: apt-get install nodejs npm"
-
-# --- DuckDB for node, pinned, in a directory of the tests' own
-installed=$(sed -n 's/^ *"version": *"\(.*\)".*/\1/p' \
-    "$node_dir/node_modules/@duckdb/node-api/package.json" 2>/dev/null || true)
-if [ "$installed" != "$DUCKDB_NODE_API_VERSION" ]; then
-    log "installing @duckdb/node-api@$DUCKDB_NODE_API_VERSION into $node_dir (node $(node --version), npm $(npm --version))"
-    npm install --prefix "$node_dir" --no-audit --no-fund --no-save \
-        "@duckdb/node-api@$DUCKDB_NODE_API_VERSION" >"$(newlog npm)" 2>&1 ||
-        die "npm install @duckdb/node-api@$DUCKDB_NODE_API_VERSION failed"
-fi
-ok "@duckdb/node-api $DUCKDB_NODE_API_VERSION on node $(node --version)"
+duckdb_node
 
 # --- write the samples, then read them with DuckDB
 mkdir -p "$T/samples"
 "$sample" "$T/samples" 2>"$(newlog pq_sample)" || die "pq_sample failed"
 ok "samples written: $(cd "$T/samples" && ls -- *.parquet | tr '\n' ' ')"
 lg=$(newlog check)
-if ! node "$LAKEFS_TOP/tests/lake/check_parquet.mjs" "$node_dir" "$T/samples" >"$lg" 2>&1; then
+if ! node "$LAKEFS_TOP/tests/lake/check_parquet.mjs" "$DUCKDB_NODE_DIR" "$T/samples" >"$lg" 2>&1; then
     cat "$lg" >&2
     die "DuckDB does not read back what was written"
 fi

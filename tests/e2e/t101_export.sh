@@ -23,18 +23,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_setup export
 
-DUCKDB_NODE_API_VERSION=1.5.6-r.1
-node_dir=$LAKEFS_TOP/tests/lake/node
-command -v node >/dev/null && command -v npm >/dev/null ||
-    die "node and npm are needed: apt-get install nodejs npm"
-installed=$(sed -n 's/^ *"version": *"\(.*\)".*/\1/p' \
-    "$node_dir/node_modules/@duckdb/node-api/package.json" 2>/dev/null || true)
-if [ "$installed" != "$DUCKDB_NODE_API_VERSION" ]; then
-    log "installing @duckdb/node-api@$DUCKDB_NODE_API_VERSION into $node_dir"
-    npm install --prefix "$node_dir" --no-audit --no-fund --no-save \
-        "@duckdb/node-api@$DUCKDB_NODE_API_VERSION" >"$(newlog npm)" 2>&1 ||
-        die "npm install @duckdb/node-api@$DUCKDB_NODE_API_VERSION failed"
-fi
+duckdb_node
 
 url=$(repo_url repo)
 mp=$T/mnt main=$T/mnt/branches/main lake=$T/lake
@@ -84,7 +73,7 @@ check() {
     local t lg
     for t in "${tables[@]}"; do
         lg=$(newlog "check-$1-$t")
-        node "$LAKEFS_TOP/tests/lake/check_delta.mjs" "$node_dir" "$lake/$t" "$T/$1.$t" ${2:+"$2"} >"$lg" 2>&1 ||
+        node "$LAKEFS_TOP/tests/lake/check_delta.mjs" "$DUCKDB_NODE_DIR" "$lake/$t" "$T/$1.$t" ${2:+"$2"} >"$lg" 2>&1 ||
             { cat "$lg" >&2; die "$t${2:+ version $2}: DuckDB does not read what PostgreSQL returned ($1)"; }
         log "  $t: $(tail -n 1 "$lg")"
     done
