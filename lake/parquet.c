@@ -99,6 +99,7 @@ struct pq_writer {
     uint64_t offset;              /* bytes given to the sink */
     int failed;                   /* -errno after ENOMEM or a sink error */
     int finished;                 /* footer written */
+    int file_full;                /* past opt.file_bytes: the next row begins a new file */
     char err[256];                /* last error message */
 };
 
@@ -379,6 +380,8 @@ int pq_open(const pq_column *cols, size_t ncols, const pq_options *opt,
     if (w->opt.zstd_level < ZSTD_minCLevel() || w->opt.zstd_level > ZSTD_maxCLevel())
         return say(w, -EINVAL, "zstd level %d is not in %d..%d", w->opt.zstd_level,
                    ZSTD_minCLevel(), ZSTD_maxCLevel());
+    if (w->opt.file_bytes && !w->opt.file_done)
+        return say(w, -EINVAL, "file_bytes without file_done: the files would run together");
     if (ncols == 0 || ncols >= INT32_MAX)
         return say(w, -EINVAL, "a schema needs 1 to %d columns", INT32_MAX - 1);
     for (size_t i = 0; i < ncols; i++)
@@ -702,6 +705,8 @@ static int flush_row_group(pq_writer *w)
 
 /* ------------------------------------------------------------ cells */
 
+static int next_file(pq_writer *w);
+
 /* The column the next cell goes to, in *OUT; 0, or -errno with W's
  * message set (the writer failed or finished, or the row is full). */
 static int next_cell(pq_writer *w, pq_col **out)
@@ -714,6 +719,11 @@ static int next_cell(pq_writer *w, pq_col **out)
     if (w->cursor == w->ncols)
         return say(w, -EINVAL, "row %llu has all its %zu cells: end it with pq_end_row",
                    (unsigned long long)w->rows, w->ncols);
+    if (w->cursor == 0 && w->file_full) {
+        int rc = next_file(w);
+        if (rc < 0)
+            return rc;
+    }
     *out = &w->cols[w->cursor];
     return 0;
 }
@@ -917,9 +927,12 @@ int pq_end_row(pq_writer *w)
     w->cursor = 0;
     w->rows++;
     w->group_rows++;
-    if (w->buffered >= w->opt.row_group_bytes)
-        return flush_row_group(w);
-    return 0;
+    if (w->buffered < w->opt.row_group_bytes)
+        return 0;
+    int rc = flush_row_group(w);
+    if (rc == 0 && w->opt.file_bytes && w->offset >= w->opt.file_bytes)
+        w->file_full = 1;
+    return rc;
 }
 
 /* ------------------------------------------------------------ footer */
@@ -1005,19 +1018,13 @@ static void encode_footer(pq_writer *w, thrift_out *t)
     thrift_struct_end(t);
 }
 
-int pq_finish(pq_writer *w)
+/* Write the last row group and the footer of the current file. */
+static int end_file(pq_writer *w)
 {
     thrift_out t;
     uint8_t tail[8];
     int rc;
 
-    if (w->failed)
-        return w->failed;
-    if (w->finished)
-        return say(w, -EINVAL, "the file is finished");
-    if (w->cursor != 0)
-        return say(w, -EINVAL, "row %llu has %zu of its %zu cells",
-                   (unsigned long long)w->rows, w->cursor, w->ncols);
     if ((rc = flush_row_group(w)) < 0)
         return rc;
     thrift_init(&t);
@@ -1038,6 +1045,38 @@ int pq_finish(pq_writer *w)
         return rc;
     w->finished = 1;
     return 0;
+}
+
+/* End the full current file, tell opt.file_done, begin the next one. */
+static int next_file(pq_writer *w)
+{
+    int rc = end_file(w);
+
+    if (rc < 0)
+        return rc;
+    if (w->opt.file_done && (rc = w->opt.file_done(w->opt.file_arg, w)) < 0)
+        return fail(w, rc, "storing a finished file");
+    for (size_t i = 0; i < w->ncols; i++)
+        stats_reset(&w->cols[i].file_stats);
+    thrift_reset(&w->groups);
+    w->ngroups = 0;
+    w->rows = 0;
+    w->offset = 0;
+    w->finished = 0;
+    w->file_full = 0;
+    return emit(w, "PAR1", 4);
+}
+
+int pq_finish(pq_writer *w)
+{
+    if (w->failed)
+        return w->failed;
+    if (w->finished)
+        return say(w, -EINVAL, "the file is finished");
+    if (w->cursor != 0)
+        return say(w, -EINVAL, "row %llu has %zu of its %zu cells",
+                   (unsigned long long)w->rows, w->cursor, w->ncols);
+    return end_file(w);
 }
 
 /* ------------------------------------------------------------ the rest */

@@ -69,6 +69,14 @@
  * whatever the number of rows: ~135 MiB with the defaults (64 MiB row
  * groups, 1 MiB pages) plus the footer, which grows with the row groups.
  *
+ * Several files: with pq_options.file_bytes the writer ends the file at
+ * the first row after a row group ends past that size (so a file holds
+ * whole row groups, at most file_bytes + one row group + its footer),
+ * calls file_done, and begins the next file on the same sink with the
+ * next row: each file stands alone (its own footer, row count and
+ * statistics), and the footer held stays bounded too.  pq_finish ends the
+ * last one; a file never ends empty of rows unless the whole stream is.
+ *
  * Errors are -errno: -EINVAL for a bad schema or options, a value of the
  * wrong kind for its column, a cell past the row's end or a short row;
  * -ERANGE for a value out of its column's range; -EFBIG for a value of
@@ -116,17 +124,27 @@ typedef struct pq_column {
     int32_t precision, scale;     /* DECIMAL: 1 <= precision, 0 <= scale <= precision */
 } pq_column;
 
+typedef struct pq_writer pq_writer;
+
+/* A file just finished (footer written) while rows keep coming, see
+ * pq_options.file_bytes: W's rows, size and statistics are that file's
+ * until the callback returns; then the writer begins the next file on the
+ * same sink, which must be empty again by then.  0 or -errno. */
+typedef int (*pq_file_fn)(void *arg, pq_writer *w);
+
 typedef struct pq_options {       /* zero fields take the default */
     size_t row_group_bytes;       /* cut a row group past this (64 MiB) */
     size_t page_bytes;            /* cut a page past this (1 MiB, at most 256 MiB) */
     int zstd_level;               /* zstd compression level (3) */
+    uint64_t file_bytes;          /* begin a new file at the first row after a
+                                     row group ends past this (0: one file) */
+    pq_file_fn file_done;         /* told of each file so finished (with file_bytes) */
+    void *file_arg;               /* its ARG */
 } pq_options;
 
 /* Where the file goes: called with the file's bytes in order; returns 0 or
  * -errno (which the writer call then returns). */
 typedef int (*pq_sink_fn)(void *arg, const void *buf, size_t len);
-
-typedef struct pq_writer pq_writer;
 
 /* A writer of NCOLS columns COLS (copied) with OPT (NULL: defaults) to
  * SINK; writes the leading "PAR1".  0 or -errno; *OUT is set either way
@@ -158,8 +176,8 @@ void pq_free(pq_writer *w);
 /* The last error, one line ("" if none). */
 const char *pq_error(const pq_writer *w);
 
-/* Rows ended so far, and bytes given to the sink (the file's size once
- * finished). */
+/* Rows ended so far in the current file, and bytes of it given to the
+ * sink (the file's size once finished). */
 uint64_t pq_num_rows(const pq_writer *w);
 uint64_t pq_file_size(const pq_writer *w);
 
@@ -182,8 +200,8 @@ typedef struct pq_stats {
     pq_value min, max;            /* in the column's order; bytes owned by W */
 } pq_stats;
 
-/* Column COL's statistics over every cell added so far (the whole file
- * once finished); the pointers in *OUT stay valid until the next call on
+/* Column COL's statistics over every cell of the current file so far
+ * (the whole file once finished); the pointers in *OUT stay valid until the next call on
  * W.  0, or -EINVAL for no such column. */
 int pq_stats_get(const pq_writer *w, size_t col, pq_stats *out);
 

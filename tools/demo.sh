@@ -6,7 +6,8 @@
 # main, run a second server on it and show that the two diverge; time
 # travel: after a mistake on main, a server on the read-only view
 # main@LSN and a branch made --at the moment before it show the rows as
-# they were. Run as root on Debian 12.
+# they were; the same point published as Delta Lake tables (lakefs export).
+# Run as root on Debian 12.
 #
 # environment: DEMO_DIR (default /var/tmp/lakefs-demo), DEMO_MNT (default
 # /mnt/lake), DEMO_NO_BUILD=1 to use the lakefs already on PATH.
@@ -128,6 +129,14 @@ psql_at "$mnt/branches/restored" -c "SELECT id, note FROM demo ORDER BY id"
     die "the branch at $when does not show main's rows of that moment"
 pg_stop "$mnt/branches/restored"
 show lakefs log main --repo "$url"
+
+# ---------------------------------------------------------------- lakehouse
+step "lakehouse: main at $lsn published as Delta Lake tables"
+(cd "$data" && show lakefs export main --at "$lsn" --table public.demo --table public.pgbench_accounts \
+    --to "file://$demo/lake")
+(cd "$demo/lake" && find . -type f | LC_ALL=C sort | sed 's|^\./|  |')
+grep -q '"numRecords":2,' "$demo/lake/public.demo/_delta_log/00000000000000000000.json" ||
+    die "the Delta table public.demo does not hold the 2 rows of $lsn"
 
 step "stop both servers, unmount"
 pg_stop "$dev"

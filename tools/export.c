@@ -11,12 +11,14 @@
  * is the point to within the commits in flight then; on a time-travel view,
  * which stands still, it is exact).  Each table is read with COPY (SELECT
  * ...) TO STDOUT (FORMAT binary), decoded by pgcopy.h into the Parquet
- * writer (parquet.h) and the file spooled to an unlinked temporary file
- * (so memory stays bounded by the writer's row group, not by the table),
- * then stored at URL/SCHEMA.TABLE/part-UUID.zstd.parquet, and last the
- * Delta commit (delta.h) that replaces the table's previous files with it
- * is created with put-if-absent: until then readers see the previous
- * version.  The commit's txn action {appId "lakefs:BRANCH:SCHEMA.TABLE",
+ * writer (parquet.h), which begins another data file once a row group
+ * ends past --file-size.  Each file is spooled to an unlinked temporary
+ * file and, once finished, stored (mapped from the spool) at
+ * URL/SCHEMA.TABLE/part-UUID.zstd.parquet, so memory stays bounded by the
+ * row group and the file size, not by the table.  Last, the Delta commit
+ * (delta.h) that replaces the table's previous files with them is created
+ * with put-if-absent: until then readers see the previous version, and
+ * files stored for a commit that never comes are deleted.  The commit's txn action {appId "lakefs:BRANCH:SCHEMA.TABLE",
  * version LSN} makes exporting the same point again a no-op.
  *
  * Columns whose values Parquet cannot hold in the mapped type (numeric
@@ -50,9 +52,11 @@
 #include <string.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -61,7 +65,7 @@
 static const char *usage_export =
     "usage: lakefs export BRANCH --table SCHEMA.TABLE [--table ...] --to URL\n"
     "                     (--at LSN|TIME [--repo URL] [--dbname DB] | --dsn CONNINFO)\n"
-    "                     [--row-group-size N]\n"
+    "                     [--row-group-size N] [--file-size N]\n"
     "\n"
     "Publish the tables, as one consistent snapshot, as Delta Lake tables at\n"
     "URL/SCHEMA.TABLE (URL file:///dir or s3://bucket/prefix): Parquet files\n"
@@ -79,9 +83,11 @@ static const char *usage_export =
     "                        the current directory, else the only one)\n"
     "  --dbname DB           the database of the tables with --at (postgres)\n"
     "  --dsn CONNINFO        libpq connection string of a server on BRANCH\n"
-    "  --row-group-size N    bytes buffered per Parquet row group (default 64M):\n"
-    "                        memory is about twice this, plus 4 x the largest\n"
-    "                        value, plus a few MiB\n"
+    "  --row-group-size N    bytes buffered per Parquet row group (default 64M)\n"
+    "  --file-size N         begin another data file after a row group ends past\n"
+    "                        this (default 128M)\n"
+    "Memory: about 3 x the row group + the file size + 4 x the largest value +\n"
+    "a few MiB, whatever the table's size (the peak is printed at the end).\n"
     "\n"
     "Types: smallint short, integer integer, bigint long, real float, double\n"
     "double, boolean boolean, text/varchar/char string, bytea binary,\n"
@@ -89,6 +95,8 @@ static const char *usage_export =
     "(UTC microseconds); anything else string (its text form).\n";
 
 /* Print "lakefs: export: MSG"; returns STATUS. */
+#define DEFAULT_FILE_BYTES ((size_t)128 << 20)   /* --file-size */
+
 static int efail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int efail(int status, const char *fmt, ...)
 {
@@ -297,6 +305,7 @@ typedef struct export_ctx {
     int timeline;
     const char *snapshot;         /* txid_current_snapshot() */
     size_t row_group_bytes;
+    uint64_t file_bytes;          /* begin another data file past this */
 } export_ctx;
 
 typedef struct table_cols {
@@ -412,8 +421,97 @@ static int check_unrepresentable(export_ctx *x, const char *qname, table_cols *t
     return 0;
 }
 
-/* COPY the table's rows through pgcopy into W; 1 on error (printed). */
-static int copy_rows(export_ctx *x, const char *qname, table_cols *t, pq_writer *w)
+/* The data files of one table's export: each is spooled, then stored
+ * under a new name as soon as the writer finishes it; the commit adds
+ * them all.  Files stored but not committed are deleted on failure. */
+typedef struct table_out {
+    export_ctx *x;
+    const char *spec;             /* "schema.table" */
+    table_cols *t;
+    spool sp;
+    delta_add *adds;              /* stored files: path (owned), size, stats (owned) */
+    size_t nadds;
+    uint64_t rows;                /* rows in the stored files */
+    char err[1024];               /* why storing a file failed ("" if it did not) */
+} table_out;
+
+static void table_out_free(table_out *o, int committed)
+{
+    for (size_t i = 0; i < o->nadds; i++) {
+        if (!committed) {
+            char key[700];
+            snprintf(key, sizeof key, "%s/%s", o->spec, o->adds[i].path);
+            os_delete(o->x->os, key);   /* stored but not committed: invisible, removed */
+        }
+        free((char *)o->adds[i].path);
+        free((char *)o->adds[i].stats);
+    }
+    free(o->adds);
+    if (o->sp.fd >= 0) close(o->sp.fd);
+}
+
+/* Store the finished file in the spool as SPEC/part-UUID.zstd.parquet,
+ * remember its add action (W's rows and statistics), empty the spool.
+ * 0, or -errno with O->err set. */
+static int store_file(table_out *o, pq_writer *w)
+{
+    char uuid[37], file[128], key[700];
+    delta_uuid(uuid);
+    snprintf(file, sizeof file, "part-%s.zstd.parquet", uuid);
+    snprintf(key, sizeof key, "%s/%s", o->spec, file);
+    delta_add *na = realloc(o->adds, (o->nadds + 1) * sizeof *na);
+    if (!na) goto oom;
+    o->adds = na;
+    void *map = mmap(NULL, o->sp.size, PROT_READ, MAP_SHARED, o->sp.fd, 0);
+    if (map == MAP_FAILED) {
+        snprintf(o->err, sizeof o->err, "mapping the spooled Parquet file: %s", strerror(errno));
+        return -errno;
+    }
+    int rc = os_put_if_absent(o->x->os, key, map, o->sp.size);
+    munmap(map, o->sp.size);
+    if (rc) {
+        snprintf(o->err, sizeof o->err, "writing %s/%s: %s", os_url(o->x->os), key, strerror(-rc));
+        return rc;
+    }
+    delta_buf stats = {0};
+    build_stats(&stats, w, o->t->cols, o->t->pcs, o->t->n);
+    char *path = strdup(file);
+    if (stats.oom || !path) {
+        free(path);
+        delta_buf_free(&stats);
+        os_delete(o->x->os, key);
+        goto oom;
+    }
+    o->adds[o->nadds++] = (delta_add){path, o->sp.size, stats.p};
+    o->rows += pq_num_rows(w);
+    if (ftruncate(o->sp.fd, 0) || lseek(o->sp.fd, 0, SEEK_SET) < 0) {
+        snprintf(o->err, sizeof o->err, "emptying the spool file: %s", strerror(errno));
+        return -errno;
+    }
+    o->sp.size = 0;
+    return 0;
+oom:
+    snprintf(o->err, sizeof o->err, "out of memory");
+    return -ENOMEM;
+}
+
+/* pq_options.file_done: store the file that filled up; say so (a large
+ * table's progress). */
+static int file_full(void *arg, pq_writer *w)
+{
+    table_out *o = arg;
+    uint64_t rows = pq_num_rows(w), size = o->sp.size;
+    int rc = store_file(o, w);
+    if (rc == 0) {
+        printf("%s: data file %zu stored, %" PRIu64 " rows, %" PRIu64 " bytes\n", o->spec, o->nadds, rows, size);
+        fflush(stdout);
+    }
+    return rc;
+}
+
+/* COPY the table's rows through pgcopy into W; 1 on error (printed: the
+ * failure to store a data file, O->err, else the decoder's). */
+static int copy_rows(export_ctx *x, const char *qname, table_cols *t, pq_writer *w, const table_out *o)
 {
     delta_buf q = {0};
     delta_buf_printf(&q, "COPY (SELECT ");
@@ -438,9 +536,8 @@ static int copy_rows(export_ctx *x, const char *qname, table_cols *t, pq_writer 
     int rc = 0, n;
     char *buf;
     while ((n = PQgetCopyData(x->pg, &buf, 0)) > 0) {
-        if (!rc && pgcopy_feed(p, buf, (size_t)n)) {
-            rc = efail(1, "%s: %s", qname, pgcopy_error(p));
-        }
+        if (!rc && pgcopy_feed(p, buf, (size_t)n))
+            rc = o->err[0] ? efail(1, "%s: %s", qname, o->err) : efail(1, "%s: %s", qname, pgcopy_error(p));
         PQfreemem(buf);
     }
     if (n == -2 && !rc) rc = efail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
@@ -448,7 +545,8 @@ static int copy_rows(export_ctx *x, const char *qname, table_cols *t, pq_writer 
         if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc) rc = efail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
         PQclear(r);
     }
-    if (!rc && pgcopy_finish(p)) rc = efail(1, "%s: %s", qname, pgcopy_error(p));
+    if (!rc && pgcopy_finish(p))
+        rc = o->err[0] ? efail(1, "%s: %s", qname, o->err) : efail(1, "%s: %s", qname, pgcopy_error(p));
     pgcopy_free(p);
     return rc;
 }
@@ -480,60 +578,50 @@ static int export_table(export_ctx *x, const char *spec)
 
     table_cols t = {0};
     pq_writer *w = NULL;
-    spool sp = {.fd = -1};
-    char key[700] = "", file[128] = "";
+    table_out o = {.x = x, .spec = spec, .t = &t, .sp = {.fd = -1}};
+    int committed = 0;
     double t0 = mono_s();
     if ((rc = table_columns(x, schema, table, qname, &t)) || (rc = check_unrepresentable(x, qname, &t))) goto out;
-    if ((sp.fd = spool_open()) < 0) {
+    if ((o.sp.fd = spool_open()) < 0) {
         rc = efail(1, "a temporary file in %s: %s (set TMPDIR)", getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp",
-                   strerror(-sp.fd));
+                   strerror(-o.sp.fd));
         goto out;
     }
-    pq_options opt = {.row_group_bytes = x->row_group_bytes};
-    if (pq_open(t.pcs, t.n, &opt, spool_write, &sp, &w)) {
+    pq_options opt = {.row_group_bytes = x->row_group_bytes, .file_bytes = x->file_bytes,
+                      .file_done = file_full, .file_arg = &o};
+    if (pq_open(t.pcs, t.n, &opt, spool_write, &o.sp, &w)) {
         rc = efail(1, "%s: %s", qname, w ? pq_error(w) : "out of memory");
         goto out;
     }
-    if ((rc = copy_rows(x, qname, &t, w))) goto out;
+    if ((rc = copy_rows(x, qname, &t, w, &o))) goto out;
     if (pq_finish(w)) { rc = efail(1, "%s: %s", qname, pq_error(w)); goto out; }
+    /* the last file (or the only one), then the commit that makes them visible */
+    if (store_file(&o, w)) { rc = efail(1, "%s: %s", qname, o.err); goto out; }
 
-    /* store the file, then the commit that makes it visible */
-    char uuid[37];
-    delta_uuid(uuid);
-    snprintf(file, sizeof file, "part-%s.zstd.parquet", uuid);
-    snprintf(key, sizeof key, "%s/%s", spec, file);
-    void *map = mmap(NULL, sp.size, PROT_READ, MAP_SHARED, sp.fd, 0);
-    if (map == MAP_FAILED) { rc = efail(1, "mapping the spooled Parquet file: %s", strerror(errno)); goto out; }
-    int prc = os_put_if_absent(x->os, key, map, sp.size);
-    munmap(map, sp.size);
-    if (prc) { key[0] = 0; rc = efail(1, "writing %s/%s: %s", os_url(x->os), spec, strerror(-prc)); goto out; }
-
-    delta_buf stats = {0}, info = {0};
-    build_stats(&stats, w, t.cols, t.pcs, t.n);
+    delta_buf info = {0};
     delta_field *fields = calloc(t.n, sizeof *fields);
     for (size_t i = 0; fields && i < t.n; i++) fields[i] = (delta_field){t.names[i], t.cols[i].spark};
     delta_buf_printf(&info, "\"lakefs\":{\"branch\":");
     delta_buf_json(&info, x->branch, strlen(x->branch));
     delta_buf_printf(&info, ",\"timeline\":%d,\"lsn\":\"%s\",\"lsnNumber\":%" PRIu64 ",\"snapshot\":\"%s\",\"rows\":%" PRIu64 "}",
-                     x->timeline, x->lsn_text, x->lsn, x->snapshot, pq_num_rows(w));
-    delta_add add = {file, sp.size, stats.p};
-    delta_commit_args a = {.fields = fields, .nfields = t.n, .adds = &add, .nadds = 1, .app_id = app_id,
+                     x->timeline, x->lsn_text, x->lsn, x->snapshot, o.rows);
+    delta_commit_args a = {.fields = fields, .nfields = t.n, .adds = o.adds, .nadds = o.nadds, .app_id = app_id,
                            .txn_version = (int64_t)x->lsn, .info = info.p, .now_ms = now_ms()};
-    if (!fields || stats.oom || info.oom) rc = efail(1, "out of memory");
+    if (!fields || info.oom) rc = efail(1, "out of memory");
     else if (delta_commit(x->os, spec, &log, &a, err, sizeof err)) rc = efail(1, "%s", err);
     else {
         double dt = mono_s() - t0;
-        printf("%s: version %" PRId64 ", %" PRIu64 " rows, %" PRIu64 " bytes, %.2f s (%.0f rows/s), %s at %s\n", spec,
-               log.version + 1, pq_num_rows(w), sp.size, dt, dt > 0 ? (double)pq_num_rows(w) / dt : 0.0, x->branch,
-               x->lsn_text);
-        key[0] = 0;               /* committed: the file stays */
+        uint64_t bytes = 0;
+        for (size_t i = 0; i < o.nadds; i++) bytes += o.adds[i].size;
+        printf("%s: version %" PRId64 ", %" PRIu64 " rows, %zu file%s, %" PRIu64 " bytes, %.2f s (%.0f rows/s), "
+               "%s at %s\n", spec, log.version + 1, o.rows, o.nadds, o.nadds == 1 ? "" : "s", bytes, dt,
+               dt > 0 ? (double)o.rows / dt : 0.0, x->branch, x->lsn_text);
+        committed = 1;            /* the files stay */
     }
     free(fields);
-    delta_buf_free(&stats);
     delta_buf_free(&info);
 out:
-    if (key[0]) os_delete(x->os, key);   /* stored but not committed: invisible, removed */
-    if (sp.fd >= 0) close(sp.fd);
+    table_out_free(&o, committed);
     pq_free(w);
     cols_free(&t);
     delta_log_free(&log);
@@ -612,39 +700,73 @@ static int find_mount(const char *repo, char *mp, size_t len)
                           : "no lakefs repository is mounted: mount it (lakefs mount URL DIR) or give --dsn");
 }
 
-/* The LSN of BRANCH's state at TIME, from `lakefs lsn` (this program) on
- * repository REPO, or (NULL) the one mounted at MP, into OUT; 1 on error
- * (the subcommand printed it). */
-static int time_to_lsn(const char *branch, const char *time, const char *repo, const char *mp, char *out, size_t len)
+/* Read FD to its end; its first LEN - 1 bytes into OUT, NUL-terminated. */
+static void read_all(int fd, char *out, size_t len)
 {
-    int fds[2];
-    if (pipe(fds)) return efail(1, "pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) return efail(1, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        dup2(fds[1], 1);
+    size_t n = 0;
+    char buf[512];
+    for (;;) {
+        ssize_t r = read(fd, buf, sizeof buf);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        size_t take = (size_t)r < len - 1 - n ? (size_t)r : len - 1 - n;
+        memcpy(out + n, buf, take);
+        n += take;
+    }
+    out[n] = 0;
+}
+
+/* The LSN where BRANCH's state at POINT (an LSN or a TIME) ends, from
+ * `lakefs lsn` (this program, which checks the point against the branch's
+ * history and retention) on repository REPO, or (NULL) the one mounted at
+ * MP, into OUT; 1 on error, its one-line reason in WHY. */
+static int point_lsn(const char *branch, const char *point, const char *repo, const char *mp, char *out, size_t len,
+                     char *why, size_t whylen)
+{
+    int fds[2], efds[2];
+    snprintf(why, whylen, "lakefs lsn failed");
+    if (pipe(fds)) return snprintf(why, whylen, "pipe: %s", strerror(errno)), 1;
+    if (pipe(efds)) {
+        snprintf(why, whylen, "pipe: %s", strerror(errno));
         close(fds[0]);
         close(fds[1]);
-        if (repo) execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", time, "--repo", repo, (char *)NULL);
+        return 1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(why, whylen, "fork: %s", strerror(errno));
+        close(fds[0]); close(fds[1]); close(efds[0]); close(efds[1]);
+        return 1;
+    }
+    if (pid == 0) {
+        dup2(fds[1], 1);
+        dup2(efds[1], 2);
+        close(fds[0]); close(fds[1]); close(efds[0]); close(efds[1]);
+        if (repo) execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", point, "--repo", repo, (char *)NULL);
         else if (!chdir(mp)) {   /* lakefs lsn finds the repository of the mount holding the directory */
             unsetenv("LAKEFS_REPO");
-            execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", time, (char *)NULL);
+            execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", point, (char *)NULL);
         }
         _exit(127);
     }
     close(fds[1]);
-    size_t n = 0;
-    ssize_t r;
-    while (n + 1 < len && (r = read(fds[0], out + n, len - 1 - n)) > 0) n += (size_t)r;
-    out[n] = 0;
+    close(efds[1]);
+    read_all(fds[0], out, len);   /* small: the child's stderr cannot fill its pipe meanwhile */
     close(fds[0]);
+    char msg[1024];
+    read_all(efds[0], msg, sizeof msg);
+    close(efds[0]);
     int st;
     waitpid(pid, &st, 0);
     char *nl = strchr(out, '\n');
     if (nl) *nl = 0;
     uint64_t lsn;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) || parse_lsn(out, &lsn)) return 1;
-    return 0;
+    if (WIFEXITED(st) && !WEXITSTATUS(st) && !parse_lsn(out, &lsn)) return 0;
+    nl = strchr(msg, '\n');
+    if (nl) *nl = 0;
+    const char *m = !strncmp(msg, "lakefs: ", 8) ? msg + 8 : msg;
+    if (*m) snprintf(why, whylen, "%s", m);
+    return 1;
 }
 
 /* The last line of FILE into OUT ("" if none). */
@@ -670,14 +792,12 @@ static int view_resolve(const char *branch, const char *at, const char *repo, vi
     char mp[4096];
     char *view = v->view;
     if (find_mount(repo, mp, sizeof mp)) return 1;
-    if (parse_lsn(at, &v->lsn) == 0) {
-        snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
-    } else {
-        char out[128];
-        int rc = time_to_lsn(branch, at, repo, mp, out, sizeof out);
-        if (rc || parse_lsn(out, &v->lsn)) return efail(1, "--at %s: no point of branch %s there (see above)", at, branch);
-        snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
-    }
+    char out[128], why[1024];
+    if (point_lsn(branch, at, repo, mp, out, sizeof out, why, sizeof why))
+        return efail(1, "--at %s: %s", at, why);
+    if (parse_lsn(at, &v->lsn) && parse_lsn(out, &v->lsn))   /* an LSN stays as given; a TIME becomes its LSN */
+        return efail(1, "--at %s: lakefs lsn answered '%s', not an LSN", at, out);
+    snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
     snprintf(v->view, sizeof v->view, "%s/branches/%s@%X-%X", mp, branch, (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
     struct stat st;
     if (stat(view, &st) || !S_ISDIR(st.st_mode))
@@ -825,9 +945,49 @@ static int open_target(const char *url, objstore **os)
     return 0;
 }
 
+/* With --dsn: refuse a server whose data directory is another branch's
+ * (MOUNT/branches/NAME[@POINT]); warn when it cannot be told.  1 on
+ * refusal (printed). */
+static int dsn_branch_check(PGconn *pg, const char *branch)
+{
+    PGresult *r = PQexec(pg, "SELECT current_setting('data_directory')");
+    char dir[4096] = "";
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        snprintf(dir, sizeof dir, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (!dir[0]) {
+        fprintf(stderr, "lakefs: export: warning: cannot read the --dsn server's data_directory (%s): recording the "
+                "export as branch %s's without checking\n", pqmsg(pg), branch);
+        return 0;
+    }
+    char real[PATH_MAX];
+    const char *d = dir;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t len = strlen(d);
+        while (len > 1 && d[len - 1] == '/') len--;
+        const char *name = d + len;
+        while (name > d && name[-1] != '/') name--;
+        static const char marker[] = "/branches/";
+        size_t ml = sizeof marker - 1;
+        if ((size_t)(name - d) >= ml && !strncmp(name - ml, marker, ml)) {
+            size_t nl = strcspn(name, "@/");
+            if (nl > len - (size_t)(name - d)) nl = len - (size_t)(name - d);
+            if (strlen(branch) == nl && !strncmp(name, branch, nl)) return 0;
+            return efail(1, "--dsn: that server runs on branch %.*s (data directory %s), not %s: export %.*s, or "
+                         "connect to %s's server", (int)nl, name, dir, branch, (int)nl, name, branch);
+        }
+        if (pass || !realpath(dir, real)) break;   /* a symbolic link to the branch, on this machine */
+        d = real;
+    }
+    fprintf(stderr, "lakefs: export: warning: the --dsn server's data directory %s is not a lakefs branch "
+            "(MOUNT/branches/NAME): recording the export as branch %s's without checking\n", dir, branch);
+    return 0;
+}
+
 int export_main(int argc, char **argv)
 {
-    const char *branch = NULL, *to = NULL, *dsn = NULL, *at = NULL, *repo = NULL, *rgs = NULL, *dbname = NULL;
+    const char *branch = NULL, *to = NULL, *dsn = NULL, *at = NULL, *repo = NULL, *rgs = NULL, *dbname = NULL,
+               *fss = NULL;
     view_pg v = {0};
     const char **tables = calloc((size_t)argc, sizeof *tables);
     size_t ntables = 0;
@@ -836,10 +996,11 @@ int export_main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) { fputs(usage_export, stdout); status = 0; goto done; }
-        static const char *flags[] = {"--table", "--to", "--dsn", "--at", "--repo", "--row-group-size", "--dbname"};
-        const char **vals[] = {NULL, &to, &dsn, &at, &repo, &rgs, &dbname};
+        static const char *flags[] = {"--table", "--to", "--dsn", "--at", "--repo", "--row-group-size", "--dbname",
+                                      "--file-size"};
+        const char **vals[] = {NULL, &to, &dsn, &at, &repo, &rgs, &dbname, &fss};
         int known = 0;
-        for (int f = 0; f < 7 && !known; f++) {
+        for (int f = 0; f < 8 && !known; f++) {
             size_t fl = strlen(flags[f]);
             if (strncmp(arg, flags[f], fl) || (arg[fl] && arg[fl] != '=')) continue;
             known = 1;
@@ -873,6 +1034,8 @@ int export_main(int argc, char **argv)
     if (!to) { efail(2, "say where the Delta tables go: --to file:///dir or s3://bucket/prefix"); goto done; }
     size_t row_group = 0;
     if (rgs && parse_bytes(rgs, &row_group)) { efail(2, "--row-group-size %s: give bytes, e.g. 64M", rgs); goto done; }
+    size_t file_size = DEFAULT_FILE_BYTES;
+    if (fss && parse_bytes(fss, &file_size)) { efail(2, "--file-size %s: give bytes, e.g. 128M", fss); goto done; }
     if (!dsn && !at) {
         efail(2, "say which point of %s to export: --at LSN|TIME (a time-travel view), or --dsn CONNINFO of a "
                  "server on it", branch);
@@ -906,7 +1069,8 @@ int export_main(int argc, char **argv)
         goto done;
     }
     PGresult *r = NULL;
-    export_ctx x = {.pg = pg, .os = os, .branch = branch, .row_group_bytes = row_group};
+    export_ctx x = {.pg = pg, .os = os, .branch = branch, .row_group_bytes = row_group, .file_bytes = file_size};
+    if (!v.pid && dsn_branch_check(pg, branch)) goto close;
     if (PQsetClientEncoding(pg, "UTF8")) { efail(1, "client encoding UTF8: %s", pqmsg(pg)); goto close; }
     static const char *settings[] = {"SET DateStyle = ISO", "SET IntervalStyle = postgres", "SET TimeZone = 'UTC'",
                                      "SET extra_float_digits = 3", "SET statement_timeout = 0"};
@@ -948,6 +1112,9 @@ int export_main(int argc, char **argv)
     status = 0;
     for (size_t i = 0; i < ntables; i++)
         if (export_table(&x, tables[i])) status = 1;
+    struct rusage ru;
+    if (!getrusage(RUSAGE_SELF, &ru))
+        printf("peak memory: %ld MiB resident\n", (ru.ru_maxrss + 1023) / 1024);
     PQclear(r);
     r = PQexec(pg, "COMMIT");
     PQclear(r);

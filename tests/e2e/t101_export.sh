@@ -12,9 +12,14 @@
 # PostgreSQL on branches/main@POINT themselves (while main's server keeps
 # writing) and DuckDB returns exactly the rows of those points.  Re-exporting the same point is a no-op;
 # after more writes (pgbench, updates, deletes) a re-export is version 1,
-# equal to the new rows, while version 0 still reads as before.  Bad input:
-# an unknown table, a target that holds objects but no Delta log, a
-# missing --dsn: one-line errors, nothing committed.
+# equal to the new rows, while version 0 still reads as before.  The
+# exports cut pgbench_accounts into several data files (--file-size 256K),
+# each with its own stats; a column of a type without a mapping (point) is
+# exported as text with a warning.  Bad input: an unknown table, a target
+# that holds objects but no Delta log, a missing --dsn, a point in the
+# future, a --dsn server of another branch, a table whose rows fail half
+# way (after some of its files were stored: they are deleted): one-line
+# errors, nothing committed.
 # On the s3 backend the repository and the Delta tables are in the bucket
 # (put-if-absent is S3's conditional PUT); the tables are mirrored locally
 # for DuckDB.
@@ -106,7 +111,8 @@ txn_version_of() {
 }
 # export_all LOG: lakefs export of every table to $lake
 export_all() {
-    "$LAKEFS" export main "${targs[@]}" --to "$(lake_url)" --dsn "$dsn" --row-group-size 64K >"$1" 2>"$1.err" ||
+    "$LAKEFS" export main "${targs[@]}" --to "$(lake_url)" --dsn "$dsn" --row-group-size 64K --file-size 256K \
+        >"$1" 2>"$1.err" ||
         { cat "$1" "$1.err" >&2; die "lakefs export failed"; }
     sync_lake
     sed 's/^/    /' "$1" "$1.err" >&2
@@ -129,9 +135,16 @@ grep -q 'warning: "public"."unrepresentable" column "d" holds infinity' "$T/expo
     die "no warning for the infinite date"
 grep -q 'column "nfree" (numeric): numeric without a precision' "$T/export0.err" ||
     die "no warning for the unconstrained numeric"
+grep -q 'column "pt" (point): type without a Parquet mapping is exported as string' "$T/export0.err" ||
+    die "no warning for the point column (a type without a mapping)"
 check a
-grep -q ' 1 files, \([2-9]\|[1-9][0-9]\+\) row groups, 200000 rows' "$(ls "$T"/logs/*check-a-public.pgbench_accounts.log | tail -n 1)" ||
-    die "pgbench_accounts (200000 rows, --row-group-size 64K) was not written in several row groups"
+accounts_files=$(sed -n 's/.* \([0-9]*\) files, \([0-9]*\) row groups, 200000 rows.*/\1 \2/p' \
+    "$(ls "$T"/logs/*check-a-public.pgbench_accounts.log | tail -n 1)")
+[ "${accounts_files% *}" -ge 2 ] && [ "${accounts_files#* }" -gt "${accounts_files% *}" ] ||
+    die "pgbench_accounts (200000 rows, --row-group-size 64K, --file-size 256K) was not written as several files of several row groups ($accounts_files)"
+grep -q "^public.pgbench_accounts: version 0, 200000 rows, ${accounts_files% *} files" "$T/export0" ||
+    die "the export's summary does not name the files DuckDB read"
+grep -q '^peak memory: [0-9]* MiB resident$' "$T/export0" || die "the export did not print its peak memory"
 ok "version 0 of ${#tables[@]} tables: DuckDB returns exactly PostgreSQL's rows"
 [ "$(grep -c . "$lake/public.pgbench_accounts/_delta_log/00000000000000000000.json")" -ge 5 ] ||
     die "commit 0 of pgbench_accounts lacks actions"
@@ -225,9 +238,19 @@ expect_export_fail "not a Delta table" 1 main --table public.alltypes --to "file
 [ "$(ls "$T/notdelta/public.alltypes")" = data.csv ] || die "a refused target was written to"
 expect_export_fail "say which point" 2 main --table public.alltypes --to "$(lake_url)"
 expect_export_fail "exclude each other" 2 main --table public.alltypes --to "$(lake_url)" --dsn "$dsn" --at 0/1
-expect_export_fail "no time-travel view" 1 main --table public.alltypes --to "file://$T/future" --at FFFF/0 --repo "$url"
+expect_export_fail "in the future of branch 'main'" 1 main --table public.alltypes --to "file://$T/future" --at FFFF/0 --repo "$url"
 [ ! -e "$T/future/public.alltypes/_delta_log" ] || die "a refused view export committed"
 expect_export_fail "SCHEMA.TABLE" 2 main --table alltypes --to "$(lake_url)" --dsn "$dsn"
+expect_export_fail "that server runs on branch main" 1 dev --table public.alltypes --to "file://$T/other" --dsn "$dsn"
+[ ! -e "$T/other/public.alltypes/_delta_log" ] || die "an export of another branch's server committed"
+# rows that fail at aid 190000 of 200000, after several 256K files were stored
+psql_at "$main" -c "CREATE VIEW boom AS SELECT aid, md5(aid::text) AS h, 1 / (aid - 190000) AS x
+                      FROM (SELECT aid FROM pgbench_accounts ORDER BY aid OFFSET 0) sorted" ||
+    die "CREATE VIEW boom failed"
+expect_export_fail "division by zero" 1 main --table public.boom --to "file://$T/boom" --dsn "$dsn" \
+    --row-group-size 64K --file-size 256K
+grep -q '^public.boom: data file 2 stored' "$T/bad.out" || die "the failing export did not store files before failing"
+[ -z "$(find "$T/boom" -type f)" ] || { find "$T/boom" -type f >&2; die "a failed export left files behind"; }
 expect_export_fail "cannot connect" 1 main --table public.alltypes --to "$(lake_url)" --dsn "host=$PGSOCK port=1 user=postgres"
 ok "bad input refused with one-line errors"
 pg_stop "$main"

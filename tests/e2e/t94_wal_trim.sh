@@ -13,8 +13,8 @@
 #    points show exactly the rows committed by then.
 # 3. A point whose WAL was trimmed is refused even with a longer window
 #    (retention set to 1 h afterwards): `branch create --at` fails with one
-#    line naming the oldest point reachable, and creates nothing; a point
-#    after it works.
+#    line naming the oldest point reachable, and creates nothing; so does
+#    `lakefs export --at` it, which commits nothing; a point after it works.
 # 4. fsck is clean, and after a remount PostgreSQL recovers and has every
 #    row (amcheck, checksums).
 # backends: file
@@ -47,7 +47,7 @@ commit() {
 point() { awk -F'|' -v k="$1" '$1 == k { print $2 }' "$T/points"; }
 trimmed() { daemon_log | grep -q "branch main: WAL archive trimmed"; }
 daemon_log() { cat "$T"/logs/*daemon-mnt*.log; }
-first_segment() { ls "$main/.lakefs-wal" | grep -v history | LC_ALL=C sort | head -n 1; }
+first_segment() { ls "$main/.lakefs-wal" | grep -v history | LC_ALL=C sort | sed -n 1p; }   # sed reads it all: no SIGPIPE under pipefail
 
 # ---------------------------------------------------------------- 1
 lakefs_mount "$url" "$mp" -o "$common,gc_interval=1s"
@@ -93,6 +93,10 @@ old=$(point 3)
 expect_fail "branch create --at a trimmed point" "${lk[@]}" create old --from main --at "$old"
 msg_says "branch create --at a trimmed point" "oldest point reachable"
 ! "${lk[@]}" list | awk '{ print $1 }' | grep -qx old || die "branch old was created"
+expect_fail "export --at a trimmed point" "$LAKEFS" export main --at "$old" --repo "$url" --table public.t \
+    --to "file://$T/lake"
+msg_says "export --at a trimmed point" "export: --at $old" "oldest point reachable"
+[ ! -e "$T/lake/public.t/_delta_log" ] || die "an export of a trimmed point committed"
 "${lk[@]}" create recent --from main --at "$(point $((k - 3)))" >>"$(newlog create)" 2>&1 ||
     die "branch create --at a recent point failed"
 pg_start "$mp/branches/recent"

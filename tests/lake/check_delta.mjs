@@ -21,6 +21,7 @@
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
+import { replay } from './delta_log.mjs';
 
 const [nodeDir, tableDir, expectedPath, versionArg] = process.argv.slice(2);
 if (!nodeDir || !tableDir || !expectedPath) {
@@ -42,33 +43,7 @@ function die(msg) {
 }
 
 // ------------------------------------------------------------ the log
-const logDir = path.join(tableDir, '_delta_log');
-const commits = fs.readdirSync(logDir).filter((f) => /^\d{20}\.json$/.test(f)).sort();
-commits.forEach((f, i) => { if (Number(f.slice(0, 20)) !== i) die(`commit ${f} out of sequence`); });
-const version = versionArg === undefined ? commits.length - 1 : Number(versionArg);
-if (!(version >= 0 && version < commits.length)) die(`no version ${versionArg} (${commits.length} commits)`);
-const files = new Set();
-let schema = null, txn = null, protocol = null;
-for (let v = 0; v <= version; v++) {
-    const lines = fs.readFileSync(path.join(logDir, commits[v]), 'utf8').split('\n').filter((l) => l !== '');
-    for (const line of lines) {
-        const a = JSON.parse(line);
-        const keys = Object.keys(a);
-        if (keys.length !== 1) die(`${commits[v]}: a line with ${keys.length} actions`);
-        if (a.add) {
-            if (typeof a.add.size !== 'number' || a.add.dataChange !== true) die(`${commits[v]}: add without size/dataChange`);
-            const st = JSON.parse(a.add.stats);
-            a.add.numRecords = st.numRecords;
-            a.add.st = st;
-            files.add(a.add.path);
-            files[a.add.path] = a.add;
-        }
-        if (a.remove) files.delete(a.remove.path);
-        if (a.metaData) schema = JSON.parse(a.metaData.schemaString);
-        if (a.protocol) protocol = a.protocol;
-        if (a.txn) txn = a.txn;
-    }
-}
+const { version, commits, files, schema, txn, protocol } = replay(tableDir, versionArg, die);
 if (!protocol || protocol.minReaderVersion !== 1 || protocol.minWriterVersion !== 2) die(`protocol ${JSON.stringify(protocol)}`);
 if (!schema || schema.type !== 'struct') die('no schema');
 
@@ -130,11 +105,13 @@ const want = exp.map((row) => JSON.stringify(names.map((_, k) => {
 })));
 const numRecords = [...files].reduce((n, f) => n + files[f].numRecords, 0);
 if (numRecords !== got.length) die(`numRecords ${numRecords}, DuckDB read ${got.length} rows`);
-// the add actions' stats against the rows (one file per version here):
-// nullCount of every column, min/max of integer columns
-const rawRows = (await con.runAndReadAll(`SELECT * FROM read_parquet(${list})`)).getRows();
-if (files.size === 1) {
-    const st = files[[...files][0]].st;
+// every add action's stats against the rows of its own file: nullCount of
+// every column, min/max of numbers, decimals, dates, timestamps, strings
+for (const f of files) {
+    const st = files[f].st;
+    const one = sql(path.join(tableDir, decodeURIComponent(f)));
+    const rawRows = (await con.runAndReadAll(`SELECT * FROM read_parquet([${one}])`)).getRows();
+    if (st.numRecords !== rawRows.length) die(`${f}: stats numRecords ${st.numRecords}, the file holds ${rawRows.length} rows`);
     desc.forEach(([name, type], k) => {
         const vals = rawRows.map((r) => r[k]);
         const nulls = vals.filter((v) => v === null).length;

@@ -868,6 +868,88 @@ static void test_row_groups(void)
     table_free(&t);
 }
 
+/* What test_files' file_done sees: the sink, the table, the files so far. */
+typedef struct files_seen {
+    membuf *m;
+    const table *t;
+    size_t files, rows;           /* finished so far, and their rows */
+    size_t fail_at;               /* fail the file_done of this file (1-based; 0: never) */
+    int ok;
+} files_seen;
+
+/* file_done: the file in the sink holds the next rows of the table,
+ * exactly, with the file's own statistics; then empty the sink. */
+static int check_file_done(void *arg, pq_writer *w)
+{
+    files_seen *f = arg;
+    table sub = { .cols = f->t->cols, .ncols = f->t->ncols, .cells = f->t->cells + f->rows * f->t->ncols,
+                  .rows = (size_t)pq_num_rows(w) };
+    size_t groups = 0;
+
+    f->files++;
+    if (f->fail_at == f->files)
+        return -EIO;
+    if (sub.rows == 0 || f->rows + sub.rows > f->t->rows || pq_file_size(w) != f->m->len ||
+        !file_matches(f->m, &sub, &groups))
+        f->ok = 0;
+    for (size_t k = 0; k < sub.ncols; k++)
+        if (!file_stats_match(w, &sub, k))
+            f->ok = 0;
+    f->rows += sub.rows;
+    f->m->len = 0;
+    return 0;
+}
+
+/* pq_options.file_bytes: a stream cut into files of whole row groups,
+ * each a file of its own (footer, rows, statistics); a failing file_done
+ * fails the writer. */
+static void test_files(void)
+{
+    pq_column cols[2] = {
+        { .name = "id", .type = PQ_INT64 },
+        { .name = "name", .type = PQ_BYTE_ARRAY, .logical = PQ_STRING },
+    };
+    table t = { .cols = cols, .ncols = 2 };
+    membuf m = { 0 };
+    files_seen f = { .m = &m, .t = &t, .ok = 1 };
+    pq_options opt = { .row_group_bytes = 32 << 10, .page_bytes = 4 << 10, .zstd_level = 1,
+                       .file_bytes = 100 << 10, .file_done = check_file_done, .file_arg = &f };
+    pq_writer *w;
+
+    for (int i = 0; i < 30000; i++) {
+        cell *r = table_row(&t);
+        char name[64];
+        int n = snprintf(name, sizeof(name), "%llx", (unsigned long long)rnd());
+        r[0].i = (int64_t)(rnd() >> 1) - (i % 3 ? 0 : INT64_MAX / 2);
+        r[1].null = i % 13 == 0;
+        if (!r[1].null)
+            cell_bytes(&r[1], name, (size_t)n);
+    }
+    CHECK(write_table(&t, &opt, &m, &w) == 0);
+    CHECK(f.files >= 3);          /* ~600 KB of mostly random values in 100 KB files */
+    CHECK(f.ok);
+    /* the last file, ended by pq_finish, holds the remaining rows */
+    CHECK(pq_num_rows(w) > 0 && check_file_done(&f, w) == 0 && f.ok && f.rows == t.rows);
+    pq_free(w);
+
+    /* file_bytes without file_done; a failing file_done */
+    opt.file_done = NULL;
+    CHECK(pq_open(cols, 2, &opt, mem_sink, &m, &w) == -EINVAL && strstr(pq_error(w), "file_done"));
+    pq_free(w);
+    opt.file_done = check_file_done;
+    f = (files_seen){ .m = &m, .t = &t, .ok = 1, .fail_at = 2 };
+    m.len = 0;
+    CHECK(pq_open(cols, 2, &opt, mem_sink, &m, &w) == 0);
+    int rc = 0;
+    for (size_t r = 0; r < t.rows && rc == 0; r++)
+        rc = put_row(w, &t, r);
+    CHECK(rc == -EIO && strstr(pq_error(w), "storing a finished file") && f.files == 2);
+    CHECK(pq_finish(w) == -EIO);
+    pq_free(w);
+    free(m.p);
+    table_free(&t);
+}
+
 /* An empty file: magic, footer, no row groups. */
 static void test_empty(void)
 {
@@ -1240,6 +1322,7 @@ int main(void)
     test_levels();
     test_all_types();
     test_row_groups();
+    test_files();
     test_empty();
     test_errors();
     test_bounded();
