@@ -58,7 +58,7 @@
 #define TIMEOUT 86400.0           /* entry/attr cache time: we are the only writer */
 #define BRANCH_TIMEOUT 1.0        /* entry time of branches/NAME: others create and delete them */
 #define VIEW_SHIFT 48             /* FUSE ino = view id << 48 | store ino */
-#define MAX_VIEWS 4096            /* view ids per mount */
+#define MAX_VIEWS 32768           /* view ids per mount; listings number unserved names above */
 #define SYN_BRANCHES 2            /* FUSE ino of the synthetic branches/ directory */
 #define ARCH_DIR_NAME ".lakefs-wal"  /* in every view's root: its WAL archive */
 #define ARCH_BIT (1ull << 47)     /* store inodes never reach it: the archive's own */
@@ -95,6 +95,9 @@ typedef struct fs_view {          /* one branch served by the mount */
     store *st;                    /* NULL once released */
     pg_archive arch;              /* what .lakefs-wal shows: st's archive, or a time-travel view's own */
     pg_wal *wal;                  /* its WAL observer (fs/pg/pg_wal.h); NULL for a time-travel view */
+    int past;                     /* a time-travel view: closed when idle (fs_close_idle_views) */
+    uint64_t handles;             /* files and directories open in it */
+    int64_t used_ns;              /* when a request last used it (monotonic clock) */
 } fs_view;
 
 struct fs_mount {
@@ -125,6 +128,14 @@ static int64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A cheap monotonic clock, for how long a view has been idle. */
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
@@ -196,7 +207,17 @@ static int ref_get(fs_mount *m, fuse_ino_t ino, fs_ref *r)
     pthread_rwlock_rdlock(&v->lock);
     if (!v->st) { pthread_rwlock_unlock(&v->lock); return -ESTALE; }
     r->v = v; r->st = v->st; r->arch = &v->arch; r->sino = sino;
+    __atomic_store_n(&v->used_ns, mono_ns(), __ATOMIC_RELAXED);
     return 0;
+}
+
+/* A file or directory of INO's view was opened (DELTA 1) or released
+ * (-1): counted, so that a view nothing has open can be closed. */
+static void handles_add(fs_mount *m, fuse_ino_t ino, int64_t delta)
+{
+    uint64_t sino, id = ino_split(m, ino, &sino);
+    fs_view *v = id && id < MAX_VIEWS ? __atomic_load_n(&m->views[id], __ATOMIC_ACQUIRE) : NULL;
+    if (v) __atomic_add_fetch(&v->handles, (uint64_t)delta, __ATOMIC_RELAXED);
 }
 
 static void ref_put(fs_ref *r)
@@ -644,6 +665,8 @@ static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, si
     if (rc) { free(v); return rc; }
     v->st = fb.st;
     v->arch = (pg_archive){ fb.archive, fb.archive_end };
+    v->past = fb.past;
+    v->used_ns = mono_ns();
     snprintf(v->name, sizeof v->name, "%s", name);
     pthread_rwlockattr_t at;
     pthread_rwlockattr_init(&at);
@@ -748,15 +771,58 @@ int fs_stats(fs_mount *m, const char *name, store_stats *s)
 }
 
 /* Stop serving V (m->mu held): wait for its requests, close its store. */
-static int view_release(fs_mount *m, fs_view *v)
+/* Stop serving V, its lock held for writing (no request in flight). */
+static int view_release_locked(fs_mount *m, fs_view *v)
 {
-    pthread_rwlock_wrlock(&v->lock);
-    fs_branch fb = { v->st, v->arch.st, v->arch.end, v->st != v->arch.st };
+    fs_branch fb = { v->st, v->arch.st, v->arch.end, v->past };
     v->st = v->arch.st = NULL;
     pg_wal_close(v->wal);
     v->wal = NULL;
-    pthread_rwlock_unlock(&v->lock);
     return fb.st ? m->cfg.ops.close(m->cfg.ops.arg, v->name, &fb) : 0;
+}
+
+static int view_release(fs_mount *m, fs_view *v)
+{
+    pthread_rwlock_wrlock(&v->lock);
+    int rc = view_release_locked(m, v);
+    pthread_rwlock_unlock(&v->lock);
+    return rc;
+}
+
+/* 1 if a server may be running on view V: its root holds PostgreSQL's
+ * lock file (pg_view.h).  V's lock is held. */
+static int view_server_may_run(fs_view *v)
+{
+    uint64_t child;
+    return dirent_load(v->st, FS_ROOT_INO, pg_view_lock_file(), &child, NULL) != -ENOENT;
+}
+
+int fs_close_idle_views(fs_mount *m, int64_t idle_ns)
+{
+    int closed = 0;
+    int64_t now = mono_ns();
+    if (m->cfg.branch) return 0;  /* a branch mount's view is its root: it stays */
+    for (uint32_t id = 1; id <= __atomic_load_n(&m->nviews, __ATOMIC_ACQUIRE); id++) {
+        pthread_mutex_lock(&m->mu);  /* no lookup of branches/NAME meanwhile: it finds V or its successor */
+        fs_view *v = m->views[id];
+        int64_t used = __atomic_load_n(&v->used_ns, __ATOMIC_RELAXED);
+        int rc = 1;
+        if (v->past && v->st && now - used >= idle_ns && !__atomic_load_n(&v->handles, __ATOMIC_RELAXED)) {
+            pthread_rwlock_wrlock(&v->lock);   /* no request in flight: none can open a file now */
+            if (!__atomic_load_n(&v->handles, __ATOMIC_RELAXED) && !view_server_may_run(v))
+                rc = view_release_locked(m, v);
+            pthread_rwlock_unlock(&v->lock);
+        }
+        pthread_mutex_unlock(&m->mu);
+        if (rc == 1) continue;
+        if (m->se)                /* forget branches/NAME in the kernel: the next use opens it afresh */
+            fuse_lowlevel_notify_inval_entry(m->se, SYN_BRANCHES, v->name, strlen(v->name));
+        fprintf(stderr, "lakefs: view %s: unused for %" PRId64 " s, closed (what was written on it is dropped; "
+                "it opens again at the same point when used)%s%s\n", v->name, (now - used) / 1000000000,
+                rc ? ": " : "", rc ? strerror(-rc) : "");
+        closed++;
+    }
+    return closed;
 }
 
 int fs_release_branch(fs_mount *m, const char *name)
@@ -1020,16 +1086,23 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     if (rc) { fuse_reply_err(req, -rc); return; }
     struct fuse_entry_param e;
     memset(&e, 0, sizeof e);
-    e.ino = to_fuse(mount_of(req), r.v, sino);
+    fs_mount *m = mount_of(req);  /* REQ is gone once replied to */
+    e.ino = to_fuse(m, r.v, sino);
+    handles_add(m, e.ino, 1);     /* while the view is held: an idle close sees it */
     ref_put(&r);
     fs_file *f = malloc(sizeof *f);
-    if (!f) { fuse_reply_err(req, ENOMEM); return; }
-    f->flags = fi->flags;
-    fi->fh = (uint64_t)(uintptr_t)f;
-    fi->keep_cache = 1;
-    attr_to_stat(&a, e.ino, &e.attr);
-    e.attr_timeout = e.entry_timeout = TIMEOUT;
-    if (fuse_reply_create(req, &e, fi)) free(f);
+    if (f) {
+        f->flags = fi->flags;
+        fi->fh = (uint64_t)(uintptr_t)f;
+        fi->keep_cache = 1;
+        attr_to_stat(&a, e.ino, &e.attr);
+        e.attr_timeout = e.entry_timeout = TIMEOUT;
+    }
+    if (!f || fuse_reply_create(req, &e, fi)) {
+        if (!f) fuse_reply_err(req, ENOMEM);
+        free(f);
+        handles_add(m, e.ino, -1);
+    }
 }
 
 /* Is directory SDIR empty? 1 yes, 0 no, -errno. */
@@ -1250,20 +1323,27 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         if (!rc && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
             rc = truncate_to_zero(r.st, r.sino);
     }
+    fs_mount *m = mount_of(req);  /* REQ is gone once replied to */
+    if (!rc) handles_add(m, ino, 1);   /* while the view is held: an idle close sees it */
     ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }
     fs_file *f = malloc(sizeof *f);
-    if (!f) { fuse_reply_err(req, ENOMEM); return; }
-    f->flags = fi->flags;
-    fi->fh = (uint64_t)(uintptr_t)f;
-    fi->keep_cache = !arch;
-    fi->direct_io = arch;
-    if (fuse_reply_open(req, fi)) free(f);
+    if (f) {
+        f->flags = fi->flags;
+        fi->fh = (uint64_t)(uintptr_t)f;
+        fi->keep_cache = !arch;
+        fi->direct_io = arch;
+    }
+    if (!f || fuse_reply_open(req, fi)) {
+        if (!f) fuse_reply_err(req, ENOMEM);
+        free(f);
+        handles_add(m, ino, -1);
+    }
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino;
+    handles_add(mount_of(req), ino, -1);
     free((fs_file *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
@@ -1500,11 +1580,15 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
             rc = store_scan(r.st, k.b, k.len, list_entry, &l);
         }
     }
+    if (!rc) handles_add(m, ino, 1);   /* while the view is held: an idle close sees it */
     ref_put(&r);
     if (rc) { dir_free(d); fuse_reply_err(req, -rc); return; }
     fi->fh = (uint64_t)(uintptr_t)d;
     fi->cache_readdir = 0;
-    if (fuse_reply_open(req, fi)) dir_free(d);
+    if (fuse_reply_open(req, fi)) {
+        dir_free(d);
+        handles_add(m, ino, -1);
+    }
 }
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -1529,7 +1613,7 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-    (void)ino;
+    handles_add(mount_of(req), ino, -1);
     dir_free((fs_dir *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }

@@ -114,6 +114,10 @@ static const char *usage_mount =
     "                      default: the repository's setting, see lakefs config)\n"
     "  -o gc_interval=DURATION  run garbage collection (lakefs gc) that often (default\n"
     "                      1h; 0: never)\n"
+    "  -o view_idle=DURATION  close a time-travel view BRANCH@POINT nothing has used\n"
+    "                      for that long (no open file, no working directory in it):\n"
+    "                      what servers on it wrote is freed; it opens again at the\n"
+    "                      same point when used (default 1min; 0: never)\n"
     "  -o compaction=off   never merge layers (to measure what compaction costs; reads\n"
     "                      then probe every layer ever flushed)\n"
     "  -o durability=MODE  local (default): fsync returns once the data is in the local\n"
@@ -338,6 +342,7 @@ typedef struct mount_opts {
     int compaction_off;           /* -o compaction=off */
     int64_t retention_s;          /* -o retention: time-travel window in seconds (-1: the repository's) */
     int64_t gc_interval_s;        /* -o gc_interval: seconds between collections (0: none) */
+    int64_t view_idle_s;          /* -o view_idle: close time-travel views unused this long (0: never) */
     char *at;                     /* -o lsn= / time=: serve BRANCH@AT, a time-travel view */
     int ro;                       /* -o ro */
     char fuse_opts[1024];         /* options handed to libfuse */
@@ -456,6 +461,9 @@ static int parse_mount_opts(mount_opts *m, char *list)
         } else if (!strcmp(opt, "gc_interval")) {
             if (parse_duration_or_zero(val, &m->gc_interval_s))
                 return fail("bad gc_interval '%s': use a duration like 1h or 30min, or 0 for never", val);
+        } else if (!strcmp(opt, "view_idle")) {
+            if (parse_duration_or_zero(val, &m->view_idle_s))
+                return fail("bad view_idle '%s': use a duration like 1min or 30s, or 0 for never", val);
         } else if (!strcmp(opt, "durability")) {
             if (!strcmp(val, "remote")) m->durability_remote = 1;
             else if (!strcmp(val, "local")) m->durability_remote = 0;
@@ -791,14 +799,17 @@ static void log_counters(const mount_opts *m, objstore *os, objcache *cache)
     /* --- end disk cache --- */
 }
 
-/* The daemon's periodic garbage collection (lakefs gc with the
- * repository's retention) on a thread of its own; each run first trims
- * the WAL archives of the branches it serves to the same window. */
+/* The daemon's periodic work, on a thread of its own: garbage collection
+ * (lakefs gc with the repository's retention), each run first trimming the
+ * WAL archives of the branches it serves to the same window; and closing
+ * the time-travel views left unused (fs_close_idle_views), which frees
+ * what the servers on them wrote. */
 typedef struct gc_timer {
     objstore *os;
     fs_mount *fs;                 /* the branches served */
     int64_t retention_s;          /* the window of the run going on */
-    int64_t interval_s;
+    int64_t interval_s;           /* between gc runs (0: none) */
+    int64_t view_idle_s;          /* close views unused this long (0: never) */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;            /* signalled to stop */
@@ -830,14 +841,31 @@ static int gc_trim_wal(void *arg, const char *name, store *st)
 static void *gc_timer_main(void *arg)
 {
     gc_timer *t = arg;
+    /* wake for the views often enough to close one within 1.5 x view_idle */
+    int64_t tick = t->interval_s > 0 ? t->interval_s : INT32_MAX;
+    if (t->view_idle_s > 0) {
+        int64_t half = t->view_idle_s / 2 ? t->view_idle_s / 2 : 1;
+        if (half < tick) tick = half;
+        if (tick > 10) tick = 10;
+    }
+    struct timespec start;
+    clock_gettime(CLOCK_REALTIME, &start);
+    int64_t next_gc = start.tv_sec + t->interval_s;
     pthread_mutex_lock(&t->mu);
     while (!t->stop) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += t->interval_s;
+        ts.tv_sec += tick;
         while (!t->stop && pthread_cond_timedwait(&t->cv, &t->mu, &ts) != ETIMEDOUT) {}
         if (t->stop) break;
         pthread_mutex_unlock(&t->mu);
+        if (t->view_idle_s > 0) fs_close_idle_views(t->fs, t->view_idle_s * 1000000000);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (t->interval_s <= 0 || ts.tv_sec < next_gc) {
+            pthread_mutex_lock(&t->mu);
+            continue;
+        }
+        next_gc = ts.tv_sec + t->interval_s;
         gc_options o = { .retention_s = GC_RETENTION_DEFAULT };
         gc_report r;
         char err[700];
@@ -858,10 +886,10 @@ static void *gc_timer_main(void *arg)
     return NULL;
 }
 
-/* Start T's thread unless its interval is 0; 1 if started. */
+/* Start T's thread unless it has nothing to do; 1 if started. */
 static int gc_timer_start(gc_timer *t)
 {
-    if (t->interval_s <= 0) return 0;
+    if (t->interval_s <= 0 && t->view_idle_s <= 0) return 0;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     if (pthread_create(&t->thread, NULL, gc_timer_main, t)) {
@@ -887,7 +915,7 @@ static void gc_timer_stop(gc_timer *t)
 
 static int cmd_mount(int argc, char **argv)
 {
-    mount_opts m = { .readahead = -1, .retention_s = -1, .gc_interval_s = 3600 };
+    mount_opts m = { .readahead = -1, .retention_s = -1, .gc_interval_s = 3600, .view_idle_s = 60 };
     int rc = 0, status = 1;
     char *positional[2];
     int npos = 0;
@@ -1024,7 +1052,7 @@ static int cmd_mount(int argc, char **argv)
     } else if (control_start(d.control_path, &cops, &ctl, err, sizeof err)) {
         fail("%s", err);
     } else {
-        gc_timer gt = { .os = d.os, .fs = d.fs, .interval_s = m.gc_interval_s };
+        gc_timer gt = { .os = d.os, .fs = d.fs, .interval_s = m.gc_interval_s, .view_idle_s = m.view_idle_s };
         int gc_started = gc_timer_start(&gt);
         status = serve(&m, d.fs, report[1]);
         if (gc_started) gc_timer_stop(&gt);

@@ -16,3 +16,8 @@ const char *const *pg_view_stale_files(void)
     static const char *const names[] = { "postmaster.pid", "postmaster.opts", NULL };
     return names;
 }
+
+const char *pg_view_lock_file(void)
+{
+    return pg_view_stale_files()[0];
+}

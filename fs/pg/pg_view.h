@@ -16,4 +16,8 @@
  * belong to a running server only. */
 const char *const *pg_view_stale_files(void);
 
+/* The one of those a server keeps while it runs (postmaster.pid): absent,
+ * no server is running on the directory. */
+const char *pg_view_lock_file(void);
+
 #endif

@@ -18,24 +18,17 @@
 //   array of 2 cells per column: COL::text and an alternative form (see
 //   tests/e2e/t101_export.sh, expect_rows).  Prints the version, its txn
 //   version and "N rows equal"; exit 1 on any difference.
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 import { replay } from './delta_log.mjs';
+import { duckdb, sql } from './duckdb.mjs';
 
 const [nodeDir, tableDir, expectedPath, versionArg] = process.argv.slice(2);
 if (!nodeDir || !tableDir || !expectedPath) {
     console.error('usage: node check_delta.mjs NODE_DIR TABLE_DIR EXPECTED [VERSION]');
     process.exit(2);
 }
-const require = createRequire(path.resolve(nodeDir) + '/');
-const { DuckDBInstance } = require('@duckdb/node-api');
-const instance = await DuckDBInstance.create(':memory:', {
-    autoinstall_known_extensions: 'false',
-    autoload_known_extensions: 'false',
-});
-const con = await instance.connect();
-const sql = (s) => `'${s.replaceAll("'", "''")}'`;
+const con = await duckdb(nodeDir);
 
 function die(msg) {
     console.log(`FAIL ${msg}`);

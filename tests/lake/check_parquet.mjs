@@ -16,26 +16,16 @@
 // usage: node check_parquet.mjs NODE_DIR DIR
 //   NODE_DIR holds node_modules/@duckdb/node-api; DIR the samples.
 // Prints one line per file and "N passed, N failed"; exit 1 on any failure.
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
+import { duckdb, sql } from './duckdb.mjs';
 
 const [nodeDir, dir] = process.argv.slice(2);
 if (!nodeDir || !dir) {
     console.error('usage: node check_parquet.mjs NODE_DIR DIR');
     process.exit(2);
 }
-const require = createRequire(path.resolve(nodeDir) + '/');
-const { DuckDBInstance } = require('@duckdb/node-api');
-
-// extensions come with the package or not at all: never from the network
-const instance = await DuckDBInstance.create(':memory:', {
-    autoinstall_known_extensions: 'false',
-    autoload_known_extensions: 'false',
-});
-const con = await instance.connect();
-await con.run('SET autoinstall_known_extensions = false');
-await con.run('SET autoload_known_extensions = false');
+const con = await duckdb(nodeDir);
 
 let passed = 0, failed = 0;
 let problems = [];
@@ -47,7 +37,6 @@ function check(cond, msg) {
     if (cond) passed++;
     else fail(msg);
 }
-const sql = (s) => `'${s.replaceAll("'", "''")}'`;
 const ident = (s) => `"${s.replaceAll('"', '""')}"`;
 
 // ------------------------------------------------------------ types

@@ -5,9 +5,9 @@
 // separated by "|".  Also checks that the adds' numRecords sum to the rows
 // DuckDB reads, and prints "files N" first.
 // usage: node delta_sql.mjs NODE_DIR TABLE_DIR SQL
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { replay } from './delta_log.mjs';
+import { duckdb, sql } from './duckdb.mjs';
 
 const [nodeDir, tableDir, query] = process.argv.slice(2);
 if (!nodeDir || !tableDir || !query) {
@@ -18,14 +18,7 @@ function die(msg) {
     console.log(`FAIL ${msg}`);
     process.exit(1);
 }
-const require = createRequire(path.resolve(nodeDir) + '/');
-const { DuckDBInstance } = require('@duckdb/node-api');
-const instance = await DuckDBInstance.create(':memory:', {
-    autoinstall_known_extensions: 'false',
-    autoload_known_extensions: 'false',
-});
-const con = await instance.connect();
-const sql = (s) => `'${s.replaceAll("'", "''")}'`;
+const con = await duckdb(nodeDir);
 const { files } = replay(tableDir, undefined, die);
 const list = `[${[...files].map((f) => sql(path.join(tableDir, decodeURIComponent(f)))).join(', ')}]`;
 await con.run(`CREATE VIEW t AS SELECT * FROM read_parquet(${list})`);

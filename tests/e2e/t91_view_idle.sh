@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Idle time-travel views are closed (fs_close_idle_views, -o view_idle):
+# what a server on a view writes is held in the daemon's memory, so a view
+# nothing uses any more is closed and reopens, at the same point, when used.
+# With view_idle=2s on a repository mount:
+# 1. a server running on main@POINT, left without queries for three idle
+#    periods, keeps its view: nothing is closed and it still answers;
+# 2. once it is stopped, the daemon closes the view (its log says so);
+# 3. PostgreSQL started on the view again recovers to the same point: the
+#    rows of POINT, not main's later ones;
+# 4. a file held open in the view keeps it for as long as it is open;
+# 5. main, a branch, is never closed: its server answered throughout.
+# backends: file
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+e2e_setup view_idle
+unset LAKEFS_REPO
+
+url=$(repo_url repo)
+mp=$T/mnt main=$T/mnt/branches/main
+mkdir -p "$mp"
+lakefs_init "$url"
+lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state,view_idle=2s"
+pg_initdb "$main"
+pg_start "$main"
+psql_at "$main" -c "CREATE TABLE t (k int)" -c CHECKPOINT >/dev/null
+# a state of main for the view to start from (branch create flushes one),
+# then the rows of the point in WAL after it
+"$LAKEFS" branch create scratch --from main --repo "$url" >>"$(newlog branch)" 2>&1 || die "branch create scratch failed"
+psql_at "$main" -c "SELECT pg_switch_wal()" -c "INSERT INTO t SELECT generate_series(1, 100)" >/dev/null
+point=$(psql_at "$main" -c "SELECT pg_current_wal_insert_lsn()")
+psql_at "$main" -c "INSERT INTO t SELECT generate_series(101, 200)" >/dev/null
+name=main@${point/\//-}
+v=$mp/branches/$name
+closed() { cat "$T"/logs/*daemon-mnt*.log | grep -c "lakefs: view $name: unused for .* closed" || true; }
+closed_at_least() { [ "$(closed)" -ge "$1" ]; }
+rows() { psql_at "$1" -c "SELECT count(*) || '/' || max(k) FROM t"; }
+
+# ---------------------------------------------------------------- 1
+pg_start "$v"
+[ "$(rows "$v")" = 100/100 ] || die "view $name: $(rows "$v"), want 100/100"
+sleep 6                           # three idle periods with no query: the server's open files hold the view
+[ "$(closed)" = 0 ] || die "the daemon closed $name under a running server"
+[ "$(rows "$v")" = 100/100 ] || die "view $name after an idle spell: $(rows "$v")"
+ok "a server idle on $name for three idle periods keeps its view"
+
+# ---------------------------------------------------------------- 2
+pg_stop "$v"
+wait_for 30 "the daemon to close the unused view $name" closed_at_least 1 || die "$name was not closed once unused"
+ok "the stopped view was closed: $(cat "$T"/logs/*daemon-mnt*.log | grep -m1 "lakefs: view $name: unused")"
+
+# ---------------------------------------------------------------- 3
+pg_start "$v"
+[ "$(rows "$v")" = 100/100 ] || die "view $name reopened: $(rows "$v"), want 100/100"
+pg_stop "$v"
+ok "PostgreSQL on $name again: the rows of $point"
+
+# ---------------------------------------------------------------- 4
+wait_for 30 "the daemon to close $name again" closed_at_least 2 || die "$name was not closed after its second use"
+exec 7<"$v/PG_VERSION"
+sleep 6                           # three idle periods with the file open
+[ "$(closed)" = 2 ] || { exec 7<&-; die "the daemon closed $name while a file in it was open"; }
+exec 7<&-
+wait_for 30 "the daemon to close $name once the file is closed" closed_at_least 3 ||
+    die "$name was not closed after its last file was"
+ok "an open file kept $name; closed once the file was"
+
+# ---------------------------------------------------------------- 5
+[ "$(rows "$main")" = 200/200 ] || die "main: $(rows "$main"), want 200/200"
+! cat "$T"/logs/*daemon-mnt*.log | grep -q "lakefs: view main: unused" || die "the daemon closed the branch main"
+pg_stop "$main"
+lakefs_umount "$mp"
+ok "main kept serving"
