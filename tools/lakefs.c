@@ -39,6 +39,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -859,7 +860,9 @@ static void *gc_timer_main(void *arg)
         while (!t->stop && pthread_cond_timedwait(&t->cv, &t->mu, &ts) != ETIMEDOUT) {}
         if (t->stop) break;
         pthread_mutex_unlock(&t->mu);
-        if (t->view_idle_s > 0) fs_close_idle_views(t->fs, t->view_idle_s * 1000000000);
+        /* closed views free their overlays: hand that memory back to the
+         * system (glibc keeps freed memory for reuse otherwise) */
+        if (t->view_idle_s > 0 && fs_close_idle_views(t->fs, t->view_idle_s * 1000000000) > 0) malloc_trim(0);
         clock_gettime(CLOCK_REALTIME, &ts);
         if (t->interval_s <= 0 || ts.tv_sec < next_gc) {
             pthread_mutex_lock(&t->mu);
