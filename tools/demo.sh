@@ -135,7 +135,7 @@ step "lakehouse: main at $lsn published as Delta Lake tables"
 (cd "$data" && show lakefs export main --at "$lsn" --table public.demo --table public.pgbench_accounts \
     --to "file://$demo/lake")
 (cd "$demo/lake" && find . -type f | LC_ALL=C sort | sed 's|^\./|  |')
-grep -q '"numRecords":2,' "$demo/lake/public.demo/_delta_log/00000000000000000000.json" ||
+grep -qF '\"numRecords\":2,' "$demo/lake/public.demo/_delta_log/00000000000000000000.json" ||   # the add's stats (a JSON string)
     die "the Delta table public.demo does not hold the 2 rows of $lsn"
 
 step "stop both servers, unmount"
