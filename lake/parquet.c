@@ -16,6 +16,7 @@
  */
 #include "parquet.h"
 #include "thrift.h"
+#include "../store/bytebuf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -55,25 +56,20 @@ typedef enum sort_order {
     ORDER_SIGNED_BE               /* DECIMAL in FIXED_LEN_BYTE_ARRAY */
 } sort_order;
 
-typedef struct pq_buf {
-    uint8_t *p;                   /* bytes */
-    size_t len, cap;              /* used, allocated */
-} pq_buf;
-
 typedef struct stats_acc {
     uint64_t nulls, nans;         /* NULL cells, NaN values */
     int has;                      /* min and max are set */
     pq_value min, max;            /* bytes point into minb/maxb */
-    pq_buf minb, maxb;            /* copies of a byte min and max */
+    bytebuf minb, maxb;           /* copies of a byte min and max */
 } stats_acc;
 
 typedef struct pq_col {
     pq_column def;                /* schema entry; name owned */
     sort_order order;             /* how its values compare */
-    pq_buf levels;                /* page: 1 (value) or 0 (NULL) per cell */
-    pq_buf values;                /* page: PLAIN bytes of the values */
+    bytebuf levels;               /* page: 1 (value) or 0 (NULL) per cell */
+    bytebuf values;               /* page: PLAIN bytes of the values */
     uint32_t page_bools;          /* page: BOOLEAN values bit-packed so far */
-    pq_buf chunk;                 /* row group: page headers + compressed pages */
+    bytebuf chunk;                /* row group: page headers + compressed pages */
     uint64_t chunk_cells;         /* row group: cells in chunk's pages */
     uint64_t chunk_raw;           /* row group: chunk's uncompressed size */
     stats_acc chunk_stats;        /* row group: statistics */
@@ -87,8 +83,8 @@ struct pq_writer {
     pq_sink_fn sink;
     void *sink_arg;
     ZSTD_CCtx *cctx;
-    pq_buf raw;                   /* scratch: a page before compression */
-    pq_buf packed;                /* scratch: a compressed page */
+    bytebuf raw;                  /* scratch: a page before compression */
+    bytebuf packed;               /* scratch: a compressed page */
     thrift_out hdr;               /* scratch: a page header */
     thrift_out groups;            /* RowGroup structs written, for the footer */
     uint32_t ngroups;             /* row groups written */
@@ -103,57 +99,7 @@ struct pq_writer {
     char err[256];                /* last error message */
 };
 
-/* ------------------------------------------------------------ buffers */
-
-/* Make room for N more bytes in B; 0 or -ENOMEM. */
-static int buf_reserve(pq_buf *b, size_t n)
-{
-    size_t cap = b->cap ? b->cap : 256;
-    uint8_t *p;
-
-    if (n <= b->cap - b->len)
-        return 0;
-    if (n > SIZE_MAX / 2 - b->len)
-        return -ENOMEM;
-    while (cap < b->len + n)
-        cap *= 2;
-    p = realloc(b->p, cap);
-    if (!p)
-        return -ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-/* Append N bytes of P to B. */
-static int buf_add(pq_buf *b, const void *p, size_t n)
-{
-    if (buf_reserve(b, n) < 0)
-        return -ENOMEM;
-    if (n)
-        memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-static int buf_byte(pq_buf *b, uint8_t v)
-{
-    return buf_add(b, &v, 1);
-}
-
-/* Append V as a base-128 varint (RLE run headers). */
-static int buf_varint(pq_buf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    size_t n = 0;
-
-    while (v >= 0x80) {
-        tmp[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    tmp[n++] = (uint8_t)v;
-    return buf_add(b, tmp, n);
-}
+/* ------------------------------------------------------------ bytes */
 
 static void put_le32(uint8_t *p, uint32_t v)
 {
@@ -165,12 +111,6 @@ static void put_le64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void buf_free(pq_buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof(*b));
 }
 
 /* ------------------------------------------------------------ errors */
@@ -432,13 +372,13 @@ static int value_cmp(sort_order order, const pq_value *a, const pq_value *b)
 }
 
 /* Make *DST (bytes kept in B) a copy of V. */
-static int keep_value(pq_value *dst, pq_buf *b, const pq_value *v, int bytes)
+static int keep_value(pq_value *dst, bytebuf *b, const pq_value *v, int bytes)
 {
     *dst = *v;
     if (!bytes)
         return 0;
     b->len = 0;
-    if (buf_add(b, v->bytes, v->len) < 0)
+    if (bytebuf_add(b, v->bytes, v->len) < 0)
         return -ENOMEM;
     dst->bytes = b->p;
     return 0;
@@ -489,8 +429,8 @@ static void stats_reset(stats_acc *s)
 
 static void stats_free(stats_acc *s)
 {
-    buf_free(&s->minb);
-    buf_free(&s->maxb);
+    bytebuf_free(&s->minb);
+    bytebuf_free(&s->maxb);
 }
 
 /* V as a Statistics min/max: PLAIN, without a length for byte arrays.
@@ -556,14 +496,14 @@ static void encode_stats(thrift_out *t, int16_t id, const pq_col *c)
  * runs of bit width 1, without the length prefix: runs of 8 or more equal
  * levels as RLE runs, the rest bit-packed (LSB first) in groups of 8, the
  * last group padded with zeros. */
-static int bitpack_run(pq_buf *out, const uint8_t *lv, size_t n)
+static int bitpack_run(bytebuf *out, const uint8_t *lv, size_t n)
 {
     while (n > 0) {
         size_t groups = (n + 7) / 8, take;
         if (groups > BITPACK_GROUPS_MAX)
             groups = BITPACK_GROUPS_MAX;
         take = groups * 8 < n ? groups * 8 : n;
-        if (buf_varint(out, groups << 1 | 1) < 0 || buf_reserve(out, groups) < 0)
+        if (bytebuf_varint(out, groups << 1 | 1) < 0 || bytebuf_reserve(out, groups) < 0)
             return -ENOMEM;
         memset(out->p + out->len, 0, groups);
         for (size_t i = 0; i < take; i++)
@@ -575,7 +515,7 @@ static int bitpack_run(pq_buf *out, const uint8_t *lv, size_t n)
     return 0;
 }
 
-static int rle_levels(pq_buf *out, const uint8_t *lv, size_t n)
+static int rle_levels(bytebuf *out, const uint8_t *lv, size_t n)
 {
     size_t i = 0, literal = 0;    /* levels [literal, i) wait to be bit-packed */
 
@@ -587,8 +527,8 @@ static int rle_levels(pq_buf *out, const uint8_t *lv, size_t n)
         pad = (8 - pending % 8) % 8;
         if (run >= 8 + pad) {
             if (bitpack_run(out, lv + literal, pending + pad) < 0 ||
-                buf_varint(out, (uint64_t)(run - pad) << 1) < 0 ||
-                buf_byte(out, lv[i]) < 0)
+                bytebuf_varint(out, (uint64_t)(run - pad) << 1) < 0 ||
+                bytebuf_byte(out, lv[i]) < 0)
                 return -ENOMEM;
             literal = i + run;
         }
@@ -607,17 +547,17 @@ static int flush_page(pq_writer *w, pq_col *c)
     if (cells == 0)
         return 0;
     w->raw.len = 0;
-    if (buf_reserve(&w->raw, 4) < 0)
+    if (bytebuf_reserve(&w->raw, 4) < 0)
         return fail(w, -ENOMEM, "making a page");
     w->raw.len = 4;
     if (rle_levels(&w->raw, c->levels.p, cells) < 0)
         return fail(w, -ENOMEM, "making a page");
     put_le32(w->raw.p, (uint32_t)(w->raw.len - 4));
-    if (buf_add(&w->raw, c->values.p, c->values.len) < 0)
+    if (bytebuf_add(&w->raw, c->values.p, c->values.len) < 0)
         return fail(w, -ENOMEM, "making a page");
     bound = ZSTD_compressBound(w->raw.len);
     w->packed.len = 0;
-    if (buf_reserve(&w->packed, bound) < 0)
+    if (bytebuf_reserve(&w->packed, bound) < 0)
         return fail(w, -ENOMEM, "making a page");
     packed = ZSTD_compressCCtx(w->cctx, w->packed.p, bound, w->raw.p, w->raw.len,
                                w->opt.zstd_level);
@@ -636,12 +576,12 @@ static int flush_page(pq_writer *w, pq_col *c)
     thrift_field_i32(h, 4, ENC_RLE);                           /* repetition_level_encoding */
     thrift_struct_end(h);
     thrift_struct_end(h);
-    if (thrift_error(h) < 0 || buf_add(&c->chunk, h->buf, h->len) < 0 ||
-        buf_add(&c->chunk, w->packed.p, packed) < 0)
+    if (thrift_error(h) < 0 || bytebuf_add(&c->chunk, h->out.p, h->out.len) < 0 ||
+        bytebuf_add(&c->chunk, w->packed.p, packed) < 0)
         return fail(w, -ENOMEM, "making a page");
     c->chunk_cells += cells;
-    c->chunk_raw += h->len + w->raw.len;
-    w->buffered = w->buffered - held + h->len + packed;
+    c->chunk_raw += h->out.len + w->raw.len;
+    w->buffered = w->buffered - held + h->out.len + packed;
     c->levels.len = c->values.len = 0;
     c->page_bools = 0;
     return 0;
@@ -749,7 +689,7 @@ static int add_cell(pq_writer *w, pq_col *c, int level, const pq_value *v)
         switch (c->def.type) {
         case PQ_BOOLEAN:
             if (c->page_bools % 8 == 0)
-                rc = buf_byte(&c->values, 0);
+                rc = bytebuf_byte(&c->values, 0);
             if (rc == 0) {
                 c->values.p[c->values.len - 1] |= (uint8_t)(v->i32 << (c->page_bools % 8));
                 c->page_bools++;
@@ -758,17 +698,17 @@ static int add_cell(pq_writer *w, pq_col *c, int level, const pq_value *v)
         case PQ_INT32: case PQ_FLOAT: case PQ_INT64: case PQ_DOUBLE: {
             const uint8_t *p;
             size_t n = stat_bytes(c, v, tmp, &p);
-            rc = buf_add(&c->values, p, n);
+            rc = bytebuf_add(&c->values, p, n);
             break;
         }
         case PQ_BYTE_ARRAY:
             put_le32(tmp, (uint32_t)v->len);
-            rc = buf_add(&c->values, tmp, 4);
+            rc = bytebuf_add(&c->values, tmp, 4);
             if (rc == 0)
-                rc = buf_add(&c->values, v->bytes, v->len);
+                rc = bytebuf_add(&c->values, v->bytes, v->len);
             break;
         case PQ_FIXED_LEN_BYTE_ARRAY:
-            rc = buf_add(&c->values, v->bytes, v->len);
+            rc = bytebuf_add(&c->values, v->bytes, v->len);
             break;
         }
         if (rc == 0)
@@ -780,7 +720,7 @@ static int add_cell(pq_writer *w, pq_col *c, int level, const pq_value *v)
         c->file_stats.nulls++;
     }
     if (rc == 0)
-        rc = buf_byte(&c->levels, (uint8_t)level);
+        rc = bytebuf_byte(&c->levels, (uint8_t)level);
     if (rc < 0)
         return fail(w, rc, "adding a value");
     w->buffered += c->levels.len + c->values.len - held;
@@ -1006,7 +946,7 @@ static void encode_footer(pq_writer *w, thrift_out *t)
         encode_schema_element(t, &w->cols[i]);
     thrift_field_i64(t, 3, (int64_t)w->rows);                  /* num_rows */
     thrift_field_list(t, 4, THRIFT_STRUCT, w->ngroups);        /* row_groups */
-    thrift_raw(t, w->groups.buf, w->groups.len);
+    thrift_raw(t, w->groups.out.p, w->groups.out.len);
     thrift_field_string(t, 6, "lakefs version " LAKEFS_VERSION); /* created_by */
     thrift_field_list(t, 7, THRIFT_STRUCT, (uint32_t)w->ncols); /* column_orders */
     for (size_t i = 0; i < w->ncols; i++) {
@@ -1033,13 +973,13 @@ static int end_file(pq_writer *w)
         thrift_free(&t);
         return fail(w, rc, "encoding the footer");
     }
-    if (t.len > UINT32_MAX) {
+    if (t.out.len > UINT32_MAX) {
         thrift_free(&t);
         return fail(w, -EFBIG, "encoding the footer");
     }
-    put_le32(tail, (uint32_t)t.len);
+    put_le32(tail, (uint32_t)t.out.len);
     memcpy(tail + 4, "PAR1", 4);
-    rc = emit(w, t.buf, t.len);
+    rc = emit(w, t.out.p, t.out.len);
     thrift_free(&t);
     if (rc < 0 || (rc = emit(w, tail, sizeof(tail))) < 0)
         return rc;
@@ -1088,16 +1028,16 @@ void pq_free(pq_writer *w)
     for (size_t i = 0; i < w->ncols; i++) {
         pq_col *c = &w->cols[i];
         free((char *)c->def.name);
-        buf_free(&c->levels);
-        buf_free(&c->values);
-        buf_free(&c->chunk);
+        bytebuf_free(&c->levels);
+        bytebuf_free(&c->values);
+        bytebuf_free(&c->chunk);
         stats_free(&c->chunk_stats);
         stats_free(&c->file_stats);
     }
     free(w->cols);
     ZSTD_freeCCtx(w->cctx);
-    buf_free(&w->raw);
-    buf_free(&w->packed);
+    bytebuf_free(&w->raw);
+    bytebuf_free(&w->packed);
     thrift_free(&w->hdr);
     thrift_free(&w->groups);
     free(w);

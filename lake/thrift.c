@@ -22,14 +22,14 @@ void thrift_init(thrift_out *t)
 /* Release T's buffer. */
 void thrift_free(thrift_out *t)
 {
-    free(t->buf);
+    bytebuf_free(&t->out);
     thrift_init(t);
 }
 
 /* Forget what T holds and any error, keeping the allocation. */
 void thrift_reset(thrift_out *t)
 {
-    t->len = 0;
+    t->out.len = 0;
     t->depth = 0;
     t->err = 0;
 }
@@ -43,28 +43,8 @@ int thrift_error(const thrift_out *t)
 /* Append N bytes of P, or record -ENOMEM. */
 static void put(thrift_out *t, const void *p, size_t n)
 {
-    if (t->err)
-        return;
-    if (n > t->cap - t->len) {
-        size_t cap = t->cap ? t->cap : 256;
-        uint8_t *nb;
-        if (n > SIZE_MAX / 2 - t->len) {
-            t->err = -ENOMEM;
-            return;
-        }
-        while (cap < t->len + n)
-            cap *= 2;
-        nb = realloc(t->buf, cap);
-        if (!nb) {
-            t->err = -ENOMEM;
-            return;
-        }
-        t->buf = nb;
-        t->cap = cap;
-    }
-    if (n)
-        memcpy(t->buf + t->len, p, n);
-    t->len += n;
+    if (!t->err && bytebuf_add(&t->out, p, n) < 0)
+        t->err = -ENOMEM;
 }
 
 static void put_byte(thrift_out *t, uint8_t b)
@@ -72,18 +52,11 @@ static void put_byte(thrift_out *t, uint8_t b)
     put(t, &b, 1);
 }
 
-/* V as a base-128 varint. */
+/* V as a base-128 varint, or record -ENOMEM. */
 static void put_varint(thrift_out *t, uint64_t v)
 {
-    uint8_t tmp[10];
-    size_t n = 0;
-
-    while (v >= 0x80) {
-        tmp[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    tmp[n++] = (uint8_t)v;
-    put(t, tmp, n);
+    if (!t->err && bytebuf_varint(&t->out, v) < 0)
+        t->err = -ENOMEM;
 }
 
 /* V zigzag-mapped, as a varint (shifts done unsigned: no overflow). */

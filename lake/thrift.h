@@ -20,6 +20,8 @@
 #ifndef LAKEFS_THRIFT_H
 #define LAKEFS_THRIFT_H
 
+#include "../store/bytebuf.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,8 +41,7 @@ enum thrift_type {
 };
 
 typedef struct thrift_out {
-    uint8_t *buf;                 /* encoded bytes */
-    size_t len, cap;              /* used, allocated */
+    bytebuf out;                  /* encoded bytes */
     int16_t last_id[THRIFT_DEPTH_MAX]; /* previous field id per open struct */
     int depth;                    /* open structs */
     int err;                      /* first error (-ENOMEM, -EINVAL), sticky */

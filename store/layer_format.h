@@ -54,16 +54,8 @@ static inline uint64_t layer_get64(const uint8_t *p)
     return v;
 }
 
-/* Encode V as a LEB128 varint at P (room for 10 bytes); returns bytes used. */
-static inline size_t layer_put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) { p[n++] = (uint8_t)(v | 0x80); v >>= 7; }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-/* Decode a varint from [*P, END) into *V, advancing *P; -1 if malformed. */
+/* Decode a varint (LEB128, as bytebuf_varint writes it) from [*P, END)
+ * into *V, advancing *P; -1 if malformed. */
 static inline int layer_get_varint(const uint8_t **p, const uint8_t *end,
                                    uint64_t *v)
 {

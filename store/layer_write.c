@@ -14,22 +14,18 @@
 #include "layer.h"
 #include "layer_format.h"
 #include "crc32c.h"
+#include "bytebuf.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
 
-typedef struct wbuf {
-    uint8_t *p;                   /* bytes */
-    size_t len, cap;              /* used, allocated */
-} wbuf;
-
 struct layer_writer {
     ZSTD_CCtx *cctx;              /* reused compression context */
-    wbuf out;                     /* compressed blocks written so far */
-    wbuf blk;                     /* raw entries of the current block */
-    wbuf idx;                     /* index entries of finished blocks */
+    bytebuf out;                  /* compressed blocks written so far */
+    bytebuf blk;                  /* raw entries of the current block */
+    bytebuf idx;                  /* index entries of finished blocks */
     size_t nblocks;               /* blocks in out */
     uint64_t nentries;            /* versions added */
     uint64_t min_seq, max_seq;    /* seq range of versions added */
@@ -40,44 +36,6 @@ struct layer_writer {
     uint64_t last_seq;            /* seq of the most recent version */
     int err;                      /* sticky error from a failed add */
 };
-
-/* Make room for N more bytes in B; 0 or -ENOMEM. */
-static int wbuf_reserve(wbuf *b, size_t n)
-{
-    size_t cap = b->cap ? b->cap : 4096;
-    uint8_t *p;
-
-    if (n > SIZE_MAX - b->len)
-        return -ENOMEM;
-    if (b->len + n <= b->cap)
-        return 0;
-    while (cap < b->len + n)
-        cap = cap > SIZE_MAX / 2 ? b->len + n : cap * 2;
-    p = realloc(b->p, cap);
-    if (!p)
-        return -ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-/* Append N bytes of P to B. */
-static int wbuf_add(wbuf *b, const void *p, size_t n)
-{
-    if (wbuf_reserve(b, n) < 0)
-        return -ENOMEM;
-    if (n)
-        memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-/* Append varint V to B. */
-static int wbuf_varint(wbuf *b, uint64_t v)
-{
-    uint8_t tmp[10];
-    return wbuf_add(b, tmp, layer_put_varint(tmp, v));
-}
 
 /* Replace the copy *DST (length *DLEN) by a copy of KEY. */
 static int copy_key(uint8_t **dst, size_t *dlen, const uint8_t *key, size_t klen)
@@ -119,7 +77,7 @@ static int flush_block(layer_writer *w)
         return 0;
     if (w->blk.len > LAYER_BLOCK_MAX)
         return -EFBIG;
-    if (wbuf_reserve(&w->out, bound) < 0)
+    if (bytebuf_reserve(&w->out, bound) < 0)
         return -ENOMEM;
     clen = ZSTD_compressCCtx(w->cctx, w->out.p + off, bound, w->blk.p,
                              w->blk.len, 1);
@@ -130,9 +88,9 @@ static int flush_block(layer_writer *w)
     layer_put32(ent + 8, (uint32_t)clen);
     layer_put32(ent + 12, (uint32_t)w->blk.len);
     layer_put32(ent + 16, crc32c(0, w->out.p + off, clen));
-    if (wbuf_varint(&w->idx, w->firstlen) < 0 ||
-        wbuf_add(&w->idx, w->first, w->firstlen) < 0 ||
-        wbuf_add(&w->idx, ent, sizeof(ent)) < 0)
+    if (bytebuf_varint(&w->idx, w->firstlen) < 0 ||
+        bytebuf_add(&w->idx, w->first, w->firstlen) < 0 ||
+        bytebuf_add(&w->idx, ent, sizeof(ent)) < 0)
         return -ENOMEM;
     w->nblocks++;
     w->blk.len = 0;
@@ -169,9 +127,9 @@ int layer_writer_add(layer_writer *w, const uint8_t *key, size_t klen,
         goto fail;
     layer_put64(hdr, seq);
     hdr[8] = tomb ? LAYER_FLAG_TOMB : 0;
-    if (wbuf_varint(&w->blk, klen) < 0 || wbuf_add(&w->blk, key, klen) < 0 ||
-        wbuf_add(&w->blk, hdr, sizeof(hdr)) < 0 ||
-        wbuf_varint(&w->blk, vlen) < 0 || wbuf_add(&w->blk, val, vlen) < 0) {
+    if (bytebuf_varint(&w->blk, klen) < 0 || bytebuf_add(&w->blk, key, klen) < 0 ||
+        bytebuf_add(&w->blk, hdr, sizeof(hdr)) < 0 ||
+        bytebuf_varint(&w->blk, vlen) < 0 || bytebuf_add(&w->blk, val, vlen) < 0) {
         rc = -ENOMEM;
         goto fail;
     }
@@ -221,12 +179,12 @@ int layer_writer_finish(layer_writer *w, void **buf, size_t *len)
     if ((rc = flush_block(w)) < 0)
         goto out;
     ioff = w->out.len;
-    if (wbuf_varint(&w->out, w->nblocks) < 0 ||
-        wbuf_add(&w->out, w->idx.p, w->idx.len) < 0 ||
-        wbuf_varint(&w->out, w->minlen) < 0 ||
-        wbuf_add(&w->out, w->minkey, w->minlen) < 0 ||
-        wbuf_varint(&w->out, w->lastlen) < 0 ||
-        wbuf_add(&w->out, w->last, w->lastlen) < 0) {
+    if (bytebuf_varint(&w->out, w->nblocks) < 0 ||
+        bytebuf_add(&w->out, w->idx.p, w->idx.len) < 0 ||
+        bytebuf_varint(&w->out, w->minlen) < 0 ||
+        bytebuf_add(&w->out, w->minkey, w->minlen) < 0 ||
+        bytebuf_varint(&w->out, w->lastlen) < 0 ||
+        bytebuf_add(&w->out, w->last, w->lastlen) < 0) {
         rc = -ENOMEM;
         goto out;
     }
@@ -241,7 +199,7 @@ int layer_writer_finish(layer_writer *w, void **buf, size_t *len)
     layer_put64(foot + 48, w->max_seq);
     layer_put32(foot + 56, crc32c(0, w->out.p + ioff, ilen));
     layer_put32(foot + 60, crc32c(0, foot, 60));
-    if (wbuf_add(&w->out, foot, sizeof(foot)) < 0) {
+    if (bytebuf_add(&w->out, foot, sizeof(foot)) < 0) {
         rc = -ENOMEM;
         goto out;
     }
@@ -260,9 +218,9 @@ void layer_writer_free(layer_writer *w)
     if (!w)
         return;
     ZSTD_freeCCtx(w->cctx);
-    free(w->out.p);
-    free(w->blk.p);
-    free(w->idx.p);
+    bytebuf_free(&w->out);
+    bytebuf_free(&w->blk);
+    bytebuf_free(&w->idx);
     free(w->first);
     free(w->minkey);
     free(w->last);

@@ -63,11 +63,11 @@ static int mem_sink(void *arg, const void *buf, size_t len)
 
 static int same_bytes(const thrift_out *t, const uint8_t *want, size_t n)
 {
-    if (t->len == n && memcmp(t->buf, want, n) == 0)
+    if (t->out.len == n && memcmp(t->out.p, want, n) == 0)
         return 1;
-    fprintf(stderr, "thrift bytes (%zu, want %zu):", t->len, n);
-    for (size_t i = 0; i < t->len; i++)
-        fprintf(stderr, " %02x", t->buf[i]);
+    fprintf(stderr, "thrift bytes (%zu, want %zu):", t->out.len, n);
+    for (size_t i = 0; i < t->out.len; i++)
+        fprintf(stderr, " %02x", t->out.p[i]);
     fprintf(stderr, "\n");
     return 0;
 }
@@ -143,7 +143,7 @@ static void test_thrift(void)
 
     /* the test's decoder reads the same bytes back */
     tnode n;
-    CHECK(tdecode(t.buf, t.len, &n) == (long)t.len);
+    CHECK(tdecode(t.out.p, t.out.len, &n) == (long)t.out.len);
     CHECK(ti(&n, 102, 0) == INT64_MIN && ti(&n, 103, 0) == INT64_MAX);
     CHECK(tf(&n, 9) && tf(&n, 9)->nkids == 2 && ti(&tf(&n, 9)->kids[0], 1, 0) == 1);
     CHECK(tf(&n, 8) && tf(&n, 8)->type == THRIFT_STRUCT && tf(&n, 8)->nkids == 0);
@@ -160,7 +160,7 @@ static void test_thrift(void)
     for (int i = 0; i < 200; i++)
         thrift_i32(&t, 1);
     thrift_struct_end(&t);
-    CHECK(t.len == 1 + 1 + 2 + 200 + 1 && t.buf[1] == 0xF5 && t.buf[2] == 0xC8 && t.buf[3] == 0x01);
+    CHECK(t.out.len == 1 + 1 + 2 + 200 + 1 && t.out.p[1] == 0xF5 && t.out.p[2] == 0xC8 && t.out.p[3] == 0x01);
 
     /* misuse is reported once, at the end */
     thrift_reset(&t);
