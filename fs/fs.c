@@ -105,7 +105,8 @@ struct fs_mount {
     pthread_mutex_t mu;           /* opening and releasing views; views by name */
     fs_view *views[MAX_VIEWS];    /* by id, from 1; published once complete */
     uint32_t nviews;              /* highest id handed out */
-    struct fuse_session *se;      /* for entry invalidations; NULL before serving */
+    struct fuse_session *se;      /* for entry invalidations; NULL before and after serving */
+    pthread_mutex_t se_mu;        /* se's changes wait for an invalidation in progress */
 };
 
 typedef struct fs_ref {           /* a request's hold on the view of one inode */
@@ -654,26 +655,36 @@ static int view_name_valid(const char *name)
 static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, size_t errlen)
 {
     if ((*out = view_find(m, name))) return 0;
-    if (m->nviews + 1 >= MAX_VIEWS) {
+    /* a time-travel view closed when idle comes back under its old id: the
+     * kernel's stale inodes of it then name the same files of the same
+     * point, and a view used now and then does not use up the ids */
+    fs_view *v = NULL;
+    for (uint32_t id = 1; id <= m->nviews && !v; id++)
+        if (m->views[id]->past && !m->views[id]->st && !strcmp(m->views[id]->name, name)) v = m->views[id];
+    int reuse = v != NULL;
+    if (!reuse && m->nviews + 1 >= MAX_VIEWS) {
         snprintf(err, errlen, "this mount has opened %u branches, its limit; remount to serve more", m->nviews);
         return -EMFILE;
     }
-    fs_view *v = calloc(1, sizeof *v);
-    if (!v) return -ENOMEM;
+    if (!reuse && !(v = calloc(1, sizeof *v))) return -ENOMEM;
     fs_branch fb = { 0 };
     int rc = m->cfg.ops.open(m->cfg.ops.arg, name, &fb, err, errlen);
-    if (rc) { free(v); return rc; }
+    if (rc) { if (!reuse) free(v); return rc; }
+    if (reuse) {
+        pthread_rwlock_wrlock(&v->lock);   /* requests on its stale inodes wait for it whole */
+    } else {
+        snprintf(v->name, sizeof v->name, "%s", name);
+        pthread_rwlockattr_t at;
+        pthread_rwlockattr_init(&at);
+        /* a release must not wait for a pause in a busy server's traffic */
+        pthread_rwlockattr_setkind_np(&at, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+        pthread_rwlock_init(&v->lock, &at);
+        pthread_rwlockattr_destroy(&at);
+    }
     v->st = fb.st;
     v->arch = (pg_archive){ fb.archive, fb.archive_end };
     v->past = fb.past;
     v->used_ns = mono_ns();
-    snprintf(v->name, sizeof v->name, "%s", name);
-    pthread_rwlockattr_t at;
-    pthread_rwlockattr_init(&at);
-    /* a release must not wait for a pause in a busy server's traffic */
-    pthread_rwlockattr_setkind_np(&at, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    pthread_rwlock_init(&v->lock, &at);
-    pthread_rwlockattr_destroy(&at);
     if ((rc = view_drop_stale(v)))
         snprintf(err, errlen, "branch %s: cannot remove a stale postmaster.pid: %s", name, strerror(-rc));
     else if (fb.past && (rc = fs_add_recovery(v->st, 0)))
@@ -682,13 +693,22 @@ static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, si
         snprintf(err, errlen, "branch %s: cannot read its recorded WAL position: %s", name, strerror(-rc));
     if (rc) {
         m->cfg.ops.close(m->cfg.ops.arg, name, &fb);
-        pthread_rwlock_destroy(&v->lock);
-        free(v);
+        v->st = v->arch.st = NULL;
+        if (reuse) {
+            pthread_rwlock_unlock(&v->lock);
+        } else {
+            pthread_rwlock_destroy(&v->lock);
+            free(v);
+        }
         return rc;
     }
-    v->id = m->nviews + 1;
-    __atomic_store_n(&m->views[v->id], v, __ATOMIC_RELEASE);
-    __atomic_store_n(&m->nviews, v->id, __ATOMIC_RELEASE);
+    if (reuse) {
+        pthread_rwlock_unlock(&v->lock);
+    } else {
+        v->id = m->nviews + 1;
+        __atomic_store_n(&m->views[v->id], v, __ATOMIC_RELEASE);
+        __atomic_store_n(&m->nviews, v->id, __ATOMIC_RELEASE);
+    }
     *out = v;
     return 0;
 }
@@ -699,12 +719,29 @@ int fs_new(const fs_config *cfg, fs_mount **out)
     if (!m) return -ENOMEM;
     m->cfg = *cfg;
     pthread_mutex_init(&m->mu, NULL);
+    pthread_mutex_init(&m->se_mu, NULL);
     pthread_once(&stripes_once, stripes_init);
     *out = m;
     return 0;
 }
 
-void fs_set_session(fs_mount *m, struct fuse_session *se) { m->se = se; }
+void fs_set_session(fs_mount *m, struct fuse_session *se)
+{
+    pthread_mutex_lock(&m->se_mu);
+    m->se = se;
+    pthread_mutex_unlock(&m->se_mu);
+}
+
+/* Make the kernel forget branches/NAME (a repository mount being served);
+ * never called with m->mu held: the kernel may wait for a lookup in
+ * branches/ that waits for m->mu. */
+static void forget_branch_entry(fs_mount *m, const char *name)
+{
+    pthread_mutex_lock(&m->se_mu);
+    if (m->se && !m->cfg.branch)
+        fuse_lowlevel_notify_inval_entry(m->se, SYN_BRANCHES, name, strlen(name));
+    pthread_mutex_unlock(&m->se_mu);
+}
 
 int fs_open_branch(fs_mount *m, const char *name, char *err, size_t errlen)
 {
@@ -803,20 +840,22 @@ int fs_close_idle_views(fs_mount *m, int64_t idle_ns)
     int64_t now = mono_ns();
     if (m->cfg.branch) return 0;  /* a branch mount's view is its root: it stays */
     for (uint32_t id = 1; id <= __atomic_load_n(&m->nviews, __ATOMIC_ACQUIRE); id++) {
-        pthread_mutex_lock(&m->mu);  /* no lookup of branches/NAME meanwhile: it finds V or its successor */
+        pthread_mutex_lock(&m->mu);  /* no lookup of branches/NAME meanwhile (it holds V before letting go) */
         fs_view *v = m->views[id];
-        int64_t used = __atomic_load_n(&v->used_ns, __ATOMIC_RELAXED);
+        int64_t used = 0;
         int rc = 1;
-        if (v->past && v->st && now - used >= idle_ns && !__atomic_load_n(&v->handles, __ATOMIC_RELAXED)) {
-            pthread_rwlock_wrlock(&v->lock);   /* no request in flight: none can open a file now */
-            if (!__atomic_load_n(&v->handles, __ATOMIC_RELAXED) && !view_server_may_run(v))
+        /* a busy view (a request in flight) is left for the next call:
+         * lookups in branches/ must not wait behind it for m->mu */
+        if (v->past && v->st && !pthread_rwlock_trywrlock(&v->lock)) {
+            /* no request in flight now, and none can open a file before the unlock */
+            used = __atomic_load_n(&v->used_ns, __ATOMIC_RELAXED);
+            if (now - used >= idle_ns && !__atomic_load_n(&v->handles, __ATOMIC_RELAXED) && !view_server_may_run(v))
                 rc = view_release_locked(m, v);
             pthread_rwlock_unlock(&v->lock);
         }
         pthread_mutex_unlock(&m->mu);
         if (rc == 1) continue;
-        if (m->se)                /* forget branches/NAME in the kernel: the next use opens it afresh */
-            fuse_lowlevel_notify_inval_entry(m->se, SYN_BRANCHES, v->name, strlen(v->name));
+        forget_branch_entry(m, v->name);   /* the next use opens it afresh */
         fprintf(stderr, "lakefs: view %s: unused for %" PRId64 " s, closed (what was written on it is dropped; "
                 "it opens again at the same point when used)%s%s\n", v->name, (now - used) / 1000000000,
                 rc ? ": " : "", rc ? strerror(-rc) : "");
@@ -831,8 +870,7 @@ int fs_release_branch(fs_mount *m, const char *name)
     fs_view *v = view_find(m, name);
     int rc = v ? view_release(m, v) : -ENOENT;
     pthread_mutex_unlock(&m->mu);
-    if (v && m->se && !m->cfg.branch) /* forget branches/NAME in the kernel */
-        fuse_lowlevel_notify_inval_entry(m->se, SYN_BRANCHES, name, strlen(name));
+    if (v) forget_branch_entry(m, name);
     return rc;
 }
 
@@ -847,6 +885,7 @@ int fs_free(fs_mount *m)
         free(m->views[id]);
     }
     pthread_mutex_destroy(&m->mu);
+    pthread_mutex_destroy(&m->se_mu);
     free(m);
     return rc;
 }
@@ -856,13 +895,14 @@ static void lookup_branch(fuse_req_t req, fs_mount *m, const char *name)
 {
     char err[512] = "";
     fs_view *v;
-    pthread_mutex_lock(&m->mu);
-    int rc = view_name_valid(name) ? view_open(m, name, &v, err, sizeof err) : -ENOENT;
-    pthread_mutex_unlock(&m->mu);
-    if (rc && err[0]) fprintf(stderr, "lakefs: cannot serve %s: %s\n", name, err);
     fs_ref r;
     fs_attr a;
+    pthread_mutex_lock(&m->mu);
+    int rc = view_name_valid(name) ? view_open(m, name, &v, err, sizeof err) : -ENOENT;
+    /* held before m->mu is let go: an idle close cannot take it meanwhile */
     if (!rc) rc = ref_get(m, (fuse_ino_t)v->id << VIEW_SHIFT | FS_ROOT_INO, &r);
+    pthread_mutex_unlock(&m->mu);
+    if (rc && err[0]) fprintf(stderr, "lakefs: cannot serve %s: %s\n", name, err);
     if (rc) { fuse_reply_err(req, rc == -ESTALE ? ENOENT : -rc); return; }
     rc = attr_load(r.st, FS_ROOT_INO, &a);
     if (rc) {

@@ -72,8 +72,9 @@ int fs_release_branch(fs_mount *m, const char *name);
 /* Close the time-travel views that no request has used for IDLE_NS, with
  * no file or directory open in them and no PostgreSQL server running on
  * them (pg_view.h): their overlays, which hold what servers on them wrote,
- * are freed, and the next lookup opens them afresh at the same point (a
- * process whose working directory was in one gets ESTALE there).  Returns
+ * are freed, and the next lookup opens them afresh at the same point,
+ * under the same inode numbers (a process whose working directory is in
+ * one gets ESTALE there until then).  Returns
  * how many were closed (none on a branch mount: its view is its root). */
 int fs_close_idle_views(fs_mount *m, int64_t idle_ns);
 /* Close every branch and free M; the first close error, or 0. */

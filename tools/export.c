@@ -751,20 +751,24 @@ static int point_lsn(const char *branch, const char *point, const char *repo, co
     }
     close(fds[1]);
     close(efds[1]);
-    read_all(fds[0], out, len);   /* small: the child's stderr cannot fill its pipe meanwhile */
-    close(fds[0]);
-    char msg[1024];
+    /* stderr first, to its end: stdout is one line, which its pipe holds */
+    char msg[8192];
     read_all(efds[0], msg, sizeof msg);
     close(efds[0]);
-    int st;
-    waitpid(pid, &st, 0);
+    read_all(fds[0], out, len);
+    close(fds[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
     char *nl = strchr(out, '\n');
     if (nl) *nl = 0;
     uint64_t lsn;
     if (WIFEXITED(st) && !WEXITSTATUS(st) && !parse_lsn(out, &lsn)) return 0;
-    nl = strchr(msg, '\n');
-    if (nl) *nl = 0;
-    const char *m = !strncmp(msg, "lakefs: ", 8) ? msg + 8 : msg;
+    /* the reason is its last line (warnings may come before it) */
+    size_t n = strlen(msg);
+    while (n && msg[n - 1] == '\n') msg[--n] = 0;
+    char *last = strrchr(msg, '\n');
+    last = last ? last + 1 : msg;
+    const char *m = !strncmp(last, "lakefs: ", 8) ? last + 8 : last;
     if (*m) snprintf(why, whylen, "%s", m);
     return 1;
 }
@@ -971,6 +975,9 @@ static int dsn_branch_check(PGconn *pg, const char *branch)
         size_t ml = sizeof marker - 1;
         if ((size_t)(name - d) >= ml && !strncmp(name - ml, marker, ml)) {
             size_t nl = strcspn(name, "@/");
+            if (name[nl] == '@')  /* its insert LSN is past the point, on its own timeline */
+                return efail(1, "--dsn: that server runs on the time-travel view %.*s (data directory %s): export "
+                             "that point with --at instead", (int)strcspn(name, "/"), name, dir);
             if (nl > len - (size_t)(name - d)) nl = len - (size_t)(name - d);
             if (strlen(branch) == nl && !strncmp(name, branch, nl)) return 0;
             return efail(1, "--dsn: that server runs on branch %.*s (data directory %s), not %s: export %.*s, or "

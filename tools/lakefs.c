@@ -116,9 +116,10 @@ static const char *usage_mount =
     "  -o gc_interval=DURATION  run garbage collection (lakefs gc) that often (default\n"
     "                      1h; 0: never)\n"
     "  -o view_idle=DURATION  close a time-travel view BRANCH@POINT nothing has used\n"
-    "                      for that long (no open file, no working directory in it):\n"
-    "                      what servers on it wrote is freed; it opens again at the\n"
-    "                      same point when used (default 1min; 0: never)\n"
+    "                      for that long (no file or directory open in it, no server\n"
+    "                      running on it): what servers on it wrote is freed; it\n"
+    "                      opens again at the same point when used (default 1min;\n"
+    "                      0: never; at most 365d)\n"
     "  -o compaction=off   never merge layers (to measure what compaction costs; reads\n"
     "                      then probe every layer ever flushed)\n"
     "  -o durability=MODE  local (default): fsync returns once the data is in the local\n"
@@ -463,8 +464,8 @@ static int parse_mount_opts(mount_opts *m, char *list)
             if (parse_duration_or_zero(val, &m->gc_interval_s))
                 return fail("bad gc_interval '%s': use a duration like 1h or 30min, or 0 for never", val);
         } else if (!strcmp(opt, "view_idle")) {
-            if (parse_duration_or_zero(val, &m->view_idle_s))
-                return fail("bad view_idle '%s': use a duration like 1min or 30s, or 0 for never", val);
+            if (parse_duration_or_zero(val, &m->view_idle_s) || m->view_idle_s > 365 * 86400)
+                return fail("bad view_idle '%s': use a duration like 1min or 30s (at most 365d), or 0 for never", val);
         } else if (!strcmp(opt, "durability")) {
             if (!strcmp(val, "remote")) m->durability_remote = 1;
             else if (!strcmp(val, "local")) m->durability_remote = 0;

@@ -17,7 +17,7 @@
 # each with its own stats; a column of a type without a mapping (point) is
 # exported as text with a warning.  Bad input: an unknown table, a target
 # that holds objects but no Delta log, a missing --dsn, a point in the
-# future, a --dsn server of another branch, a table whose rows fail half
+# future, a --dsn server of another branch or of a view, a table whose rows fail half
 # way (after some of its files were stored: they are deleted): one-line
 # errors, nothing committed.
 # On the s3 backend the repository and the Delta tables are in the bucket
@@ -243,6 +243,11 @@ expect_export_fail "in the future of branch 'main'" 1 main --table public.alltyp
 expect_export_fail "SCHEMA.TABLE" 2 main --table alltypes --to "$(lake_url)" --dsn "$dsn"
 expect_export_fail "that server runs on branch main" 1 dev --table public.alltypes --to "file://$T/other" --dsn "$dsn"
 [ ! -e "$T/other/public.alltypes/_delta_log" ] || die "an export of another branch's server committed"
+pv=$mp/branches/main@${point_a/\//-}
+pg_start "$pv"
+expect_export_fail "runs on the time-travel view main@" 1 main --table public.alltypes --to "file://$T/other" \
+    --dsn "$(pg_conninfo "$pv")"
+pg_stop "$pv"
 # rows that fail at aid 190000 of 200000, after several 256K files were stored
 psql_at "$main" -c "CREATE VIEW boom AS SELECT aid, md5(aid::text) AS h, 1 / (aid - 190000) AS x
                       FROM (SELECT aid FROM pgbench_accounts ORDER BY aid OFFSET 0) sorted" ||
