@@ -208,7 +208,8 @@ static int ref_get(fs_mount *m, fuse_ino_t ino, fs_ref *r)
     pthread_rwlock_rdlock(&v->lock);
     if (!v->st) { pthread_rwlock_unlock(&v->lock); return -ESTALE; }
     r->v = v; r->st = v->st; r->arch = &v->arch; r->sino = sino;
-    __atomic_store_n(&v->used_ns, mono_ns(), __ATOMIC_RELAXED);
+    if (v->past)                  /* only time-travel views close when idle: branches skip the clock */
+        __atomic_store_n(&v->used_ns, mono_ns(), __ATOMIC_RELAXED);
     return 0;
 }
 
