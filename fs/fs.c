@@ -1465,8 +1465,10 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     }
     int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size, first, pages);
     if (pages) rc = itxn_end(st, &t, wal < 0 ? wal : rc);
-    free(pages);
     if (wal > 0) pg_wal_written(r.v->wal, rc);
+    /* a checkpoint completed: that state is a base for time travel (pg_wal.h) */
+    if (!rc && pg_wal_checkpointed(r.v->wal, sino, (uint64_t)off, size, pages) > 0) store_flush_soon(st);
+    free(pages);
     fs_file *f = (fs_file *)(uintptr_t)fi->fh;
     if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(st);
     ref_put(&r);

@@ -36,6 +36,7 @@
 #include "objcache.h"
 #include "objstore_backend.h"
 #include "crc32c.h"
+#include "dirlock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -784,13 +785,13 @@ int objcache_open(objstore *inner, const char *dir, uint64_t limit,
                  dir, strerror(-rc));
         goto fail;
     }
-    c->lockfd = openat(c->dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC |
-                       O_NOFOLLOW, 0600);
-    if (c->lockfd < 0 || flock(c->lockfd, LOCK_EX | LOCK_NB) < 0) {
-        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+    char lockpath[PATH_MAX], what[PATH_MAX + 32], holder[32];
+    snprintf(lockpath, sizeof lockpath, "%s/lock", dir);
+    snprintf(what, sizeof what, "cache directory %s", dir);
+    if ((rc = dirlock_take(lockpath, what, &c->lockfd, holder, sizeof holder))) {
         if (rc == -EBUSY)
             snprintf(err, errlen, "cache directory %s is in use by another "
-                     "lakefs daemon; give each daemon its own cache_dir", dir);
+                     "lakefs daemon (pid %s); give each daemon its own cache_dir", dir, holder);
         else
             snprintf(err, errlen, "cache directory %s: %s", dir, strerror(-rc));
         goto fail;
@@ -809,6 +810,11 @@ int objcache_open(objstore *inner, const char *dir, uint64_t limit,
 fail:
     oc_free(c);
     return rc;
+}
+
+int objcache_unmounting(objcache *c)
+{
+    return dirlock_unmounting(c->lockfd);
 }
 
 /* The caching view of the repository; valid until objcache_close. */

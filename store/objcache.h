@@ -35,8 +35,8 @@ typedef struct objcache_counters {
 /* Open (creating it 0700 if missing) the cache directory DIR, bounded to
  * LIMIT bytes, in front of INNER, which must outlive the cache.  Entries
  * already in DIR are kept (least recently used dropped beyond LIMIT).
- * -EBUSY if another process has DIR open.  On failure a one-line reason
- * goes to ERR. */
+ * -EBUSY if another process has DIR open (one finishing its unmount is
+ * waited for: dirlock.h).  On failure a one-line reason goes to ERR. */
 int objcache_open(objstore *inner, const char *dir, uint64_t limit,
                   objcache **out, char *err, size_t errlen);
 /* The caching view of the repository; valid until objcache_close. */
@@ -45,6 +45,9 @@ objstore *objcache_store(objcache *c);
 void objcache_stats(objcache *c, objcache_counters *out);
 /* Write the counters as "name value" lines to PATH (atomically replaced). */
 int objcache_write_stats(objcache *c, const char *path);
+/* The mount using C is gone and objcache_close follows: let a daemon
+ * opening DIR meanwhile wait for the close (dirlock_unmounting). */
+int objcache_unmounting(objcache *c);
 /* Close the view and free the cache; files stay for the next open. */
 void objcache_close(objcache *c);
 

@@ -78,6 +78,7 @@
 #include "compact.h"
 #include "failpoint.h"
 #include "branch.h"
+#include "dirlock.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -143,6 +144,7 @@ struct store {
     pthread_mutex_t wake_mu;      /* with wake_cv: the flusher sleeps and is woken; */
     pthread_cond_t wake_cv;       /* never held across I/O, so commits never wait on it */
     int kicked;                   /* a memtable was frozen since the flusher looked (wake_mu) */
+    uint64_t flush_wanted;        /* store_flush_soon: flush every batch up to this seq (lock) */
     pthread_t flusher;
     int flusher_running, stopping;    /* stopping: atomic, set under wake_mu */
     pthread_t compactor;
@@ -1204,7 +1206,9 @@ static void *store_flusher(void *arg)
                 st->branch, st->folded, strerror(-trc));
     pthread_mutex_lock(&st->wake_mu);
     while (!st->stopping) {
-        pthread_rwlock_rdlock(&st->lock);
+        pthread_rwlock_wrlock(&st->lock);
+        /* store_flush_soon: freeze what it asked for once the frozen ones are done */
+        if (!st->nfrozen && mt_bytes(st->active) && mt_min_seq(st->active) <= st->flush_wanted) store_freeze(st);
         int pending = st->nfrozen;
         pthread_rwlock_unlock(&st->lock);
         if (pending) {
@@ -1268,6 +1272,19 @@ int store_checkpoint(store *st, uint64_t *seq, uint64_t *gen)
     }
     pthread_mutex_unlock(&st->flush_mu);
     return rc;
+}
+
+int store_flush_soon(store *st)
+{
+    if (st->snapshot) return -EROFS;
+    pthread_rwlock_wrlock(&st->lock);
+    st->flush_wanted = st->seq;
+    pthread_rwlock_unlock(&st->lock);
+    pthread_mutex_lock(&st->wake_mu);
+    st->kicked = 1;
+    pthread_cond_signal(&st->wake_cv);
+    pthread_mutex_unlock(&st->wake_mu);
+    return 0;
 }
 
 /* ---- the branch lease: one writer per branch across daemons ---- */
@@ -1625,6 +1642,15 @@ int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **
     return rc;
 }
 
+void store_unmounting(store *st)
+{
+    if (st->lock_fd < 0) return;  /* a snapshot: no state directory */
+    int rc = dirlock_unmounting(st->lock_fd);
+    if (rc)
+        fprintf(stderr, "lakefs: branch %s: cannot mark %s/lock as unmounting: %s (a mount started now fails "
+                "until this daemon exits)\n", st->branch, st->state_dir, strerror(-rc));
+}
+
 int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
 {
     store *st = store_alloc(cfg->os, cfg->branch);
@@ -1645,29 +1671,15 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         snprintf(err, errlen, "cannot create state directory %s: %s", st->state_dir, strerror(-rc));
         goto fail;
     }
-    char path[4200];
+    char path[4200], what[BRANCH_NAME_MAX + 16], holder[32];
     snprintf(path, sizeof path, "%s/lock", st->state_dir);
-    st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (st->lock_fd < 0) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot open lock file %s: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (flock(st->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
-        char holder[32] = "";
-        ssize_t n = pread(st->lock_fd, holder, sizeof holder - 1, 0);
-        holder[n > 0 ? n : 0] = 0;
-        holder[strcspn(holder, "\n")] = 0;
-        snprintf(err, errlen, "branch '%s' is already mounted read-write by another lakefs daemon (pid %s); unmount it first",
-                 st->branch, holder[0] ? holder : "unknown");
-        goto fail;
-    }
-    char pid[32];
-    int pl = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-    if (ftruncate(st->lock_fd, 0) < 0 || pwrite(st->lock_fd, pid, (size_t)pl, 0) != pl) {
-        rc = -errno;
-        snprintf(err, errlen, "cannot write lock file %s: %s", path, strerror(errno));
+    snprintf(what, sizeof what, "branch %s", st->branch);
+    if ((rc = dirlock_take(path, what, &st->lock_fd, holder, sizeof holder))) {
+        if (rc == -EBUSY)
+            snprintf(err, errlen, "branch '%s' is already mounted read-write by another lakefs daemon (pid %s); "
+                     "unmount it first", st->branch, holder);
+        else
+            snprintf(err, errlen, "cannot lock %s: %s", path, strerror(-rc));
         goto fail;
     }
     if ((rc = store_writer_id(st, err, errlen))) goto fail;

@@ -75,6 +75,10 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen);
 int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **out, char *err, size_t errlen);
 /* Start the background flusher (call after any fork). */
 int store_start(store *st);
+/* The mount serving ST is gone and store_close follows: mark the state
+ * directory's lock, so a mount of the branch starting meanwhile (umount
+ * returns before the last flush) waits for the close instead of refusing. */
+void store_unmounting(store *st);
 /* Flush everything into layers, commit, drop the journal, free.  Returns
  * 0 or -errno (data not flushed stays in the journal for the next open). */
 int store_close(store *st);
@@ -122,6 +126,11 @@ int store_sync(store *st);
  * return manifest generation *GEN holds every batch <= *SEQ (the seq last
  * committed when it was called, or later).  Concurrent commits go on. */
 int store_checkpoint(store *st, uint64_t *seq, uint64_t *gen);
+/* Have the background flusher commit, soon, a manifest generation holding
+ * every batch committed so far, without waiting for it (store_checkpoint
+ * waits): a cheap base state for time travel (a small layer of what the
+ * memtable holds).  -EROFS for a snapshot, else 0. */
+int store_flush_soon(store *st);
 /* Merge layers as compaction does (compact.h) until no merge is due; the
  * background compactor does the same after every flush.  Returns the
  * merges committed, or -errno. */

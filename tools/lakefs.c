@@ -512,9 +512,17 @@ static int check_mountpoint(const char *dir)
     return 0;
 }
 
-/* Run the FUSE session of FS until unmount; REPORT_FD (or -1) gets the
- * startup status. */
-static int serve(mount_opts *m, fs_mount *fs, int report_fd)
+/* fs_foreach_branch callback: the mount is gone, the store's close follows. */
+static int mark_unmounting(void *arg, const char *name, store *st)
+{
+    (void)arg; (void)name;
+    store_unmounting(st);
+    return 0;
+}
+
+/* Run the FUSE session of FS (its disk cache CACHE, or NULL) until
+ * unmount; REPORT_FD (or -1) gets the startup status. */
+static int serve(mount_opts *m, fs_mount *fs, objcache *cache, int report_fd)
 {
     char fsname[600];
     snprintf(fsname, sizeof fsname, "fsname=%s", m->url);
@@ -546,8 +554,13 @@ static int serve(mount_opts *m, fs_mount *fs, int report_fd)
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 64);
     fuse_loop_cfg_set_clone_fd(lc, 1);
-    int loop = fuse_session_loop_mt(se, lc);
+    int loop = fuse_session_loop_mt(se, lc), rc;
     fs_set_session(fs, NULL);
+    /* the mount is gone, the last flush follows: a mount starting now waits for it (dirlock.h) */
+    fs_foreach_branch(fs, mark_unmounting, NULL);
+    if (cache && (rc = objcache_unmounting(cache)))
+        fprintf(stderr, "lakefs: cannot mark the disk cache as unmounting: %s (a mount started now goes "
+                "without a disk cache)\n", strerror(-rc));
     fuse_loop_cfg_destroy(lc);
     fuse_session_unmount(se);
     fuse_remove_signal_handlers(se);
@@ -1058,7 +1071,7 @@ static int cmd_mount(int argc, char **argv)
     } else {
         gc_timer gt = { .os = d.os, .fs = d.fs, .interval_s = m.gc_interval_s, .view_idle_s = m.view_idle_s };
         int gc_started = gc_timer_start(&gt);
-        status = serve(&m, d.fs, report[1]);
+        status = serve(&m, d.fs, cache, report[1]);
         if (gc_started) gc_timer_stop(&gt);
         control_stop(ctl);
         served = 1;

@@ -47,6 +47,8 @@ struct pg_wal {
     pthread_rwlock_t lock;        /* guards the cache below */
     uint64_t dir;                 /* inode the root's pg_wal entry named at the last scan (0: none) */
     uint64_t forgets;             /* renames and unlinks seen (atomic; written under lock) */
+    uint64_t control;             /* inode of global/pg_control once seen (atomic; 0: not known) */
+    uint64_t checkpoint;          /* the checkpoint its last write named (atomic; 0: none seen) */
     size_t used;                  /* slots not empty (tombstones too) */
     pw_slot slots[PW_SLOTS];
 };
@@ -313,6 +315,8 @@ void pg_wal_written(pg_wal *w, int rc)
 void pg_wal_forget(pg_wal *w, uint64_t ino)
 {
     if (!w || !ino) return;
+    uint64_t control = ino;       /* pg_control renamed or gone: look it up again */
+    __atomic_compare_exchange_n(&w->control, &control, 0, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
     pthread_rwlock_wrlock(&w->lock);
     if (ino == w->dir || !w->dir) {   /* pg_wal itself moved or went, or one may be moved in */
         pw_clear(w);
@@ -323,6 +327,48 @@ void pg_wal_forget(pg_wal *w, uint64_t ino)
     }
     __atomic_add_fetch(&w->forgets, 1, __ATOMIC_RELEASE);
     pthread_rwlock_unlock(&w->lock);
+}
+
+/* ---- checkpoints: writes of global/pg_control ---- */
+
+/* 1 if the first bytes P of a file look like ControlFileData: a
+ * pg_control_version (8 bytes in) and a catalog_version_no (12 bytes in,
+ * YYYYMMDDN) that some PostgreSQL release has. */
+static int pw_control_shaped(const uint8_t *p)
+{
+    uint64_t version = fs_get_le(p + 8, 4), catalog = fs_get_le(p + 12, 4);
+    return version >= 900 && version < 10000 && catalog >= 200000000 && catalog < 300000000;
+}
+
+/* 1 if INO is the root's global/pg_control, 0 if not, or -errno. */
+static int pw_is_control(pg_wal *w, uint64_t ino)
+{
+    static const char *const path[] = { "global", "pg_control" };
+    uint8_t v[FS_DIRENT_LEN];
+    uint64_t dir = FS_ROOT_INO;
+    uint32_t type = 0;
+    size_t vlen = 0;
+    skey k;
+    for (int i = 0; i < 2; i++) {
+        key_dirent(&k, dir, path[i], strlen(path[i]));
+        int rc = store_get(w->st, &k, v, sizeof v, &vlen);
+        if (!rc) rc = fs_dirent_decode(v, vlen, &dir, &type);
+        if (rc) return rc == -ENOENT ? 0 : rc;
+    }
+    return type == S_IFREG && dir == ino;
+}
+
+int pg_wal_checkpointed(pg_wal *w, uint64_t ino, uint64_t off, size_t len, const uint8_t *pages)
+{
+    if (!w || off != 0 || len < 48) return 0;
+    if (ino != __atomic_load_n(&w->control, __ATOMIC_ACQUIRE)) {
+        if (!pw_control_shaped(pages)) return 0;
+        int rc = pw_is_control(w, ino);
+        if (rc <= 0) return rc;
+        __atomic_store_n(&w->control, ino, __ATOMIC_RELEASE);
+    }
+    uint64_t checkpoint = fs_get_le(pages + 32, 8);   /* ControlFileData.checkPoint */
+    return checkpoint && __atomic_exchange_n(&w->checkpoint, checkpoint, __ATOMIC_ACQ_REL) != checkpoint;
 }
 
 /* 1 if NAME is a timeline history file's name: 8 upper-case hex digits,

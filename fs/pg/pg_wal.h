@@ -36,6 +36,20 @@
  * WAL before the switch point into the new timeline's first segment that
  * way (a new segment is all zeros: nothing to archive).
  *
+ * PostgreSQL ends every checkpoint by writing global/pg_control, naming
+ * the checkpoint record recovery starts from (ControlFileData.checkPoint,
+ * 32 bytes in).  The observer tells fs.c when a write of the branch root's
+ * pg_control names a new one (pg_wal_checkpointed), and fs.c has the
+ * store commit a manifest generation of that state soon
+ * (store_flush_soon): a base state for time travel to any later point, so
+ * a quiet branch whose memtable never fills still has one per checkpoint
+ * (initdb's last one and the server's start included).  Recovery to a
+ * target then replays at most the WAL from the redo point of the
+ * checkpoint before the base to the target: PostgreSQL checkpoints every
+ * checkpoint_timeout (5 min) or max_wal_size of WAL while anything is
+ * written, so that is about two checkpoint intervals of WAL at most (gc's
+ * thinning, gc.h, keeps fewer bases in the older part of the window).
+ *
  * The segment size is the file's size when that is a power of two between
  * 1 MiB and 1 GiB (initdb --wal-segsize; PostgreSQL fills a segment to its
  * full size before it gets its name), else 16 MiB.  Only the branch root's
@@ -121,6 +135,15 @@ void pg_wal_written(pg_wal *w, int rc);
  * no write sees the old name after the change): look its name up again.
  * W NULL or INO 0: nothing. */
 void pg_wal_forget(pg_wal *w, uint64_t ino);
+
+/* A write of LEN bytes at OFF into store inode INO, whose pages from the
+ * first are PAGES (as for pg_wal_write), was committed: 1 if INO is the
+ * branch root's global/pg_control and the write names a checkpoint record
+ * (ControlFileData.checkPoint) other than the one its last write named --
+ * PostgreSQL completed a checkpoint (or, first after the observer opened,
+ * started), so the state now is a base for time travel to any later point
+ * (pg_target.h) -- else 0 (also when W is NULL), or -errno. */
+int pg_wal_checkpointed(pg_wal *w, uint64_t ino, uint64_t off, size_t len, const uint8_t *pages);
 
 /* Batch B renames file INO (SIZE bytes) to NAME in directory DIR: if that
  * is a timeline history file in pg_wal/, or a segment there made under a

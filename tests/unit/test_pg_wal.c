@@ -27,7 +27,15 @@
  *    file (8 timelines: the same positions): after every commit the key is
  *    at least the writer's own position, and at the end it is the highest
  *    (this fails if batches carrying the key can commit out of order);
- *  - a pg_wal/ that becomes a symlink (initdb -X) is not followed.
+ *  - a pg_wal/ that becomes a symlink (initdb -X) is not followed;
+ *  - pg_wal_checkpointed: a write of the root's global/pg_control naming a
+ *    checkpoint record other than the last one is a completed checkpoint
+ *    (1), the same one again, a write elsewhere in it, a short one, a page
+ *    not shaped like ControlFileData, and the same bytes in any other file
+ *    (a copy in the root, global/pg_control.bak, a dev branch's own) are
+ *    not (0); after pg_control is renamed away and a new one renamed into
+ *    place the new inode is recognised; and, with pg_control known,
+ *    pg_wal_forget of a recycled segment still re-resolves the segment.
  */
 #include "harness.h"
 #include "branch.h"
@@ -451,6 +459,80 @@ static void test_concurrent(void)
     env_free(&e);
 }
 
+/* An 8 KiB pg_control page of PostgreSQL 15 whose last checkpoint
+ * record is at CHECKPOINT (ControlFileData.checkPoint, 32 bytes in). */
+static void control_page(uint8_t *p, uint64_t checkpoint)
+{
+    uint32_t version = 1300, catalog = 202209061;
+    memset(p, 0, 8192);
+    memcpy(p + 8, &version, 4);
+    memcpy(p + 12, &catalog, 4);
+    memcpy(p + 32, &checkpoint, 8);
+}
+
+enum { I_GLOBAL = 20, I_CONTROL, I_CONTROL_COPY, I_CONTROL_BAK, I_CONTROL_NEW, I_RECYCLED };
+
+static void test_checkpoints(void)
+{
+    env e;
+    uint8_t page[8192];
+    env_init(&e);
+    store *st = open_branch(&e, "main");
+    pg_wal *w = must_observe(st);
+    dirent(st, 1, "global", I_GLOBAL, S_IFDIR);
+    dirent(st, I_GLOBAL, "pg_control", I_CONTROL, S_IFREG);
+    dirent(st, 1, "pg_control", I_CONTROL_COPY, S_IFREG);
+    dirent(st, I_GLOBAL, "pg_control.bak", I_CONTROL_BAK, S_IFREG);
+
+    control_page(page, 0x1000028);
+    CHECK(pg_wal_checkpointed(NULL, I_CONTROL, 0, 8192, page) == 0);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL_COPY, 0, 8192, page) == 0);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL_BAK, 0, 8192, page) == 0);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL, 0, 8192, page) == 1);   /* the first one seen */
+    CHECK(pg_wal_checkpointed(w, I_CONTROL, 0, 8192, page) == 0);   /* the same again: the server's start */
+    CHECK(pg_wal_checkpointed(w, I_CONTROL, 0, 47, page) == 0);
+    control_page(page, 0x2000060);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL, 8192, 8192, page) == 0);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL_COPY, 0, 8192, page) == 0);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL, 0, 8192, page) == 1);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL, 0, 8192, page) == 0);
+    uint32_t bad = 7;             /* no PostgreSQL release has that catalog version */
+    memcpy(page + 12, &bad, 4);
+    memcpy(page + 32, &(uint64_t){ 0x3000000 }, 8);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL_COPY, 0, 8192, page) == 0);
+
+    /* pg_control known: a recycled segment renamed and forgotten is looked up again */
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    segment(st, "000000010000000000000001", I_RECYCLED);
+    CHECK(wal_write(st, w, I_RECYCLED, SEG16, 0, 100) == 1);
+    CHECK(lsn_of(st) == 0x1000000 + 100);
+    rename_seg(st, w, "000000010000000000000001", "000000010000000000000005", I_RECYCLED);
+    CHECK(wal_write(st, w, I_RECYCLED, SEG16, 0, 200) == 1);
+    CHECK(lsn_of(st) == 0x5000000 + 200);
+
+    /* pg_control replaced by rename (pg_resetwal, pg_rewind): the new inode counts */
+    dirent(st, I_GLOBAL, "pg_control", I_CONTROL_NEW, S_IFREG);
+    pg_wal_forget(w, I_CONTROL);
+    control_page(page, 0x6000028);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL, 0, 8192, page) == 0);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL_NEW, 0, 8192, page) == 1);
+
+    /* another branch's observer knows only its own tree */
+    branch_meta meta;
+    char err[512];
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+    CHECK(branch_fork(e.os, "dev", "main", 0, &meta, err, sizeof err) == 0);
+    store *dev = open_branch(&e, "dev");
+    pg_wal *dw = must_observe(dev);
+    control_page(page, 0x7000028);
+    CHECK(pg_wal_checkpointed(dw, I_CONTROL, 0, 8192, page) == 0);   /* renamed away before the fork */
+    CHECK(pg_wal_checkpointed(dw, I_CONTROL_NEW, 0, 8192, page) == 1);
+    pg_wal_close(dw);
+    CHECK(store_close(dev) == 0);
+    env_free(&e);
+}
+
 int main(void)
 {
     if (getenv("ONLY_C")) { test_concurrent(); return harness_done(); }
@@ -458,5 +540,6 @@ int main(void)
     test_observer();
     test_replay_and_fork();
     test_concurrent();
+    test_checkpoints();
     return harness_done();
 }
