@@ -249,6 +249,8 @@ static int pw_resolve(pg_wal *w, uint64_t ino, pg_wal_seg *seg)
 
 /* ---- the observer ---- */
 
+static void pw_load_checkpoint(pg_wal *w);
+
 int pg_wal_open(store *st, pg_wal **out)
 {
     pg_wal *w = calloc(1, sizeof *w);
@@ -258,6 +260,7 @@ int pg_wal_open(store *st, pg_wal **out)
     int rc = pg_wal_pos_get(st, &p);
     if (rc && rc != -ENOENT) { free(w); return rc; }
     w->max = rc ? 0 : p.lsn;
+    pw_load_checkpoint(w);
     pthread_mutex_init(&w->mu, NULL);
     pthread_rwlock_init(&w->lock, NULL);
     *out = w;
@@ -340,8 +343,9 @@ static int pw_control_shaped(const uint8_t *p)
     return version >= 900 && version < 10000 && catalog >= 200000000 && catalog < 300000000;
 }
 
-/* 1 if INO is the root's global/pg_control, 0 if not, or -errno. */
-static int pw_is_control(pg_wal *w, uint64_t ino)
+/* The inode of the root's global/pg_control into *INO: 0, -ENOENT if
+ * there is none (or it is no regular file), or -errno. */
+static int pw_control_ino(pg_wal *w, uint64_t *ino)
 {
     static const char *const path[] = { "global", "pg_control" };
     uint8_t v[FS_DIRENT_LEN];
@@ -353,18 +357,38 @@ static int pw_is_control(pg_wal *w, uint64_t ino)
         key_dirent(&k, dir, path[i], strlen(path[i]));
         int rc = store_get(w->st, &k, v, sizeof v, &vlen);
         if (!rc) rc = fs_dirent_decode(v, vlen, &dir, &type);
-        if (rc) return rc == -ENOENT ? 0 : rc;
+        if (rc) return rc;
     }
-    return type == S_IFREG && dir == ino;
+    *ino = dir;
+    return type == S_IFREG ? 0 : -ENOENT;
+}
+
+/* At open: the checkpoint the branch's pg_control names now, so that the
+ * server's start (which writes pg_control again, naming it) is no new one.
+ * Nothing known (no pg_control yet, an unreadable one): the first write
+ * counts, which costs one flush. */
+static void pw_load_checkpoint(pg_wal *w)
+{
+    uint8_t page[PG_WAL_PAGE];    /* a store page of the file: 8 KiB as well */
+    uint64_t ino;
+    size_t len = 0;
+    skey k;
+    if (pw_control_ino(w, &ino)) return;
+    key_page(&k, ino, 0);
+    if (store_get(w->st, &k, page, sizeof page, &len) || len < 48 || !pw_control_shaped(page)) return;
+    w->control = ino;
+    w->checkpoint = fs_get_le(page + 32, 8);
 }
 
 int pg_wal_checkpointed(pg_wal *w, uint64_t ino, uint64_t off, size_t len, const uint8_t *pages)
 {
     if (!w || off != 0 || len < 48) return 0;
     if (ino != __atomic_load_n(&w->control, __ATOMIC_ACQUIRE)) {
+        uint64_t control;
         if (!pw_control_shaped(pages)) return 0;
-        int rc = pw_is_control(w, ino);
-        if (rc <= 0) return rc;
+        int rc = pw_control_ino(w, &control);
+        if (rc) return rc == -ENOENT ? 0 : rc;
+        if (control != ino) return 0;
         __atomic_store_n(&w->control, ino, __ATOMIC_RELEASE);
     }
     uint64_t checkpoint = fs_get_le(pages + 32, 8);   /* ControlFileData.checkPoint */

@@ -43,7 +43,9 @@
  * store commit a manifest generation of that state soon
  * (store_flush_soon): a base state for time travel to any later point, so
  * a quiet branch whose memtable never fills still has one per checkpoint
- * (initdb's last one and the server's start included).  Recovery to a
+ * (initdb's included).  The observer starts from the checkpoint the
+ * branch's pg_control names when it opens, so a server's start, which
+ * writes pg_control naming the same one, is no new one.  Recovery to a
  * target then replays at most the WAL from the redo point of the
  * checkpoint before the base to the target: PostgreSQL checkpoints every
  * checkpoint_timeout (5 min) or max_wal_size of WAL while anything is
@@ -139,10 +141,10 @@ void pg_wal_forget(pg_wal *w, uint64_t ino);
 /* A write of LEN bytes at OFF into store inode INO, whose pages from the
  * first are PAGES (as for pg_wal_write), was committed: 1 if INO is the
  * branch root's global/pg_control and the write names a checkpoint record
- * (ControlFileData.checkPoint) other than the one its last write named --
- * PostgreSQL completed a checkpoint (or, first after the observer opened,
- * started), so the state now is a base for time travel to any later point
- * (pg_target.h) -- else 0 (also when W is NULL), or -errno. */
+ * (ControlFileData.checkPoint) other than the one pg_control named before
+ * (when the observer opened, or at its last write) -- PostgreSQL completed
+ * a checkpoint, so the state now is a base for time travel to any later
+ * point (pg_target.h) -- else 0 (also when W is NULL), or -errno. */
 int pg_wal_checkpointed(pg_wal *w, uint64_t ino, uint64_t off, size_t len, const uint8_t *pages);
 
 /* Batch B renames file INO (SIZE bytes) to NAME in directory DIR: if that

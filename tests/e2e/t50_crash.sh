@@ -15,8 +15,8 @@
 # Then the daemon dies at a moment of the round's kind:
 #   acks:N      kill -9 after N more acknowledged commits on main
 #   checkpoint  kill -9 while main's checkpointer is in the middle of a
-#               checkpoint (its server log then ends with "checkpoint
-#               starting" and no "checkpoint complete")
+#               checkpoint (held there by SIGSTOP: its server log ends with
+#               "checkpoint starting", no "checkpoint complete")
 #   flush:N     the daemon crashes (failpoint, store/failpoint.h) after the
 #               Nth layer object it uploads: a flush or a merge half done
 #   merge:N     the daemon crashes with its Nth merge uploaded, not committed
@@ -185,12 +185,20 @@ for kind in "${rounds[@]}"; do
         pid_alive "${jobs_[0]}" || die "ackclient on main stopped before the crash"
         lakefs_crash "$mp" ;;
     checkpoint)
-        wait_for 300 "main's checkpointer in a checkpoint" in_checkpoint || die "main never checkpointed"
+        # the checkpointer is stopped (SIGSTOP) in the middle of a checkpoint,
+        # so the kill cannot come a moment too late; tried again if it was
+        # stopped just after one completed
+        ckpt=$(psql_at "$main" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")
+        for try in $(seq 1 50); do
+            wait_for 300 "main's checkpointer in a checkpoint" in_checkpoint || die "main never checkpointed"
+            kill -STOP "$ckpt"
+            last=$(grep -E 'LOG: +checkpoint (starting|complete)' "$(main_log)" | tail -n 1)
+            [[ $last == *"checkpoint starting"* ]] && break
+            kill -CONT "$ckpt"
+        done
+        [[ $last == *"checkpoint starting"* ]] || die "could not stop main's checkpointer in a checkpoint"
         lakefs_crash "$mp"
-        lg=$(main_log)
-        last=$(grep -E 'LOG: +checkpoint (starting|complete)' "$lg" | tail -n 1)
-        [[ $last == *"checkpoint starting"* ]] || die "the kill was not during a checkpoint of main: $last"
-        log "killed during a checkpoint of main: ${last#*LOG:  }" ;;
+        log "killed during a checkpoint of main (try $try): ${last#*LOG:  }" ;;
     flush:* | merge:*)
         wait_for 600 "the daemon to crash at $arm" pid_dead "$dpid" || die "no crash at $arm"
         rc=0; wait "$dpid" || rc=$?

@@ -4,7 +4,7 @@
 # memtable and journal; a mount of the same repository started at that
 # moment waits for that daemon to finish (a log line says so) instead of
 # refusing the branch as "already mounted".
-# 20 rounds (5 on s3; 40 with --long): PostgreSQL on branches/main inserts
+# 20 rounds (5 on s3; 40 with --long; REMOUNT_ROUNDS=N): PostgreSQL on branches/main inserts
 # a few MiB (left unflushed: the default 64M memtable), stops, then plain
 # umount(8) and at once lakefs mount of the same repository; the new mount
 # must come up, its PostgreSQL must start and hold every row committed
@@ -23,6 +23,7 @@ unset LAKEFS_REPO
 if [ "${LAKEFS_TEST_LONG:-0}" = 1 ]; then rounds=40
 elif [ "$LAKEFS_TEST_BACKEND" = s3 ]; then rounds=5
 else rounds=20; fi
+rounds=${REMOUNT_ROUNDS:-$rounds}
 url=$(repo_url repo)
 mp=$T/mnt main=$T/mnt/branches/main
 opts=allow_other,default_permissions

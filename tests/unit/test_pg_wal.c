@@ -472,6 +472,18 @@ static void control_page(uint8_t *p, uint64_t checkpoint)
 
 enum { I_GLOBAL = 20, I_CONTROL, I_CONTROL_COPY, I_CONTROL_BAK, I_CONTROL_NEW, I_RECYCLED };
 
+/* Commit PAGE as page 0 of file INO (what fs_write stores). */
+static void wal_page_put(store *st, uint64_t ino, const uint8_t *page)
+{
+    store_batch b;
+    skey k;
+    store_batch_init(&b);
+    key_page(&k, ino, 0);
+    store_batch_put(&b, &k, page, 8192);
+    CHECK(store_commit(st, &b) == 0);
+    store_batch_free(&b);
+}
+
 static void test_checkpoints(void)
 {
     env e;
@@ -517,6 +529,15 @@ static void test_checkpoints(void)
     CHECK(pg_wal_checkpointed(w, I_CONTROL, 0, 8192, page) == 0);
     CHECK(pg_wal_checkpointed(w, I_CONTROL_NEW, 0, 8192, page) == 1);
 
+    /* a new observer (the next mount) starts from what pg_control names:
+     * the server's start writes it again, naming the same checkpoint */
+    wal_page_put(st, I_CONTROL_NEW, page);
+    pg_wal_close(w);
+    w = must_observe(st);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL_NEW, 0, 8192, page) == 0);
+    control_page(page, 0x6800028);
+    CHECK(pg_wal_checkpointed(w, I_CONTROL_NEW, 0, 8192, page) == 1);
+
     /* another branch's observer knows only its own tree */
     branch_meta meta;
     char err[512];
@@ -525,6 +546,8 @@ static void test_checkpoints(void)
     CHECK(branch_fork(e.os, "dev", "main", 0, &meta, err, sizeof err) == 0);
     store *dev = open_branch(&e, "dev");
     pg_wal *dw = must_observe(dev);
+    control_page(page, 0x6000028);
+    CHECK(pg_wal_checkpointed(dw, I_CONTROL_NEW, 0, 8192, page) == 0);  /* what the fork's pg_control names */
     control_page(page, 0x7000028);
     CHECK(pg_wal_checkpointed(dw, I_CONTROL, 0, 8192, page) == 0);   /* renamed away before the fork */
     CHECK(pg_wal_checkpointed(dw, I_CONTROL_NEW, 0, 8192, page) == 1);
