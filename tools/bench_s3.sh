@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tools/bench_s3.sh -- lakefs on an s3:// repository against a file:// one
-# on the same disk (issue 3's benchmark). The S3 server is a throw-away
-# one-node Ceph RADOS Gateway on 127.0.0.1 (memstore: objects in RAM), so
-# the figures measure lakefs's request pattern, not a WAN.
+# on the same disk (issues 3 and 16). The S3 server is a throw-away one-node
+# Ceph RADOS Gateway on 127.0.0.1 (memstore: objects in RAM); lakefs reaches
+# it through tests/e2e/faultproxy, which adds a fixed delay to every request
+# (--latencies, default "0 20" ms: a real bucket answers in 10-50 ms) and
+# counts what lakefs asks for.
 #
 # Workloads (each RUNS times, median):
 #   cold start  a database of pgbench scale COLD_SCALE (68: about 1 GiB) is
@@ -10,13 +12,18 @@
 #               new machine would: new state dir, new empty cache dir, the
 #               kernel's page cache dropped; time from "lakefs mount" to the
 #               mount being ready, to "pg_ctl start" returning, and to the
-#               first query answered; bytes downloaded (the cache dir).
-#   pgbench     TPC-B -c 4 -j 2, scale SCALE, TIME s: file://, s3:// and
-#               s3:// with -o durability=remote.
-# Prints a markdown table.
+#               first query answered; for the s3 runs, per phase, the
+#               requests by kind (GET, LIST, PUT, HEAD, other), the bytes
+#               downloaded, the time with a request in flight ("busy") and
+#               the mean number in flight while busy (1.0: one after the
+#               other, each a full round trip).
+#   pgbench     TPC-B -c 4 -j 2, scale SCALE, TIME s: file://, and s3://
+#               with durability=local and remote at every latency.
+# Prints markdown tables.
 #
 # usage: tools/bench_s3.sh [--lakefs BIN] [--dir DIR] [--runs N] [--time S]
-#                          [--scale N] [--cold-scale N] [--out FILE]
+#                          [--scale N] [--cold-scale N] [--latencies "MS ..."]
+#                          [--no-tpcb] [--out FILE]
 # Run as root, with a lakefs built without sanitizers. DIR (default
 # /var/tmp/lakefs-bench-s3) holds the file:// repository, state and caches.
 set -euo pipefail
@@ -25,7 +32,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 LAKEFS_TOP=$top
 . "$top/tests/e2e/lib.sh"
 
-bin='' dir=/var/tmp/lakefs-bench-s3 runs=3 duration=30 scale=20 cold_scale=68 outfile=
+bin='' dir=/var/tmp/lakefs-bench-s3 runs=3 duration=30 scale=20 cold_scale=68 outfile= latencies="0 20" tpcb=1
 while [ $# -gt 0 ]; do
     case $1 in
     --lakefs) bin=$2; shift ;;
@@ -34,8 +41,10 @@ while [ $# -gt 0 ]; do
     --time) duration=$2; shift ;;
     --scale) scale=$2; shift ;;
     --cold-scale) cold_scale=$2; shift ;;
+    --latencies) latencies=$2; shift ;;
+    --no-tpcb) tpcb=0 ;;
     --out) outfile=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "bench_s3.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -52,6 +61,28 @@ s3_use_env "$RGW_DIR/s3.env"
 S3_BUCKET=lakefs-bench
 s3_create_bucket "$S3_BUCKET"
 
+# ------------------------------------------------------------ the proxy
+[ -x "$top/tests/e2e/faultproxy" ] || die "tests/e2e/faultproxy not built (make e2e)"
+ctl=$T/proxy.ctl stats=$T/proxy.stats
+: >"$ctl"
+"$top/tests/e2e/faultproxy" -c "$ctl" -s "$stats" "127.0.0.1:${S3_ENDPOINT##*:}" >"$T/proxy.port" 2>"$T/logs/faultproxy.log" &
+proxy_pid=$!
+on_exit "kill $proxy_pid 2>/dev/null"
+proxy_up() { [ -s "$T/proxy.port" ] || pid_dead "$proxy_pid"; }
+wait_for 30 "faultproxy to listen" proxy_up && pid_alive "$proxy_pid" || die "faultproxy did not start"
+proxy=http://127.0.0.1:$(head -n 1 "$T/proxy.port")
+# latency MS: the proxy delays every request by MS from now on
+latency() { echo "delay_ms $1" >"$ctl.tmp"; mv -f "$ctl.tmp" "$ctl"; }
+# snap NAME: the proxy's counters now, kept as NAME
+snap() { cp "$stats" "$T/snap.$1"; }
+# mount_via CONFIG URL OPTIONS: lakefs_mount URL; an s3 config through the proxy
+mount_via() {
+    if [ "$1" = file ]; then lakefs_mount "$2" "$mp" -o "$3"
+    else AWS_ENDPOINT_URL=$proxy lakefs_mount "$2" "$mp" -o "$3"; fi
+}
+# delta A B FIELD: counter FIELD of snapshot B minus A
+delta() { awk -v f="$3" '$1 == f { v[FILENAME] = $2 } END { print v[ARGV[2]] - v[ARGV[1]] }' "$T/snap.$1" "$T/snap.$2"; }
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == 0) print "n/a"; else printf "%.2f\n", a / b }'; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f\n", b - a }'; }
@@ -67,44 +98,62 @@ pgb() { pgbench -h "$PGSOCK" -p "${PG_PORT[$data]}" -U postgres "$@" postgres; }
 url_of() { case $1 in file) echo "file://$T/repo-$2" ;; *) echo "s3://$S3_BUCKET/repo-$2" ;; esac; }
 
 # ------------------------------------------------------------ cold start
-cold_start() { # cold_start CONFIG(file|s3)
-    local cfg=$1 url t0 r cache
-    url=$(url_of "$cfg" cold)
+# cold_load KIND(file|s3): the database the cold starts read (s3: loaded
+# straight from the gateway, not through the proxy).
+cold_load() {
+    local kind=$1 url
+    url=$(url_of "$kind" cold)
     lakefs_init "$url"
-    lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-$cfg-load"
+    lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-$kind-load"
     pg_initdb "$data"
     pg_start "$data"
-    pgb -i -s "$cold_scale" -q >>"$T/logs/cold-init-$cfg.log" 2>&1 || die "pgbench -i failed on $cfg"
-    R[$cfg,dbsize]=$(psql_at "$data" -c "SELECT pg_database_size('postgres')")
+    pgb -i -s "$cold_scale" -q >>"$T/logs/cold-init-$kind.log" 2>&1 || die "pgbench -i failed on $kind"
+    R[$kind,dbsize]=$(psql_at "$data" -c "SELECT pg_database_size('postgres')")
     pg_stop "$data"
     lakefs_umount "$mp"
-    for r in $(seq 1 "$runs"); do
-        cache=$T/cache-$cfg-$r
-        mkdir -m 0700 "$cache"
-        sync
-        echo 3 >/proc/sys/vm/drop_caches
-        t0=$(now)
-        lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-$cfg-$r,cache_dir=$cache"
-        R[$cfg,mount]+=" $(since "$t0")"
-        pg_start "$data"
-        R[$cfg,start]+=" $(since "$t0")"
-        psql_at "$data" -c "SELECT abalance FROM pgbench_accounts WHERE aid = $((cold_scale * 50000 + 17))" >/dev/null ||
-            die "first query failed on $cfg"
-        R[$cfg,first]+=" $(since "$t0")"
-        R[$cfg,fetched]+=" $(du -sb "$cache" | cut -f1)"
-        log "$cfg cold start $r: mounted ${R[$cfg,mount]##* } s, started ${R[$cfg,start]##* } s, first answer ${R[$cfg,first]##* } s"
-        pg_stop "$data"
-        lakefs_umount "$mp"
-        rm -rf "$cache" "$T/state-$cfg-$r"
-    done
+}
+
+# cold_run CONFIG(file|s3-MS) RUN: one cold start, as a new machine.
+cold_run() {
+    local cfg=$1 r=$2 url t0 cache p f prev
+    url=$(url_of "${cfg%%-*}" cold)
+    [ "$cfg" = file ] || latency "${cfg#s3-}"
+    cache=$T/cache-$cfg-$r
+    mkdir -m 0700 "$cache"
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    snap "$cfg.$r.0"
+    t0=$(now)
+    mount_via "$cfg" "$url" "$common,state_dir=$T/state-$cfg-$r,cache_dir=$cache"
+    R[$cfg,mount]+=" $(since "$t0")"; snap "$cfg.$r.mount"
+    pg_start "$data"
+    R[$cfg,start]+=" $(since "$t0")"; snap "$cfg.$r.start"
+    psql_at "$data" -c "SELECT abalance FROM pgbench_accounts WHERE aid = $((cold_scale * 50000 + 17))" >/dev/null ||
+        die "first query failed on $cfg"
+    R[$cfg,first]+=" $(since "$t0")"; snap "$cfg.$r.first"
+    R[$cfg,fetched]+=" $(du -sb "$cache" | cut -f1)"
+    if [ "$cfg" != file ]; then
+        prev=0
+        for p in mount start first; do
+            for f in get list put head delete post bytes_down busy_ms request_ms requests; do
+                R[$cfg,$p,$f]+=" $(delta "$cfg.$r.$prev" "$cfg.$r.$p" "$f")"
+            done
+            prev=$p
+        done
+    fi
+    log "$cfg cold start $r: mounted ${R[$cfg,mount]##* } s, started ${R[$cfg,start]##* } s, first answer ${R[$cfg,first]##* } s"
+    pg_stop "$data"
+    lakefs_umount "$mp"
+    rm -rf "$cache" "$T/state-$cfg-$r"
 }
 
 # ------------------------------------------------------------ pgbench
-tpcb() { # tpcb CONFIG URLKIND DURABILITY
+tpcb() { # tpcb CONFIG URLKIND DURABILITY LATENCY
     local cfg=$1 url r out tps
     url=$(url_of "$2" "tps-$cfg")
     lakefs_init "$url"
-    lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state-tps-$cfg,durability=$3"
+    [ "$2" = file ] || latency "$4"
+    mount_via "$cfg" "$url" "$common,state_dir=$T/state-tps-$cfg,durability=$3"
     pg_initdb "$data"
     pg_start "$data"
     pgb -i -s "$scale" -q >>"$T/logs/tps-init-$cfg.log" 2>&1 || die "pgbench -i failed on $cfg"
@@ -119,40 +168,85 @@ tpcb() { # tpcb CONFIG URLKIND DURABILITY
 }
 
 log "=== cold start, scale $cold_scale"
-cold_start file
-cold_start s3
-log "=== pgbench TPC-B, scale $scale"
-tpcb file file local
-tpcb s3 s3 local
-tpcb s3remote s3 remote
+cold_load file
+cold_load s3
+cold_cfgs=(file)
+for l in $latencies; do cold_cfgs+=("s3-$l"); done
+for r in $(seq 1 "$runs"); do
+    for c in "${cold_cfgs[@]}"; do cold_run "$c" "$r"; done
+done
+tpcb_cfgs=()
+if [ "$tpcb" = 1 ]; then
+    log "=== pgbench TPC-B, scale $scale"
+    tpcb file file local 0
+    tpcb_cfgs=(file)
+    for l in $latencies; do
+        tpcb "s3-$l" s3 local "$l"
+        tpcb "s3remote-$l" s3 remote "$l"
+        tpcb_cfgs+=("s3-$l" "s3remote-$l")
+    done
+fi
 
 # ------------------------------------------------------------ report
+label() {
+    case $1 in
+    mount) echo "mount ready" ;;
+    start) echo "pg_ctl start returned" ;;
+    first) echo "first query answered" ;;
+    file) echo "file://" ;;
+    s3-*) echo "s3:// +${1#s3-} ms" ;;
+    s3remote-*) echo "s3:// durability=remote +${1#s3remote-} ms" ;;
+    esac
+}
+med() { median "${2:-2}" <<<"${R[$1]}"; }
+
 table() {
-    local f s
-    echo "| cold start, pgbench scale $cold_scale ($(awk -v b="${R[s3,dbsize]}" 'BEGIN { printf "%.2f GiB", b / 2^30 }')) | file:// | s3:// | s3/file |"
-    echo "|---|---:|---:|---:|"
+    local c m p f line
+    line="| cold start, pgbench scale $cold_scale ($(awk -v b="${R[s3,dbsize]}" 'BEGIN { printf "%.2f GiB", b / 2^30 }')), s"
+    for c in "${cold_cfgs[@]}"; do line+=" | $(label "$c")"; done
+    echo "$line |"
+    echo "|---$(printf '|---:%.0s' "${cold_cfgs[@]}")|"
     for m in mount start first; do
-        f=$(median 2 <<<"${R[file,$m]}") s=$(median 2 <<<"${R[s3,$m]}")
-        case $m in
-        mount) label="mount ready, s" ;;
-        start) label="pg_ctl start returned, s" ;;
-        first) label="first query answered, s" ;;
-        esac
-        echo "| $label | $f | $s | $(ratio "$s" "$f") |"
+        line="| $(label "$m")"
+        for c in "${cold_cfgs[@]}"; do line+=" | $(med "$c,$m")"; done
+        echo "$line |"
     done
-    s=$(median 2 <<<"${R[s3,fetched]}")
-    echo "| downloaded before the first answer (cache dir) | - | $(awk -v b="$s" 'BEGIN { printf "%.1f MiB", b / 2^20 }') ($(awk -v a="$s" -v b="${R[s3,dbsize]}" 'BEGIN { printf "%.1f%%", 100 * a / b }') of the database) | |"
+    line="| downloaded by the first answer (cache dir), MiB"
+    for c in "${cold_cfgs[@]}"; do
+        [ "$c" = file ] && { line+=" | -"; continue; }
+        line+=" | $(awk -v b="$(med "$c,fetched" 0)" 'BEGIN { printf "%.1f", b / 2^20 }')"
+    done
+    echo "$line |"
     echo
-    f=$(median 2 <<<"${R[file,tps]}")
-    echo "| pgbench TPC-B, tps (-c 4 -j 2, scale $scale, ${duration} s) | tps | vs file:// |"
-    echo "|---|---:|---:|"
-    echo "| file:// | $f | 1.00 |"
-    s=$(median 2 <<<"${R[s3,tps]}")
-    echo "| s3:// (durability=local) | $s | $(ratio "$s" "$f") |"
-    s=$(median 2 <<<"${R[s3remote,tps]}")
-    echo "| s3:// durability=remote | $s | $(ratio "$s" "$f") |"
+    echo "| phase (requests from the phase's start) | added latency | wall, s | GET | LIST | PUT | HEAD | other | MiB down | busy, s | mean in flight |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for c in "${cold_cfgs[@]}"; do
+        [ "$c" = file ] && continue
+        local prev_wall=0
+        for p in mount start first; do
+            local wall busy req
+            wall=$(med "$c,$p")
+            busy=$(med "$c,$p,busy_ms" 0) req=$(med "$c,$p,request_ms" 0)
+            echo "| $(label "$p") | ${c#s3-} ms | $(awk -v a="$wall" -v b="$prev_wall" 'BEGIN { printf "%.2f", a - b }') |" \
+                "$(med "$c,$p,get" 0) | $(med "$c,$p,list" 0) | $(med "$c,$p,put" 0) | $(med "$c,$p,head" 0) |" \
+                "$(($(med "$c,$p,delete" 0) + $(med "$c,$p,post" 0))) |" \
+                "$(awk -v b="$(med "$c,$p,bytes_down" 0)" 'BEGIN { printf "%.1f", b / 2^20 }') |" \
+                "$(awk -v b="$busy" 'BEGIN { printf "%.2f", b / 1000 }') |" \
+                "$(awk -v a="$req" -v b="$busy" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }') |"
+            prev_wall=$wall
+        done
+    done
+    if [ "${#tpcb_cfgs[@]}" -gt 0 ]; then
+        echo
+        f=$(med file,tps)
+        echo "| pgbench TPC-B, tps (-c 4 -j 2, scale $scale, ${duration} s) | tps | vs file:// |"
+        echo "|---|---:|---:|"
+        for c in "${tpcb_cfgs[@]}"; do
+            echo "| $(label "$c") | $(med "$c,tps") | $(ratio "$(med "$c,tps")" "$f") |"
+        done
+    fi
     echo
-    echo "Medians of $runs runs; Ceph RGW $(radosgw --version 2>/dev/null | awk '{print $3}') (memstore) on 127.0.0.1; $(nproc) CPUs, $(df -PT "$dir" | awk 'NR==2 {print $2}') under $dir, $(date -u +%Y-%m-%d)."
+    echo "Medians of $runs runs; Ceph RGW $(radosgw --version 2>/dev/null | awk '{print $3}') (memstore) on 127.0.0.1 behind tests/e2e/faultproxy; $(nproc) CPUs, $(df -PT "$dir" | awk 'NR==2 {print $2}') under $dir, $(date -u +%Y-%m-%d)."
 }
 
 echo

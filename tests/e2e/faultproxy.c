@@ -29,6 +29,17 @@
  * atomically), so a test can check that faults were really injected, and
  * printed on stderr at SIGTERM/SIGINT, which ends the proxy after the
  * requests in flight are cut off.
+ *
+ * For benchmarks (tools/bench_s3.sh) STATS also has what the client asked
+ * for: requests by kind (get, list -- a GET of a bucket with a list-type,
+ * prefix or delimiter query --, put, head, delete, post), bytes_down (answer
+ * bytes relayed to the client) and bytes_up (request bodies), and how
+ * parallel they were: busy_ms (wall time with at least one request in
+ * flight, counted from its head read to its answer relayed, delay
+ * included), request_ms (the sum of every request's own time) and
+ * max_inflight.  request_ms / busy_ms is the mean number of requests in
+ * flight while any was: 1.0 means strictly one after the other.  A
+ * reader takes two snapshots and subtracts.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -40,6 +51,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -67,7 +79,21 @@ typedef struct fp_settings {
 /* Counters, written to the stats file. */
 typedef struct fp_counters {
     unsigned long long requests, forwarded, fail503, delayed, refused, upstream_errors;
+    unsigned long long get, list, put, head, del, post;   /* requests by kind */
+    unsigned long long bytes_down, bytes_up;
+    unsigned long long busy_ns, request_ns, max_inflight;
 } fp_counters;
+
+static const struct { const char *name; size_t off; } fp_fields[] = {
+#define FP_FIELD(f) { #f, offsetof(fp_counters, f) }
+    FP_FIELD(requests), FP_FIELD(forwarded), FP_FIELD(fail503), FP_FIELD(delayed), FP_FIELD(refused),
+    FP_FIELD(upstream_errors), FP_FIELD(get), FP_FIELD(list), FP_FIELD(put), FP_FIELD(head),
+    { "delete", offsetof(fp_counters, del) }, FP_FIELD(post), FP_FIELD(bytes_down), FP_FIELD(bytes_up),
+    { "busy_ms", offsetof(fp_counters, busy_ns) }, { "request_ms", offsetof(fp_counters, request_ns) },
+    FP_FIELD(max_inflight),
+#undef FP_FIELD
+};
+#define FP_NFIELDS (sizeof fp_fields / sizeof fp_fields[0])
 
 /* One client connection, served by its own thread. */
 typedef struct fp_conn {
@@ -84,6 +110,8 @@ static int wake_pipe[2] = { -1, -1 };   /* the signal handler wakes the accept l
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;  /* guards everything below */
 static pthread_cond_t conn_cv = PTHREAD_COND_INITIALIZER;
 static fp_counters counters;
+static unsigned long long inflight;     /* requests between head read and answer relayed */
+static unsigned long long busy_since;   /* when inflight last went from 0 to 1 (ns) */
 static fp_conn conns[FP_MAX_CONNS];
 static unsigned long long rng_state;
 static char last_ctl_error[256];
@@ -166,15 +194,27 @@ static void read_settings(fp_settings *s)
     fclose(f);
 }
 
-/* Write the counters C to F as "name value" pairs, each followed by SEP. */
-static void print_counters(FILE *f, const fp_counters *c, const char *sep)
+/* Monotonic nanoseconds. */
+static unsigned long long now_ns(void)
 {
-    fprintf(f, "requests %llu%sforwarded %llu%sfail503 %llu%sdelayed %llu%srefused %llu%supstream_errors %llu\n",
-            c->requests, sep, c->forwarded, sep, c->fail503, sep, c->delayed, sep, c->refused, sep,
-            c->upstream_errors);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
-/* Replace the stats file with the current counters (mu held). */
+/* Write the counters C to F as "name value" pairs, each followed by SEP
+ * but the last (then a newline); the *_ns counters in milliseconds. */
+static void print_counters(FILE *f, const fp_counters *c, const char *sep)
+{
+    for (size_t i = 0; i < FP_NFIELDS; i++) {
+        unsigned long long v = *(const unsigned long long *)((const char *)c + fp_fields[i].off);
+        if (strstr(fp_fields[i].name, "_ms")) v /= 1000000;
+        fprintf(f, "%s %llu%s", fp_fields[i].name, v, i + 1 < FP_NFIELDS ? sep : "\n");
+    }
+}
+
+/* Replace the stats file with the current counters (mu held); busy_ms
+ * includes the time of requests still in flight. */
 static void write_stats_locked(void)
 {
     if (!stats_path) return;
@@ -185,7 +225,9 @@ static void write_stats_locked(void)
         fprintf(stderr, "faultproxy: cannot write %s: %s\n", tmp, strerror(errno));
         return;
     }
-    print_counters(f, &counters, "\n");
+    fp_counters c = counters;
+    if (inflight) c.busy_ns += now_ns() - busy_since;
+    print_counters(f, &c, "\n");
     if (fclose(f) != 0 || rename(tmp, stats_path) != 0)
         fprintf(stderr, "faultproxy: cannot replace %s: %s\n", stats_path, strerror(errno));
 }
@@ -388,8 +430,9 @@ static int send_head(int up, const fp_request *r)
 }
 
 /* Forward R (head read, body still on CLIENT) to a new upstream connection
- * and relay the whole answer back; 0 on success, -1 on any failure. */
-static int forward(int client, const fp_request *r)
+ * and relay the whole answer back (*RELAYED: its bytes); 0 on success, -1
+ * on any failure. */
+static int forward(int client, const fp_request *r, unsigned long long *relayed)
 {
     int up = connect_upstream();
     if (up < 0) return -1;
@@ -401,19 +444,63 @@ static int forward(int client, const fp_request *r)
         if (n <= 0 || write_all(up, buf, (size_t)n)) goto out;
         left -= (unsigned long long)n;
     }
-    size_t relayed = 0;
     for (;;) {                    /* the answer, until the server closes */
         ssize_t n = read_some(up, buf, FP_BUF);
         if (n < 0) goto out;
         if (n == 0) break;
         if (write_all(client, buf, (size_t)n)) goto out;
-        relayed += (size_t)n;
+        *relayed += (unsigned long long)n;
     }
-    rc = relayed > 0 ? 0 : -1;    /* nothing at all: the server went away */
+    rc = *relayed > 0 ? 0 : -1;   /* nothing at all: the server went away */
 out:
     free(buf);
     close(up);
     return rc;
+}
+
+/* The counter of R's kind (mu held). */
+static unsigned long long *kind_locked(const fp_request *r)
+{
+    const char *sp = memchr(r->head, ' ', r->head_len);
+    size_t ml = sp ? (size_t)(sp - r->head) : 0;
+    if (ml == 3 && !memcmp(r->head, "GET", 3)) {
+        const char *eol = memchr(r->head, '\r', r->head_len), *q = memchr(r->head, '?', r->head_len);
+        int listing = q && q < eol && (memmem(q, (size_t)(eol - q), "list-type=", 10) ||
+                                       memmem(q, (size_t)(eol - q), "prefix=", 7) ||
+                                       memmem(q, (size_t)(eol - q), "delimiter=", 10));
+        return listing ? &counters.list : &counters.get;
+    }
+    if (ml == 3 && !memcmp(r->head, "PUT", 3)) return &counters.put;
+    if (ml == 4 && !memcmp(r->head, "HEAD", 4)) return &counters.head;
+    if (ml == 6 && !memcmp(r->head, "DELETE", 6)) return &counters.del;
+    if (ml == 4 && !memcmp(r->head, "POST", 4)) return &counters.post;
+    return NULL;
+}
+
+/* Request R arrived (its head read): count it by kind and as in flight. */
+static void request_begins(const fp_request *r, unsigned long long *start)
+{
+    pthread_mutex_lock(&mu);
+    unsigned long long *kind = kind_locked(r);
+    if (kind) (*kind)++;
+    *start = now_ns();
+    if (inflight++ == 0) busy_since = *start;
+    if (inflight > counters.max_inflight) counters.max_inflight = inflight;
+    pthread_mutex_unlock(&mu);
+}
+
+/* The request that began at START ended, with UP body bytes sent on and
+ * DOWN answer bytes relayed. */
+static void request_ends(unsigned long long start, unsigned long long up, unsigned long long down)
+{
+    pthread_mutex_lock(&mu);
+    unsigned long long end = now_ns();
+    counters.request_ns += end - start;
+    if (--inflight == 0) counters.busy_ns += end - busy_since;
+    counters.bytes_up += up;
+    counters.bytes_down += down;
+    write_stats_locked();
+    pthread_mutex_unlock(&mu);
 }
 
 /* Serve one request on connection C, applying the current fault settings. */
@@ -426,7 +513,9 @@ static void serve(fp_conn *c)
         return;
     }
     fp_request r;
+    unsigned long long start, down = 0;
     if (read_request_head(c->fd, &r)) return;
+    request_begins(&r, &start);
     read_settings(&s);            /* as they are now the request is here */
     pthread_mutex_lock(&mu);
     unsigned long long id = ++counters.requests;
@@ -443,9 +532,10 @@ static void serve(fp_conn *c)
             sleep_ms(s.delay_ms);
             count(&counters.delayed);
         }
-        if (forward(c->fd, &r) == 0) count(&counters.forwarded);
+        if (forward(c->fd, &r, &down) == 0) count(&counters.forwarded);
         else count(&counters.upstream_errors);
     }
+    request_ends(start, r.body_len, down);
     free(r.head);
 }
 
