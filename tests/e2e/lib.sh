@@ -547,10 +547,12 @@ _pg_sockdir() {
     fi
 }
 
-# pg_start PGDATA [PORT]: start the postmaster as a child of this shell (so
-# it is reaped here, whatever init does), wait until it accepts connections.
+# pg_start PGDATA [PORT] [may_fail]: start the postmaster as a child of this
+# shell (so it is reaped here, whatever init does), wait until it accepts
+# connections. With may_fail, a postmaster that exits first (its mount went
+# away) returns 1 instead of failing the test.
 pg_start() {
-    local data=$1 port=${2:-${PG_PORT[$1]:-}}
+    local data=$1 port=${2:-${PG_PORT[$1]:-}} may_fail=${3:-}
     [ -n "$port" ] || port=$(free_port)
     _pg_sockdir
     PG_PORT[$data]=$port
@@ -564,6 +566,12 @@ pg_start() {
     on_exit "pg_cleanup '$data'"
     wait_for "$PG_TIMEOUT" "PostgreSQL on $data to accept connections" _pg_ready_or_dead "$port" "$pid" ||
         { tail -n 30 "$lg" >&2; die "PostgreSQL on $data did not become ready"; }
+    if pid_dead "$pid" && [ "$may_fail" = may_fail ]; then
+        wait "$pid" 2>/dev/null
+        unset "PG_POSTMASTER[$data]"
+        log "PostgreSQL on $data exited while starting"
+        return 1
+    fi
     pid_alive "$pid" || { tail -n 30 "$lg" >&2; die "PostgreSQL on $data did not start"; }
     ok "PostgreSQL started on $data, port $port, pid $pid"
 }
@@ -683,6 +691,27 @@ pgbench_invariant() {
         die "pgbench invariant broken: accounts=$a branches=$b tellers=$t history=$h"
     [ "$rows" = 0 ] || die "pgbench invariant broken: $rows accounts, tellers or branches whose balance is not the sum of their history deltas"
     ok "pgbench invariant holds, row by row (sum=$a over $n history rows)"
+}
+
+# points_load PGDATA N CKPT SWITCH POINTS: N single-row commits into table
+# t (k int primary key, created before), a CHECKPOINT after every CKPT-th
+# and pg_switch_wal() after every SWITCH-th; after each commit K the line
+# "K|pg_current_wal_insert_lsn()|clock_timestamp() in UTC" is appended to
+# POINTS (a point every later view at that LSN or time must show K rows).
+POINT_STAMP="to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+points_load() {
+    local data=$1 n=$2 ckpt=$3 switch=$4 points=$5 k sql out
+    sql=$T/points-load.sql out=$T/points-load.out
+    for k in $(seq 1 "$n"); do
+        echo "INSERT INTO t VALUES ($k);"
+        echo "SELECT $k, pg_current_wal_insert_lsn(), $POINT_STAMP;"
+        [ $((k % ckpt)) = 0 ] && echo "CHECKPOINT;"
+        [ $((k % switch)) = 0 ] && echo "SELECT 'switch', pg_switch_wal();"
+    done >"$sql"
+    psql_at "$data" -f "$sql" >"$out" || die "the $n transactions failed"
+    grep -E '^[0-9]+\|' "$out" >>"$points"
+    [ "$(grep -cE '^[1-9][0-9]*\|' "$points")" = "$n" ] || die "recorded $(grep -c '' "$points") points, want $n"
+    ok "$n single-row commits on $data, LSN and time recorded after each"
 }
 
 pg_checksums_clean() {

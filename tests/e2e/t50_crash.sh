@@ -153,18 +153,22 @@ for kind in "${rounds[@]}"; do
     flush:*) arm=layer-upload-after=crash@${kind#flush:} ;;
     merge:*) arm=compact-commit-before=crash@${kind#merge:} ;;
     esac
-    if [ -n "$arm" ]; then     # the daemon of this round crashes by itself
+    for s in "${servers[@]}"; do
+        hist_before[$s]=$(psql_at "$(data "$s")" -c "SELECT count(*) FROM pgbench_history")
+    done
+    up=1
+    if [ -n "$arm" ]; then     # the daemon of this round crashes by itself, maybe at once (a merge due)
         for s in "${servers[@]}"; do pg_stop "$(data "$s")"; done
         lakefs_umount "$mp"
         LAKEFS_FAILPOINTS=$arm lakefs_mount "$url" "$mp" -o "$opts"
-        for s in "${servers[@]}"; do pg_start "$(data "$s")"; done
+        for s in "${servers[@]}"; do pg_start "$(data "$s")" "" may_fail || { up=0; break; }; done
     fi
     dpid=${DAEMON_PID[$mp]}
     log "round $round ($kind)"
     jobs_=()
     for s in "${servers[@]}"; do
+        [ "$up" = 1 ] || break     # the daemon crashed while the servers started
         d=$(data "$s")
-        hist_before[$s]=$(psql_at "$d" -c "SELECT count(*) FROM pgbench_history")
         "$T/bin/ackclient" "$(pg_conninfo "$d")" "$(acked_file "$s")" >"$(newlog "ackclient-$s-$round")" 2>&1 &
         jobs_+=($!)
         pgbench -n -T 3600 -c 2 -h "$PGSOCK" -p "${PG_PORT[$d]}" -U postgres postgres \
@@ -218,10 +222,16 @@ for kind in "${rounds[@]}"; do
         wait "$j" 2>/dev/null || true
     done
     for s in "${servers[@]}"; do
-        processed[$s]=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/logs/pgbench-$s-$round.log")
-        [ -n "${processed[$s]}" ] || { cat "$T/logs/pgbench-$s-$round.log" >&2; die "$s: no pgbench report"; }
+        processed[$s]=0
+        lg=$T/logs/pgbench-$s-$round.log
+        [ -f "$lg" ] || continue   # never started: the daemon crashed first
+        processed[$s]=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$lg")
+        if [ -z "${processed[$s]}" ]; then   # it could not connect: the daemon was gone by then
+            grep -q "connection to server .* failed" "$lg" || { cat "$lg" >&2; die "$s: no pgbench report"; }
+            processed[$s]=0
+        fi
     done
-    log "round $round ($kind): $(($(acked_count "$(acked_file main)") - base)) commits acknowledged on main, pgbench processed ${processed[main]}/${processed[dev]}/${processed[past]} (main/dev/past)"
+    log "round $round ($kind): $(($(acked_count "$(acked_file main)") - base)) commits acknowledged on main, pgbench processed ${processed[main]}/${processed[dev]}/${processed[past]} (main/dev/past)$([ "$up" = 1 ] || echo "; the daemon crashed while the servers started")"
 
     if [ "$durability" = remote ]; then      # the machine is gone: a new state dir
         rm -rf "$T/state"

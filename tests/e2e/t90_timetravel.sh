@@ -116,18 +116,8 @@ lakefs_mount "$url" "$mp" -o "$common,state_dir=$T/state"
 pg_initdb "$main"
 pg_start "$main"
 psql_at "$main" -c "CREATE TABLE t (k int PRIMARY KEY)"
-{
-    for k in $(seq 1 200); do
-        echo "INSERT INTO t VALUES ($k);"
-        echo "SELECT $k, pg_current_wal_insert_lsn(), to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"');"
-        [ $((k % 25)) = 0 ] && echo "CHECKPOINT;"
-        [ $((k % 40)) = 0 ] && echo "SELECT 'switch', pg_walfile_name(pg_current_wal_lsn()), pg_switch_wal();"
-    done
-} >"$T/load.sql"
-psql_at "$main" -f "$T/load.sql" >"$T/load.out" || die "the 200 transactions failed"
-grep -E '^[0-9]+\|' "$T/load.out" >"$T/points"
-[ "$(wc -l <"$T/points")" = 200 ] || die "recorded $(wc -l <"$T/points") points, want 200"
-ok "200 transactions on main, LSN and time recorded after each"
+: >"$T/points"
+points_load "$main" 200 25 40 "$T/points"
 
 # the archive: hidden, read-only, and equal to pg_wal's copy of a switched segment
 ls -a "$main" | grep -qx .lakefs-wal && die "the listing of main shows .lakefs-wal"
@@ -147,7 +137,7 @@ ok "archived $seg equals pg_wal's up to the switch ($off bytes)"
 # 2: the incident drill
 psql_at "$main" -c "CREATE TABLE drill AS SELECT g AS id, md5(g::text) AS v FROM generate_series(1, 20000) g" \
     -c "CREATE INDEX ON drill (v)" || die "loading drill failed"
-drill_time=$(psql_at "$main" -c "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+drill_time=$(psql_at "$main" -c "SELECT $POINT_STAMP")
 psql_at "$main" -c "DROP TABLE drill" -c "CREATE TABLE after_drop AS SELECT generate_series(1, 1000) AS x" \
     -c "CHECKPOINT" || die "DROP TABLE drill failed"
 "${lk[@]}" create restored --from main --at "$drill_time" >"$T/create.out" 2>&1 ||

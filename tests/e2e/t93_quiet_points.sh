@@ -26,21 +26,9 @@ lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state
 pg_initdb "$main"
 pg_start "$main"
 
-stamp="to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
-psql_at "$main" -c "SELECT 0, pg_current_wal_insert_lsn(), $stamp" >"$T/points" || die "recording point 0 failed"
-{
-    echo "CREATE TABLE t (k int PRIMARY KEY);"
-    for k in $(seq 1 60); do
-        echo "INSERT INTO t VALUES ($k);"
-        echo "SELECT $k, pg_current_wal_insert_lsn(), $stamp;"
-        [ $((k % 15)) = 0 ] && echo "CHECKPOINT;"
-        [ $((k % 20)) = 0 ] && echo "SELECT 'switch', pg_switch_wal();"
-    done
-} >"$T/load.sql"
-psql_at "$main" -f "$T/load.sql" >"$T/load.out" || die "the 60 transactions failed"
-grep -E '^[0-9]+\|' "$T/load.out" >>"$T/points"
-[ "$(wc -l <"$T/points")" = 61 ] || die "recorded $(wc -l <"$T/points") points, want 61"
-ok "60 single-row commits on main, LSN and time recorded after each"
+psql_at "$main" -c "SELECT 0, pg_current_wal_insert_lsn(), $POINT_STAMP" >"$T/points" || die "recording point 0 failed"
+psql_at "$main" -c "CREATE TABLE t (k int PRIMARY KEY)" || die "create table failed"
+points_load "$main" 60 15 20 "$T/points"
 
 point() { awk -F'|' -v k="$1" -v f="$2" '$1 == k { print $f }' "$T/points"; }
 
