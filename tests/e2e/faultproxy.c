@@ -2,7 +2,7 @@
  * faultproxy -- a fault-injecting HTTP/1.1 proxy in front of an S3 server,
  * for the object-store fault tests (tests/e2e/t75_s3_faults.sh).
  *
- *   faultproxy [-p PORT] [-c CONTROL] [-s STATS] UPSTREAM_HOST:PORT
+ *   faultproxy [-p PORT] [-c CONTROL] [-s STATS] [-l LOG] UPSTREAM_HOST:PORT
  *
  * Listens on 127.0.0.1:PORT (default: a free port) and prints the port on
  * stdout, one line, once it accepts connections.  Each client connection
@@ -40,6 +40,12 @@
  * max_inflight.  request_ms / busy_ms is the mean number of requests in
  * flight while any was: 1.0 means strictly one after the other.  A
  * reader takes two snapshots and subtracts.
+ *
+ * LOG, if given, gets a line per request when its answer has been relayed:
+ * "START_MS DURATION_MS INFLIGHT STATUS METHOD TARGET" (START_MS since the
+ * proxy started; INFLIGHT: requests in flight when it began, itself
+ * included; STATUS: the answer's HTTP status, 0 if none),
+ * to see which requests a phase makes one after the other.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -103,6 +109,8 @@ typedef struct fp_conn {
 } fp_conn;
 
 static const char *ctl_path, *stats_path;
+static FILE *req_log;             /* -l: a line per request (mu held to write) */
+static unsigned long long started_ns;
 static char up_host[256], up_port[16];
 static volatile sig_atomic_t stopping;
 static int wake_pipe[2] = { -1, -1 };   /* the signal handler wakes the accept loop */
@@ -430,9 +438,9 @@ static int send_head(int up, const fp_request *r)
 }
 
 /* Forward R (head read, body still on CLIENT) to a new upstream connection
- * and relay the whole answer back (*RELAYED: its bytes); 0 on success, -1
- * on any failure. */
-static int forward(int client, const fp_request *r, unsigned long long *relayed)
+ * and relay the whole answer back (*RELAYED: its bytes, *STATUS: its HTTP
+ * status); 0 on success, -1 on any failure. */
+static int forward(int client, const fp_request *r, unsigned long long *relayed, int *status)
 {
     int up = connect_upstream();
     if (up < 0) return -1;
@@ -448,6 +456,7 @@ static int forward(int client, const fp_request *r, unsigned long long *relayed)
         ssize_t n = read_some(up, buf, FP_BUF);
         if (n < 0) goto out;
         if (n == 0) break;
+        if (*relayed == 0 && n >= 12 && !memcmp(buf, "HTTP/1.", 7)) *status = atoi(buf + 9);
         if (write_all(client, buf, (size_t)n)) goto out;
         *relayed += (unsigned long long)n;
     }
@@ -477,8 +486,9 @@ static unsigned long long *kind_locked(const fp_request *r)
     return NULL;
 }
 
-/* Request R arrived (its head read): count it by kind and as in flight. */
-static void request_begins(const fp_request *r, unsigned long long *start)
+/* Request R arrived (its head read): count it by kind and as in flight;
+ * *START its time, *WITH the requests in flight then, itself included. */
+static void request_begins(const fp_request *r, unsigned long long *start, unsigned long long *with)
 {
     pthread_mutex_lock(&mu);
     unsigned long long *kind = kind_locked(r);
@@ -486,15 +496,28 @@ static void request_begins(const fp_request *r, unsigned long long *start)
     *start = now_ns();
     if (inflight++ == 0) busy_since = *start;
     if (inflight > counters.max_inflight) counters.max_inflight = inflight;
+    *with = inflight;
     pthread_mutex_unlock(&mu);
 }
 
-/* The request that began at START ended, with UP body bytes sent on and
- * DOWN answer bytes relayed. */
-static void request_ends(unsigned long long start, unsigned long long up, unsigned long long down)
+/* Request R, which began at START with WITH in flight, ended with HTTP
+ * STATUS (0: none), UP body bytes sent on and DOWN answer bytes relayed. */
+static void request_ends(const fp_request *r, unsigned long long start, unsigned long long with,
+                         unsigned long long up, unsigned long long down, int status)
 {
     pthread_mutex_lock(&mu);
     unsigned long long end = now_ns();
+    if (req_log) {
+        const char *eol = memchr(r->head, '\r', r->head_len);
+        const char *sp = memchr(r->head, ' ', r->head_len);
+        const char *target = sp ? sp + 1 : r->head;
+        const char *tend = eol ? eol : r->head + r->head_len;
+        const char *vsp = memrchr(target, ' ', (size_t)(tend - target));
+        if (vsp) tend = vsp;      /* drop " HTTP/1.1" */
+        fprintf(req_log, "%llu %llu %llu %d %.*s %.*s\n", (start - started_ns) / 1000000, (end - start) / 1000000,
+                with, status, (int)(sp ? sp - r->head : 0), r->head, (int)(tend - target), target);
+        fflush(req_log);
+    }
     counters.request_ns += end - start;
     if (--inflight == 0) counters.busy_ns += end - busy_since;
     counters.bytes_up += up;
@@ -513,9 +536,10 @@ static void serve(fp_conn *c)
         return;
     }
     fp_request r;
-    unsigned long long start, down = 0;
+    unsigned long long start, with, down = 0;
+    int status = 0;
     if (read_request_head(c->fd, &r)) return;
-    request_begins(&r, &start);
+    request_begins(&r, &start, &with);
     read_settings(&s);            /* as they are now the request is here */
     pthread_mutex_lock(&mu);
     unsigned long long id = ++counters.requests;
@@ -525,6 +549,7 @@ static void serve(fp_conn *c)
     if (s.down) {
         count(&counters.refused);
     } else if (fail) {
+        status = 503;
         if (drain_body(c->fd, &r) == 0) reply_503(c->fd, &r, id);
         count(&counters.fail503);
     } else {
@@ -532,10 +557,10 @@ static void serve(fp_conn *c)
             sleep_ms(s.delay_ms);
             count(&counters.delayed);
         }
-        if (forward(c->fd, &r, &down) == 0) count(&counters.forwarded);
+        if (forward(c->fd, &r, &down, &status) == 0) count(&counters.forwarded);
         else count(&counters.upstream_errors);
     }
-    request_ends(start, r.body_len, down);
+    request_ends(&r, start, with, r.body_len, down, status);
     free(r.head);
 }
 
@@ -634,18 +659,24 @@ static int listen_on(int port, int *bound)
 /* Print the usage line and return exit status 2. */
 static int usage(void)
 {
-    fprintf(stderr, "usage: faultproxy [-p PORT] [-c CONTROL] [-s STATS] UPSTREAM_HOST:PORT\n");
+    fprintf(stderr, "usage: faultproxy [-p PORT] [-c CONTROL] [-s STATS] [-l LOG] UPSTREAM_HOST:PORT\n");
     return 2;
 }
 
 int main(int argc, char **argv)
 {
     int port = 0, opt;
-    while ((opt = getopt(argc, argv, "p:c:s:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:c:s:l:")) != -1) {
         switch (opt) {
         case 'p': port = atoi(optarg); break;
         case 'c': ctl_path = optarg; break;
         case 's': stats_path = optarg; break;
+        case 'l':
+            if (!(req_log = fopen(optarg, "a"))) {
+                fprintf(stderr, "faultproxy: cannot open %s: %s\n", optarg, strerror(errno));
+                return 1;
+            }
+            break;
         default: return usage();
         }
     }
@@ -655,6 +686,7 @@ int main(int argc, char **argv)
         return 2;
     }
     for (int i = 0; i < FP_MAX_CONNS; i++) conns[i].fd = -1;
+    started_ns = now_ns();
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     rng_state = ((unsigned long long)now.tv_nsec << 20) ^ (unsigned long long)getpid() ^ 0x9E3779B97F4A7C15ull;
@@ -705,5 +737,6 @@ int main(int argc, char **argv)
     print_counters(stderr, &c, ", ");
     close(wake_pipe[0]);
     close(wake_pipe[1]);
+    if (req_log) fclose(req_log);
     return 0;
 }
