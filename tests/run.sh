@@ -6,7 +6,7 @@
 #
 # usage: tests/run.sh [--long] [--no-apt] [--no-build] [PATTERN...]
 #   (unit tests: every tests/unit/test_*.c program, as "make check" runs them)
-#   --long       longer acceptance runs (pgbench -T 300 scale 50, 10 crash rounds)
+#   --long       longer acceptance runs (pgbench -T 300 scale 50, 50 crash rounds, 20 with durability=remote)
 #   --no-apt     do not install packages
 #   --no-build   use the current build tree as it is (make check-e2e / check-long)
 #   PATTERN      run only e2e tests whose name contains PATTERN (unit tests still run),

@@ -4,14 +4,16 @@
 # memtable and journal; a mount of the same repository started at that
 # moment waits for that daemon to finish (a log line says so) instead of
 # refusing the branch as "already mounted".
-# 20 rounds (5 on s3; 40 with --long; REMOUNT_ROUNDS=N): PostgreSQL on branches/main inserts
-# a few MiB (left unflushed: the default 64M memtable), stops, then plain
-# umount(8) and at once lakefs mount of the same repository; the new mount
-# must come up, its PostgreSQL must start and hold every row committed
-# before, and the old daemon must exit 0 ("everything flushed"); the new
-# daemon must have its disk cache (s3), which the old one held too. At least
-# one round must have found the old daemon still flushing (else the test
-# proves nothing; logged with the wait).
+# 20 rounds (5 on s3; 40 with --long; REMOUNT_ROUNDS=N): PostgreSQL on
+# branches/main inserts a few MiB and stops (its shutdown checkpoint has
+# them flushed), 24 MiB of random bytes are written into remount.dat beside
+# them (left unflushed: the default 64M memtable), then plain umount(8) and
+# at once lakefs mount of the same repository; the new mount must come up,
+# its PostgreSQL must start and hold every row committed before,
+# remount.dat must read back the same, and the old daemon must exit 0
+# ("everything flushed"); the new daemon must have its disk cache (s3),
+# which the old one held too. At least one round must have found the old
+# daemon still flushing (else the test proves nothing; logged with the wait).
 # A mount while a daemon really serves the branch is still refused, with
 # the one-line message naming its pid.
 # backends: file s3
@@ -39,6 +41,10 @@ for r in $(seq 1 "$rounds"); do
     psql_at "$main" -c "INSERT INTO t SELECT $r, k, repeat(md5(k::text), 8) FROM generate_series(1, 10000) k" ||
         die "round $r: insert failed"
     pg_stop "$main"
+    # the shutdown checkpoint had the daemon flush the rows (issue 15's base
+    # states): 24 MiB more for the unmount to flush, written beside them
+    dd if=/dev/urandom of="$main/remount.dat" bs=1M count=24 conv=fsync status=none || die "round $r: dd failed"
+    sum=$(sha256sum <"$main/remount.dat")
     old=${DAEMON_PID[$mp]}
     umount "$mp" || die "round $r: umount $mp failed"
     unset "DAEMON_PID[$mp]"
@@ -46,6 +52,7 @@ for r in $(seq 1 "$rounds"); do
     pg_start "$main"
     got=$(psql_at "$main" -c "SELECT count(*) || '/' || count(DISTINCT round) FROM t") || die "round $r: count failed"
     [ "$got" = "$((r * 10000))/$r" ] || die "round $r: t has rows/rounds $got, want $((r * 10000))/$r"
+    [ "$(sha256sum <"$main/remount.dat")" = "$sum" ] || die "round $r: remount.dat differs after the remount"
     wait_for 120 "the old daemon $old to exit" pid_dead "$old" || die "round $r: the old daemon did not exit"
     rc=0; wait "$old" || rc=$?
     [ "$rc" = 0 ] || die "round $r: the old daemon exited $rc"
