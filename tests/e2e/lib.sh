@@ -439,8 +439,10 @@ s3_bytes() { s3_list "$1" "$2" | awk '{ n += $2 } END { print n + 0 }'; }
 s3_list() {
     local bucket=$1 prefix=$2 token='' body q
     while :; do
+        # parameters in SigV4's canonical (sorted) order: Debian 12's curl
+        # signs the query as given, so a token appended last got 403
         q="list-type=2&max-keys=1000&prefix=$(_urlencode "$prefix")"
-        [ -z "$token" ] || q="$q&continuation-token=$(_urlencode "$token")"
+        [ -z "$token" ] || q="continuation-token=$(_urlencode "$token")&$q"
         body=$(s3_curl GET "$bucket?$q") || die "cannot list s3://$bucket/$prefix"
         tr -d '\n' <<<"$body" | { grep -o '<Contents>.*</Contents>' || true; } | sed 's#</Contents>#&\n#g' |
             sed -n 's#.*<Key>\(.*\)</Key>.*<Size>\([0-9]*\)</Size>.*#\1 \2#p'
