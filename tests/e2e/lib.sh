@@ -471,6 +471,63 @@ s3_delete_prefix() {
     done
 }
 
+# proxy_start [REQUEST_LOG]: tests/e2e/faultproxy in front of the S3
+# server of S3_ENDPOINT (logs to a newlog; one line per request to
+# REQUEST_LOG if given); sets PROXY_URL (for AWS_ENDPOINT_URL), PROXY_PID,
+# PROXY_CTL and PROXY_STATS; stopped at exit (or by proxy_stop).
+proxy_start() {
+    [ -x "$E2E_DIR/faultproxy" ] || die "tests/e2e/faultproxy not built (make e2e)"
+    PROXY_CTL=$T/proxy.ctl PROXY_STATS=$T/proxy.stats
+    : >"$PROXY_CTL"
+    "$E2E_DIR/faultproxy" -c "$PROXY_CTL" -s "$PROXY_STATS" ${1:+-l "$1"} "127.0.0.1:${S3_ENDPOINT##*:}" \
+        >"$T/proxy.port" 2>"$(newlog faultproxy)" &
+    PROXY_PID=$!
+    on_exit proxy_stop
+    wait_for 30 "faultproxy to listen" _proxy_up || die "faultproxy did not start"
+    pid_alive "$PROXY_PID" || die "faultproxy exited at start"
+    PROXY_URL=http://127.0.0.1:$(head -n 1 "$T/proxy.port")
+    log "faultproxy at $PROXY_URL -> S3 server $S3_ENDPOINT"
+}
+_proxy_up() { [ -s "$T/proxy.port" ] || pid_dead "$PROXY_PID"; }
+
+# proxy_stop: SIGTERM; the proxy prints its counters to its log and exits.
+proxy_stop() {
+    [ -n "${PROXY_PID:-}" ] && pid_alive "$PROXY_PID" || return 0
+    kill -TERM "$PROXY_PID"
+    wait_for 30 "faultproxy to exit" pid_dead "$PROXY_PID" || kill -9 "$PROXY_PID"
+    wait "$PROXY_PID" 2>/dev/null || true
+}
+
+# proxy_set SETTING...: the proxy's settings from now on ("delay_ms 20",
+# "fail503 0.3", ...; the control file replaced whole).
+proxy_set() {
+    printf '%s\n' "$@" >"$PROXY_CTL.tmp"
+    mv -f "$PROXY_CTL.tmp" "$PROXY_CTL"
+}
+
+# proxy_counter NAME: a counter of the proxy now.
+proxy_counter() { sed -n "s/^$1 //p" "$PROXY_STATS"; }
+
+# serial_rounds REQUEST_LOG FIRST LAST: how many round trips one after the
+# other lines FIRST..LAST of a faultproxy request log took: requests
+# sorted by start, a new round begins with a request that starts after
+# every earlier one ended (requests that overlap share a round).
+serial_rounds() {
+    sed -n "$2,$3p" "$1" | sort -n -k1,1 |
+        awk 'NR == 1 || $1 >= end { n++ } { if (NR == 1 || $1 + $2 > end) end = $1 + $2 } END { print n + 0 }'
+}
+
+# serial_chain REQUEST_LOG FIRST LAST: the longest chain of requests among
+# lines FIRST..LAST each of which started after the one before it ended:
+# no request can have waited for more round trips than that (an upper
+# bound on the critical path, which serial_rounds undercounts while
+# requests in parallel keep the line busy).
+serial_chain() {
+    sed -n "$2,$3p" "$1" | sort -n -k1,1 |
+        awk '{ d = 1; for (i = 1; i <= n; i++) if (E[i] <= $1 && D[i] >= d) d = D[i] + 1
+               n++; E[n] = $1 + $2; D[n] = d; if (d > max) max = d } END { print max + 0 }'
+}
+
 # e2e_backend_setup (called by e2e_setup): for the s3 backend, the shared
 # gateway of tests/run.sh, or a private one for this test, and a bucket.
 e2e_backend_setup() {

@@ -53,33 +53,8 @@ common=allow_other,default_permissions
 lakefs_init "$url"
 
 # ------------------------------------------------------------ the proxy
-ctl=$T/proxy.ctl stats=$T/proxy.stats
-: >"$ctl"
-rgw_port=${S3_ENDPOINT##*:}
-"$E2E_DIR/faultproxy" -c "$ctl" -s "$stats" "127.0.0.1:$rgw_port" >"$T/proxy.port" 2>"$(newlog faultproxy)" &
-proxy_pid=$!
-
-# stop_proxy: SIGTERM; the proxy prints its counters to its log and exits 0.
-stop_proxy() {
-    pid_alive "$proxy_pid" || return 0
-    kill -TERM "$proxy_pid"
-    wait_for 30 "faultproxy to exit" pid_dead "$proxy_pid" || kill -9 "$proxy_pid"
-    wait "$proxy_pid" 2>/dev/null
-}
-on_exit stop_proxy
-proxy_up() { [ -s "$T/proxy.port" ] || pid_dead "$proxy_pid"; }
-wait_for 30 "faultproxy to listen" proxy_up || die "faultproxy did not start"
-pid_alive "$proxy_pid" || die "faultproxy exited at start"
-proxy_port=$(head -n 1 "$T/proxy.port")
-log "faultproxy on 127.0.0.1:$proxy_port -> S3 server 127.0.0.1:$rgw_port"
-
-# faults SETTING...: the proxy's settings from now on (file replaced whole).
-faults() {
-    printf '%s\n' "$@" >"$ctl.tmp"
-    mv -f "$ctl.tmp" "$ctl"
-}
-# counter NAME: a counter of the proxy.
-counter() { sed -n "s/^$1 //p" "$stats"; }
+proxy_start
+proxy_port=${PROXY_URL##*:} rgw_port=${S3_ENDPOINT##*:}
 
 # latest_gen: the newest manifest generation of branch main in the bucket
 # (read from the S3 server directly, not through the proxy).
@@ -150,32 +125,32 @@ clients_alive
 
 # --- 1: 503s and delays
 gen=$(latest_gen)
-req0=$(counter requests) f0=$(counter fail503) d0=$(counter delayed)
-faults "fail503 0.3" "delay_ms 300"
+req0=$(proxy_counter requests) f0=$(proxy_counter fail503) d0=$(proxy_counter delayed)
+proxy_set "fail503 0.3" "delay_ms 300"
 log "phase 1: 30% of requests get 503 SlowDown, the others wait 300 ms (manifest generation $gen)"
 # until enough layers went through enough faults (not a fixed time: the
 # load, and so the number of requests, depends on the machine)
 faulted() {
     clients_alive
-    gen_reached $((gen + slow_layers)) && [ $(($(counter fail503) - f0)) -ge 3 ] &&
-        [ $(($(counter delayed) - d0)) -ge 3 ]
+    gen_reached $((gen + slow_layers)) && [ $(($(proxy_counter fail503) - f0)) -ge 3 ] &&
+        [ $(($(proxy_counter delayed) - d0)) -ge 3 ]
 }
 wait_for 300 "$slow_layers layers committed through 3 503s and 3 delays" faulted ||
-    die "the daemon committed no $slow_layers layers through 3 503s and 3 delays in 300 s: generation $(latest_gen), $(($(counter fail503) - f0)) 503s, $(($(counter delayed) - d0)) delays"
+    die "the daemon committed no $slow_layers layers through 3 503s and 3 delays in 300 s: generation $(latest_gen), $(($(proxy_counter fail503) - f0)) 503s, $(($(proxy_counter delayed) - d0)) delays"
 clients_alive
-nreq=$(($(counter requests) - req0)) nfail=$(($(counter fail503) - f0)) ndelay=$(($(counter delayed) - d0))
+nreq=$(($(proxy_counter requests) - req0)) nfail=$(($(proxy_counter fail503) - f0)) ndelay=$(($(proxy_counter delayed) - d0))
 [ "$nfail" -gt 0 ] || die "the proxy injected no 503 in phase 1"
 [ "$ndelay" -gt 0 ] || die "the proxy delayed no request in phase 1"
 ok "phase 1: manifest generation $gen -> $(latest_gen) through $nfail 503s and $ndelay delays in $nreq requests; $(acked_count) acknowledged commits"
 
 # --- 2: the S3 server is down
-faults
+proxy_set
 # start from no backlog: phase 1's slow uploads may have left the memtables
 # at their bound, and the outage must show commits going on at first
 wait_for 120 "the phase 1 backlog to reach the bucket" journal_caught_up ||
     die "the journal still has $(journal_files) files 120 s after the faults stopped"
 gen=$(latest_gen)
-errors0=$(counter upstream_errors)
+errors0=$(proxy_counter upstream_errors)
 said_from=$(wc -l <"$daemon_log")
 "$RGW_TOOLS/stop" "$RGW_DIR" >>"$(newlog rgw-stop)" 2>&1 || die "cannot stop the S3 server"
 # if the test dies during the outage: the server back first, so that the
@@ -204,8 +179,8 @@ while ((SECONDS < hold_until)); do   # keep the server down, watch the clients
 done
 backlog=$(journal_files)
 [ "$backlog" -gt 1 ] || die "no memtable was waiting for the S3 server at the end of the outage"
-[ "$(counter upstream_errors)" -gt "$errors0" ] || die "the daemon sent nothing to the stopped S3 server"
-ok "phase 2: outage of $((SECONDS - down_at))s: journal $backlog files, $(($(counter upstream_errors) - errors0)) requests found no server, $(acked_count) acknowledged commits"
+[ "$(proxy_counter upstream_errors)" -gt "$errors0" ] || die "the daemon sent nothing to the stopped S3 server"
+ok "phase 2: outage of $((SECONDS - down_at))s: journal $backlog files, $(($(proxy_counter upstream_errors) - errors0)) requests found no server, $(acked_count) acknowledged commits"
 # (its stdout names the keys: not into a log)
 "$RGW_TOOLS/start" "$RGW_DIR" "$rgw_port" memstore >/dev/null 2>>"$(newlog rgw-start)" ||
     die "cannot start the S3 server again"
@@ -237,18 +212,18 @@ no_io_errors() {
         die "PostgreSQL reported I/O errors"
 }
 no_io_errors
-f0=$(counter fail503)
-faults "fail503 0.3"
+f0=$(proxy_counter fail503)
+proxy_set "fail503 0.3"
 lakefs_umount "$mp"     # the last layer goes up through 503s too
-ok "machine 1 unmounted, everything flushed, through $(($(counter fail503) - f0)) more 503s"
+ok "machine 1 unmounted, everything flushed, through $(($(proxy_counter fail503) - f0)) more 503s"
 
 # ------------------------------------------------------------ machine 2: only the bucket
 rm -rf "$T/state1" "$T/cache1"
-f0=$(counter fail503)
-faults "fail503 0.3"    # the checks at mount (conditional-PUT probe, lease) through 503s too
+f0=$(proxy_counter fail503)
+proxy_set "fail503 0.3"    # the checks at mount (conditional-PUT probe, lease) through 503s too
 AWS_ENDPOINT_URL=http://127.0.0.1:$proxy_port lakefs_mount "$url" "$mp" \
     -o "$common,state_dir=$T/state2,cache_dir=$T/cache2"
-faults "fail503 0.2"
+proxy_set "fail503 0.2"
 pg_start "$data"
 check_acked "$data"
 pgbench_invariant "$data"
@@ -256,7 +231,7 @@ pg_amcheck_clean "$data"
 pg_stop "$data"
 no_io_errors
 lakefs_umount "$mp"
-[ $(($(counter fail503) - f0)) -gt 0 ] || die "the proxy injected no 503 while machine 2 read the bucket"
-ok "machine 2 read everything from the bucket through $(($(counter fail503) - f0)) 503s"
-stop_proxy
+[ $(($(proxy_counter fail503) - f0)) -gt 0 ] || die "the proxy injected no 503 while machine 2 read the bucket"
+ok "machine 2 read everything from the bucket through $(($(proxy_counter fail503) - f0)) 503s"
+proxy_stop
 log "$(tail -n 1 "$(ls "$T"/logs/*-faultproxy.log)")"
