@@ -53,7 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE 8192u
+#define PAGE ((unsigned)KEY_PAGE_BYTES)
 #define NSTRIPES 256
 #define TIMEOUT 86400.0           /* entry/attr cache time: we are the only writer */
 #define BRANCH_TIMEOUT 1.0        /* entry time of branches/NAME: others create and delete them */
@@ -703,6 +703,7 @@ static int view_open(fs_mount *m, const char *name, fs_view **out, char *err, si
         }
         return rc;
     }
+    store_hot_seal(v->st);        /* every open reads that much again */
     if (reuse) {
         pthread_rwlock_unlock(&v->lock);
     } else {
@@ -1089,6 +1090,9 @@ static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     unlock_inos(held, nheld);
     pthread_mutex_unlock(&ns_mu);
     if (rc) ref_put(r);
+    /* the server's lock file appears: it starts, and what it reads now is
+     * what its next start on a fresh machine reads first */
+    else if (sdir == FS_ROOT_INO && S_ISREG(mode) && !strcmp(name, pg_view_lock_file())) store_hot_restart(st);
     *sino_out = sino;
     return rc;
 }
@@ -1363,6 +1367,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         if (!rc && S_ISDIR(a.mode)) rc = -EISDIR;
         if (!rc && (fi->flags & O_TRUNC) && (fi->flags & O_ACCMODE) != O_RDONLY)
             rc = truncate_to_zero(r.st, r.sino);
+        else if (!rc) store_hot_file(r.st, r.sino, a.size);
     }
     fs_mount *m = mount_of(req);  /* REQ is gone once replied to */
     if (!rc) handles_add(m, ino, 1);   /* while the view is held: an idle close sees it */

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #define KEY_MAX 272               /* kind + ino + 255-byte name + slack */
+#define KEY_PAGE_BYTES 8192       /* a file page: the value of a KEY_PAGE key */
 
 enum key_kind {
     KEY_INODE = 1,                /* inode attributes */

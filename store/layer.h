@@ -40,6 +40,9 @@ typedef struct layer layer;
 
 /* Open object KEY of OS as a layer: reads and checks footer and index. */
 int layer_open(objstore *os, const char *key, layer **out);
+/* The same for a layer known to be SIZE bytes (a manifest records it; 0:
+ * unknown): one ranged get instead of a head and two. */
+int layer_open_sized(objstore *os, const char *key, uint64_t size, layer **out);
 /* The same for KEY just uploaded from BUF/LEN by this process: a caching
  * OS (objcache.h) learns the whole layer first, so reading it back needs
  * no download. */
@@ -61,6 +64,10 @@ uint64_t layer_size(const layer *l);
 /* 1 if KEY lies within L's key range (a layer_get of it may find it), else 0. */
 int layer_covers(const layer *l, const uint8_t *key, size_t klen);
 
+/* Bring the block of L that would hold KEY into the block cache (and a
+ * caching object store), unless it is there or on its way; errors are
+ * silent: a reader fetches it again and reports. */
+void layer_warm(layer *l, const uint8_t *key, size_t klen);
 /* Newest version of KEY with seq <= MAX_SEQ.  Returns 1 if found (then
  * *TOMB tells a deletion, else *VAL is a malloc'd copy of *VLEN bytes and
  * *SEQ its seq), 0 if the layer has no such version, -EIO on a checksum or

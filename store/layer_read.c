@@ -2,8 +2,9 @@
  * layer_read.c -- reading layers, the process-wide block cache, and
  * read-ahead.
  *
- * layer_open fetches only the fixed footer and the index (two ranged gets)
- * and verifies both checksums; after that the layer's contents are
+ * layer_open fetches only the footer and the index (one ranged get of the
+ * layer's tail when the size is known, layer_open_sized) and verifies both
+ * checksums; after that the layer's contents are
  * immutable (only the read-ahead state changes, under its own mutex), so any
  * number of threads may call layer_get/layer_scan on it at once.  Blocks
  * are fetched on demand with one ranged get each, checked against the CRC-32C
@@ -738,13 +739,32 @@ static int index_parse(layer *l, size_t ilen, uint64_t ioff)
     return 0;
 }
 
-/* Open object KEY of OS as a layer: reads and checks footer and index. */
+/* Bytes at the end of a layer fetched to open it: footer and, for layers
+ * up to a few hundred MiB, the whole index, in one ranged get. */
+#define LAYER_OPEN_TAIL ((uint64_t)64 * 1024)
+
+/* The range layer_open_sized fetches first from a layer of SIZE bytes. */
+static uint64_t layer_tail_len(uint64_t size)
+{
+    return size < LAYER_OPEN_TAIL ? size : LAYER_OPEN_TAIL;
+}
+
 int layer_open(objstore *os, const char *key, layer **out)
 {
-    uint8_t *foot = NULL;
+    return layer_open_sized(os, key, 0, out);
+}
+
+/* Cost model: a layer open is on the path of every mount, and each request
+ * is a round trip (10-50 ms to a real bucket).  With the size known (the
+ * manifest records it) one ranged get of the last LAYER_OPEN_TAIL bytes
+ * brings footer and index together; only an index larger than that takes a
+ * second get.  Unknown size costs a head first. */
+int layer_open_sized(objstore *os, const char *key, uint64_t size, layer **out)
+{
+    uint8_t *tail = NULL;
     void *ibuf = NULL;
     size_t got = 0;
-    uint64_t ioff, ilen;
+    uint64_t ioff, ilen, tlen;
     const char *why = NULL;
     layer *l;
     int rc;
@@ -762,17 +782,19 @@ int layer_open(objstore *os, const char *key, layer **out)
         goto fail;
     }
     sprintf(l->id, "%s\n%s", os_url(os), key);
-    if ((rc = os_head(os, key, &l->size)) < 0)
+    l->size = size;
+    if (!size && (rc = os_head(os, key, &l->size)) < 0)
         goto fail;
     if (l->size < LAYER_FOOTER_SIZE) {
         why = "too short for a footer";
         goto bad;
     }
-    rc = os_get(os, key, l->size - LAYER_FOOTER_SIZE, LAYER_FOOTER_SIZE,
-                (void **)&foot, &got);
+    tlen = layer_tail_len(l->size);
+    rc = os_get(os, key, l->size - tlen, tlen, (void **)&tail, &got);
     if (rc < 0)
         goto fail;
-    if (got != LAYER_FOOTER_SIZE || memcmp(foot, LAYER_MAGIC, 8) != 0 ||
+    const uint8_t *foot = tail + got - LAYER_FOOTER_SIZE;
+    if (got != tlen || memcmp(foot, LAYER_MAGIC, 8) != 0 ||
         layer_get32(foot + 60) != crc32c(0, foot, 60)) {
         why = "bad footer";
         goto bad;
@@ -791,9 +813,16 @@ int layer_open(objstore *os, const char *key, layer **out)
         why = "index out of bounds";
         goto bad;
     }
-    rc = os_get(os, key, ioff, ilen, &ibuf, &got);
-    if (rc < 0)
+    if (ilen <= tlen - LAYER_FOOTER_SIZE) {
+        if (!(ibuf = malloc(ilen))) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        memcpy(ibuf, foot - ilen, ilen);
+        got = ilen;
+    } else if ((rc = os_get(os, key, ioff, ilen, &ibuf, &got)) < 0) {
         goto fail;
+    }
     l->index = ibuf;
     if (got != ilen || crc32c(0, l->index, got) != layer_get32(foot + 56)) {
         why = "index checksum mismatch";
@@ -803,14 +832,14 @@ int layer_open(objstore *os, const char *key, layer **out)
         why = "malformed index";
         goto bad;
     }
-    free(foot);
+    free(tail);
     *out = l;
     return 0;
 bad:
     fprintf(stderr, "lakefs: layer %s: %s\n", key, why);
     rc = -EIO;
 fail:
-    free(foot);
+    free(tail);
     layer_close(l);
     return rc;
 }
@@ -898,13 +927,14 @@ int layer_open_uploaded(objstore *os, const char *key, const void *buf,
         const uint8_t *foot = b + len - LAYER_FOOTER_SIZE;
         ioff = layer_get64(foot + 16);
         ilen = layer_get64(foot + 24);
+        uint64_t tlen = layer_tail_len(len);
         os_prime_size(os, key, len);
-        os_prime(os, key, len - LAYER_FOOTER_SIZE, LAYER_FOOTER_SIZE, foot,
-                 LAYER_FOOTER_SIZE);
-        if (ioff <= len - LAYER_FOOTER_SIZE && ilen == len - LAYER_FOOTER_SIZE - ioff)
+        os_prime(os, key, len - tlen, tlen, b + len - tlen, (size_t)tlen);
+        if (ioff <= len - LAYER_FOOTER_SIZE && ilen == len - LAYER_FOOTER_SIZE - ioff &&
+            ilen > tlen - LAYER_FOOTER_SIZE)
             os_prime(os, key, ioff, ilen, b + ioff, (size_t)ilen);
     }
-    if ((rc = layer_open(os, key, out)) < 0)
+    if ((rc = layer_open_sized(os, key, len, out)) < 0)
         return rc;
     /* the index is checked now: blocks lie contiguously before it */
     for (size_t i = 0; i < (*out)->nblocks; i++) {
@@ -954,6 +984,14 @@ int layer_covers(const layer *l, const uint8_t *key, size_t klen)
 {
     return l->nblocks > 0 && layer_keycmp(key, klen, l->minkey, l->minlen) >= 0 &&
            layer_keycmp(key, klen, l->maxkey, l->maxlen) <= 0;
+}
+
+void layer_warm(layer *l, const uint8_t *key, size_t klen)
+{
+    long b = layer_covers(l, key, klen) ? block_find(l, key, klen) : -1;
+    cblock *c = NULL;
+    if (b >= 0 && block_load(l, (size_t)b, 1, &c) == 0 && c)
+        cblock_release(c);
 }
 
 /* Newest version of KEY with seq <= MAX_SEQ: 1 found, 0 none, -errno. */

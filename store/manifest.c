@@ -94,6 +94,8 @@ int manifest_encode(const manifest *m, char **buf, size_t *len)
     rc = mbuf_printf(&b, MANIFEST_HEADER "seq %" PRIu64 "\nmax_ino %" PRIu64 "\nwriter %" PRIu64
                      "\nsession %" PRIu64 "\ninherit %" PRIu64 "\ntime %" PRIu64 "\n",
                      m->seq, m->max_ino, m->writer, m->session, m->inherit, m->time);
+    if (rc == 0 && m->closed)
+        rc = mbuf_printf(&b, "closed 1\n");
     for (size_t i = 0; rc == 0 && i < m->nlayers; i++) {
         const manifest_layer *ml = &m->layers[i];
         if (!manifest_key_ok(ml->key) || ml->min_seq > ml->max_seq) {
@@ -195,6 +197,8 @@ int manifest_decode(const char *buf, size_t len, manifest *m)
         parse_field(&p, end, "inherit ", &m->inherit) < 0 ||
         parse_field(&p, end, "time ", &m->time) < 0)
         goto fail;
+    if (expect(&p, end, "closed 1\n") == 0)
+        m->closed = 1;
     while (expect(&p, end, "layer ") == 0)
         if ((rc = parse_layer(&p, end, m)) < 0)
             goto fail;

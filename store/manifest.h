@@ -10,13 +10,16 @@
  * The encoding is line-oriented text ending with a CRC-32C line, so it is
  * both inspectable and verified: "lakefs-manifest 1", "seq N", "max_ino N",
  * "writer N", "session N", "inherit N", "time N" (seconds since the epoch
- * when the committer made it), one "layer KEY MINSEQ MAXSEQ SIZE"
- * per layer (newest last), "crc XXXXXXXX".
+ * when the committer made it), "closed 1" if it is the last commit of a
+ * cleanly closed mount, one "layer KEY MINSEQ MAXSEQ SIZE" per layer
+ * (newest last), "crc XXXXXXXX".
  *
  * writer, session and inherit say where the batches after SEQ are: in the
  * local journal of the state directory whose id is WRITER (0: none yet),
  * and in the remote journal chains (journal_remote.h) of sessions INHERIT
- * (0: none) and SESSION, the mount that committed this generation.
+ * (0: none) and SESSION, the mount that committed this generation.  A
+ * closed manifest says there are none: SESSION flushed everything into its
+ * layers and ended, so the next mount has no chain to fold or fence.
  */
 #ifndef LAKEFS_MANIFEST_H
 #define LAKEFS_MANIFEST_H
@@ -39,6 +42,7 @@ typedef struct manifest {
     uint64_t session;             /* committing mount (the generation it opened with) */
     uint64_t inherit;             /* older session whose remote chain is still to fold in */
     uint64_t time;                /* when it was made, seconds since the epoch (gc's clock) */
+    int closed;                   /* SESSION's last commit: it ended cleanly, nothing after SEQ */
     size_t nlayers;
     manifest_layer *layers;       /* oldest first */
 } manifest;

@@ -111,6 +111,14 @@ typedef struct s3 {
     pthread_mutex_t lock;         /* protects the handle pool */
     CURL **idle;                  /* pool of handles not in use */
     size_t nidle, capidle;
+    /* the conditional-PUT probe (s3_check): its verdict under probe_mu */
+    char probe_key[64], *probe;   /* the probe's key, and its object name */
+    pthread_t prober;             /* second PUT and removal, behind os_open */
+    int prober_running;
+    pthread_mutex_t probe_mu;
+    pthread_cond_t probe_cv;
+    int probe_done, probe_rc, probe_told;
+    char probe_err[512];          /* what a failed probe says */
 } s3;
 
 /* One request to send. */
@@ -986,16 +994,19 @@ out:
     return rc;
 }
 
+static int s3_probe_verdict(s3 *s);
+
 /* Create KEY with LEN bytes of BUF; -EEXIST if it exists.  Large layers go
  * multipart, everything else is one conditional PUT. */
 static int s3_put_if_absent(void *state, const char *key, const void *buf,
                             size_t len)
 {
     s3 *s = state;
-    char *o = s3_object(s, key);
     s3_resp r;
-    int rc;
-
+    int rc = s3_probe_verdict(s);
+    if (rc)
+        return rc;
+    char *o = s3_object(s, key);
     if (!o)
         return -ENOMEM;
     if (len > s->mp_threshold && strstr(key, "/layers/")) {
@@ -1312,6 +1323,11 @@ static void s3_close(void *state)
 
     if (!s)
         return;
+    if (s->prober_running)
+        pthread_join(s->prober, NULL);
+    pthread_mutex_destroy(&s->probe_mu);
+    pthread_cond_destroy(&s->probe_cv);
+    free(s->probe);
     for (size_t i = 0; i < s->nidle; i++)
         curl_easy_cleanup(s->idle[i]);
     free(s->idle);
@@ -1675,95 +1691,147 @@ static int s3_explain(s3 *s, const s3_resp *r, char *err, size_t errlen)
     return r->status == 403 ? -EACCES : -EIO;
 }
 
+/* The probe's PUT number I (0: creates it, 1: must be refused) into R;
+ * 0, or a negative errno with ERR written.  The bytes differ: a retried PUT
+ * that meets 412 takes an object with its own bytes for its own earlier
+ * attempt, so after a 503 the same bytes would pass for "written" and the
+ * check would fail a good server. */
+static int s3_probe_put(s3 *s, int i, s3_resp *r, char *err, size_t errlen)
+{
+    int rc = s3_put_object(s, s->probe, i ? "lakefs-again" : "lakefs", i ? 12 : 6, S3_OPEN_ATTEMPTS, 1, r);
+    char code[64];
+
+    if (rc == -ENOMEM) {
+        snprintf(err, errlen, "out of memory");
+    } else if (rc == -EIO) {
+        s3_xml_tag(r->data, "Code", code, sizeof(code));
+        if (r->cerr != CURLE_OK)
+            snprintf(err, errlen, "cannot write to bucket '%s' at %s: %s", s->bucket, s->endpoint, r->cmsg);
+        else if (s3_retry_status(r->status) || r->status == 412)
+            snprintf(err, errlen, "cannot write to bucket '%s': S3 endpoint %s is overloaded or failing: "
+                     "HTTP %ld %s after %d attempts; try again later", s->bucket, s->endpoint,
+                     r->status, code, r->tries);
+        else
+            snprintf(err, errlen, "cannot write to bucket '%s' at %s: HTTP %ld %s (lakefs needs write access)",
+                     s->bucket, s->endpoint, r->status, code);
+        rc = r->status == 403 ? -EACCES : -EIO;
+    } else if (i == 1 && rc == 0) {
+        if (s3_env("LAKEFS_S3_UNSAFE_NO_CONDITIONAL_PUT")) {
+            fprintf(stderr, "lakefs: WARNING: S3 endpoint %s ignores conditional PUT "
+                    "(If-None-Match: *); going on because of -o unsafe_no_conditional_put: "
+                    "two writers of one branch would now overwrite each other's commits\n", s->endpoint);
+        } else {
+            snprintf(err, errlen, "S3 endpoint %s ignores conditional PUT (If-None-Match: *): lakefs needs it "
+                     "so objects are never overwritten; use a server that supports it (or, at your own "
+                     "risk, -o unsafe_no_conditional_put)", s->endpoint);
+            rc = -EOPNOTSUPP;
+        }
+    } else if (rc == -EEXIST) {   /* 0: a nonce taken; 1: refused, as it must be */
+        rc = 0;
+    }
+    return rc;
+}
+
+/* Thread body: the probe's first PUT, beside os_open's listing. */
+static void *s3_probe_first(void *arg)
+{
+    s3 *s = arg;
+    s3_resp r = { 0 };
+    s->probe_rc = s3_probe_put(s, 0, &r, s->probe_err, sizeof s->probe_err);
+    s3_resp_clear(&r);
+    return NULL;
+}
+
+/* Thread body: the probe's second PUT, which must be refused, then the
+ * probe's removal; publishes the verdict that conditional writes wait for. */
+static void *s3_probe_second(void *arg)
+{
+    s3 *s = arg;
+    s3_resp r = { 0 };
+    char err[sizeof s->probe_err];
+    int rc = s3_probe_put(s, 1, &r, err, sizeof err);
+    s3_resp_clear(&r);
+    pthread_mutex_lock(&s->probe_mu);
+    if (rc) snprintf(s->probe_err, sizeof s->probe_err, "%s", err);
+    s->probe_rc = rc;
+    s->probe_done = 1;
+    pthread_cond_broadcast(&s->probe_cv);
+    pthread_mutex_unlock(&s->probe_mu);
+    s3_del(s, s->probe_key);
+    return NULL;
+}
+
+/* Wait for the conditional-PUT verdict: 0, or its error (reported once). */
+static int s3_probe_verdict(s3 *s)
+{
+    pthread_mutex_lock(&s->probe_mu);
+    while (!s->probe_done)
+        pthread_cond_wait(&s->probe_cv, &s->probe_mu);
+    int rc = s->probe_rc;
+    if (rc && !s->probe_told) {
+        s->probe_told = 1;
+        fprintf(stderr, "lakefs: %s\n", s->probe_err);
+    }
+    pthread_mutex_unlock(&s->probe_mu);
+    return rc;
+}
+
 /* Check the bucket answers a signed list and honours If-None-Match; 0 or
- * a negative errno with ERR written. */
+ * a negative errno with ERR written.  Cost model: a real bucket is 10-50 ms
+ * away and a mount's requests before it serves are mostly serial, so the
+ * check takes one round trip of the caller's time: the listing (whose
+ * answer tells a misconfiguration clearly) and the probe's first PUT go
+ * out together; the second PUT, which must be refused, and the probe's
+ * removal run behind, and only conditional writes (s3_put_if_absent) wait
+ * for that verdict -- by then, in a mount, it is long in. */
 static int s3_check(s3 *s, char *err, size_t errlen)
 {
-    char *pfx = sigv4_uri_encode(s->prefix, 0), *q = NULL, *probe = NULL, probe_key[64];
+    char *pfx = sigv4_uri_encode(s->prefix, 0), *q = NULL;
     uint32_t nonce = 0;
-    int probed = 0;               /* the probe object exists */
     if (getentropy(&nonce, sizeof nonce) < 0) nonce = (uint32_t)getpid();
     /* a fresh name per open, removed afterwards: a failed mount leaves nothing */
-    snprintf(probe_key, sizeof probe_key, "%s-%08x", S3_PROBE_KEY, nonce);
+    snprintf(s->probe_key, sizeof s->probe_key, "%s-%08x", S3_PROBE_KEY, nonce);
     s3_req req = { .method = "GET", .attempts = S3_OPEN_ATTEMPTS, .quiet = 1 };
     s3_resp r = { 0 };
-    int rc = -ENOMEM;
+    pthread_t first;
+    int rc = -ENOMEM, started = 0;
 
     if (!pfx || asprintf(&q, "list-type=2&max-keys=1&prefix=%s", pfx) < 0 ||
-        !(probe = s3_object(s, probe_key))) {
+        !(s->probe = s3_object(s, s->probe_key))) {
         q = NULL;
         snprintf(err, errlen, "out of memory");
         goto out;
     }
+    started = pthread_create(&first, NULL, s3_probe_first, s) == 0;
+    if (!started) s3_probe_first(s);
     req.query = q;
     if ((rc = s3_call(s, &req, &r)) == -ENOMEM) {
         snprintf(err, errlen, "out of memory");
-        goto out;
-    }
-    if (rc < 0 || r.status != 200) {
+    } else if (rc < 0 || r.status != 200) {
         rc = s3_explain(s, &r, err, errlen);
-        goto out;
-    }
-    if (!r.data || !strstr(r.data, "<ListBucketResult")) {
+    } else if (!r.data || !strstr(r.data, "<ListBucketResult")) {
         snprintf(err, errlen, "%s answered a bucket listing with something "
                  "else: is it an S3 endpoint? (check %s)",
                  s->endpoint, s->endpoint_from);
         rc = -EPROTO;
-        goto out;
     }
-    /* the probe exists after the first PUT; the second must be refused.  Its
-     * bytes differ: a retried PUT that meets 412 takes an object with its
-     * own bytes for its own earlier attempt, so after a 503 the same bytes
-     * would pass for "written" and the check would fail a good server */
-    for (int i = 0; i < 2; i++) {
-        s3_resp_clear(&r);
-        rc = s3_put_object(s, probe, i ? "lakefs-again" : "lakefs", i ? 12 : 6,
-                           S3_OPEN_ATTEMPTS, 1, &r);
-        if (rc == -ENOMEM) {
-            snprintf(err, errlen, "out of memory");
-            goto out;
-        }
-        if (rc == -EIO) {
-            char code[64];
-            s3_xml_tag(r.data, "Code", code, sizeof(code));
-            if (r.cerr != CURLE_OK)
-                snprintf(err, errlen, "cannot write to bucket '%s' at %s: %s",
-                         s->bucket, s->endpoint, r.cmsg);
-            else if (s3_retry_status(r.status) || r.status == 412)
-                snprintf(err, errlen, "cannot write to bucket '%s': S3 endpoint %s "
-                         "is overloaded or failing: HTTP %ld %s after %d "
-                         "attempts; try again later", s->bucket, s->endpoint,
-                         r.status, code, r.tries);
-            else
-                snprintf(err, errlen, "cannot write to bucket '%s' at %s: HTTP "
-                         "%ld %s (lakefs needs write access)", s->bucket,
-                         s->endpoint, r.status, code);
-            rc = r.status == 403 ? -EACCES : -EIO;
-            goto out;
-        }
-        probed = 1;
-        if (i == 1 && rc == 0) {
-            if (s3_env("LAKEFS_S3_UNSAFE_NO_CONDITIONAL_PUT")) {
-                fprintf(stderr, "lakefs: WARNING: S3 endpoint %s ignores conditional PUT "
-                        "(If-None-Match: *); going on because of -o unsafe_no_conditional_put: "
-                        "two writers of one branch would now overwrite each other's commits\n", s->endpoint);
-                break;
-            }
-            snprintf(err, errlen, "S3 endpoint %s ignores conditional PUT "
-                     "(If-None-Match: *): lakefs needs it so objects are never "
-                     "overwritten; use a server that supports it (or, at your own "
-                     "risk, -o unsafe_no_conditional_put)", s->endpoint);
-            rc = -EOPNOTSUPP;
-            goto out;
-        }
+    if (started) pthread_join(first, NULL);
+    if (rc == 0 && s->probe_rc < 0) {
+        rc = s->probe_rc;
+        snprintf(err, errlen, "%s", s->probe_err);
     }
-    rc = 0;
+    if (rc == 0 && pthread_create(&s->prober, NULL, s3_probe_second, s) == 0) {
+        s->prober_running = 1;
+    } else if (rc == 0) {
+        s3_probe_second(s);
+        if ((rc = s->probe_rc)) snprintf(err, errlen, "%s", s->probe_err);
+    } else {
+        s3_del(s, s->probe_key);  /* whether or not the first PUT got through */
+    }
 out:
-    if (probed) s3_del(s, probe_key);
     s3_resp_clear(&r);
     free(pfx);
     free(q);
-    free(probe);
     return rc;
 }
 
@@ -1792,6 +1860,8 @@ static int s3_open(const char *rest, void **state, char *err, size_t errlen)
         return -ENOMEM;
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->probe_mu, NULL);
+    pthread_cond_init(&s->probe_cv, NULL);
     s->bucket = strndup(rest, bl);
     s->prefix = malloc(pl + 2);
     if (!s->bucket || !s->prefix) {

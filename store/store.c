@@ -79,6 +79,7 @@
 #include "failpoint.h"
 #include "branch.h"
 #include "dirlock.h"
+#include "hotset.h"
 
 #include <errno.h>
 #include <dirent.h>
@@ -86,6 +87,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +100,8 @@
 #define STORE_MAX_FROZEN 4
 #define STORE_FENCE_CHECK_SECONDS 5   /* how often an idle writer checks for a takeover */
 #define STORE_RETRY_SECONDS 5         /* wait after a failed flush before the next attempt */
+#define STORE_WARM_THREADS 32     /* fetches of the last mount's start-up keys at once */
+#define STORE_HOT_FILE_PAGES 16   /* pages of a file opened at start counted as start-up keys */
 #define STORE_REPO_MARKER "lakefs.repo"
 #define STORE_REPO_CONTENT "lakefs-repository 1\n"
 
@@ -191,6 +195,15 @@ struct store {
         compact_piece *pieces;
         size_t npieces;
     } cpend;
+    /* start-up keys (hotset.h) */
+    hotset *hot;                  /* this mount's recorder (NULL: a snapshot) */
+    skey *warm;                   /* the last mount's, fetched as this one starts */
+    size_t nwarm;
+    atomic_size_t warm_next;      /* next (key, layer) job for a warming thread */
+    layerset *warm_ls;            /* the layers they are looked for in */
+    pthread_t warmers[STORE_WARM_THREADS];
+    int nwarmers;
+    uint64_t warm_gen;            /* generation whose hot object they came from (0: none) */
 };
 
 /* ---- layer sets ---- */
@@ -626,7 +639,8 @@ static int store_layer_get(layer *l, const skey *k, void *buf, size_t cap, size_
     return 0;
 }
 
-int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
+/* store_get without recording K as a start-up key. */
+static int store_lookup(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
 {
     int rc = -ENOENT;
     pthread_rwlock_rdlock(&st->lock);
@@ -653,12 +667,18 @@ int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
     return rc == 1 ? -ENOENT : rc;
 }
 
+int store_get(store *st, const skey *k, void *buf, size_t cap, size_t *vlen)
+{
+    if (st->hot) hotset_note(st->hot, k->b, k->len);
+    return store_lookup(st, k, buf, cap, vlen);
+}
+
 int store_peek(objstore *os, const manifest *m, const skey *k, void *buf, size_t cap, size_t *vlen)
 {
     int rc = 1;
     for (size_t i = m->nlayers; i-- > 0 && rc == 1;) {   /* newest first: usually one layer opened */
         layer *l;
-        if ((rc = layer_open(os, m->layers[i].key, &l))) {
+        if ((rc = layer_open_sized(os, m->layers[i].key, m->layers[i].size, &l))) {
             if (rc == -ENOENT) {  /* not "no such key": the state is incomplete */
                 fprintf(stderr, "lakefs: layer %s named by manifest generation %" PRIu64 " is missing\n",
                         m->layers[i].key, m->gen);
@@ -726,6 +746,7 @@ static int store_scan_emit(void *arg, const uint8_t *key, size_t klen, const mt_
 static int store_scan_run(store *st, scan_ctx *c, const uint8_t *from, size_t flen, store_scan_fn fn, void *arg)
 {
     if (!c->result) return -ENOMEM;
+    if (st->hot) hotset_note(st->hot, from, flen);   /* warming it fetches the scan's first block */
     /* newest first: the memtables under the lock, then the layers as of
      * that moment without it (their blocks may come from the repository) */
     pthread_rwlock_rdlock(&st->lock);
@@ -1539,6 +1560,96 @@ static int store_fold(store *st, uint64_t source, uint64_t from, char *err, size
     return 0;
 }
 
+/* ---- start-up keys (hotset.h) ---- */
+
+/* Object key of BRANCH's start-up keys stored with generation GEN. */
+static void store_hot_key(char *key, size_t len, const char *branch, uint64_t gen)
+{
+    snprintf(key, len, "branches/%s/hot/%020" PRIu64, branch, gen);
+}
+
+/* Thread body: fetch and decode the start-up keys stored with generation
+ * st->warm_gen (closed, so its close wrote them); none if anything fails. */
+static void *store_hot_fetch(void *arg)
+{
+    store *st = arg;
+    char key[512];
+    void *buf = NULL;
+    size_t len;
+    store_hot_key(key, sizeof key, st->branch, st->warm_gen);
+    int rc = os_get(st->os, key, 0, UINT64_MAX, &buf, &len);
+    if (!rc) rc = hotset_decode(buf, len, &st->warm, &st->nwarm);
+    if (!rc) fprintf(stderr, "lakefs: branch %s: fetching the %zu start-up keys of the last mount\n", st->branch, st->nwarm);
+    if (rc) st->warm_gen = 0;
+    if (rc && rc != -ENOENT)
+        fprintf(stderr, "lakefs: branch %s: start-up keys %s unusable (%s): this start fetches as it reads\n",
+                st->branch, key, strerror(-rc));
+    free(buf);
+    return NULL;
+}
+
+/* Thread body: bring in the blocks that may hold the last mount's
+ * start-up keys, until none is left or the store closes.  A job is one
+ * key in one layer of the set as the store started (key by key in their
+ * order, each newest layer first): a lookup would go through a key's
+ * layers one after the other, a round trip each, where the jobs fetch all
+ * of them at once -- a few blocks more, far fewer waits.  The blocks land
+ * in the block cache (and the disk cache), where the server's reads find
+ * them or wait for the fetch already running (layer_read.c). */
+static void *store_warmer(void *arg)
+{
+    store *st = arg;
+    layerset *ls = st->warm_ls;
+    for (size_t j; ls->n && !__atomic_load_n(&st->stopping, __ATOMIC_RELAXED) &&
+                   (j = atomic_fetch_add(&st->warm_next, 1)) < st->nwarm * ls->n;) {
+        const skey *k = &st->warm[j / ls->n];
+        layer_warm(ls->l[ls->n - 1 - j % ls->n]->l, k->b, k->len);
+    }
+    return NULL;
+}
+
+void store_hot_seal(store *st)
+{
+    if (st->hot) hotset_seal(st->hot);
+}
+
+void store_hot_restart(store *st)
+{
+    if (st->hot) hotset_restart(st->hot);
+}
+
+void store_hot_file(store *st, uint64_t ino, uint64_t size)
+{
+    uint64_t pages = (size + KEY_PAGE_BYTES - 1) / KEY_PAGE_BYTES;
+    skey k;
+    for (uint64_t p = 0; st->hot && p < pages && p < STORE_HOT_FILE_PAGES; p++) {
+        key_page(&k, ino, p);
+        hotset_note(st->hot, k.b, k.len);
+    }
+}
+
+/* Store this mount's start-up keys beside generation GEN, about to be
+ * committed closed, and remove the ones this mount started from.  A
+ * failure costs only the next start's prefetch. */
+static void store_hot_save(store *st, uint64_t gen)
+{
+    char key[512];
+    void *buf;
+    size_t len;
+    if (!st->hot || !hotset_count(st->hot) || hotset_encode(st->hot, &buf, &len)) return;
+    store_hot_key(key, sizeof key, st->branch, gen);
+    int rc = os_put_if_absent(st->os, key, buf, len);
+    free(buf);
+    if (!rc) fprintf(stderr, "lakefs: branch %s: stored %zu start-up keys\n", st->branch, hotset_count(st->hot));
+    if (rc && rc != -EEXIST)
+        fprintf(stderr, "lakefs: branch %s: cannot store the start-up keys %s: %s\n", st->branch, key, strerror(-rc));
+    if (st->warm_gen) {
+        store_hot_key(key, sizeof key, st->branch, st->warm_gen);
+        if ((rc = os_delete(st->os, key)))
+            fprintf(stderr, "lakefs: branch %s: cannot remove the old start-up keys %s: %s\n", st->branch, key, strerror(-rc));
+    }
+}
+
 /* A store of BRANCH on OS with its locks set up and nothing opened, or
  * NULL (out of memory). */
 static store *store_alloc(objstore *os, const char *branch)
@@ -1573,23 +1684,62 @@ static store *store_alloc(objstore *os, const char *branch)
     return st;
 }
 
-/* Open the layers of st->man into a fresh layer set. */
+#define STORE_OPEN_THREADS 16     /* layers opened at once at mount */
+
+/* Layers being opened in parallel: each worker takes the next index. */
+typedef struct open_job {
+    store *st;
+    layer **out;                  /* one per manifest layer */
+    int *rc;
+    atomic_size_t next;
+} open_job;
+
+/* Thread body: open layers of the manifest until none is left. */
+static void *store_open_worker(void *arg)
+{
+    open_job *j = arg;
+    const manifest *m = &j->st->man;
+    for (size_t i; (i = atomic_fetch_add(&j->next, 1)) < m->nlayers;)
+        j->rc[i] = layer_open_sized(j->st->os, m->layers[i].key, m->layers[i].size, &j->out[i]);
+    return NULL;
+}
+
+/* Open the layers of st->man into a fresh layer set.  Cost model: each
+ * open is a round trip to the object store, and a branch has up to
+ * compaction's bound of layers, so they are opened STORE_OPEN_THREADS at a
+ * time: the mount waits about one round trip, not one per layer. */
 static int store_open_layers(store *st, char *err, size_t errlen)
 {
-    st->ls = lset_new(st->man.nlayers);
+    size_t n = st->man.nlayers, nthreads = n < STORE_OPEN_THREADS ? n : STORE_OPEN_THREADS;
+    st->ls = lset_new(n);
     if (!st->ls) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
     st->ls->bound = compact_bound(&st->man, st->layer_prefix);
-    for (size_t i = 0; i < st->man.nlayers; i++) {
-        layer *l;
-        int rc = layer_open(st->os, st->man.layers[i].key, &l);
-        if (!rc) rc = lset_add_new(st->ls, l);
-        if (rc) {
+    open_job j = { .st = st, .out = calloc(n + 1, sizeof(layer *)), .rc = calloc(n + 1, sizeof(int)) };
+    pthread_t *tids = calloc(nthreads + 1, sizeof(pthread_t));
+    size_t started = 0;
+    int rc = 0;
+    if (!j.out || !j.rc || !tids) rc = -ENOMEM;
+    atomic_init(&j.next, 0);
+    while (!rc && started + 1 < nthreads && pthread_create(&tids[started], NULL, store_open_worker, &j) == 0)
+        started++;
+    if (!rc) store_open_worker(&j);   /* this thread too (and alone if none started) */
+    for (size_t t = 0; t < started; t++) pthread_join(tids[t], NULL);
+    if (rc) snprintf(err, errlen, "out of memory");
+    for (size_t i = 0; !rc && i < n; i++) {   /* manifest order: the first failure is reported */
+        if (!(rc = j.rc[i])) {
+            rc = lset_add_new(st->ls, j.out[i]);   /* owns the layer now, or closed it */
+            j.out[i] = NULL;
+        }
+        if (rc)
             snprintf(err, errlen, "cannot open layer %s of branch '%s': %s",
                      st->man.layers[i].key, st->branch, strerror(-rc));
-            return rc;
-        }
     }
-    return 0;
+    for (size_t i = 0; j.out && i < n; i++)
+        if (j.out[i]) layer_close(j.out[i]);
+    free(j.out);
+    free(j.rc);
+    free(tids);
+    return rc;
 }
 
 /* Pin generation GEN of ST's branch for as long as ST is open: a pin
@@ -1651,8 +1801,30 @@ void store_unmounting(store *st)
                 "until this daemon exits)\n", st->branch, st->state_dir, strerror(-rc));
 }
 
+/* store_open_layers run beside the rest of store_open. */
+typedef struct layers_job {
+    store *st;
+    int rc;
+    char err[512];
+} layers_job;
+
+static void *store_open_layers_thread(void *arg)
+{
+    layers_job *j = arg;
+    j->rc = store_open_layers(j->st, j->err, sizeof j->err);
+    return NULL;
+}
+
+/* Cost model of an open: each object-store request is a round trip (10-50
+ * ms to a real bucket) and a fresh machine's mount waits for all of them,
+ * so what only reads objects named by the manifest -- the layers' indexes,
+ * the last mount's start-up keys -- goes out beside the lease, the
+ * deletion check and the fence, which must follow one another. */
 int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
 {
+    pthread_t hot_fetch, layers_opener;
+    int hot_fetching = 0, layers_opening = 0;
+    layers_job lj = { 0 };
     store *st = store_alloc(cfg->os, cfg->branch);
     if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
     st->state_dir = strdup(cfg->state_dir);
@@ -1683,11 +1855,22 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
         goto fail;
     }
     if ((rc = store_writer_id(st, err, errlen))) goto fail;
+    if (!(st->hot = hotset_new())) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
     if ((rc = manifest_load_latest(st->os, st->branch, &st->man))) {
         if (rc == -ENOENT) snprintf(err, errlen, "branch '%s' does not exist in %s", st->branch, os_url(st->os));
         else snprintf(err, errlen, "cannot load the manifest of branch '%s': %s", st->branch, strerror(-rc));
         goto fail;
     }
+    st->warm_gen = st->man.closed ? st->man.gen : 0;
+    hot_fetching = st->warm_gen && pthread_create(&hot_fetch, NULL, store_hot_fetch, st) == 0;
+    if (!hot_fetching) st->warm_gen = 0;
+    lj.st = st;
+    if (!(layers_opening = pthread_create(&layers_opener, NULL, store_open_layers_thread, &lj) == 0))
+        store_open_layers_thread(&lj);
     if ((rc = store_lease_take(st, err, errlen))) goto fail;
     st->leased = 1;
     /* after the lease, so that `lakefs branch delete` (marker, then lease
@@ -1709,8 +1892,10 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
      * that lost the lease (and still holds the old generation) can never
      * commit again; it names the previous session, whose remote journal is
      * folded in below, until a later generation holds that. */
-    uint64_t source = st->man.inherit ? st->man.inherit : st->man.session, from = st->man.seq + 1;
+    uint64_t source = st->man.closed ? 0 : st->man.inherit ? st->man.inherit : st->man.session;
+    uint64_t from = st->man.seq + 1;
     st->man.gen++;
+    st->man.closed = 0;
     st->man.writer = st->writer;
     st->man.session = st->session = st->man.gen;
     st->man.inherit = source;
@@ -1724,15 +1909,23 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen)
     }
     st->seq = st->man.seq;
     st->next_ino = st->man.max_ino + 1;
-    if ((rc = store_open_layers(st, err, errlen))) goto fail;
+    if (layers_opening) pthread_join(layers_opener, NULL);
+    layers_opening = 0;
+    if ((rc = lj.rc)) {
+        snprintf(err, errlen, "%s", lj.err);
+        goto fail;
+    }
     if ((rc = journal_open(st->state_dir, store_replay, st, &st->jn))) {
         snprintf(err, errlen, "cannot replay the journal in %s: %s", st->state_dir, strerror(-rc));
         goto fail;
     }
     if (source && (rc = store_fold(st, source, from, err, errlen))) goto fail;
+    if (hot_fetching) pthread_join(hot_fetch, NULL);
     *out = st;
     return 0;
 fail:
+    if (layers_opening) pthread_join(layers_opener, NULL);
+    if (hot_fetching) pthread_join(hot_fetch, NULL);
     __atomic_store_n(&st->stopping, 1, __ATOMIC_RELAXED);
     store_close(st);
     return rc;
@@ -1748,6 +1941,37 @@ int store_start(store *st)
     }
     if ((rc = pthread_create(&st->flusher, NULL, store_flusher, st))) return -rc;
     st->flusher_running = 1;
+    if (st->nwarm) {
+        pthread_rwlock_rdlock(&st->lock);
+        st->warm_ls = lset_hold(st);
+        pthread_rwlock_unlock(&st->lock);
+    }
+    while (st->nwarmers < STORE_WARM_THREADS && (size_t)st->nwarmers < st->nwarm &&
+           pthread_create(&st->warmers[st->nwarmers], NULL, store_warmer, st) == 0)
+        st->nwarmers++;
+    return 0;
+}
+
+/* Commit the state once more as closed (flush_mu held, everything
+ * flushed): the next mount then knows this session left no remote journal
+ * behind and skips folding and fencing it (four round trips at mount).  A
+ * failure only costs the next mount that fold; -EIO if another writer has
+ * committed since (its lease must not be released). */
+static int store_commit_closed(store *st)
+{
+    store_hot_save(st, st->man.gen + 1);
+    st->man.gen++;
+    st->man.closed = 1;
+    st->man.time = (uint64_t)time(NULL);
+    int rc = manifest_commit(st->os, st->branch, &st->man);
+    if (rc == -EEXIST) {
+        fprintf(stderr, "lakefs: branch %s: generation %" PRIu64 " was committed by another daemon while this one "
+                "closed; its lease is left alone\n", st->branch, st->man.gen);
+        return -EIO;
+    }
+    if (rc)
+        fprintf(stderr, "lakefs: branch %s: cannot mark generation %" PRIu64 " closed: %s (the next mount folds "
+                "this session's journal instead)\n", st->branch, st->man.gen, strerror(-rc));
     return 0;
 }
 
@@ -1776,6 +2000,8 @@ int store_close(store *st)
     pthread_mutex_unlock(&st->wake_mu);
     if (st->flusher_running) pthread_join(st->flusher, NULL);
     if (st->compactor_running) pthread_join(st->compactor, NULL);
+    for (int i = 0; i < st->nwarmers; i++) pthread_join(st->warmers[i], NULL);
+    if (st->warm_ls) lset_release(st->warm_ls);
     if (st->jn && !st->fenced) {  /* flush everything that is left */
         pthread_mutex_lock(&st->flush_mu);
         for (;;) {
@@ -1787,6 +2013,7 @@ int store_close(store *st)
             if ((rc = store_flush_one(st))) break;
         }
         if (!rc && st->cpend.next.gen) store_compact_install(st);   /* one last try */
+        if (!rc && !st->fenced) rc = store_commit_closed(st);
         pthread_mutex_unlock(&st->flush_mu);
     }
     store_cpend_clear(st);
@@ -1803,6 +2030,8 @@ int store_close(store *st)
         free(st->pin);
     }
     store_uncertain_clear(st);
+    hotset_free(st->hot);
+    free(st->warm);
     lset_release(st->ls);
     for (int i = 0; i < st->nfrozen; i++) mt_free(st->frozen[i].mt);
     mt_free(st->active);

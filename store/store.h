@@ -131,6 +131,16 @@ int store_checkpoint(store *st, uint64_t *seq, uint64_t *gen);
  * waits): a cheap base state for time travel (a small layer of what the
  * memtable holds).  -EROFS for a snapshot, else 0. */
 int store_flush_soon(store *st);
+/* What was read since the open is read by every open: keep it among the
+ * start-up keys, which the next mount fetches first (hotset.h). */
+void store_hot_seal(store *st);
+/* The branch's server is starting: the keys it reads from now on are the
+ * start-up keys (the sealed ones stay). */
+void store_hot_restart(store *st);
+/* File INO of SIZE bytes was opened: while the start-up keys are recorded,
+ * its first pages count as read (the kernel's page cache may answer the
+ * reads themselves, and a fresh machine's will not). */
+void store_hot_file(store *st, uint64_t ino, uint64_t size);
 /* Merge layers as compaction does (compact.h) until no merge is due; the
  * background compactor does the same after every flush.  Returns the
  * merges committed, or -errno. */

@@ -282,16 +282,51 @@ static int mkdirs(const char *dir, mode_t mode)
     }
 }
 
+static int open_repo_settings(const char *url, objstore **os, int64_t *retention);
+
 /* Open URL as a repository that must exist; prints the error. */
 static int open_repo(const char *url, objstore **os)
+{
+    return open_repo_settings(url, os, NULL);
+}
+
+/* A repository's retention setting, read beside open_repo_settings's check. */
+typedef struct retention_read {
+    objstore *os;
+    int64_t seconds;
+    int rc;
+} retention_read;
+
+static void *retention_reader(void *arg)
+{
+    retention_read *r = arg;
+    r->rc = gc_retention_get(r->os, &r->seconds);
+    return NULL;
+}
+
+/* open_repo, and with RETENTION the repository's retention setting read
+ * at the same time (one round trip to the object store, not two); prints
+ * the error. */
+static int open_repo_settings(const char *url, objstore **os, int64_t *retention)
 {
     char err[512];
     int rc = os_open(url, os, err, sizeof err);
     if (rc) return fail("%s", err);
-    if (store_repo_check(*os)) {
+    retention_read r = { .os = *os };
+    pthread_t tid;
+    int started = retention && pthread_create(&tid, NULL, retention_reader, &r) == 0;
+    int bad = store_repo_check(*os);
+    if (started) pthread_join(tid, NULL);
+    else if (retention) retention_reader(&r);
+    if (bad) {
         os_close(*os);
         return fail("%s is not a lakefs repository (create one with: lakefs init %s)", url, url);
     }
+    if (retention && r.rc) {
+        os_close(*os);
+        return fail("cannot read the retention setting of %s: %s", url, strerror(-r.rc));
+    }
+    if (retention) *retention = r.seconds;
     return 0;
 }
 
@@ -990,7 +1025,7 @@ static int cmd_mount(int argc, char **argv)
     if (!m.mountpoint) { fail("mount point %s: %s; create an empty directory first", positional[1], strerror(errno)); goto out; }
     if (check_mountpoint(m.mountpoint)) goto out;
     objstore *os;
-    if (open_repo(m.url, &os)) goto out;
+    if (open_repo_settings(m.url, &os, m.retention_s < 0 ? &m.retention_s : NULL)) goto out;
     if (!m.state_dir) {
         char dir[4096];
         const char *home = getenv("HOME");
@@ -1044,12 +1079,6 @@ static int cmd_mount(int argc, char **argv)
         }
     }
     /* --- end disk cache --- */
-    if (m.retention_s < 0 && (rc = gc_retention_get(os, &m.retention_s))) {
-        fail("cannot read the retention setting of %s: %s", m.url, strerror(-rc));
-        objcache_close(cache);
-        os_close(os);
-        goto out;
-    }
     control_sweep(m.state_dir);
     snprintf(d.control_path, sizeof d.control_path, "%s/control.%ld", m.state_dir, (long)getpid());
     if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);

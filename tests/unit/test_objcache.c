@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -430,7 +431,7 @@ int main(void)
         uint64_t seq;
         int rc = 0;
 
-        for (uint32_t i = 0; i < 4000; i++) {
+        for (uint32_t i = 0; i < 16000; i++) {   /* ~1 MB: a tail and a block are a small part */
             key[4] = (uint8_t)(i >> 24); key[5] = (uint8_t)(i >> 16);
             key[6] = (uint8_t)(i >> 8); key[7] = (uint8_t)i;
             key[0] = key[1] = key[2] = key[3] = 'k';
@@ -453,8 +454,11 @@ int main(void)
         free(val);
         layer_close(l);
         s = stats(c);
-        CHECK(s.misses == 4);               /* head, footer, index, one block */
+        CHECK(s.misses == 3);               /* head, tail (footer and index), one block */
         CHECK(s.downloaded > 0 && s.downloaded < llen / 4);
+        if (s.misses != 3 || s.downloaded >= llen / 4)
+            printf("  cold open and one read: %" PRIu64 " misses, %" PRIu64 " of %zu bytes\n",
+                   s.misses, s.downloaded, llen);
         objcache_close(c);
 
         /* warm restart: the layer opens without touching the repository */
@@ -463,7 +467,7 @@ int main(void)
         CHECK(layer_open(os, "branches/main/layers/big.layer", &l) == 0);
         layer_close(l);
         s = stats(c);
-        CHECK(s.hits == 3 && s.misses == 0 && s.downloaded == 0);
+        CHECK(s.hits == 2 && s.misses == 0 && s.downloaded == 0);
 
         /* a layer uploaded by this process: readable with the object gone */
         w = layer_writer_new();
