@@ -4,10 +4,13 @@
 # a NEW empty cache dir (as tests/e2e/t70_s3_scale_to_zero.sh does).
 #
 #   sequential  dd bs=1M of a SIZE MiB file of pseudo-random bytes: MB/s
-#   random      fio, N reads of 8 KiB at random offsets of the same file
-#               (fixed seed: every run reads the same pages): the bytes
-#               downloaded (the daemon's counter in STATE/stats) and
-#               the size of the new cache dir
+#   random      fio, 8 jobs each reading N/8 pages of 8 KiB at random
+#               offsets of the same file (fixed seed: every run reads the
+#               same pages): IOPS, the bytes downloaded (the daemon's
+#               counter in STATE/stats) and the size of the new cache dir
+# The daemon reaches the gateway through tests/e2e/faultproxy, which adds
+# each of --latencies (default "0 20" ms) to every request: a real bucket
+# answers in 10-50 ms, and 8 random readers can at best do 8 / latency.
 # Several configurations (--lakefs BIN[:MOUNT_OPTS], repeatable, e.g. an old
 # and a new build, or BIN:readahead=0) read the same repository, written
 # once by the first; runs alternate between them. Prints each run and the
@@ -15,22 +18,23 @@
 # throw-away Ceph RGW (memstore) on 127.0.0.1 (tests/e2e/lib.sh: rgw_start).
 #
 # usage: tools/bench_coldread.sh [--lakefs BIN[:OPTS]]... [--size MIB]
-#            [--runs N] [--random-reads N] [--dir DIR]
+#            [--runs N] [--random-reads N] [--latencies "MS ..."] [--dir DIR]
 # Run as root. Default: the lakefs of this build tree.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/tests/e2e/lib.sh"
 
-configs=() dir=/var/tmp/lakefs-coldread size=512 runs=3 nrand=2000
+configs=() dir=/var/tmp/lakefs-coldread size=512 runs=3 nrand=2000 latencies="0 20"
 while [ $# -gt 0 ]; do
     case $1 in
     --lakefs) configs+=("$2"); shift ;;
     --size) size=$2; shift ;;
     --runs) runs=$2; shift ;;
     --random-reads) nrand=$2; shift ;;
+    --latencies) latencies=$2; shift ;;
     --dir) dir=$2; shift ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "bench_coldread.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -51,6 +55,7 @@ s3_use_env "$RGW_DIR/s3.env"
 S3_BUCKET=coldread
 s3_create_bucket "$S3_BUCKET"
 
+proxy_start
 stat_of() { awk -v k="$2" '$1 == k { print $2 }' "$1/stats"; }
 
 # fresh_mount CONFIG: mount with a new state dir and a new empty cache dir.
@@ -61,7 +66,7 @@ fresh_mount() {
     LAKEFS=${1%%:*}
     rm -rf "$T/state" "$T/cache"
     logpos=$( (cat "$T"/logs/*daemon* 2>/dev/null || true) | wc -l)
-    lakefs_mount "$url" "$mp" -o "state_dir=$T/state,cache_dir=$T/cache$o"
+    AWS_ENDPOINT_URL=$PROXY_URL lakefs_mount "$url" "$mp" -o "state_dir=$T/state,cache_dir=$T/cache$o"
 }
 
 ra_line() { cat "$T"/logs/*daemon* | tail -n +"$((logpos + 1))" | sed -n 's/^lakefs: \(read-ahead: .*\)/; \1/p'; }
@@ -77,10 +82,13 @@ fresh_mount "${configs[0]}"
 lakefs_umount "$mp"
 log "wrote a $size MiB file of pseudo-random bytes; the bucket holds $(s3_bytes "$S3_BUCKET" repo/) bytes"
 
-declare -A seq_mbs=() rand_dl=() rand_du=()
+declare -A seq_mbs=() rand_dl=() rand_du=() rand_iops=()
 for r in $(seq 1 "$runs"); do
-    for c in "${configs[@]}"; do
-        fresh_mount "$c"
+  for ms in $latencies; do
+    proxy_set "delay_ms $ms"
+    for c0 in "${configs[@]}"; do
+        c="$c0 +${ms}ms"
+        fresh_mount "$c0"
         t0=$(date +%s.%N)
         dd if="$mp/branches/main/big" of=/dev/null bs=1M status=none
         t1=$(date +%s.%N)
@@ -89,20 +97,27 @@ for r in $(seq 1 "$runs"); do
         seq_mbs[$c]+=" $mbs"
         log "$c run $r: sequential $mbs MB/s, downloaded $(stat_of "$T/state" downloaded) bytes$(ra_line)"
 
-        fresh_mount "$c"
-        fio --name=rand --filename="$mp/branches/main/big" --readonly --rw=randread --bs=8k \
-            --ioengine=psync --number_ios="$nrand" --randseed=42 --randrepeat=1 \
-            --output-format=terse >/dev/null 2>>"$T/logs/fio.err" || die "fio failed"
+        fresh_mount "$c0"
+        # terse v3: field 8 is the read IOPS of the group
+        iops=$(fio --name=rand --filename="$mp/branches/main/big" --readonly --rw=randread --bs=8k \
+            --ioengine=psync --numjobs=8 --group_reporting --number_ios="$((nrand / 8))" --randseed=42 \
+            --randrepeat=1 --output-format=terse 2>>"$T/logs/fio.err" | awk -F';' '{ print $8 }') || die "fio failed"
         lakefs_umount "$mp"
         dl=$(stat_of "$T/state" downloaded) du=$(du -sb "$T/cache" | cut -f1)
         rand_dl[$c]+=" $dl"
         rand_du[$c]+=" $du"
-        log "$c run $r: $nrand random 8 KiB reads downloaded $dl bytes, cache dir $du bytes$(ra_line)"
+        rand_iops[$c]+=" $iops"
+        log "$c run $r: $nrand random 8 KiB reads (8 jobs): $iops IOPS, downloaded $dl bytes, cache dir $du bytes$(ra_line)"
     done
+  done
 done
-for c in "${configs[@]}"; do
-    echo "$c"
-    echo "  sequential MB/s:${seq_mbs[$c]}; median $(median 1 <<<"${seq_mbs[$c]}")"
-    echo "  random, bytes downloaded:${rand_dl[$c]}; median $(median <<<"${rand_dl[$c]}")"
-    echo "  random, cache dir bytes:${rand_du[$c]}; median $(median <<<"${rand_du[$c]}")"
+for ms in $latencies; do
+    for c0 in "${configs[@]}"; do
+        c="$c0 +${ms}ms"
+        echo "$c"
+        echo "  sequential MB/s:${seq_mbs[$c]}; median $(median 1 <<<"${seq_mbs[$c]}")"
+        echo "  random IOPS (8 jobs):${rand_iops[$c]}; median $(median 0 <<<"${rand_iops[$c]}")$([ "$ms" = 0 ] || echo "; 8 jobs / latency = $((8000 / ms))")"
+        echo "  random, bytes downloaded:${rand_dl[$c]}; median $(median <<<"${rand_dl[$c]}")"
+        echo "  random, cache dir bytes:${rand_du[$c]}; median $(median <<<"${rand_du[$c]}")"
+    done
 done
