@@ -16,7 +16,9 @@
 #               requests by kind (GET, LIST, PUT, HEAD, other), the bytes
 #               downloaded, the time with a request in flight ("busy") and
 #               the mean number in flight while busy (1.0: one after the
-#               other, each a full round trip).
+#               other, each a full round trip), and the longest chain of
+#               requests each sent after the previous one answered, from
+#               the mount to the phase's end (lib.sh serial_chain).
 #   pgbench     TPC-B -c 4 -j 2, scale SCALE, TIME s: file://, and s3://
 #               with durability=local and remote at every latency.
 # Prints markdown tables.
@@ -62,23 +64,17 @@ S3_BUCKET=lakefs-bench
 s3_create_bucket "$S3_BUCKET"
 
 # ------------------------------------------------------------ the proxy
-[ -x "$top/tests/e2e/faultproxy" ] || die "tests/e2e/faultproxy not built (make e2e)"
-ctl=$T/proxy.ctl stats=$T/proxy.stats
-: >"$ctl"
-"$top/tests/e2e/faultproxy" -c "$ctl" -s "$stats" "127.0.0.1:${S3_ENDPOINT##*:}" >"$T/proxy.port" 2>"$T/logs/faultproxy.log" &
-proxy_pid=$!
-on_exit "kill $proxy_pid 2>/dev/null"
-proxy_up() { [ -s "$T/proxy.port" ] || pid_dead "$proxy_pid"; }
-wait_for 30 "faultproxy to listen" proxy_up && pid_alive "$proxy_pid" || die "faultproxy did not start"
-proxy=http://127.0.0.1:$(head -n 1 "$T/proxy.port")
+reqlog=$T/requests.log
+: >"$reqlog"
+proxy_start "$reqlog"
 # latency MS: the proxy delays every request by MS from now on
-latency() { echo "delay_ms $1" >"$ctl.tmp"; mv -f "$ctl.tmp" "$ctl"; }
-# snap NAME: the proxy's counters now, kept as NAME
-snap() { cp "$stats" "$T/snap.$1"; }
+latency() { proxy_set "delay_ms $1"; }
+# snap NAME: the proxy's counters now, and how far its request log is, kept as NAME
+snap() { cp "$PROXY_STATS" "$T/snap.$1"; echo "lines $(grep -c '' "$reqlog")" >>"$T/snap.$1"; }
 # mount_via CONFIG URL OPTIONS: lakefs_mount URL; an s3 config through the proxy
 mount_via() {
     if [ "$1" = file ]; then lakefs_mount "$2" "$mp" -o "$3"
-    else AWS_ENDPOINT_URL=$proxy lakefs_mount "$2" "$mp" -o "$3"; fi
+    else AWS_ENDPOINT_URL=$PROXY_URL lakefs_mount "$2" "$mp" -o "$3"; fi
 }
 # delta A B FIELD: counter FIELD of snapshot B minus A
 delta() { awk -v f="$3" '$1 == f { v[FILENAME] = $2 } END { print v[ARGV[2]] - v[ARGV[1]] }' "$T/snap.$1" "$T/snap.$2"; }
@@ -138,6 +134,9 @@ cold_run() {
             for f in get list put head delete post bytes_down busy_ms request_ms requests; do
                 R[$cfg,$p,$f]+=" $(delta "$cfg.$r.$prev" "$cfg.$r.$p" "$f")"
             done
+            # requests one after the other from the mount to the end of this phase
+            R[$cfg,$p,chain]+=" $(serial_chain "$reqlog" $(($(awk '$1 == "lines" { print $2 }' "$T/snap.$cfg.$r.0") + 1)) \
+                "$(awk '$1 == "lines" { print $2 }' "$T/snap.$cfg.$r.$p")")"
             prev=$p
         done
     fi
@@ -218,8 +217,8 @@ table() {
     done
     echo "$line |"
     echo
-    echo "| phase (requests from the phase's start) | added latency | wall, s | GET | LIST | PUT | HEAD | other | MiB down | busy, s | mean in flight |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| phase (requests from the phase's start) | added latency | wall, s | GET | LIST | PUT | HEAD | other | MiB down | busy, s | mean in flight | serial chain since mount |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for c in "${cold_cfgs[@]}"; do
         [ "$c" = file ] && continue
         local prev_wall=0
@@ -232,7 +231,8 @@ table() {
                 "$(($(med "$c,$p,delete" 0) + $(med "$c,$p,post" 0))) |" \
                 "$(awk -v b="$(med "$c,$p,bytes_down" 0)" 'BEGIN { printf "%.1f", b / 2^20 }') |" \
                 "$(awk -v b="$busy" 'BEGIN { printf "%.2f", b / 1000 }') |" \
-                "$(awk -v a="$req" -v b="$busy" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }') |"
+                "$(awk -v a="$req" -v b="$busy" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }') |" \
+                "$(med "$c,$p,chain" 0) |"
             prev_wall=$wall
         done
     done
