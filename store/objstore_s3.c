@@ -111,12 +111,11 @@ typedef struct s3 {
     pthread_mutex_t lock;         /* protects the handle pool */
     CURL **idle;                  /* pool of handles not in use */
     size_t nidle, capidle;
-    /* the conditional-PUT probe (s3_check): its verdict under probe_mu */
+    /* the conditional-PUT probe (s3_check), under s3_probe_mu */
     char probe_key[64], *probe;   /* the probe's key, and its object name */
-    pthread_t prober;             /* second PUT and removal, behind os_open */
-    int prober_running;
-    pthread_mutex_t probe_mu;
-    pthread_cond_t probe_cv;
+    int prober_joinable;          /* that thread is to be joined at close */
+    pthread_t prober;
+    struct s3 *probe_next;        /* s3_probe_list */
     int probe_done, probe_rc, probe_told;
     char probe_err[512];          /* what a failed probe says */
 } s3;
@@ -159,10 +158,41 @@ typedef struct s3_upload {
 static pthread_once_t s3_once = PTHREAD_ONCE_INIT;
 static CURLcode s3_global_rc;
 
+/* The probe threads of every open store, which run behind os_open: a
+ * fork() waits until none runs (the child would have none of them, and
+ * would wait for their verdict for ever), so their verdicts are in when
+ * the child starts, and the child joins none of them (they are not its
+ * threads); the parent joins each at its store's close. */
+static pthread_mutex_t s3_probe_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s3_probe_cv = PTHREAD_COND_INITIALIZER;  /* a verdict, or a prober ended */
+static int s3_probers;            /* probe threads running */
+static struct s3 *s3_probe_list;  /* stores whose prober is still to be joined */
+
+static void s3_fork_prepare(void)
+{
+    pthread_mutex_lock(&s3_probe_mu);
+    while (s3_probers)
+        pthread_cond_wait(&s3_probe_cv, &s3_probe_mu);
+}
+
+static void s3_fork_parent(void)
+{
+    pthread_mutex_unlock(&s3_probe_mu);
+}
+
+static void s3_fork_child(void)
+{
+    for (struct s3 *s = s3_probe_list; s; s = s->probe_next)
+        s->prober_joinable = 0;
+    s3_probe_list = NULL;
+    pthread_mutex_unlock(&s3_probe_mu);
+}
+
 /* curl_global_init, once per process. */
 static void s3_global_init(void)
 {
     s3_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    pthread_atfork(s3_fork_prepare, s3_fork_parent, s3_fork_child);
 }
 
 /* Free the response body and reset R for another attempt. */
@@ -1323,10 +1353,16 @@ static void s3_close(void *state)
 
     if (!s)
         return;
-    if (s->prober_running)
+    pthread_mutex_lock(&s3_probe_mu);
+    int join = s->prober_joinable;
+    for (struct s3 **p = &s3_probe_list; *p; p = &(*p)->probe_next)
+        if (*p == s) {
+            *p = s->probe_next;
+            break;
+        }
+    pthread_mutex_unlock(&s3_probe_mu);
+    if (join)
         pthread_join(s->prober, NULL);
-    pthread_mutex_destroy(&s->probe_mu);
-    pthread_cond_destroy(&s->probe_cv);
     free(s->probe);
     for (size_t i = 0; i < s->nidle; i++)
         curl_easy_cleanup(s->idle[i]);
@@ -1742,37 +1778,65 @@ static void *s3_probe_first(void *arg)
     return NULL;
 }
 
-/* Thread body: the probe's second PUT, which must be refused, then the
- * probe's removal; publishes the verdict that conditional writes wait for. */
-static void *s3_probe_second(void *arg)
+/* The probe's second PUT, which must be refused, then the probe's
+ * removal; publishes the verdict that conditional writes wait for. */
+static void s3_probe_second(s3 *s)
 {
-    s3 *s = arg;
     s3_resp r = { 0 };
     char err[sizeof s->probe_err];
     int rc = s3_probe_put(s, 1, &r, err, sizeof err);
     s3_resp_clear(&r);
-    pthread_mutex_lock(&s->probe_mu);
+    pthread_mutex_lock(&s3_probe_mu);
     if (rc) snprintf(s->probe_err, sizeof s->probe_err, "%s", err);
     s->probe_rc = rc;
     s->probe_done = 1;
-    pthread_cond_broadcast(&s->probe_cv);
-    pthread_mutex_unlock(&s->probe_mu);
+    pthread_cond_broadcast(&s3_probe_cv);
+    pthread_mutex_unlock(&s3_probe_mu);
     s3_del(s, s->probe_key);
+}
+
+/* Thread body: s3_probe_second behind os_open. */
+static void *s3_prober(void *arg)
+{
+    s3 *s = arg;
+    s3_probe_second(s);
+    pthread_mutex_lock(&s3_probe_mu);
+    s3_probers--;
+    pthread_cond_broadcast(&s3_probe_cv);
+    pthread_mutex_unlock(&s3_probe_mu);
     return NULL;
+}
+
+/* Start S's prober thread; 0, or nonzero if it could not start (then
+ * nothing runs). */
+static int s3_prober_start(s3 *s)
+{
+    pthread_mutex_lock(&s3_probe_mu);
+    s3_probers++;
+    int rc = pthread_create(&s->prober, NULL, s3_prober, s);
+    if (rc) {
+        s3_probers--;
+    } else {
+        s->prober_joinable = 1;
+        s->probe_next = s3_probe_list;
+        s3_probe_list = s;
+    }
+    pthread_mutex_unlock(&s3_probe_mu);
+    return rc;
 }
 
 /* Wait for the conditional-PUT verdict: 0, or its error (reported once). */
 static int s3_probe_verdict(s3 *s)
 {
-    pthread_mutex_lock(&s->probe_mu);
+    pthread_mutex_lock(&s3_probe_mu);
     while (!s->probe_done)
-        pthread_cond_wait(&s->probe_cv, &s->probe_mu);
+        pthread_cond_wait(&s3_probe_cv, &s3_probe_mu);
     int rc = s->probe_rc;
     if (rc && !s->probe_told) {
         s->probe_told = 1;
         fprintf(stderr, "lakefs: %s\n", s->probe_err);
     }
-    pthread_mutex_unlock(&s->probe_mu);
+    pthread_mutex_unlock(&s3_probe_mu);
     return rc;
 }
 
@@ -1816,17 +1880,16 @@ static int s3_check(s3 *s, char *err, size_t errlen)
         rc = -EPROTO;
     }
     if (started) pthread_join(first, NULL);
+    int first_put = s->probe_rc;
     if (rc == 0 && s->probe_rc < 0) {
         rc = s->probe_rc;
         snprintf(err, errlen, "%s", s->probe_err);
     }
-    if (rc == 0 && pthread_create(&s->prober, NULL, s3_probe_second, s) == 0) {
-        s->prober_running = 1;
-    } else if (rc == 0) {
+    if (rc == 0 && s3_prober_start(s) != 0) {
         s3_probe_second(s);
         if ((rc = s->probe_rc)) snprintf(err, errlen, "%s", s->probe_err);
-    } else {
-        s3_del(s, s->probe_key);  /* whether or not the first PUT got through */
+    } else if (rc != 0 && first_put == 0) {
+        s3_del(s, s->probe_key);  /* the probe exists: a failed open leaves nothing */
     }
 out:
     s3_resp_clear(&r);
@@ -1860,8 +1923,6 @@ static int s3_open(const char *rest, void **state, char *err, size_t errlen)
         return -ENOMEM;
     }
     pthread_mutex_init(&s->lock, NULL);
-    pthread_mutex_init(&s->probe_mu, NULL);
-    pthread_cond_init(&s->probe_cv, NULL);
     s->bucket = strndup(rest, bl);
     s->prefix = malloc(pl + 2);
     if (!s->bucket || !s->prefix) {

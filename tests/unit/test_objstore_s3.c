@@ -32,6 +32,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -730,6 +731,35 @@ static void profiles(const char *home)
     open_fails(url, "access key id is unknown");  /* [default]'s key */
 }
 
+/* A daemon forks right after os_open (lakefs mount without -f), while the
+ * conditional-PUT probe still runs behind it: the child, which has none of
+ * the parent's threads, must know the verdict (its first write would
+ * otherwise wait for ever) and close without joining a thread it does not
+ * have; the parent closes as usual. */
+static void fork_after_open(void)
+{
+    char err[512] = "";
+    objstore *os = NULL;
+    CHECK(os_open(url, &os, err, sizeof(err)) == 0);
+    if (!os)
+        return;
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(30);                /* a hang is a failure, not a stuck test */
+        int rc = os_put_if_absent(os, "fork/child", "x", 1);
+        os_close(os);
+        _exit(rc == 0 ? 0 : 1);
+    }
+    int st = -1;
+    CHECK(pid > 0 && waitpid(pid, &st, 0) == pid);
+    printf("  child after fork: %s\n", WIFEXITED(st) ? (WEXITSTATUS(st) ? "write failed" : "wrote and closed")
+                                                       : "killed (hung?)");
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(os_put_if_absent(os, "fork/child", "y", 1) == -EEXIST);
+    CHECK(os_delete(os, "fork/child") == 0);
+    os_close(os);
+}
+
 int main(void)
 {
     char home[64], u[600], err[512] = "";
@@ -762,6 +792,8 @@ int main(void)
     delete_many(os);
     printf("throttling:\n");
     retry_after();
+    printf("fork right after open:\n");
+    fork_after_open();
 
     printf("os_open errors:\n");
     open_fails("s3://", "malformed");
