@@ -7,9 +7,10 @@
 # one query. A real bucket is 10-50 ms away, so what the cold start costs
 # is the number of round trips made one after the other: the test counts
 # them from the proxy's log (requests that overlap share a round) and
-# asserts a bound on it until the mount is ready and until the first
-# answer -- a count, not a wall time, so a slow test machine cannot fail
-# it and a fast one cannot hide a serial chain. Then the data is checked
+# asserts a bound on the longest chain of requests each sent after the
+# previous one answered (lib.sh serial_chain) until the mount is ready and
+# until the first answer -- a count, not a wall time, so a slow test
+# machine cannot fail it and a fast one cannot hide a serial chain. Then the data is checked
 # (pgbench invariant, row counts, pg_amcheck --heapallindexed).
 # backends: s3
 set -euo pipefail
@@ -19,8 +20,12 @@ e2e_setup s3_cold_budget
 
 scale=${PGBENCH_SCALE:-2}
 delay=${BUDGET_DELAY_MS:-20}
-mount_budget=${BUDGET_MOUNT_CHAIN:-12}   # requests one after the other until the mount is ready
-first_budget=${BUDGET_FIRST_CHAIN:-25}   # ... until the first answer
+# Requests one after the other until the mount is ready, and until the
+# first answer. Measured 8-12 and 18-21 (the higher ones with the whole
+# suite's load on 2 cores: the chain counts the start-up keys' fetches,
+# which run beside the mount); the code before issue 16: 25 and 65.
+mount_budget=${BUDGET_MOUNT_CHAIN:-16}
+first_budget=${BUDGET_FIRST_CHAIN:-30}
 
 url=$(repo_url repo)
 mp=$T/mnt
