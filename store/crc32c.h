@@ -8,7 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Extend CRC (start with 0) over LEN bytes of BUF. */
+/* Extend CRC (start with 0) over LEN bytes of BUF (in hardware where the
+ * CPU can). */
 uint32_t crc32c(uint32_t crc, const void *buf, size_t len);
+/* The same with the portable table method always (tests compare them). */
+uint32_t crc32c_portable(uint32_t crc, const void *buf, size_t len);
 
 #endif
