@@ -159,32 +159,31 @@ static pthread_once_t s3_once = PTHREAD_ONCE_INIT;
 static CURLcode s3_global_rc;
 
 /* The probe threads of every open store, which run behind os_open: a
- * fork() waits until none runs (the child would have none of them, and
- * would wait for their verdict for ever), so their verdicts are in when
- * the child starts, and the child joins none of them (they are not its
- * threads); the parent joins each at its store's close. */
+ * fork() waits until none runs and joins them (the child would have none
+ * of them, and would wait for their verdict for ever), so their verdicts
+ * are in when the child starts; otherwise a store's close joins its own. */
 static pthread_mutex_t s3_probe_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t s3_probe_cv = PTHREAD_COND_INITIALIZER;  /* a verdict, or a prober ended */
 static int s3_probers;            /* probe threads running */
 static struct s3 *s3_probe_list;  /* stores whose prober is still to be joined */
 
+/* Before fork: every probe thread ended and joined, so that the child
+ * inherits none, not even one still on its way out (a sanitizer in the
+ * child would count its thread-local memory as leaked). */
 static void s3_fork_prepare(void)
 {
     pthread_mutex_lock(&s3_probe_mu);
     while (s3_probers)
         pthread_cond_wait(&s3_probe_cv, &s3_probe_mu);
-}
-
-static void s3_fork_parent(void)
-{
-    pthread_mutex_unlock(&s3_probe_mu);
-}
-
-static void s3_fork_child(void)
-{
-    for (struct s3 *s = s3_probe_list; s; s = s->probe_next)
+    for (struct s3 *s = s3_probe_list; s; s = s->probe_next) {
+        pthread_join(s->prober, NULL);   /* past its last unlock: no wait for the mutex */
         s->prober_joinable = 0;
+    }
     s3_probe_list = NULL;
+}
+
+static void s3_fork_after(void)
+{
     pthread_mutex_unlock(&s3_probe_mu);
 }
 
@@ -192,7 +191,7 @@ static void s3_fork_child(void)
 static void s3_global_init(void)
 {
     s3_global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
-    pthread_atfork(s3_fork_prepare, s3_fork_parent, s3_fork_child);
+    pthread_atfork(s3_fork_prepare, s3_fork_after, s3_fork_after);
 }
 
 /* Free the response body and reset R for another attempt. */
