@@ -33,19 +33,35 @@
  * queues prefetches of the next RA_FIRST blocks; each further block doubles
  * its window, up to the limit set by layer_readahead_set (RA_DEFAULT blocks
  * unless set; 0 turns read-ahead off), and the run keeps that many blocks
- * past the reader cached or queued.  A read that continues no run replaces
- * the least recently used run and prefetches nothing.  Random reads almost
- * never prefetch: it would take RA_RUN - 1 of them in a row each landing on
- * the first key of the block after a recent one.
+ * past the reader cached or queued.  Once a run's window is open, any read
+ * within RA_BATCH blocks of it belongs to it: the kernel's read-ahead
+ * reaches the daemon as several reads served by concurrent threads, out of
+ * order and entering blocks anywhere, which would otherwise each start a
+ * run of their own.  A read that continues no run replaces the least
+ * recently used run and prefetches nothing.  Random reads almost never
+ * prefetch: it would take RA_RUN - 1 of them in a row each landing on the
+ * first key of the block after a recent one.
+ *
+ * Cost model of the prefetch requests: an S3 server's cost is per request
+ * at these sizes (a local Ceph RGW on 2 cores serves ~1,000 ranged GETs a
+ * second whether they ask 64 KiB or several times that; 1 MiB GETs run at
+ * 800+ MB/s), and a real bucket adds 10-50 ms to each.  So a run queues its
+ * window in jobs of up to RA_BATCH consecutive blocks (~1 MiB), each one
+ * os_get_ranges: one ranged get for the blocks not already cached, which
+ * the disk cache (objcache.c) still keeps as the same per-block ranges a
+ * reader asks for.  A run tops its window up a slice at a time (ra_batch),
+ * not a block each time the reader moves on, so jobs stay large; and a
+ * reader that needs a block of a job still queued runs that job itself
+ * (ra_take) instead of fetching the one block and splitting the job's range.
+ * Throughput is then at most the bytes in flight per round trip.
  *
  * RA_WORKERS threads, started at the first prefetch, take jobs from a
  * bounded queue (RA_QUEUE; a job that does not fit is left out, and the run
  * tries it again at the reader's next block) and load blocks in parallel
  * (the S3 backend runs concurrent calls on separate connections) through
- * the reader's own path: object store get (so objcache.c caches the same
- * (key, offset, length) ranges on disk), checksum, decompression, block
- * cache.  Prefetch errors are silent: the reader then fetches the block
- * itself and reports.  A job points at its layer without holding it, so a
+ * the reader's checks: checksum, decompression, block cache.  Prefetch
+ * errors are silent: the reader then fetches the block itself and reports.
+ * A job points at its layer without holding it, so a
  * queued prefetch never keeps a layer open: layer_close drops the layer's
  * queued jobs and waits for its running ones (one get each), after which no
  * prefetch touches the layer or its object store.  Read-ahead is on for
@@ -265,6 +281,7 @@ void layer_cache_set_limit(size_t bytes)
 #define RA_DEFAULT 64             /* largest window unless set (blocks) */
 #define RA_WORKERS 32             /* prefetch threads */
 #define RA_QUEUE 256              /* prefetch jobs queued at most */
+#define RA_BATCH 16               /* consecutive blocks one prefetch gets at most */
 
 typedef struct lblock {
     const uint8_t *first;         /* first key (points into the index) */
@@ -371,7 +388,7 @@ typedef struct fetch {            /* a block being fetched by some thread */
 
 typedef struct ra_job {           /* a queued prefetch */
     layer *l;
-    size_t b;
+    size_t b, n;                  /* blocks [b, b + n), n <= RA_BATCH */
 } ra_job;
 
 /* ra_mu guards the in-flight list, the job queue, the workers and every
@@ -427,26 +444,20 @@ static void fetch_end(fetch *f)
     pthread_mutex_unlock(&ra_mu);
 }
 
-/* Get, verify and decompress block B (HASH) of L into the cache and *OUT,
- * which the caller releases; -EIO on any defect, logged unless PREFETCH. */
-static int block_fetch(layer *l, size_t b, uint64_t hash, int prefetch,
-                       cblock **out)
+/* Verify and decompress block B (HASH) of L from BUF (GOT bytes, freed
+ * here) into the cache and *OUT, which the caller releases; -EIO on any
+ * defect, logged unless PREFETCH. */
+static int block_decode(layer *l, size_t b, uint64_t hash, int prefetch,
+                        void *buf, size_t got, cblock **out)
 {
     const lblock *lb = &l->blocks[b];
-    const char *why = NULL;
-    void *buf = NULL;
-    size_t got = 0, r;
+    size_t r;
     cblock *c;
-    int rc;
 
-    rc = os_get(l->os, l->name, lb->off, lb->clen, &buf, &got);
-    if (rc < 0 || got != lb->clen)
-        why = rc < 0 ? strerror(-rc) : "short read";
-    else if (crc32c(0, buf, got) != lb->crc)
-        why = "checksum mismatch";
-    if (why) {
+    if (got != lb->clen || crc32c(0, buf, got) != lb->crc) {
         if (!prefetch)
-            fprintf(stderr, "lakefs: layer %s block %zu: %s\n", l->name, b, why);
+            fprintf(stderr, "lakefs: layer %s block %zu: %s\n", l->name, b,
+                    got != lb->clen ? "short read" : "checksum mismatch");
         free(buf);
         return -EIO;
     }
@@ -478,10 +489,33 @@ static int block_fetch(layer *l, size_t b, uint64_t hash, int prefetch,
     return 0;
 }
 
+/* Get, verify and decompress block B (HASH) of L into the cache and *OUT,
+ * which the caller releases; -EIO on any defect, logged unless PREFETCH. */
+static int block_fetch(layer *l, size_t b, uint64_t hash, int prefetch,
+                       cblock **out)
+{
+    const lblock *lb = &l->blocks[b];
+    void *buf = NULL;
+    size_t got = 0;
+    int rc;
+
+    rc = os_get(l->os, l->name, lb->off, lb->clen, &buf, &got);
+    if (rc < 0) {
+        if (!prefetch)
+            fprintf(stderr, "lakefs: layer %s block %zu: %s\n", l->name, b,
+                    strerror(-rc));
+        return -EIO;
+    }
+    return block_decode(l, b, hash, prefetch, buf, got, out);
+}
+
+static int ra_take(layer *l, size_t b);
+
 /* Block B of L, from the cache or fetched, into *OUT, which the caller
  * releases with cblock_release; -EIO on any defect.  A reader waits for a
- * fetch of the block already under way, and counts its first read of a
- * prefetched block; a PREFETCH load returns 0 and NULL then. */
+ * fetch of the block already under way, runs a queued prefetch of it
+ * itself, and counts its first read of a prefetched block; a PREFETCH load
+ * returns 0 and NULL then. */
 static int block_load(layer *l, size_t b, int prefetch, cblock **out)
 {
     fetch f = { NULL, l->id, cache_hash(l->id, b), b };
@@ -493,6 +527,8 @@ static int block_load(layer *l, size_t b, int prefetch, cblock **out)
                 atomic_fetch_add(&ra_hits, 1);
             return 0;
         }
+        if (!prefetch && ra_take(l, b))
+            continue;
         if (fetch_claim(&f, !prefetch))
             break;
         if (prefetch)
@@ -507,6 +543,69 @@ static int block_load(layer *l, size_t b, int prefetch, cblock **out)
 
 /* ---- read-ahead ---- */
 
+/* Load the blocks of [FROM, FROM + N) of L that are neither cached nor
+ * being fetched, each run of consecutive ones with one os_get_ranges
+ * (N <= RA_BATCH); errors are left to the reader to meet and report. */
+static void ra_prefetch(layer *l, size_t from, size_t n)
+{
+    fetch f[RA_BATCH];
+    uint32_t lens[RA_BATCH];
+    void *bufs[RA_BATCH];
+    size_t b = from, end = from + n, run, i;
+    cblock *c;
+
+    while (b < end) {
+        for (run = 0; b + run < end; run++) {
+            f[run] = (fetch){ NULL, l->id, cache_hash(l->id, b + run), b + run };
+            if (!cache_wants(l->id, f[run].hash, b + run) ||
+                !fetch_claim(&f[run], 0))
+                break;
+            lens[run] = l->blocks[b + run].clen;
+        }
+        if (run > 0 &&
+            os_get_ranges(l->os, l->name, l->blocks[b].off, lens, run, bufs) == 0)
+            for (i = 0; i < run; i++)
+                if (block_decode(l, b + i, f[i].hash, 1, bufs[i], lens[i], &c) == 0) {
+                    cblock_release(c);
+                    atomic_fetch_add(&ra_prefetched, 1);
+                }
+        for (i = 0; i < run; i++)
+            fetch_end(&f[i]);
+        b += run + 1;             /* past the run and the block ending it */
+    }
+}
+
+/* If a queued prefetch job of L covers block B, take it off the queue and
+ * run it in this thread (a reader that caught up with the read-ahead: one
+ * get of the job's blocks, not one of B alone that would split the job's
+ * range in two); 1 if it did. */
+static int ra_take(layer *l, size_t b)
+{
+    ra_job j = { NULL, 0, 0 };
+
+    pthread_mutex_lock(&ra_mu);
+    for (size_t i = 0; i < ra_len; i++) {
+        ra_job *q = &ra_queue[(ra_head + i) % RA_QUEUE];
+        if (!j.l && q->l == l && q->b <= b && b < q->b + q->n)
+            j = *q;
+        else if (j.l)             /* close the gap it leaves */
+            ra_queue[(ra_head + i - 1) % RA_QUEUE] = *q;
+    }
+    if (j.l) {
+        ra_len--;
+        l->ra_busy++;
+    }
+    pthread_mutex_unlock(&ra_mu);
+    if (!j.l)
+        return 0;
+    ra_prefetch(l, j.b, j.n);
+    pthread_mutex_lock(&ra_mu);
+    if (--l->ra_busy == 0)
+        pthread_cond_broadcast(&ra_done);
+    pthread_mutex_unlock(&ra_mu);
+    return 1;
+}
+
 /* Prefetch thread number ARG: load queued blocks, forever. */
 static void *ra_worker(void *arg)
 {
@@ -514,7 +613,6 @@ static void *ra_worker(void *arg)
     pthread_mutex_lock(&ra_mu);
     for (;;) {
         ra_job j;
-        cblock *c = NULL;
 
         while (ra_len == 0)
             pthread_cond_wait(&ra_wake, &ra_mu);
@@ -524,8 +622,7 @@ static void *ra_worker(void *arg)
         j.l->ra_busy++;
         ra_running[me] = j.l;
         pthread_mutex_unlock(&ra_mu);
-        if (block_load(j.l, j.b, 1, &c) == 0 && c)
-            cblock_release(c);
+        ra_prefetch(j.l, j.b, j.n);
         pthread_mutex_lock(&ra_mu);
         ra_running[me] = NULL;
         if (--j.l->ra_busy == 0)
@@ -590,23 +687,44 @@ static int ra_start(void)
     return ra_workers;
 }
 
-/* Queue prefetches of the blocks in [FROM, TO) of L that are not cached;
- * returns the first block left out for want of queue room (else TO). */
+/* Queue prefetches of the blocks in [FROM, TO) of L, RA_BATCH at most to
+ * a job; returns the first block left out for want of queue room (else TO). */
 static size_t ra_submit(layer *l, size_t from, size_t to)
 {
     size_t b;
 
     pthread_mutex_lock(&ra_mu);
-    for (b = from; b < to && (ra_workers || ra_start()); b++) {
-        if (!cache_wants(l->id, cache_hash(l->id, b), b))
-            continue;
-        if (ra_len == RA_QUEUE)
-            break;
-        ra_queue[(ra_head + ra_len++) % RA_QUEUE] = (ra_job){ l, b };
+    for (b = from; b < to && ra_len < RA_QUEUE && (ra_workers || ra_start());) {
+        size_t n = to - b < RA_BATCH ? to - b : RA_BATCH;
+        ra_queue[(ra_head + ra_len++) % RA_QUEUE] = (ra_job){ l, b, n };
         pthread_cond_signal(&ra_wake);
+        b += n;
     }
     pthread_mutex_unlock(&ra_mu);
     return b;
+}
+
+/* Blocks a run with WINDOW blocks ahead queues at once: a slice of the
+ * window up to RA_BATCH, so that its jobs become few large gets, not one
+ * get per block the reader moves on. */
+static size_t ra_batch(size_t window)
+{
+    return window / 2 < RA_BATCH ? (window / 2 ? window / 2 : 1) : RA_BATCH;
+}
+
+/* 1 if a read of block B (entered at its first key: AT_START) belongs to
+ * run S: it reads S's last block again, or the next one from its start; or
+ * S is established (its window open) and B lies within RA_BATCH blocks of
+ * where S stands, as the reads of concurrent FUSE threads serving one
+ * kernel read-ahead do, arriving out of order and entering blocks anywhere
+ * (without that slack each of them would start a run of its own and reset
+ * the window). */
+static int ra_continues(const ra_stream *s, size_t b, int at_start)
+{
+    if (s->next == b + 1 || (b && at_start && s->next == b))
+        return 1;
+    return s->window && s->next && b + RA_BATCH >= s->next &&
+           b < s->next + RA_BATCH;
 }
 
 /* Note a read of block B of L that enters it at KEY (NULL: at its start):
@@ -624,7 +742,7 @@ static void ra_read(layer *l, size_t b, const uint8_t *key, size_t klen)
                                     l->blocks[b].firstlen) <= 0;
     pthread_mutex_lock(&l->ra_lock);
     for (int i = 0; i < RA_STREAMS && !s; i++)
-        if (l->ra[i].next == b + 1 || (b && at_start && l->ra[i].next == b))
+        if (ra_continues(&l->ra[i], b, at_start))
             s = &l->ra[i];
     if (!s) {                     /* a new run replaces the oldest */
         s = &l->ra[0];
@@ -632,7 +750,7 @@ static void ra_read(layer *l, size_t b, const uint8_t *key, size_t klen)
             if (l->ra[i].used < s->used)
                 s = &l->ra[i];
         *s = (ra_stream){ b + 1, 1, b + 1, 0, 0 };
-    } else if (s->next == b) {    /* the run goes on */
+    } else if (b >= s->next) {    /* the run goes on */
         s->next = b + 1;
         if (++s->len >= RA_RUN) { /* widen the window, top it up */
             s->window = !s->window ? RA_FIRST :
@@ -642,7 +760,7 @@ static void ra_read(layer *l, size_t b, const uint8_t *key, size_t klen)
             if (s->end < b + 1)
                 s->end = b + 1;
             to = s->window < l->nblocks - b - 1 ? b + 1 + s->window : l->nblocks;
-            if (s->end < to)
+            if (s->end < to && (to - s->end >= ra_batch(s->window) || to == l->nblocks))
                 s->end = ra_submit(l, s->end, to);
         }
     }

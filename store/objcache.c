@@ -466,6 +466,64 @@ static int oc_get(void *state, const char *key, uint64_t off, uint64_t len,
     return rc;
 }
 
+/* Consecutive ranges: the cached ones from disk, the span from the first
+ * missing range to the last in one get from the repository (ranges cached
+ * in between are fetched again rather than split the request), each range
+ * then cached on its own, as oc_get caches it. */
+static int oc_get_ranges(void *state, const char *key, uint64_t off,
+                         const uint32_t *lens, size_t n, void **bufs)
+{
+    objcache *c = state;
+    size_t first = n, last = 0, got, i;
+    uint64_t at, from = 0;
+    void **fetched;
+    int rc;
+
+    for (i = 0, at = off; i < n; at += lens[i++]) {
+        oc_id id = { key, OC_RANGE, at, lens[i] };
+        bufs[i] = NULL;
+        if (oc_cacheable(key) && oc_lookup(c, &id, &bufs[i], &got) == 0 &&
+            got == lens[i])
+            continue;
+        free(bufs[i]);
+        bufs[i] = NULL;
+        if (first == n) {
+            first = i;
+            from = at;
+        }
+        last = i;
+    }
+    if (first == n)
+        return 0;
+    if (!(fetched = calloc(last - first + 1, sizeof(*fetched))))
+        rc = -ENOMEM;
+    else
+        rc = os_get_ranges(c->inner, key, from, lens + first,
+                           last - first + 1, fetched);
+    pthread_mutex_lock(&c->mu);
+    c->n.misses += oc_cacheable(key) ? last - first + 1 : 0;
+    for (i = first; rc == 0 && i <= last; i++)
+        c->n.downloaded += lens[i];
+    pthread_mutex_unlock(&c->mu);
+    for (i = first, at = from; rc == 0 && i <= last; at += lens[i++]) {
+        oc_id id = { key, OC_RANGE, at, lens[i] };
+        if (bufs[i]) {
+            free(fetched[i - first]);
+            continue;
+        }
+        bufs[i] = fetched[i - first];
+        if (oc_cacheable(key))
+            oc_fill(c, &id, bufs[i], lens[i]);
+    }
+    free(fetched);
+    if (rc < 0)
+        for (i = 0; i < n; i++) {
+            free(bufs[i]);
+            bufs[i] = NULL;
+        }
+    return rc;
+}
+
 /* Object size: from disk for layers when possible. */
 static int oc_head(void *state, const char *key, uint64_t *size)
 {
@@ -603,6 +661,7 @@ static const os_backend oc_backend = {
     .close = oc_free,
     .put_if_absent = oc_put_if_absent,
     .get = oc_get,
+    .get_ranges = oc_get_ranges,
     .head = oc_head,
     .list = oc_list,
     .del = oc_del,

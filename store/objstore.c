@@ -161,6 +161,47 @@ int os_get(objstore *os, const char *key, uint64_t off, uint64_t len,
     return os->be->get(os->state, key, off, len, buf, outlen);
 }
 
+/* os_get_ranges through BE's get: one get of the span, copied out. */
+static int os_get_span_split(const os_backend *be, void *state, const char *key,
+                             uint64_t off, const uint32_t *lens, size_t n,
+                             void **bufs)
+{
+    uint64_t span = 0, at = 0;
+    size_t got, i;
+    void *all;
+    int rc;
+
+    for (i = 0; i < n; i++)
+        span += lens[i];
+    if ((rc = be->get(state, key, off, span, &all, &got)) < 0)
+        return rc;
+    for (i = 0; i < n && got == span; i++) {
+        if (!(bufs[i] = malloc(lens[i] ? lens[i] : 1)))
+            break;
+        memcpy(bufs[i], (uint8_t *)all + at, lens[i]);
+        at += lens[i];
+    }
+    free(all);
+    if (i == n)
+        return 0;
+    while (i > 0)
+        free(bufs[--i]);
+    return got == span ? -ENOMEM : -EIO;
+}
+
+/* Read N consecutive ranges of KEY from OFF into new buffers, all or none. */
+int os_get_ranges(objstore *os, const char *key, uint64_t off,
+                  const uint32_t *lens, size_t n, void **bufs)
+{
+    if (os_check_key(key, 0) < 0)
+        return -EINVAL;
+    if (n == 0)
+        return 0;
+    if (os->be->get_ranges)
+        return os->be->get_ranges(os->state, key, off, lens, n, bufs);
+    return os_get_span_split(os->be, os->state, key, off, lens, n, bufs);
+}
+
 /* Size of KEY in *SIZE; -ENOENT if none. */
 int os_head(objstore *os, const char *key, uint64_t *size)
 {

@@ -34,6 +34,12 @@ int os_put_if_absent(objstore *os, const char *key, const void *buf, size_t len)
  * malloc'd *BUF of *OUTLEN bytes (short at end of object); -ENOENT if none. */
 int os_get(objstore *os, const char *key, uint64_t off, uint64_t len,
            void **buf, size_t *outlen);
+/* Read N consecutive ranges of KEY, the first at OFF, of LENS[i] bytes each,
+ * into new malloc'd BUFS[i]: all of them (-EIO if the object ends inside
+ * one) or none.  One ranged get of their span where the store must fetch;
+ * a caching store keeps each range as os_get(KEY, off_i, LENS[i]) would. */
+int os_get_ranges(objstore *os, const char *key, uint64_t off,
+                  const uint32_t *lens, size_t n, void **bufs);
 /* Size of KEY in *SIZE; -ENOENT if none. */
 int os_head(objstore *os, const char *key, uint64_t *size);
 /* All keys starting with PREFIX, sorted ascending, in a malloc'd array of

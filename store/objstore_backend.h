@@ -20,6 +20,9 @@ typedef struct os_backend {
     int (*put_if_absent)(void *state, const char *key, const void *buf, size_t len);
     int (*get)(void *state, const char *key, uint64_t off, uint64_t len,
                void **buf, size_t *outlen);
+    /* Optional (NULL: one get of the span, split): os_get_ranges. */
+    int (*get_ranges)(void *state, const char *key, uint64_t off,
+                      const uint32_t *lens, size_t n, void **bufs);
     int (*head)(void *state, const char *key, uint64_t *size);
     /* Unsorted keys starting with PREFIX; objstore.c sorts them. */
     int (*list)(void *state, const char *prefix, char ***keys, size_t *n);

@@ -4,16 +4,19 @@
  * (flipped bytes, truncation, random and hostile buffers) that must give
  * -EIO or correct data, never a crash or wrong data; read-ahead: exact data
  * for sequential and random readers while layers with queued and running
- * prefetches are closed, prefetch hits, and no prefetch for random reads or
- * when turned off.
+ * prefetches are closed, prefetch hits, no prefetch for random reads or
+ * when turned off, and a sequential pass fetching runs of blocks with one
+ * get each.
  */
 #include "harness.h"
 #include "layer.h"
 #include "layer_format.h"
 #include "crc32c.h"
+#include "objstore_backend.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -448,6 +451,35 @@ static void *ra_thread(void *p)
     return NULL;
 }
 
+/* A store that counts the gets it passes on to the store it wraps. */
+typedef struct counting {
+    objstore *inner;
+    atomic_int gets;
+} counting;
+
+static int cnt_get(void *state, const char *key, uint64_t off, uint64_t len,
+                   void **buf, size_t *outlen)
+{
+    counting *c = state;
+    atomic_fetch_add(&c->gets, 1);
+    return os_get(c->inner, key, off, len, buf, outlen);
+}
+
+static int cnt_head(void *state, const char *key, uint64_t *size)
+{
+    counting *c = state;
+    return os_head(c->inner, key, size);
+}
+
+static void cnt_close(void *state)
+{
+    (void)state;
+}
+
+static const os_backend counting_backend = {
+    .close = cnt_close, .get = cnt_get, .head = cnt_head,
+};
+
 /* Read-ahead: correctness under concurrency and close, counters, and the
  * cases that must not prefetch. */
 static void readahead_tests(objstore *os)
@@ -559,6 +591,33 @@ static void readahead_tests(objstore *os)
         CHECK(c1.prefetched == c0.prefetched && c1.hits == c0.hits);
     }
     layer_readahead_set(32);
+
+    /* a cold sequential pass: the prefetches of consecutive blocks go out as
+     * a few ranged gets of many blocks, not one get per block */
+    {
+        counting cnt = { os, 0 };
+        objstore *cos = NULL;
+        int bad = 0;
+
+        CHECK(os_wrap(&counting_backend, &cnt, "counting://", &cos) == 0);
+        layer_cache_set_limit(0);
+        layer_cache_set_limit((size_t)256 << 20);
+        CHECK(cos && layer_open(cos, "ra/0", &l) == 0);
+        if (l) {
+            layer_readahead_stats(&c0);
+            for (unsigned i = 0; i < RA_KEYS; i++)
+                bad += ra_check(l, i);
+            layer_close(l);
+            layer_readahead_stats(&c1);
+            CHECK(bad == 0);
+            CHECK(c1.prefetched - c0.prefetched > nb / 2);
+            CHECK((size_t)atomic_load(&cnt.gets) < nb / 4);
+            printf("sequential pass: %zu blocks, %d gets\n", nb,
+                   atomic_load(&cnt.gets));
+        }
+        if (cos)
+            os_close(cos);
+    }
     free(buf);
 }
 

@@ -6,7 +6,8 @@
  * daemon per directory, deletes, concurrent gets, a cold layer read that
  * downloads only footer, index and the one block it needs, and a layer
  * this process uploads (layer_open_uploaded, which primes the cache) read
- * back entirely without the repository.
+ * back entirely without the repository; consecutive ranges fetched as
+ * one get and cached one by one.
  */
 #include "harness.h"
 #include "objcache.h"
@@ -384,6 +385,45 @@ int main(void)
         CHECK(os_head(inner, keys[0], &size) == -ENOENT &&
               os_head(inner, keys[2], &size) == -ENOENT);
         CHECK(os_head(os, keys[2], &size) == -ENOENT);
+    }
+
+    /* --- consecutive ranges: one download of the missing span, each range
+     *     cached on its own and read back by a plain get --- */
+    {
+        const uint32_t lens[4] = { 1000, 3000, 2000, 1500 };
+        void *bufs[4];
+        uint64_t at, before;
+        int ok = 1;
+
+        CHECK(get_ok(os, KEY_B, 1, 100000, 1000));     /* the first one cached */
+        s = stats(c);
+        CHECK(os_get_ranges(os, KEY_B, 100000, lens, 4, bufs) == 0);
+        at = 100000;
+        for (int i = 0; i < 4; at += lens[i++]) {
+            ok &= same_bytes(1, at, bufs[i], lens[i]);
+            free(bufs[i]);
+        }
+        CHECK(ok);
+        CHECK(stats(c).downloaded == s.downloaded + 6500 && stats(c).hits == s.hits + 1);
+        before = stats(c).downloaded;
+        at = 100000;
+        for (int i = 0; i < 4; at += lens[i++])
+            ok &= get_ok(os, KEY_B, 1, at, lens[i]);
+        CHECK(ok && stats(c).downloaded == before && stats(c).hits == s.hits + 5);
+        /* the repository alone (no cache) splits one get the same way */
+        CHECK(os_get_ranges(inner, KEY_B, 100000, lens, 4, bufs) == 0);
+        at = 100000;
+        for (int i = 0; i < 4; at += lens[i++]) {
+            ok &= same_bytes(1, at, bufs[i], lens[i]);
+            free(bufs[i]);
+        }
+        CHECK(ok);
+        /* ranges past the end of the object: -EIO, nothing returned or kept */
+        s = stats(c);
+        bufs[0] = bufs[1] = NULL;
+        CHECK(os_get_ranges(os, KEY_B, OBJ_SIZE - 3000, lens, 2, bufs) == -EIO);
+        CHECK(bufs[0] == NULL && bufs[1] == NULL && stats(c).entries == s.entries);
+        CHECK(os_get_ranges(os, "branches/main/layers/none", 0, lens, 2, bufs) == -ENOENT);
     }
 
     /* --- concurrent gets under eviction --- */
