@@ -1045,20 +1045,28 @@ int layer_open_uploaded(objstore *os, const char *key, const void *buf,
         const uint8_t *foot = b + len - LAYER_FOOTER_SIZE;
         ioff = layer_get64(foot + 16);
         ilen = layer_get64(foot + 24);
-        uint64_t tlen = layer_tail_len(len);
+        uint32_t tlen = (uint32_t)layer_tail_len(len);
         os_prime_size(os, key, len);
-        os_prime(os, key, len - tlen, tlen, b + len - tlen, (size_t)tlen);
+        os_prime(os, key, len - tlen, &tlen, 1, b + len - tlen);
         if (ioff <= len - LAYER_FOOTER_SIZE && ilen == len - LAYER_FOOTER_SIZE - ioff &&
-            ilen > tlen - LAYER_FOOTER_SIZE)
-            os_prime(os, key, ioff, ilen, b + ioff, (size_t)ilen);
+            ilen > tlen - LAYER_FOOTER_SIZE && ilen <= UINT32_MAX) {
+            uint32_t ilen32 = (uint32_t)ilen;
+            os_prime(os, key, ioff, &ilen32, 1, b + ioff);
+        }
     }
     if ((rc = layer_open_sized(os, key, len, out)) < 0)
         return rc;
-    /* the index is checked now: blocks lie contiguously before it */
-    for (size_t i = 0; i < (*out)->nblocks; i++) {
-        const lblock *lb = &(*out)->blocks[i];
-        if (lb->off + lb->clen <= len)
-            os_prime(os, key, lb->off, lb->clen, b + lb->off, lb->clen);
+    /* the index is checked now: blocks lie contiguously before it; they
+     * are primed RA_BATCH at a time, as read-ahead fetches them */
+    for (size_t i = 0; i < (*out)->nblocks; i += RA_BATCH) {
+        uint32_t lens[RA_BATCH];
+        size_t n = 0;
+        while (n < RA_BATCH && i + n < (*out)->nblocks &&
+               (*out)->blocks[i + n].off + (*out)->blocks[i + n].clen <= len) {
+            lens[n] = (*out)->blocks[i + n].clen;
+            n++;
+        }
+        os_prime(os, key, (*out)->blocks[i].off, lens, n, b + (*out)->blocks[i].off);
     }
     return 0;
 }

@@ -15,23 +15,38 @@
  * knows the layout): reading back fresh writes costs no download, and keeps
  * working while the repository is unreachable.
  *
- * One file per entry, named by a 64-bit hash of (key, kind, offset, length)
- * in 16 hex digits.  Content: a 48-byte header (magic, kind, key length,
- * offset, length, data length, CRC-32C), the key, the data.  The CRC covers
- * header, key and data and is checked on every read; an entry that fails it
- * (or whose header names another range) is deleted and fetched again, never
- * returned.  Files are written under "tmp.N" and renamed in, so a crash
- * leaves whole entries or temporary files, which the next open removes.
+ * Files.  A file holds one or more consecutive ranges ("parts") of one
+ * object, as one get brought them: a single range from os_get, up to a
+ * read-ahead job's worth from os_get_ranges, or a run of blocks of a layer
+ * just uploaded.  Cost model: on a local file system creating a file is
+ * the dear part of a fill (the directory's lock and inode allocation: perf
+ * put ~60% of the daemon's CPU there during a cold sequential read at one
+ * file per 64 KiB block), so there is a file per get, not per range, while
+ * every part keeps its identity and checksum: a reader asking for one
+ * block reads that block alone.  Files are named by a sequence number in
+ * 16 hex digits (the next after the highest found at open), never reused
+ * while the cache is open, so a file is written in place without a rename.
  *
- * The LRU order lives in memory (hash table + list) under one mutex; file
- * I/O and repository fetches happen outside it, so FUSE threads proceed in
- * parallel (two threads missing the same range both fetch it; the second
- * fill is dropped).  Renames into place and evictions (unlinks) happen under
- * the mutex, so a file name always belongs to at most one entry.  A hit
- * refreshes the file's mtime at most once a minute, and the next open
- * rebuilds the LRU order from mtimes.  The bound counts each file's size
- * rounded up to 4 KiB, about the disk it occupies.  An flock on DIR/lock
- * keeps a second daemon from sharing, and overfilling, the directory.
+ * Layout: a 48-byte header (magic, kind, key length, offset of the first
+ * part, number of parts, data bytes, CRC-32C of header, part table and
+ * key), the part table (per part: length asked, data bytes, CRC-32C of the
+ * part's identity and data), the key, the parts' data back to back.  The
+ * header is checked when a file is indexed at open; a part's CRC on every
+ * read of it.  A file that fails either, or whose size disagrees with its
+ * header (a crash during its write leaves it so), is deleted and its
+ * ranges fetched again, never returned.  A range cached in two files (two
+ * threads missing it at once, a span fetched around a range cached before)
+ * is indexed once; a file none of whose ranges is indexed is not kept.
+ *
+ * The LRU order of files lives in memory (a hash table of parts, a list of
+ * files) under one mutex; file I/O and repository fetches happen outside
+ * it, so FUSE threads proceed in parallel (two threads missing the same
+ * range both fetch it; the second fill is dropped).  A hit refreshes its
+ * file's mtime at most once a minute, and the next open rebuilds the LRU
+ * order from mtimes.  The bound counts each file's size rounded up to
+ * 4 KiB, about the disk it occupies; eviction deletes whole files.  An
+ * flock on DIR/lock keeps a second daemon from sharing, and overfilling,
+ * the directory.
  */
 #include "objcache.h"
 #include "objstore_backend.h"
@@ -53,14 +68,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OC_MAGIC "LKFSOC01"
-#define OC_HDR 48                 /* header bytes before the key */
+#define OC_MAGIC "LKFSOC02"
+#define OC_HDR 48                 /* header bytes before the part table */
+#define OC_PART 24                /* part table bytes per part */
+#define OC_PARTS_MAX 64           /* parts one file holds at most */
 #define OC_KEY_MAX 1024           /* longer keys are not cached */
 #define OC_BLOCK 4096             /* the bound counts whole blocks */
 #define OC_TOUCH_SECS 60          /* refresh a hit file's mtime this seldom */
 #define OC_BUCKETS0 1024          /* initial hash table size */
 
-enum { OC_RANGE = 1, OC_SIZE = 2 };  /* entry kinds: a ranged get, a head */
+enum { OC_RANGE = 1, OC_SIZE = 2 };  /* file kinds: ranged gets, a head */
 
 typedef struct oc_id {
     const char *key;              /* object key */
@@ -68,18 +85,29 @@ typedef struct oc_id {
     uint64_t off, len;            /* range as requested (0, 0 for OC_SIZE) */
 } oc_id;
 
-typedef struct oc_entry {
-    struct oc_entry *hnext;       /* hash chain */
-    struct oc_entry *prev, *next; /* LRU list, most recently used first */
-    uint64_t name;                /* hash of the identity: the file name */
-    uint64_t serial;              /* unique per insertion, tells refills apart */
-    uint32_t kind;                /* identity: kind, range, key */
-    uint64_t off, len;
-    uint64_t dlen;                /* data bytes in the file */
+struct oc_file;
+
+typedef struct oc_part {          /* one cached range */
+    struct oc_part *hnext;        /* hash chain, while indexed */
+    struct oc_file *file;         /* the file holding it */
+    uint64_t hash;                /* oc_hash of its identity */
+    uint64_t off, len;            /* identity: the range asked */
+    uint64_t dlen;                /* data bytes */
+    uint64_t at;                  /* offset of the data in the file */
+    uint32_t crc;                 /* oc_part_crc of identity and data */
+    int indexed;                  /* in the hash table (else a duplicate) */
+} oc_part;
+
+typedef struct oc_file {          /* one file of the directory */
+    struct oc_file *prev, *next;  /* LRU list, most recently used first */
+    uint64_t seq;                 /* its name; never reused while open */
     uint64_t charge;              /* bytes counted against the bound */
-    int64_t touched;              /* file mtime (s) as last set or seen */
-    char key[];                   /* object key, NUL-terminated */
-} oc_entry;
+    int64_t touched;              /* mtime (s) as last set or seen */
+    uint32_t kind;                /* OC_RANGE or OC_SIZE */
+    uint32_t nparts;
+    char *key;                    /* object key (stored after the parts) */
+    oc_part parts[];
+} oc_file;
 
 struct objcache {
     objstore *inner;              /* the repository */
@@ -87,12 +115,12 @@ struct objcache {
     int dfd;                      /* the cache directory */
     int lockfd;                   /* DIR/lock, flocked while open */
     uint64_t limit;               /* bound on charged bytes */
-    atomic_ullong tmpseq;         /* numbers temporary file names */
     pthread_mutex_t mu;           /* guards everything below */
-    oc_entry **buckets;           /* hash table by name, power-of-2 long */
+    oc_part **buckets;            /* indexed parts by hash, power-of-2 long */
     size_t nbuckets;
-    oc_entry *head, *tail;        /* LRU ends */
-    uint64_t serial;              /* last serial handed out */
+    size_t nindexed;              /* parts in the hash table */
+    oc_file *head, *tail;         /* LRU ends */
+    uint64_t next_seq;            /* name of the next file written */
     objcache_counters n;          /* counters; entries and bytes kept current */
 };
 
@@ -130,7 +158,7 @@ static uint64_t oc_get64(const uint8_t *p)
     return v;
 }
 
-/* 64-bit FNV-1a of ID's key, kind and range: the entry's file name. */
+/* 64-bit FNV-1a of ID's key, kind and range: its place in the index. */
 static uint64_t oc_hash(const oc_id *id)
 {
     uint64_t h = 0xcbf29ce484222325ull;
@@ -146,10 +174,24 @@ static uint64_t oc_hash(const oc_id *id)
     return h;
 }
 
-/* File name of hash NAME into BUF (17 bytes). */
-static void oc_fname(char *buf, uint64_t name)
+/* CRC-32C of a part's identity ID and its DLEN bytes of DATA: a read of
+ * the part checks both what it holds and that it is the range asked. */
+static uint32_t oc_part_crc(const oc_id *id, const void *data, uint64_t dlen)
 {
-    snprintf(buf, 17, "%016llx", (unsigned long long)name);
+    uint8_t b[28];
+
+    oc_put32(b, id->kind);
+    oc_put64(b + 4, id->off);
+    oc_put64(b + 12, id->len);
+    oc_put64(b + 20, dlen);
+    return crc32c(crc32c(crc32c(0, id->key, strlen(id->key)), b, sizeof(b)),
+                  data, dlen);
+}
+
+/* File name of sequence number SEQ into BUF (17 bytes). */
+static void oc_fname(char *buf, uint64_t seq)
+{
+    snprintf(buf, 17, "%016llx", (unsigned long long)seq);
 }
 
 /* Bytes a file of FLEN bytes is charged. */
@@ -158,74 +200,79 @@ static uint64_t oc_charge(uint64_t flen)
     return (flen + OC_BLOCK - 1) / OC_BLOCK * OC_BLOCK;
 }
 
-/* Fill header H for ID with DLEN bytes of DATA (CRC over header, key, data). */
-static void oc_header(uint8_t *h, const oc_id *id, size_t klen,
-                      const void *data, size_t dlen)
+/* A new file record for NPARTS parts of KEY (KLEN bytes), parts zeroed. */
+static oc_file *oc_file_new(const char *key, size_t klen, uint32_t kind,
+                            uint32_t nparts)
 {
-    uint32_t crc;
+    oc_file *f = calloc(1, sizeof(*f) + nparts * sizeof(oc_part) + klen + 1);
 
-    memcpy(h, OC_MAGIC, 8);
-    oc_put32(h + 8, id->kind);
-    oc_put32(h + 12, (uint32_t)klen);
-    oc_put64(h + 16, id->off);
-    oc_put64(h + 24, id->len);
-    oc_put64(h + 32, dlen);
-    crc = crc32c(0, h, 40);
-    crc = crc32c(crc, id->key, klen);
-    crc = crc32c(crc, data, dlen);
-    oc_put32(h + 40, crc);
-    oc_put32(h + 44, 0);
+    if (!f)
+        return NULL;
+    f->kind = kind;
+    f->nparts = nparts;
+    f->key = (char *)&f->parts[nparts];
+    memcpy(f->key, key, klen);
+    f->key[klen] = 0;
+    return f;
+}
+
+/* Set part I of F: the range LEN asked at OFF, DLEN data bytes at AT. */
+static void oc_part_set(oc_file *f, uint32_t i, uint64_t off, uint64_t len,
+                        uint64_t dlen, uint64_t at)
+{
+    oc_part *p = &f->parts[i];
+    oc_id id = { f->key, f->kind, off, len };
+
+    p->file = f;
+    p->hash = oc_hash(&id);
+    p->off = off;
+    p->len = len;
+    p->dlen = dlen;
+    p->at = at;
 }
 
 /* ---- the in-memory index (c->mu held) ---- */
 
-/* Hash chain head for NAME. */
-static oc_entry **oc_bucket(objcache *c, uint64_t name)
+/* Hash chain head for HASH. */
+static oc_part **oc_bucket(objcache *c, uint64_t hash)
 {
-    return &c->buckets[(name ^ (name >> 32)) & (c->nbuckets - 1)];
+    return &c->buckets[(hash ^ (hash >> 32)) & (c->nbuckets - 1)];
 }
 
-/* The entry whose file is named NAME, or NULL. */
-static oc_entry *oc_find(objcache *c, uint64_t name)
+/* The indexed part caching ID (whose oc_hash is HASH), or NULL. */
+static oc_part *oc_find(objcache *c, const oc_id *id, uint64_t hash)
 {
-    oc_entry *e = *oc_bucket(c, name);
-
-    while (e && e->name != name)
-        e = e->hnext;
-    return e;
+    for (oc_part *p = *oc_bucket(c, hash); p; p = p->hnext)
+        if (p->hash == hash && p->file->kind == id->kind && p->off == id->off &&
+            p->len == id->len && strcmp(p->file->key, id->key) == 0)
+            return p;
+    return NULL;
 }
 
-/* 1 if E caches ID. */
-static int oc_same(const oc_entry *e, const oc_id *id)
+/* Unlink F from the LRU list. */
+static void oc_lru_unlink(objcache *c, oc_file *f)
 {
-    return e->kind == id->kind && e->off == id->off && e->len == id->len &&
-           strcmp(e->key, id->key) == 0;
+    if (f->prev) f->prev->next = f->next; else c->head = f->next;
+    if (f->next) f->next->prev = f->prev; else c->tail = f->prev;
+    f->prev = f->next = NULL;
 }
 
-/* Unlink E from the LRU list. */
-static void oc_lru_unlink(objcache *c, oc_entry *e)
+/* Put F at the most recently used end. */
+static void oc_lru_push(objcache *c, oc_file *f)
 {
-    if (e->prev) e->prev->next = e->next; else c->head = e->next;
-    if (e->next) e->next->prev = e->prev; else c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-/* Put E at the most recently used end. */
-static void oc_lru_push(objcache *c, oc_entry *e)
-{
-    e->prev = NULL;
-    e->next = c->head;
-    if (c->head) c->head->prev = e; else c->tail = e;
-    c->head = e;
+    f->prev = NULL;
+    f->next = c->head;
+    if (c->head) c->head->prev = f; else c->tail = f;
+    c->head = f;
 }
 
 /* Double the hash table if it is full; on ENOMEM chains just grow longer. */
 static void oc_grow(objcache *c)
 {
     size_t old = c->nbuckets;
-    oc_entry **ob = c->buckets, *e, *next;
+    oc_part **ob = c->buckets, *p, *next;
 
-    if (c->n.entries < old)
+    if (c->nindexed < old)
         return;
     c->buckets = calloc(old * 2, sizeof(*c->buckets));
     if (!c->buckets) {
@@ -234,50 +281,70 @@ static void oc_grow(objcache *c)
     }
     c->nbuckets = old * 2;
     for (size_t i = 0; i < old; i++)
-        for (e = ob[i]; e; e = next) {
-            oc_entry **b = oc_bucket(c, e->name);
-            next = e->hnext;
-            e->hnext = *b;
-            *b = e;
+        for (p = ob[i]; p; p = next) {
+            oc_part **b = oc_bucket(c, p->hash);
+            next = p->hnext;
+            p->hnext = *b;
+            *b = p;
         }
     free(ob);
 }
 
-/* Index E (its file is in place) as the most recently used entry. */
-static void oc_insert(objcache *c, oc_entry *e)
+/* Index F (its file complete on disk) as the most recently used file; its
+ * parts cached already in another file stay out of the index.  1 if it
+ * added a part, else 0 with nothing changed. */
+static int oc_insert(objcache *c, oc_file *f)
 {
-    oc_entry **b;
+    int added = 0;
 
-    oc_grow(c);
-    b = oc_bucket(c, e->name);
-    e->serial = ++c->serial;
-    e->hnext = *b;
-    *b = e;
-    oc_lru_push(c, e);
+    for (uint32_t i = 0; i < f->nparts; i++) {
+        oc_part *p = &f->parts[i];
+        oc_id id = { f->key, f->kind, p->off, p->len };
+        oc_part **b;
+
+        p->indexed = 0;
+        if (oc_find(c, &id, p->hash))
+            continue;
+        oc_grow(c);
+        b = oc_bucket(c, p->hash);
+        p->hnext = *b;
+        *b = p;
+        p->indexed = 1;
+        c->nindexed++;
+        added = 1;
+    }
+    if (!added)
+        return 0;
+    oc_lru_push(c, f);
     c->n.entries++;
-    c->n.bytes += e->charge;
+    c->n.bytes += f->charge;
+    return 1;
 }
 
-/* Drop E from the index and free it; UNLINK: delete its file too. */
-static void oc_remove(objcache *c, oc_entry *e, int unlink)
+/* Drop F from the index and free it; UNLINK: delete its file too. */
+static void oc_remove(objcache *c, oc_file *f, int unlink)
 {
-    oc_entry **p = oc_bucket(c, e->name);
-
-    while (*p != e)
-        p = &(*p)->hnext;
-    *p = e->hnext;
-    oc_lru_unlink(c, e);
+    for (uint32_t i = 0; i < f->nparts; i++) {
+        oc_part *p = &f->parts[i], **pp;
+        if (!p->indexed)
+            continue;
+        for (pp = oc_bucket(c, p->hash); *pp != p; pp = &(*pp)->hnext)
+            ;
+        *pp = p->hnext;
+        c->nindexed--;
+    }
+    oc_lru_unlink(c, f);
     c->n.entries--;
-    c->n.bytes -= e->charge;
+    c->n.bytes -= f->charge;
     if (unlink) {
         char fname[17];
-        oc_fname(fname, e->name);
+        oc_fname(fname, f->seq);
         unlinkat(c->dfd, fname, 0);
     }
-    free(e);
+    free(f);
 }
 
-/* Delete least recently used entries until under the bound. */
+/* Delete least recently used files until under the bound. */
 static void oc_evict(objcache *c)
 {
     while (c->n.bytes > c->limit && c->tail) {
@@ -286,22 +353,21 @@ static void oc_evict(objcache *c)
     }
 }
 
-/* ---- entries on disk ---- */
+/* ---- files on disk ---- */
 
-/* Read entry NAME (DLEN data bytes) and check it caches ID; TOUCH: refresh
- * its mtime.  0 with the data in *BUF, *OUTLEN, -EIO if the file is bad,
- * else -errno. */
-static int oc_read(objcache *c, const oc_id *id, uint64_t name, uint64_t dlen,
-                   int touch, void **buf, size_t *outlen)
+/* Read part ID (DLEN bytes at AT of file SEQ, checked against CRC); TOUCH:
+ * refresh the file's mtime.  0 with the data in *BUF, *OUTLEN, -EIO if the
+ * file is bad, else -errno. */
+static int oc_read(objcache *c, const oc_id *id, uint64_t seq, uint64_t at,
+                   uint64_t dlen, uint32_t crc, int touch, void **buf,
+                   size_t *outlen)
 {
-    size_t klen = strlen(id->key);
-    uint8_t hdr[OC_HDR + OC_KEY_MAX], extra;
     char fname[17];
     void *data;
     ssize_t got;
     int fd, ok;
 
-    oc_fname(fname, name);
+    oc_fname(fname, seq);
     if (!(data = malloc(dlen ? dlen : 1)))
         return -ENOMEM;
     fd = openat(c->dfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -310,16 +376,8 @@ static int oc_read(objcache *c, const oc_id *id, uint64_t name, uint64_t dlen,
         free(data);
         return rc;
     }
-    struct iovec iov[3] = { { hdr, OC_HDR + klen }, { data, dlen },
-                            { &extra, 1 } };
-    got = readv(fd, iov, 3);      /* one byte more than expected: too long */
-    ok = got >= 0 && (uint64_t)got == OC_HDR + klen + dlen &&
-         memcmp(hdr, OC_MAGIC, 8) == 0 && oc_get32(hdr + 8) == id->kind &&
-         oc_get32(hdr + 12) == klen && oc_get64(hdr + 16) == id->off &&
-         oc_get64(hdr + 24) == id->len && oc_get64(hdr + 32) == dlen &&
-         memcmp(hdr + OC_HDR, id->key, klen) == 0 &&
-         oc_get32(hdr + 40) == crc32c(crc32c(crc32c(0, hdr, 40), id->key, klen),
-                                      data, dlen);
+    got = pread(fd, data, dlen, (off_t)at);
+    ok = got >= 0 && (uint64_t)got == dlen && oc_part_crc(id, data, dlen) == crc;
     if (ok && touch)
         futimens(fd, NULL);       /* LRU hint only: failure is harmless */
     close(fd);
@@ -333,38 +391,40 @@ static int oc_read(objcache *c, const oc_id *id, uint64_t name, uint64_t dlen,
 }
 
 /* Answer ID from the cache: 0 with a new buffer in *BUF, *OUTLEN on a hit,
- * -ENOENT on a miss (a bad entry is deleted first). */
+ * -ENOENT on a miss (a bad file is deleted first, with all its parts). */
 static int oc_lookup(objcache *c, const oc_id *id, void **buf, size_t *outlen)
 {
-    uint64_t name = oc_hash(id), serial, dlen;
+    uint64_t hash = oc_hash(id), seq, at, dlen;
     int64_t now = time(NULL);
-    oc_entry *e;
+    uint32_t crc;
+    oc_part *p;
     int touch, rc;
 
     pthread_mutex_lock(&c->mu);
-    e = oc_find(c, name);
-    if (!e || !oc_same(e, id)) {
+    if (!(p = oc_find(c, id, hash))) {
         pthread_mutex_unlock(&c->mu);
         return -ENOENT;
     }
-    oc_lru_unlink(c, e);
-    oc_lru_push(c, e);
-    serial = e->serial;
-    dlen = e->dlen;
-    touch = now - e->touched >= OC_TOUCH_SECS;
+    oc_lru_unlink(c, p->file);
+    oc_lru_push(c, p->file);
+    seq = p->file->seq;
+    at = p->at;
+    dlen = p->dlen;
+    crc = p->crc;
+    touch = now - p->file->touched >= OC_TOUCH_SECS;
     if (touch)
-        e->touched = now;
+        p->file->touched = now;
     pthread_mutex_unlock(&c->mu);
 
-    rc = oc_read(c, id, name, dlen, touch, buf, outlen);
+    rc = oc_read(c, id, seq, at, dlen, crc, touch, buf, outlen);
 
     pthread_mutex_lock(&c->mu);
     if (rc == 0) {
         c->n.hits++;
-    } else if ((rc == -EIO || rc == -ENOENT) && (e = oc_find(c, name)) &&
-               e->serial == serial) {
-        /* still the entry we read (not evicted and refilled meanwhile) */
-        oc_remove(c, e, 1);
+    } else if ((rc == -EIO || rc == -ENOENT) && (p = oc_find(c, id, hash)) &&
+               p->file->seq == seq) {
+        /* still the file we read (not evicted and refilled meanwhile) */
+        oc_remove(c, p->file, 1);
         c->n.discarded++;
         if (rc == -EIO)
             fprintf(stderr, "lakefs: cache: entry for %s (%llu+%llu) is "
@@ -375,58 +435,96 @@ static int oc_lookup(objcache *c, const oc_id *id, void **buf, size_t *outlen)
     return rc == 0 ? 0 : -ENOENT;
 }
 
-/* Remember DLEN bytes of DATA as the answer to ID; best effort, since a
- * failure only costs a later miss. */
-static void oc_fill(objcache *c, const oc_id *id, const void *data, size_t dlen)
+/* Remember N consecutive parts of KEY (KIND) from OFF in one new file: part
+ * I asked LENS[I] bytes and got the DLENS[I] bytes at DATA[I] (only the
+ * last may be short).  Best effort, since a failure only costs later
+ * misses; parts cached already are left out of the index. */
+static void oc_fill(objcache *c, const char *key, uint32_t kind, uint64_t off,
+                    uint32_t n, const uint64_t *lens, const uint64_t *dlens,
+                    const void *const *data)
 {
-    size_t klen = strlen(id->key);
-    uint64_t flen = OC_HDR + klen + dlen, name = oc_hash(id);
-    uint8_t hdr[OC_HDR];
-    char tmp[32], fname[17];
-    oc_entry *e, *old;
+    size_t klen = strlen(key), tlen = OC_HDR + (size_t)n * OC_PART + klen;
+    uint64_t total = 0, at = off, seq;
+    struct iovec iov[1 + OC_PARTS_MAX];
+    uint8_t *hdr = NULL;
+    char fname[17];
+    oc_file *f;
+    uint32_t i, fresh = 0;
     int fd, ok;
 
-    if (oc_charge(flen) > c->limit || !(e = malloc(sizeof(*e) + klen + 1)))
+    if (n == 0 || n > OC_PARTS_MAX)
         return;
-    e->name = name;
-    e->kind = id->kind;
-    e->off = id->off;
-    e->len = id->len;
-    e->dlen = dlen;
-    e->charge = oc_charge(flen);
-    e->touched = time(NULL);
-    memcpy(e->key, id->key, klen + 1);
-    oc_fname(fname, name);
-    snprintf(tmp, sizeof(tmp), "tmp.%llu", atomic_fetch_add(&c->tmpseq, 1));
-    oc_header(hdr, id, klen, data, dlen);
-
-    fd = openat(c->dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
-                O_NOFOLLOW, 0600);
-    if (fd < 0) {
-        free(e);
+    for (i = 0; i < n; i++)
+        total += dlens[i];
+    if (oc_charge(tlen + total) > c->limit || !(f = oc_file_new(key, klen, kind, n)))
+        return;
+    for (i = 0; i < n; at += lens[i++]) {
+        oc_part_set(f, i, at, lens[i], dlens[i], tlen);
+        tlen += dlens[i];
+    }
+    tlen = OC_HDR + (size_t)n * OC_PART + klen;
+    pthread_mutex_lock(&c->mu);
+    for (i = 0; i < n; i++) {
+        oc_id id = { key, kind, f->parts[i].off, f->parts[i].len };
+        fresh += !oc_find(c, &id, f->parts[i].hash);
+    }
+    seq = c->next_seq++;
+    pthread_mutex_unlock(&c->mu);
+    if (!fresh || !(hdr = malloc(tlen))) {  /* filled meanwhile */
+        free(f);
         return;
     }
-    struct iovec iov[3] = { { hdr, OC_HDR }, { (void *)id->key, klen },
-                            { (void *)data, dlen } };
-    ok = writev(fd, iov, 3) == (ssize_t)flen;
-    if (close(fd) < 0)
-        ok = 0;
+    f->seq = seq;
+    f->charge = oc_charge(tlen + total);
+    f->touched = time(NULL);
+    memcpy(hdr, OC_MAGIC, 8);
+    oc_put32(hdr + 8, kind);
+    oc_put32(hdr + 12, (uint32_t)klen);
+    oc_put64(hdr + 16, off);
+    oc_put32(hdr + 24, n);
+    oc_put32(hdr + 28, 0);
+    oc_put64(hdr + 32, total);
+    iov[0] = (struct iovec){ hdr, tlen };
+    for (i = 0; i < n; i++) {
+        oc_part *p = &f->parts[i];
+        oc_id id = { key, kind, p->off, p->len };
+        uint8_t *t = hdr + OC_HDR + (size_t)i * OC_PART;
+        p->crc = oc_part_crc(&id, data[i], p->dlen);
+        oc_put64(t, p->len);
+        oc_put64(t + 8, p->dlen);
+        oc_put32(t + 16, p->crc);
+        oc_put32(t + 20, 0);
+        iov[1 + i] = (struct iovec){ (void *)data[i], p->dlen };
+    }
+    memcpy(hdr + OC_HDR + (size_t)n * OC_PART, key, klen);
+    oc_put32(hdr + 40, crc32c(crc32c(0, hdr, 40), hdr + OC_HDR, tlen - OC_HDR));
+    oc_put32(hdr + 44, 0);
 
+    oc_fname(fname, seq);
+    fd = openat(c->dfd, fname, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+                O_NOFOLLOW, 0600);
+    ok = fd >= 0 && writev(fd, iov, (int)n + 1) == (ssize_t)(tlen + total);
+    if (fd >= 0 && close(fd) < 0)
+        ok = 0;
+    free(hdr);
     pthread_mutex_lock(&c->mu);
-    old = oc_find(c, name);
-    if (ok && !(old && oc_same(old, id)) &&
-        renameat(c->dfd, tmp, c->dfd, fname) == 0) {
-        if (old)                  /* a hash collision: its file is replaced */
-            oc_remove(c, old, 0);
-        oc_insert(c, e);
+    if (ok && oc_insert(c, f)) {
         oc_evict(c);
-        e = NULL;
+        f = NULL;
     }
     pthread_mutex_unlock(&c->mu);
-    if (e) {                      /* not used: failed, or filled meanwhile */
-        unlinkat(c->dfd, tmp, 0);
-        free(e);
+    if (f) {                      /* not used: failed, or filled meanwhile */
+        if (fd >= 0)
+            unlinkat(c->dfd, fname, 0);
+        free(f);
     }
+}
+
+/* Remember DLEN bytes of DATA as the answer to the one range ID. */
+static void oc_fill_one(objcache *c, const oc_id *id, const void *data,
+                        uint64_t dlen)
+{
+    oc_fill(c, id->key, id->kind, id->off, 1, &id->len, &dlen, &data);
 }
 
 /* 1 if KEY is an immutable object the cache keeps. */
@@ -462,28 +560,27 @@ static int oc_get(void *state, const char *key, uint64_t off, uint64_t len,
         c->n.downloaded += *outlen;
     pthread_mutex_unlock(&c->mu);
     if (rc == 0 && cache)
-        oc_fill(c, &id, *buf, *outlen);
+        oc_fill_one(c, &id, *buf, *outlen);
     return rc;
 }
 
 /* Consecutive ranges: the cached ones from disk, the span from the first
  * missing range to the last in one get from the repository (ranges cached
- * in between are fetched again rather than split the request), each range
- * then cached on its own, as oc_get caches it. */
+ * in between are fetched again rather than split the request), and that
+ * span cached as one file of parts, each read back on its own. */
 static int oc_get_ranges(void *state, const char *key, uint64_t off,
                          const uint32_t *lens, size_t n, void **bufs)
 {
     objcache *c = state;
-    size_t first = n, last = 0, got, i;
-    uint64_t at, from = 0;
+    size_t first = n, last = 0, got, span, i;
+    uint64_t at, from = 0, lens64[OC_PARTS_MAX];
     void **fetched;
-    int rc;
+    int cache = oc_cacheable(key) && n <= OC_PARTS_MAX, rc;
 
     for (i = 0, at = off; i < n; at += lens[i++]) {
         oc_id id = { key, OC_RANGE, at, lens[i] };
         bufs[i] = NULL;
-        if (oc_cacheable(key) && oc_lookup(c, &id, &bufs[i], &got) == 0 &&
-            got == lens[i])
+        if (cache && oc_lookup(c, &id, &bufs[i], &got) == 0 && got == lens[i])
             continue;
         free(bufs[i]);
         bufs[i] = NULL;
@@ -495,25 +592,27 @@ static int oc_get_ranges(void *state, const char *key, uint64_t off,
     }
     if (first == n)
         return 0;
-    if (!(fetched = calloc(last - first + 1, sizeof(*fetched))))
+    span = last - first + 1;
+    if (!(fetched = calloc(span, sizeof(*fetched))))
         rc = -ENOMEM;
     else
-        rc = os_get_ranges(c->inner, key, from, lens + first,
-                           last - first + 1, fetched);
+        rc = os_get_ranges(c->inner, key, from, lens + first, span, fetched);
     pthread_mutex_lock(&c->mu);
-    c->n.misses += oc_cacheable(key) ? last - first + 1 : 0;
+    c->n.misses += cache ? span : 0;
     for (i = first; rc == 0 && i <= last; i++)
         c->n.downloaded += lens[i];
     pthread_mutex_unlock(&c->mu);
-    for (i = first, at = from; rc == 0 && i <= last; at += lens[i++]) {
-        oc_id id = { key, OC_RANGE, at, lens[i] };
-        if (bufs[i]) {
+    if (rc == 0 && cache) {
+        for (i = 0; i < span; i++)
+            lens64[i] = lens[first + i];
+        oc_fill(c, key, OC_RANGE, from, (uint32_t)span, lens64, lens64,
+                (const void *const *)fetched);
+    }
+    for (i = first; rc == 0 && i <= last; i++) {
+        if (bufs[i])
             free(fetched[i - first]);
-            continue;
-        }
-        bufs[i] = fetched[i - first];
-        if (oc_cacheable(key))
-            oc_fill(c, &id, bufs[i], lens[i]);
+        else
+            bufs[i] = fetched[i - first];
     }
     free(fetched);
     if (rc < 0)
@@ -547,20 +646,37 @@ static int oc_head(void *state, const char *key, uint64_t *size)
     pthread_mutex_unlock(&c->mu);
     if (rc == 0) {
         oc_put64(rec, *size);
-        oc_fill(c, &id, rec, sizeof(rec));
+        oc_fill_one(c, &id, rec, sizeof(rec));
     }
     return rc;
 }
 
-/* Remember the answer to a ranged get of a layer this process wrote. */
-static void oc_prime(void *state, const char *key, uint64_t off, uint64_t len,
-                     const void *data, size_t dlen)
+/* Remember the answers to ranged gets of a layer this process wrote: N
+ * consecutive ranges from OFF, their bytes back to back at DATA, in files
+ * of up to OC_PARTS_MAX parts. */
+static void oc_prime(void *state, const char *key, uint64_t off,
+                     const uint32_t *lens, size_t n, const void *data)
 {
     objcache *c = state;
-    oc_id id = { key, OC_RANGE, off, len };
+    const uint8_t *d = data;
+    uint64_t lens64[OC_PARTS_MAX];
+    const void *parts[OC_PARTS_MAX];
 
-    if (oc_cacheable(key))
-        oc_fill(c, &id, data, dlen);
+    if (!oc_cacheable(key))
+        return;
+    while (n > 0) {
+        uint32_t k = n < OC_PARTS_MAX ? (uint32_t)n : OC_PARTS_MAX;
+        uint64_t from = off;
+        for (uint32_t i = 0; i < k; i++) {
+            lens64[i] = lens[i];
+            parts[i] = d;
+            d += lens[i];
+            off += lens[i];
+        }
+        oc_fill(c, key, OC_RANGE, from, k, lens64, lens64, parts);
+        lens += k;
+        n -= k;
+    }
 }
 
 /* Remember the size of a layer this process wrote. */
@@ -572,7 +688,7 @@ static void oc_prime_size(void *state, const char *key, uint64_t size)
 
     if (oc_cacheable(key)) {
         oc_put64(rec, size);
-        oc_fill(c, &id, rec, sizeof(rec));
+        oc_fill_one(c, &id, rec, sizeof(rec));
     }
 }
 
@@ -583,19 +699,19 @@ static int oc_list(void *state, const char *prefix, char ***keys, size_t *n)
     return os_list(c->inner, prefix, keys, n);
 }
 
-/* Delete KEY from the repository and its entries from the cache. */
+/* Delete KEY from the repository and its files from the cache. */
 static int oc_del(void *state, const char *key)
 {
     objcache *c = state;
-    oc_entry *e, *next;
+    oc_file *f, *next;
     int rc = os_delete(c->inner, key);
 
     if (rc == 0 && oc_cacheable(key)) {
         pthread_mutex_lock(&c->mu);
-        for (e = c->head; e; e = next) {
-            next = e->next;
-            if (strcmp(e->key, key) == 0)
-                oc_remove(c, e, 1);
+        for (f = c->head; f; f = next) {
+            next = f->next;
+            if (strcmp(f->key, key) == 0)
+                oc_remove(c, f, 1);
         }
         pthread_mutex_unlock(&c->mu);
     }
@@ -608,14 +724,14 @@ static int oc_strcmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Delete the N keys KEYS from the repository, and the entries of those keys
+/* Delete the N keys KEYS from the repository, and the files of those keys
  * from the cache whatever the outcome, since some may be gone even after an
- * error: one pass over the entries, each looked up in a sorted copy. */
+ * error: one pass over the files, each looked up in a sorted copy. */
 static int oc_del_many(void *state, const char *const *keys, size_t n)
 {
     objcache *c = state;
     const char **sorted = malloc(n * sizeof(*sorted));
-    oc_entry *e, *next;
+    oc_file *f, *next;
     int rc;
 
     if (!sorted)
@@ -624,11 +740,11 @@ static int oc_del_many(void *state, const char *const *keys, size_t n)
     memcpy(sorted, keys, n * sizeof(*sorted));
     qsort(sorted, n, sizeof(*sorted), oc_strcmp);
     pthread_mutex_lock(&c->mu);
-    for (e = c->head; e; e = next) {
-        const char *k = e->key;
-        next = e->next;
+    for (f = c->head; f; f = next) {
+        const char *k = f->key;
+        next = f->next;
         if (bsearch(&k, sorted, n, sizeof(*sorted), oc_strcmp))
-            oc_remove(c, e, 1);
+            oc_remove(c, f, 1);
     }
     pthread_mutex_unlock(&c->mu);
     free(sorted);
@@ -639,11 +755,11 @@ static int oc_del_many(void *state, const char *const *keys, size_t n)
 static void oc_free(void *state)
 {
     objcache *c = state;
-    oc_entry *e, *next;
+    oc_file *f, *next;
 
-    for (e = c->head; e; e = next) {
-        next = e->next;
-        free(e);
+    for (f = c->head; f; f = next) {
+        next = f->next;
+        free(f);
     }
     free(c->buckets);
     if (c->lockfd >= 0)
@@ -672,8 +788,8 @@ static const os_backend oc_backend = {
 
 /* ---- opening: adopt what a previous daemon left ---- */
 
-/* 1 if S is a 16-digit lowercase hex entry name (its value in *NAME). */
-static int oc_parse_fname(const char *s, uint64_t *name)
+/* 1 if S is a 16-digit lowercase hex file name (its value in *SEQ). */
+static int oc_parse_fname(const char *s, uint64_t *seq)
 {
     uint64_t v = 0;
     size_t i;
@@ -685,23 +801,22 @@ static int oc_parse_fname(const char *s, uint64_t *name)
             return 0;
         v = (v << 4) | (uint64_t)d;
     }
-    *name = v;
+    *seq = v;
     return i == 16;
 }
 
-/* An entry for file FNAME (hash NAME) if its header is sound and matches
- * the name, else NULL.  The data is checked when it is read. */
-static oc_entry *oc_load(objcache *c, const char *fname, uint64_t name)
+/* A record of file FNAME (sequence number SEQ) if its header, part table
+ * and size are sound, else NULL.  Parts are checked when they are read. */
+static oc_file *oc_load(objcache *c, const char *fname, uint64_t seq)
 {
-    uint8_t hdr[OC_HDR + OC_KEY_MAX];
-    oc_entry *e = NULL;
+    uint8_t hdr[OC_HDR + OC_PARTS_MAX * OC_PART + OC_KEY_MAX];
+    oc_file *f = NULL;
     struct stat st;
-    uint32_t kind, klen;
-    uint64_t off, len, dlen;
-    char key[OC_KEY_MAX + 1];
-    oc_id id = { key, 0, 0, 0 };
+    uint32_t kind, klen, n;
+    uint64_t off, total, sum = 0;
+    size_t tlen;
     ssize_t got;
-    int fd;
+    int fd, ok = 1;
 
     fd = openat(c->dfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
@@ -712,51 +827,61 @@ static oc_entry *oc_load(objcache *c, const char *fname, uint64_t name)
     kind = oc_get32(hdr + 8);
     klen = oc_get32(hdr + 12);
     off = oc_get64(hdr + 16);
-    len = oc_get64(hdr + 24);
-    dlen = oc_get64(hdr + 32);
+    n = oc_get32(hdr + 24);
+    total = oc_get64(hdr + 32);
+    tlen = OC_HDR + (size_t)n * OC_PART + klen;
     if (memcmp(hdr, OC_MAGIC, 8) != 0 || klen == 0 || klen > OC_KEY_MAX ||
-        (size_t)got < OC_HDR + klen || dlen > (uint64_t)st.st_size ||
-        (uint64_t)st.st_size != OC_HDR + klen + dlen ||
-        !(kind == OC_RANGE || (kind == OC_SIZE && off == 0 && len == 0 &&
-                               dlen == 8)) ||
-        memchr(hdr + OC_HDR, 0, klen) != NULL)
+        n == 0 || n > OC_PARTS_MAX || (size_t)got < tlen ||
+        total > (uint64_t)st.st_size || (uint64_t)st.st_size != tlen + total ||
+        !(kind == OC_RANGE || (kind == OC_SIZE && n == 1 && off == 0)) ||
+        oc_get32(hdr + 40) != crc32c(crc32c(0, hdr, 40), hdr + OC_HDR, tlen - OC_HDR) ||
+        memchr(hdr + tlen - klen, 0, klen) != NULL)
         goto out;
-    memcpy(key, hdr + OC_HDR, klen);
-    key[klen] = 0;
-    id.kind = kind;
-    id.off = off;
-    id.len = len;
-    if (oc_hash(&id) != name || !oc_cacheable(key) ||
-        !(e = malloc(sizeof(*e) + klen + 1)))
+    if (!(f = oc_file_new((const char *)hdr + tlen - klen, klen, kind, n)))
         goto out;
-    e->name = name;
-    e->kind = kind;
-    e->off = off;
-    e->len = len;
-    e->dlen = dlen;
-    e->charge = oc_charge((uint64_t)st.st_size);
-    e->touched = st.st_mtim.tv_sec;
-    memcpy(e->key, key, klen + 1);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *t = hdr + OC_HDR + (size_t)i * OC_PART;
+        uint64_t len = oc_get64(t), dlen = oc_get64(t + 8);
+        /* only the last range may be short (the end of the object) */
+        ok &= kind == OC_SIZE ? len == 0 && dlen == 8 :
+              dlen == len || (i == n - 1 && dlen < len);
+        ok &= dlen <= total - sum;
+        if (!ok)
+            break;
+        oc_part_set(f, i, off, len, dlen, tlen + sum);
+        f->parts[i].crc = oc_get32(t + 16);
+        off += len;
+        sum += dlen;
+    }
+    if (!ok || sum != total || !oc_cacheable(f->key)) {
+        free(f);
+        f = NULL;
+        goto out;
+    }
+    f->seq = seq;
+    f->charge = oc_charge((uint64_t)st.st_size);
+    f->touched = st.st_mtim.tv_sec;
 out:
     close(fd);
-    return e;
+    return f;
 }
 
 /* qsort order: least recently touched first. */
 static int oc_cmp_touched(const void *a, const void *b)
 {
-    const oc_entry *x = *(oc_entry *const *)a, *y = *(oc_entry *const *)b;
+    const oc_file *x = *(oc_file *const *)a, *y = *(oc_file *const *)b;
     return (x->touched > y->touched) - (x->touched < y->touched);
 }
 
-/* Index the entries in the directory (most recently touched first), delete
- * temporary and unsound files, and trim to the bound. */
+/* Index the files in the directory (most recently touched first), delete
+ * unsound ones, temporary files of older versions and files whose ranges
+ * all are in others, and trim to the bound. */
 static int oc_scan(objcache *c)
 {
-    oc_entry **found = NULL, *e;
+    oc_file **found = NULL, *f;
     size_t n = 0, cap = 0;
     struct dirent *de;
-    uint64_t name;
+    uint64_t seq;
     int fd, rc = 0;
     DIR *d;
 
@@ -772,30 +897,37 @@ static int oc_scan(objcache *c)
             unlinkat(c->dfd, de->d_name, 0);
             continue;
         }
-        if (!oc_parse_fname(de->d_name, &name))
+        if (!oc_parse_fname(de->d_name, &seq))
             continue;             /* ".", "..", "lock" */
-        if (!(e = oc_load(c, de->d_name, name))) {
+        if (seq >= c->next_seq)
+            c->next_seq = seq + 1;
+        if (!(f = oc_load(c, de->d_name, seq))) {
             unlinkat(c->dfd, de->d_name, 0);
             c->n.discarded++;
             continue;
         }
         if (n == cap) {
-            oc_entry **nf = realloc(found, (cap ? cap * 2 : 256) * sizeof(*nf));
+            oc_file **nf = realloc(found, (cap ? cap * 2 : 256) * sizeof(*nf));
             if (!nf) {
-                free(e);
+                free(f);
                 rc = -ENOMEM;
                 break;
             }
             found = nf;
             cap = cap ? cap * 2 : 256;
         }
-        found[n++] = e;
+        found[n++] = f;
     }
     closedir(d);
     if (n)
         qsort(found, n, sizeof(*found), oc_cmp_touched);
-    for (size_t i = 0; i < n; i++)
-        oc_insert(c, found[i]);   /* each becomes the most recent */
+    for (size_t i = 0; i < n; i++)  /* each becomes the most recent */
+        if (!oc_insert(c, found[i])) {
+            char fname[17];
+            oc_fname(fname, found[i]->seq);
+            unlinkat(c->dfd, fname, 0);
+            free(found[i]);
+        }
     free(found);
     oc_evict(c);
     return rc;
@@ -817,7 +949,6 @@ int objcache_open(objstore *inner, const char *dir, uint64_t limit,
     c->inner = inner;
     c->limit = limit;
     c->dfd = c->lockfd = -1;
-    atomic_init(&c->tmpseq, 0);
     pthread_mutex_init(&c->mu, NULL);
     c->nbuckets = OC_BUCKETS0;
     if (!(c->buckets = calloc(c->nbuckets, sizeof(*c->buckets)))) {

@@ -26,9 +26,9 @@ typedef struct objcache_counters {
     uint64_t hits;                /* layer gets/heads answered from disk */
     uint64_t misses;              /* layer gets/heads sent to the repository */
     uint64_t downloaded;          /* bytes of all gets served by the repository */
-    uint64_t discarded;           /* entries dropped as corrupt or unreadable */
-    uint64_t evicted;             /* entries deleted to stay under the bound */
-    uint64_t entries;             /* entries cached now */
+    uint64_t discarded;           /* files dropped as corrupt or unreadable */
+    uint64_t evicted;             /* files deleted to stay under the bound */
+    uint64_t entries;             /* files cached now (one per get filling it) */
     uint64_t bytes;               /* disk they use now (4 KiB per started block) */
 } objcache_counters;
 

@@ -258,12 +258,12 @@ int os_delete_many(objstore *os, const char *const *keys, size_t n)
     return n ? os->be->del_many(os->state, keys, n) : 0;
 }
 
-/* Hand the answer to a ranged get of KEY to a caching backend. */
-void os_prime(objstore *os, const char *key, uint64_t off, uint64_t len,
-              const void *data, size_t dlen)
+/* Hand the answers to N consecutive ranged gets of KEY to a caching backend. */
+void os_prime(objstore *os, const char *key, uint64_t off,
+              const uint32_t *lens, size_t n, const void *data)
 {
-    if (os->be->prime && os_check_key(key, 0) == 0)
-        os->be->prime(os->state, key, off, len, data, dlen);
+    if (os->be->prime && n && os_check_key(key, 0) == 0)
+        os->be->prime(os->state, key, off, lens, n, data);
 }
 
 /* Hand the size of KEY to a caching backend. */

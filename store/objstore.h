@@ -59,12 +59,14 @@ typedef struct os_counters {
 } os_counters;
 void os_get_counters(objstore *os, os_counters *c);
 
-/* Tell a caching store (objcache.h) that os_get(KEY, OFF, LEN) returns the
- * DLEN bytes of DATA: for an object this process has just written, so that
- * reading it back needs no round trip to the repository (nor a reachable
- * one).  Best effort; stores without a cache ignore it. */
-void os_prime(objstore *os, const char *key, uint64_t off, uint64_t len,
-              const void *data, size_t dlen);
+/* Tell a caching store (objcache.h) that, for N consecutive ranges from
+ * OFF, os_get(KEY, off_i, LENS[i]) returns the LENS[i] bytes at their place
+ * in DATA (the ranges' bytes back to back): for an object this process has
+ * just written, so that reading it back needs no round trip to the
+ * repository (nor a reachable one).  Best effort; stores without a cache
+ * ignore it. */
+void os_prime(objstore *os, const char *key, uint64_t off,
+              const uint32_t *lens, size_t n, const void *data);
 /* Likewise: os_head(KEY) returns SIZE. */
 void os_prime_size(objstore *os, const char *key, uint64_t size);
 

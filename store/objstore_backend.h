@@ -31,8 +31,8 @@ typedef struct os_backend {
     int (*del_many)(void *state, const char *const *keys, size_t n);
     /* Optional (NULL: ignored): remember answers for an object just
      * written, as os_prime and os_prime_size describe. */
-    void (*prime)(void *state, const char *key, uint64_t off, uint64_t len,
-                  const void *data, size_t dlen);
+    void (*prime)(void *state, const char *key, uint64_t off,
+                  const uint32_t *lens, size_t n, const void *data);
     void (*prime_size)(void *state, const char *key, uint64_t size);
 } os_backend;
 

@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #define OBJ_SIZE (256 * 1024)     /* size of each test layer object */
-#define RANGE 4000                /* range length: one 4 KiB file per entry */
+#define RANGE 3900                /* range length: with the header, one 4 KiB file per entry */
 #define KEY_A "branches/main/layers/a.layer"
 #define KEY_B "branches/main/layers/b.layer"
 #define KEY_MAN "branches/main/manifest/0001"
@@ -126,6 +126,15 @@ static void flip_byte(const char *path, const struct stat *st, void *arg)
             perror("pwrite");
     }
     close(fd);
+}
+
+/* each_entry callback: keep in ARG (a char[1200]) the path of the newest
+ * entry file, the one with the highest name (names count up). */
+static void newest(const char *path, const struct stat *st, void *arg)
+{
+    (void)st;
+    if (strcmp(path, (char *)arg) > 0)
+        snprintf((char *)arg, 1200, "%s", path);
 }
 
 /* each_entry callback: age an entry file whose range offset (header bytes
@@ -396,8 +405,10 @@ int main(void)
         int ok = 1;
 
         CHECK(get_ok(os, KEY_B, 1, 100000, 1000));     /* the first one cached */
+        int files = each_entry(NULL, NULL);
         s = stats(c);
         CHECK(os_get_ranges(os, KEY_B, 100000, lens, 4, bufs) == 0);
+        CHECK(each_entry(NULL, NULL) == files + 1);    /* one file for the get */
         at = 100000;
         for (int i = 0; i < 4; at += lens[i++]) {
             ok &= same_bytes(1, at, bufs[i], lens[i]);
@@ -410,6 +421,30 @@ int main(void)
         for (int i = 0; i < 4; at += lens[i++])
             ok &= get_ok(os, KEY_B, 1, at, lens[i]);
         CHECK(ok && stats(c).downloaded == before && stats(c).hits == s.hits + 5);
+        /* after a restart too */
+        objcache_close(c);
+        CHECK((c = open_cache(inner, limit)) != NULL);
+        os = objcache_store(c);
+        at = 100000;
+        for (int i = 0; i < 4; at += lens[i++])
+            ok &= get_ok(os, KEY_B, 1, at, lens[i]);
+        CHECK(ok && stats(c).downloaded == 0 && stats(c).hits == 4);
+        /* a flipped byte in the last part: its file is dropped whole, and
+         * the parts it held are fetched again (the first one is still in
+         * the file of its own) */
+        {
+            char path[1200] = "";
+            each_entry(newest, path);
+            CHECK(stat(path, &st) == 0);
+            flip_byte(path, &st, NULL);
+        }
+        s = stats(c);
+        ok &= get_ok(os, KEY_B, 1, 100000 + 6000, 1500);  /* the bad part first */
+        at = 100000;
+        for (int i = 0; i < 3; at += lens[i++])
+            ok &= get_ok(os, KEY_B, 1, at, lens[i]);
+        CHECK(ok && stats(c).discarded == s.discarded + 1 &&
+              stats(c).downloaded == 3000 + 2000 + 1500 && stats(c).hits == s.hits + 1);
         /* the repository alone (no cache) splits one get the same way */
         CHECK(os_get_ranges(inner, KEY_B, 100000, lens, 4, bufs) == 0);
         at = 100000;
