@@ -278,7 +278,7 @@ void layer_cache_set_limit(size_t bytes)
 #define RA_STREAMS 4              /* sequential runs tracked per layer */
 #define RA_RUN 3                  /* consecutive blocks read before prefetching */
 #define RA_FIRST 4                /* window of a run's first prefetch */
-#define RA_DEFAULT 64             /* largest window unless set (blocks) */
+#define RA_DEFAULT 256            /* largest window unless set (blocks) */
 #define RA_WORKERS 32             /* prefetch threads */
 #define RA_QUEUE 256              /* prefetch jobs queued at most */
 #define RA_BATCH 16               /* consecutive blocks one prefetch gets at most */

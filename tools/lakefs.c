@@ -102,7 +102,7 @@ static const char *usage_mount =
     "                      STATE_DIR/cache; file:// repositories use no cache unless given)\n"
     "  -o cache_size=N     bound on the disk cache, e.g. 512M or 2G (default 1G)\n"
     "  -o readahead=N      blocks (~64 KiB each) prefetched ahead of a sequential\n"
-    "                      reader (default 64; 0: off)\n"
+    "                      reader (default 256, in gets of up to 16; 0: off)\n"
     "  -o allow_other      let other users (e.g. postgres) use the mount\n"
     "  -o default_permissions  let the kernel check permissions (use with allow_other)\n"
     "  -o ro               read-only mount\n"
