@@ -1092,7 +1092,7 @@ static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     if (rc) ref_put(r);
     /* the server's lock file appears: it starts, and what it reads now is
      * what its next start on a fresh machine reads first */
-    else if (sdir == FS_ROOT_INO && S_ISREG(mode) && !strcmp(name, pg_view_lock_file())) store_hot_restart(st);
+    else if (sdir == FS_ROOT_INO && S_ISREG(mode) && pg_view_starts_server(name)) store_hot_restart(st);
     *sino_out = sino;
     return rc;
 }

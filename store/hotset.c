@@ -10,6 +10,7 @@
  */
 #include "hotset.h"
 #include "crc32c.h"
+#include "fnv.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -57,7 +58,20 @@ void hotset_free(hotset *h)
 }
 
 /* FNV-1a of K, never 0 (0 marks a free slot). */
-static uint64_t hotset_hash(const uint8_t *k, size_t len);
+static uint64_t hotset_hash(const uint8_t *k, size_t len)
+{
+    uint64_t x = fnv1a(FNV1A_INIT, k, len);
+    return x ? x : 1;
+}
+
+/* The slot holding hash X, or the free one where it goes (mu held; the
+ * table is never more than half full). */
+static size_t hotset_slot(const hotset *h, uint64_t x)
+{
+    size_t i = (size_t)x & (HOTSET_SLOTS - 1);
+    while (h->slots[i] && h->slots[i] != x) i = (i + 1) & (HOTSET_SLOTS - 1);
+    return i;
+}
 
 void hotset_seal(hotset *h)
 {
@@ -74,9 +88,7 @@ void hotset_restart(hotset *h)
     for (size_t off = 0; off < h->sealed_len;) {   /* the sealed keys' hashes back */
         size_t kl = (size_t)h->bytes[off] | (size_t)h->bytes[off + 1] << 8;
         uint64_t x = hotset_hash(h->bytes + off + 2, kl);
-        size_t i = (size_t)x & (HOTSET_SLOTS - 1);
-        while (h->slots[i] && h->slots[i] != x) i = (i + 1) & (HOTSET_SLOTS - 1);
-        h->slots[i] = x;
+        h->slots[hotset_slot(h, x)] = x;
         off += 2 + kl;
     }
     h->count = h->sealed;
@@ -84,13 +96,6 @@ void hotset_restart(hotset *h)
     h->until = hotset_now() + HOTSET_WINDOW_S;
     atomic_store(&h->open, 1);
     pthread_mutex_unlock(&h->mu);
-}
-
-static uint64_t hotset_hash(const uint8_t *k, size_t len)
-{
-    uint64_t x = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++) x = (x ^ k[i]) * 1099511628211ull;
-    return x ? x : 1;
 }
 
 void hotset_note(hotset *h, const uint8_t *k, size_t len)
@@ -103,8 +108,7 @@ void hotset_note(hotset *h, const uint8_t *k, size_t len)
         atomic_store(&h->open, 0);
         goto out;
     }
-    size_t i = (size_t)x & (HOTSET_SLOTS - 1);
-    while (h->slots[i] && h->slots[i] != x) i = (i + 1) & (HOTSET_SLOTS - 1);
+    size_t i = hotset_slot(h, x);
     if (h->slots[i]) goto out;    /* seen (or a colliding key: dropped) */
     if (h->len + 2 + len > h->cap) {
         size_t cap = h->cap ? 2 * h->cap : 16384;
@@ -122,6 +126,11 @@ void hotset_note(hotset *h, const uint8_t *k, size_t len)
     if (++h->count == HOTSET_MAX) atomic_store(&h->open, 0);
 out:
     pthread_mutex_unlock(&h->mu);
+}
+
+int hotset_recording(hotset *h)
+{
+    return atomic_load_explicit(&h->open, memory_order_relaxed);
 }
 
 size_t hotset_count(hotset *h)

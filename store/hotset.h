@@ -36,6 +36,8 @@ void hotset_seal(hotset *h);
 void hotset_restart(hotset *h);
 /* Record key K if the window is open and K is new; cheap once closed. */
 void hotset_note(hotset *h, const uint8_t *k, size_t len);
+/* 1 while the window is open (a hint: it may close any moment). */
+int hotset_recording(hotset *h);
 /* Keys recorded. */
 size_t hotset_count(hotset *h);
 /* The recorded keys as an object's bytes (malloc'd *BUF). */

@@ -71,6 +71,7 @@
 #include "layer.h"
 #include "layer_format.h"
 #include "crc32c.h"
+#include "fnv.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -106,10 +107,8 @@ static cblock *cache_head, *cache_tail;  /* LRU ends */
 /* Hash of layer identity ID and block number B. */
 static uint64_t cache_hash(const char *id, size_t b)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = fnv1a(FNV1A_INIT, id, strlen(id));
 
-    for (const char *p = id; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
     h ^= (uint64_t)b * 0x9E3779B97F4A7C15ull;
     return h ^ (h >> 29);
 }

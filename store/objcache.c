@@ -52,6 +52,7 @@
 #include "objstore_backend.h"
 #include "crc32c.h"
 #include "dirlock.h"
+#include "fnv.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -161,17 +162,12 @@ static uint64_t oc_get64(const uint8_t *p)
 /* 64-bit FNV-1a of ID's key, kind and range: its place in the index. */
 static uint64_t oc_hash(const oc_id *id)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
     uint8_t tail[20];
 
-    for (const char *p = id->key; *p; p++)
-        h = (h ^ (uint8_t)*p) * 0x100000001b3ull;
     oc_put32(tail, id->kind);
     oc_put64(tail + 4, id->off);
     oc_put64(tail + 12, id->len);
-    for (size_t i = 0; i < sizeof(tail); i++)
-        h = (h ^ tail[i]) * 0x100000001b3ull;
-    return h;
+    return fnv1a(fnv1a(FNV1A_INIT, id->key, strlen(id->key)), tail, sizeof(tail));
 }
 
 /* CRC-32C of a part's identity ID and its DLEN bytes of DATA: a read of

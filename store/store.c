@@ -1634,7 +1634,8 @@ void store_hot_file(store *st, uint64_t ino, uint64_t size)
 {
     uint64_t pages = (size + KEY_PAGE_BYTES - 1) / KEY_PAGE_BYTES;
     skey k;
-    for (uint64_t p = 0; st->hot && p < pages && p < STORE_HOT_FILE_PAGES; p++) {
+    if (!st->hot || !hotset_recording(st->hot)) return;
+    for (uint64_t p = 0; p < pages && p < STORE_HOT_FILE_PAGES; p++) {
         key_page(&k, ino, p);
         hotset_note(st->hot, k.b, k.len);
     }

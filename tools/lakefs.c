@@ -26,6 +26,7 @@
 #include "../store/layer.h"
 #include "../store/branch.h"
 #include "../store/gc.h"
+#include "../store/fnv.h"
 #include "../store/fsck.h"
 #include "../store/manifest.h"
 #include "../store/objcache.h"
@@ -520,14 +521,6 @@ static int parse_mount_opts(mount_opts *m, char *list)
         }
     }
     return 0;
-}
-
-/* 64-bit FNV-1a of S, for the default state directory name. */
-static uint64_t fnv1a(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++) { h ^= (uint8_t)*s; h *= 0x100000001b3ull; }
-    return h;
 }
 
 /* Check DIR exists, is a directory and is empty. */
@@ -1029,8 +1022,8 @@ static int cmd_mount(int argc, char **argv)
     if (!m.state_dir) {
         char dir[4096];
         const char *home = getenv("HOME");
-        if (geteuid() == 0 || !home) snprintf(dir, sizeof dir, "/var/lib/lakefs/%016" PRIx64, fnv1a(m.url));
-        else snprintf(dir, sizeof dir, "%s/.local/state/lakefs/%016" PRIx64, home, fnv1a(m.url));
+        if (geteuid() == 0 || !home) snprintf(dir, sizeof dir, "/var/lib/lakefs/%016" PRIx64, fnv1a(FNV1A_INIT, m.url, strlen(m.url)));
+        else snprintf(dir, sizeof dir, "%s/.local/state/lakefs/%016" PRIx64, home, fnv1a(FNV1A_INIT, m.url, strlen(m.url)));
         m.state_dir = strdup(dir);
     }
     daemon_ctx d = { .m = &m };

@@ -10,6 +10,7 @@
 #include "pg_view.h"
 
 #include <stddef.h>
+#include <string.h>
 
 const char *const *pg_view_stale_files(void)
 {
@@ -20,4 +21,9 @@ const char *const *pg_view_stale_files(void)
 const char *pg_view_lock_file(void)
 {
     return pg_view_stale_files()[0];
+}
+
+int pg_view_starts_server(const char *name)
+{
+    return strcmp(name, pg_view_lock_file()) == 0;
 }

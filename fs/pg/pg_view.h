@@ -20,4 +20,8 @@ const char *const *pg_view_stale_files(void);
  * no server is running on the directory. */
 const char *pg_view_lock_file(void);
 
+/* 1 if creating a file NAME in a data directory's root means a server is
+ * starting on it (it is the lock file), else 0. */
+int pg_view_starts_server(const char *name);
+
 #endif

@@ -43,7 +43,7 @@ static void test_record(void)
 {
     hotset *h = hotset_new();
     skey k, *got = NULL;
-    CHECK(h != NULL);
+    CHECK(h != NULL && hotset_recording(h));
     for (uint64_t i = 0; i < 10; i++) {       /* each twice, in order */
         key_n(&k, i);
         hotset_note(h, k.b, k.len);
@@ -77,7 +77,7 @@ static void test_record(void)
         key_n(&k, i);
         hotset_note(h, k.b, k.len);
     }
-    CHECK(hotset_count(h) == HOTSET_MAX);
+    CHECK(hotset_count(h) == HOTSET_MAX && !hotset_recording(h));  /* full: closed */
     CHECK(roundtrip(h, &got) == HOTSET_MAX);
     free(got);
     hotset_free(h);
