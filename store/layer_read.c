@@ -403,42 +403,58 @@ static layer *ra_running[RA_WORKERS];  /* the layer each worker prefetches from 
 static atomic_size_t ra_max = RA_DEFAULT;  /* largest window; 0: off */
 static atomic_uint_fast64_t ra_prefetched, ra_hits;  /* layer_readahead_stats */
 
-/* Put F on the in-flight list and return 1, unless its block is being
- * fetched already: then return 0, if WAIT only once that fetch has ended. */
-static int fetch_claim(fetch *f, int wait)
+/* The fetch of F's block under way, or NULL (ra_mu held). */
+static fetch *fetch_find_locked(const fetch *f)
 {
-    int claimed = 0, waited = 0;
     fetch *o;
 
-    pthread_mutex_lock(&ra_mu);
-    for (;;) {
-        for (o = inflight; o; o = o->next)
-            if (o->hash == f->hash && o->blockno == f->blockno &&
-                strcmp(o->id, f->id) == 0)
-                break;
-        if (!o && !waited) {
-            f->next = inflight;
-            inflight = f;
-            claimed = 1;
-        }
-        if (!o || !wait)
+    for (o = inflight; o; o = o->next)
+        if (o->hash == f->hash && o->blockno == f->blockno &&
+            strcmp(o->id, f->id) == 0)
             break;
+    return o;
+}
+
+/* Put F on the in-flight list and return 1, unless its block is being
+ * fetched already: then return 0 (ra_mu held). */
+static int fetch_claim_locked(fetch *f)
+{
+    if (fetch_find_locked(f))
+        return 0;
+    f->next = inflight;
+    inflight = f;
+    return 1;
+}
+
+/* fetch_claim_locked; but with WAIT, a 0 only once the fetch under way
+ * has ended. */
+static int fetch_claim(fetch *f, int wait)
+{
+    int claimed;
+
+    pthread_mutex_lock(&ra_mu);
+    claimed = fetch_claim_locked(f);
+    while (!claimed && wait && fetch_find_locked(f))
         pthread_cond_wait(&ra_done, &ra_mu);
-        waited = 1;
-    }
     pthread_mutex_unlock(&ra_mu);
     return claimed;
+}
+
+/* Take F off the in-flight list (ra_mu held; the caller wakes waiters). */
+static void fetch_end_locked(fetch *f)
+{
+    fetch **pp;
+
+    for (pp = &inflight; *pp != f; pp = &(*pp)->next)
+        ;
+    *pp = f->next;
 }
 
 /* Take F off the in-flight list and wake the threads waiting for it. */
 static void fetch_end(fetch *f)
 {
-    fetch **pp;
-
     pthread_mutex_lock(&ra_mu);
-    for (pp = &inflight; *pp != f; pp = &(*pp)->next)
-        ;
-    *pp = f->next;
+    fetch_end_locked(f);
     pthread_cond_broadcast(&ra_done);
     pthread_mutex_unlock(&ra_mu);
 }
@@ -544,8 +560,12 @@ static int block_load(layer *l, size_t b, int prefetch, cblock **out)
 
 /* Load the blocks of [FROM, FROM + N) of L that are neither cached nor
  * being fetched, each run of consecutive ones with one os_get_ranges
- * (N <= RA_BATCH); errors are left to the reader to meet and report. */
-static void ra_prefetch(layer *l, size_t from, size_t n)
+ * (N <= RA_BATCH); errors are left to the reader to meet and report.
+ * Called and returns with ra_mu held, which it drops around the gets: the
+ * caller has taken the job off the queue under it, so the first run's
+ * blocks are claimed before a reader could find them neither queued nor
+ * in flight and fetch one alone, splitting the run. */
+static void ra_prefetch_locked(layer *l, size_t from, size_t n)
 {
     fetch f[RA_BATCH];
     uint32_t lens[RA_BATCH];
@@ -557,19 +577,23 @@ static void ra_prefetch(layer *l, size_t from, size_t n)
         for (run = 0; b + run < end; run++) {
             f[run] = (fetch){ NULL, l->id, cache_hash(l->id, b + run), b + run };
             if (!cache_wants(l->id, f[run].hash, b + run) ||
-                !fetch_claim(&f[run], 0))
+                !fetch_claim_locked(&f[run]))
                 break;
             lens[run] = l->blocks[b + run].clen;
         }
-        if (run > 0 &&
-            os_get_ranges(l->os, l->name, l->blocks[b].off, lens, run, bufs) == 0)
+        if (run > 0) {
+            pthread_mutex_unlock(&ra_mu);
+            if (os_get_ranges(l->os, l->name, l->blocks[b].off, lens, run, bufs) == 0)
+                for (i = 0; i < run; i++)
+                    if (block_decode(l, b + i, f[i].hash, 1, bufs[i], lens[i], &c) == 0) {
+                        cblock_release(c);
+                        atomic_fetch_add(&ra_prefetched, 1);
+                    }
+            pthread_mutex_lock(&ra_mu);
             for (i = 0; i < run; i++)
-                if (block_decode(l, b + i, f[i].hash, 1, bufs[i], lens[i], &c) == 0) {
-                    cblock_release(c);
-                    atomic_fetch_add(&ra_prefetched, 1);
-                }
-        for (i = 0; i < run; i++)
-            fetch_end(&f[i]);
+                fetch_end_locked(&f[i]);
+            pthread_cond_broadcast(&ra_done);
+        }
         b += run + 1;             /* past the run and the block ending it */
     }
 }
@@ -593,16 +617,12 @@ static int ra_take(layer *l, size_t b)
     if (j.l) {
         ra_len--;
         l->ra_busy++;
+        ra_prefetch_locked(l, j.b, j.n);
+        l->ra_busy--;
+        pthread_cond_broadcast(&ra_done);
     }
     pthread_mutex_unlock(&ra_mu);
-    if (!j.l)
-        return 0;
-    ra_prefetch(l, j.b, j.n);
-    pthread_mutex_lock(&ra_mu);
-    if (--l->ra_busy == 0)
-        pthread_cond_broadcast(&ra_done);
-    pthread_mutex_unlock(&ra_mu);
-    return 1;
+    return j.l != NULL;
 }
 
 /* Prefetch thread number ARG: load queued blocks, forever. */
@@ -620,12 +640,10 @@ static void *ra_worker(void *arg)
         ra_len--;
         j.l->ra_busy++;
         ra_running[me] = j.l;
-        pthread_mutex_unlock(&ra_mu);
-        ra_prefetch(j.l, j.b, j.n);
-        pthread_mutex_lock(&ra_mu);
+        ra_prefetch_locked(j.l, j.b, j.n);
         ra_running[me] = NULL;
-        if (--j.l->ra_busy == 0)
-            pthread_cond_broadcast(&ra_done);  /* for ra_forget */
+        j.l->ra_busy--;
+        pthread_cond_broadcast(&ra_done);  /* for ra_forget, layer_warm */
     }
     return NULL;
 }
@@ -1111,12 +1129,43 @@ int layer_covers(const layer *l, const uint8_t *key, size_t klen)
            layer_keycmp(key, klen, l->maxkey, l->maxlen) <= 0;
 }
 
-void layer_warm(layer *l, const uint8_t *key, size_t klen)
+/* qsort order of block numbers. */
+static int cmp_blockno(const void *a, const void *b)
 {
-    long b = layer_covers(l, key, klen) ? block_find(l, key, klen) : -1;
-    cblock *c = NULL;
-    if (b >= 0 && block_load(l, (size_t)b, 1, &c) == 0 && c)
-        cblock_release(c);
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Cost model: the keys a server read first at its last start are spread
+ * over a few files, mostly their first pages, so many fall in the same or
+ * adjacent blocks; one get per key (as a reader would do) costs a request
+ * and a cache file each, where runs of blocks cost one of each per run. */
+void layer_warm(layer *l, const uint8_t *const *keys, const size_t *lens,
+                size_t n)
+{
+    size_t *bs = malloc((n ? n : 1) * sizeof(*bs)), nb = 0, i;
+
+    if (!bs)
+        return;
+    for (i = 0; i < n; i++)
+        if (layer_covers(l, keys[i], lens[i]))
+            bs[nb++] = (size_t)block_find(l, keys[i], lens[i]);
+    qsort(bs, nb, sizeof(*bs), cmp_blockno);
+    pthread_mutex_lock(&ra_mu);
+    for (i = 0; i < nb && (ra_workers || ra_start());) {
+        size_t from = bs[i], to = from + 1;
+        for (i++; i < nb && bs[i] <= to && to - from < RA_BATCH; i++)
+            if (bs[i] == to)
+                to++;
+        while (i < nb && bs[i] < to)  /* the run's last block again */
+            i++;
+        while (ra_len >= RA_QUEUE / 2)  /* leave room for sequential readers */
+            pthread_cond_wait(&ra_done, &ra_mu);
+        ra_queue[(ra_head + ra_len++) % RA_QUEUE] = (ra_job){ l, from, to - from };
+        pthread_cond_signal(&ra_wake);
+    }
+    pthread_mutex_unlock(&ra_mu);
+    free(bs);
 }
 
 /* Newest version of KEY with seq <= MAX_SEQ: 1 found, 0 none, -errno. */

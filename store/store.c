@@ -100,7 +100,7 @@
 #define STORE_MAX_FROZEN 4
 #define STORE_FENCE_CHECK_SECONDS 5   /* how often an idle writer checks for a takeover */
 #define STORE_RETRY_SECONDS 5         /* wait after a failed flush before the next attempt */
-#define STORE_WARM_THREADS 32     /* fetches of the last mount's start-up keys at once */
+#define STORE_WARM_SLICE 512      /* start-up keys handed to layer_warm at once */
 #define STORE_HOT_FILE_PAGES 16   /* pages of a file opened at start counted as start-up keys */
 #define STORE_REPO_MARKER "lakefs.repo"
 #define STORE_REPO_CONTENT "lakefs-repository 1\n"
@@ -200,10 +200,9 @@ struct store {
     hotset *hot;                  /* this mount's recorder (NULL: a snapshot) */
     skey *warm;                   /* the last mount's, fetched as this one starts */
     size_t nwarm;
-    atomic_size_t warm_next;      /* next (key, layer) job for a warming thread */
     layerset *warm_ls;            /* the layers they are looked for in */
-    pthread_t warmers[STORE_WARM_THREADS];
-    int nwarmers;
+    pthread_t warmer;             /* queues their blocks for read-ahead */
+    int warmer_running;
     uint64_t warm_gen;            /* generation whose hot object they came from (0: none) */
 };
 
@@ -1600,22 +1599,31 @@ static void *store_hot_fetch(void *arg)
     return NULL;
 }
 
-/* Thread body: bring in the blocks that may hold the last mount's
- * start-up keys, until none is left or the store closes.  A job is one
- * key in one layer of the set as the store started (key by key in their
- * order, each newest layer first): a lookup would go through a key's
- * layers one after the other, a round trip each, where the jobs fetch all
- * of them at once -- a few blocks more, far fewer waits.  The blocks land
- * in the block cache (and the disk cache), where the server's reads find
- * them or wait for the fetch already running (layer_read.c). */
+/* Thread body: have the read-ahead threads bring in the blocks that may
+ * hold the last mount's start-up keys, in every layer of the set as the
+ * store started (slice by slice of keys in their order, each newest layer
+ * first), until done or the store closes: a lookup would go through a
+ * key's layers one after the other, a round trip each, where these fetch
+ * all of them at once, runs of adjacent blocks in one get -- a few blocks
+ * more, far fewer waits.  The blocks land in the block cache (and the disk
+ * cache), where the server's reads find them or wait for the fetch already
+ * running (layer_read.c). */
 static void *store_warmer(void *arg)
 {
     store *st = arg;
     layerset *ls = st->warm_ls;
-    for (size_t j; ls->n && !__atomic_load_n(&st->stopping, __ATOMIC_RELAXED) &&
-                   (j = atomic_fetch_add(&st->warm_next, 1)) < st->nwarm * ls->n;) {
-        const skey *k = &st->warm[j / ls->n];
-        layer_warm(ls->l[ls->n - 1 - j % ls->n]->l, k->b, k->len);
+    const uint8_t *keys[STORE_WARM_SLICE];
+    size_t lens[STORE_WARM_SLICE];
+    for (size_t from = 0; from < st->nwarm; from += STORE_WARM_SLICE) {
+        size_t n = st->nwarm - from < STORE_WARM_SLICE ? st->nwarm - from : STORE_WARM_SLICE;
+        for (size_t i = 0; i < n; i++) {
+            keys[i] = st->warm[from + i].b;
+            lens[i] = st->warm[from + i].len;
+        }
+        for (size_t j = ls->n; j-- > 0;) {
+            if (__atomic_load_n(&st->stopping, __ATOMIC_RELAXED)) return NULL;
+            layer_warm(ls->l[j]->l, keys, lens, n);
+        }
     }
     return NULL;
 }
@@ -1959,9 +1967,7 @@ int store_start(store *st)
         st->warm_ls = lset_hold(st);
         pthread_rwlock_unlock(&st->lock);
     }
-    while (st->nwarmers < STORE_WARM_THREADS && (size_t)st->nwarmers < st->nwarm &&
-           pthread_create(&st->warmers[st->nwarmers], NULL, store_warmer, st) == 0)
-        st->nwarmers++;
+    if (st->nwarm) st->warmer_running = pthread_create(&st->warmer, NULL, store_warmer, st) == 0;
     return 0;
 }
 
@@ -2013,7 +2019,7 @@ int store_close(store *st)
     pthread_mutex_unlock(&st->wake_mu);
     if (st->flusher_running) pthread_join(st->flusher, NULL);
     if (st->compactor_running) pthread_join(st->compactor, NULL);
-    for (int i = 0; i < st->nwarmers; i++) pthread_join(st->warmers[i], NULL);
+    if (st->warmer_running) pthread_join(st->warmer, NULL);
     if (st->warm_ls) lset_release(st->warm_ls);
     if (st->jn && !st->fenced) {  /* flush everything that is left */
         pthread_mutex_lock(&st->flush_mu);

@@ -5,8 +5,8 @@
  * -EIO or correct data, never a crash or wrong data; read-ahead: exact data
  * for sequential and random readers while layers with queued and running
  * prefetches are closed, prefetch hits, no prefetch for random reads or
- * when turned off, and a sequential pass fetching runs of blocks with one
- * get each.
+ * when turned off, a sequential pass fetching runs of blocks with one get
+ * each, and warming keys with one get per run of blocks they fall in.
  */
 #include "harness.h"
 #include "layer.h"
@@ -618,6 +618,43 @@ static void readahead_tests(objstore *os)
         if (cos)
             os_close(cos);
     }
+
+    /* warming keys: one get per run of adjacent blocks they fall in, which
+     * the reads of those keys then find (or wait for, or take from the
+     * queue), not one get per key; with read-ahead off, which would add
+     * prefetches of its own as the reads happen to go in order */
+    layer_readahead_set(0);
+    {
+        counting cnt = { os, 0 };
+        objstore *cos = NULL;
+        const size_t want[] = { 2, 0, 1, 3, 2, 10, 11, 40 };   /* runs 0-3, 10-11, 40 */
+        enum { NW = sizeof(want) / sizeof(want[0]) };
+        const uint8_t *wkeys[NW];
+        size_t wlens[NW];
+        int bad = 0;
+
+        CHECK(os_wrap(&counting_backend, &cnt, "counting://", &cos) == 0);
+        CHECK(cos && layer_open(cos, "ra/1", &l) == 0);
+        if (l) {
+            int opened = atomic_load(&cnt.gets);
+            for (size_t i = 0; i < NW; i++) {
+                wkeys[i] = bi[want[i]].first;
+                wlens[i] = bi[want[i]].firstlen;
+            }
+            layer_warm(l, wkeys, wlens, NW);
+            for (size_t i = 0; i < NW; i++) {
+                char first[16] = "";
+                memcpy(first, bi[want[i]].first, bi[want[i]].firstlen < 15 ? bi[want[i]].firstlen : 15);
+                bad += ra_check(l, (unsigned)strtoul(first + 1, NULL, 10));
+            }
+            CHECK(bad == 0);
+            CHECK(atomic_load(&cnt.gets) - opened == 3);
+            layer_close(l);
+        }
+        if (cos)
+            os_close(cos);
+    }
+    layer_readahead_set(32);
     free(buf);
 }
 
