@@ -67,6 +67,20 @@ s3_create_bucket "$S3_BUCKET"
 reqlog=$T/requests.log
 : >"$reqlog"
 proxy_start "$reqlog"
+# fresh_gateway: a new, empty gateway behind a new proxy.  The gateway
+# keeps objects in a 4 GiB memstore and frees deleted ones only at its
+# garbage collection, hours later: the cold-start repository and four
+# TPC-B repositories (compaction replacing layers as pgbench writes) fill
+# it, and a full gateway leaves PUTs unanswered.  So each TPC-B
+# configuration on s3 gets a gateway of its own.
+fresh_gateway() {
+    proxy_stop
+    rgw_stop
+    rgw_start || die "cannot start Ceph RGW"
+    s3_use_env "$RGW_DIR/s3.env"
+    s3_create_bucket "$S3_BUCKET"
+    proxy_start "$reqlog"
+}
 # latency MS: the proxy delays every request by MS from now on
 latency() { proxy_set "delay_ms $1"; }
 # snap NAME: the proxy's counters now, and how far its request log is, kept as NAME
@@ -180,7 +194,9 @@ if [ "$tpcb" = 1 ]; then
     tpcb file file local 0
     tpcb_cfgs=(file)
     for l in $latencies; do
+        fresh_gateway
         tpcb "s3-$l" s3 local "$l"
+        fresh_gateway
         tpcb "s3remote-$l" s3 remote "$l"
         tpcb_cfgs+=("s3-$l" "s3remote-$l")
     done
