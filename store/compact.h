@@ -36,7 +36,7 @@
  * backpressure, the writes) while its run would take the own runs past
  * 1 + log2(own bytes / FLOOR + 1) + LAG, or while LAG flushes have landed
  * since the merge in flight picked its runs (compact_flush_fits and
- * store.c); it waits for a merge to end, holding no lock a merge needs.
+ * store_flush.c); it waits for a merge to end, holding no lock a merge needs.
  * So every state a flush commits is within the bound.  A merge replaces
  * the runs from the oldest one that was due up to the newest: each run
  * below outweighed all newer ones together (else it would have been due)

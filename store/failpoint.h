@@ -12,7 +12,7 @@
  * The points: layer-upload-before, layer-upload-after (store.c: every
  * layer object a flush or a merge writes), manifest-commit-before,
  * manifest-commit-after (manifest.c: every generation committed),
- * compact-commit-before (store.c: a merge uploaded, not committed),
+ * compact-commit-before (store_flush.c: a merge uploaded, not committed),
  * gc-manifests-deleted (gc.c: old manifests gone, layers not yet).
  */
 #ifndef LAKEFS_FAILPOINT_H

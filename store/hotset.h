@@ -11,7 +11,7 @@
  * seals those: pg_control and the WAL position, read on every open).
  * Its clean close stores the list as branches/NAME/hot/GEN beside the
  * closed manifest GEN, and the next mount fetches the blocks holding those
- * keys in parallel while it already serves (store.c).  Encoding: magic
+ * keys in parallel while it already serves (store_hot.c).  Encoding: magic
  * "LKHOTST1", u32 count, per key u16 length + bytes, u32 CRC-32C of all
  * that; all little-endian.
  */

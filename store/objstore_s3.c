@@ -61,7 +61,7 @@ char *s3_object(const s3 *s, const char *key)
 
 /* PUT OBJECT unless it exists; 0, -EEXIST, or an error (R: the answer). */
 int s3_put_object(s3 *s, const char *object, const void *buf, size_t len,
-                         int attempts, int quiet, s3_resp *r)
+                  int attempts, int quiet, s3_resp *r)
 {
     s3_req req = { .method = "PUT", .object = object, .if_none_match = 1,
                    .body = buf, .blen = len, .attempts = attempts,
@@ -109,7 +109,7 @@ int s3_head_object(s3 *s, const char *object, s3_resp *r)
 /* Create KEY with LEN bytes of BUF; -EEXIST if it exists.  Large layers go
  * multipart, everything else is one conditional PUT. */
 int s3_put_if_absent(void *state, const char *key, const void *buf,
-                            size_t len)
+                     size_t len)
 {
     s3 *s = state;
     s3_resp r;

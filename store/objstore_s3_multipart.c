@@ -268,7 +268,7 @@ static int s3_mp_complete(s3_mpu *m)
  * exists (see the file comment); 0, -EEXIST or an error.  Whatever the
  * outcome, no upload of OBJECT is left unfinished. */
 int s3_put_multipart(s3 *s, const char *object, const void *buf,
-                            size_t len)
+                     size_t len)
 {
     s3_mpu m = { .s = s, .object = object, .buf = buf, .len = len,
                  .psize = S3_PART_SIZE };
