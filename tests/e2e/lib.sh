@@ -479,6 +479,7 @@ proxy_start() {
     [ -x "$E2E_DIR/faultproxy" ] || die "tests/e2e/faultproxy not built (make e2e)"
     PROXY_CTL=$T/proxy.ctl PROXY_STATS=$T/proxy.stats
     : >"$PROXY_CTL"
+    rm -f "$T/proxy.port"         # a second proxy must not read the first one's port
     "$E2E_DIR/faultproxy" -c "$PROXY_CTL" -s "$PROXY_STATS" ${1:+-l "$1"} "127.0.0.1:${S3_ENDPOINT##*:}" \
         >"$T/proxy.port" 2>"$(newlog faultproxy)" &
     PROXY_PID=$!
