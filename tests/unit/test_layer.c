@@ -451,6 +451,21 @@ static void *ra_thread(void *p)
     return NULL;
 }
 
+/* One sequential pass over every key of L, which it then closes, with the
+ * read-ahead counters before (*C0) and after (*C1); the number of wrong
+ * reads. */
+static int ra_pass(layer *l, layer_ra_counters *c0, layer_ra_counters *c1)
+{
+    int bad = 0;
+
+    layer_readahead_stats(c0);
+    for (unsigned i = 0; i < RA_KEYS; i++)
+        bad += ra_check(l, i);
+    layer_close(l);
+    layer_readahead_stats(c1);
+    return bad;
+}
+
 /* A store that counts the gets it passes on to the store it wraps. */
 typedef struct counting {
     objstore *inner;
@@ -581,13 +596,7 @@ static void readahead_tests(objstore *os)
     layer_readahead_set(0);
     CHECK(layer_open(os, "ra/off", &l) == 0);
     if (l) {
-        int bad = 0;
-        layer_readahead_stats(&c0);
-        for (unsigned i = 0; i < RA_KEYS; i++)
-            bad += ra_check(l, i);
-        layer_close(l);
-        layer_readahead_stats(&c1);
-        CHECK(bad == 0);
+        CHECK(ra_pass(l, &c0, &c1) == 0);
         CHECK(c1.prefetched == c0.prefetched && c1.hits == c0.hits);
     }
     layer_readahead_set(32);
@@ -597,19 +606,13 @@ static void readahead_tests(objstore *os)
     {
         counting cnt = { os, 0 };
         objstore *cos = NULL;
-        int bad = 0;
 
         CHECK(os_wrap(&counting_backend, &cnt, "counting://", &cos) == 0);
         layer_cache_set_limit(0);
         layer_cache_set_limit((size_t)256 << 20);
         CHECK(cos && layer_open(cos, "ra/0", &l) == 0);
         if (l) {
-            layer_readahead_stats(&c0);
-            for (unsigned i = 0; i < RA_KEYS; i++)
-                bad += ra_check(l, i);
-            layer_close(l);
-            layer_readahead_stats(&c1);
-            CHECK(bad == 0);
+            CHECK(ra_pass(l, &c0, &c1) == 0);
             CHECK(c1.prefetched - c0.prefetched > nb / 2);
             CHECK((size_t)atomic_load(&cnt.gets) < nb / 4);
             printf("sequential pass: %zu blocks, %d gets\n", nb,
