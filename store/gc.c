@@ -328,6 +328,24 @@ int gc_run(objstore *os, const gc_options *o, gc_report *r, char *err, size_t er
         goto out;
     }
     ndel = 0;
+
+    /* 4. start-up keys of generations older than their branch's newest */
+    for (size_t i = 0; i < s.nkeys && !o->keep_all; i++) {
+        char owner[BRANCH_NAME_MAX + 1], *end;
+        const char *rest = branch_key_split(s.keys[i], owner);
+        if (!rest || strncmp(rest, "hot/", 4) || strlen(rest + 4) != 20) continue;
+        uint64_t gen = strtoull(rest + 4, &end, 10);
+        gbranch *b = gc_branch(&s, owner);
+        if (*end || !b || !b->ngens || gen >= b->gens[b->ngens - 1].gen) continue;
+        del[ndel++] = s.keys[i];
+        r->hot_freed++;
+    }
+    if (!o->dry_run && ndel && (rc = gc_delete(&s, del, ndel))) {
+        snprintf(err, errlen, "deleting old start-up keys failed: %s; run lakefs gc again", strerror(-rc));
+        ndel = 0;
+        goto out;
+    }
+    ndel = 0;
     if (o->out && !o->keep_all) {
         char kb[32], fb[32];
         fprintf(o->out, "gc: retention %" PRId64 " s; %" PRIu64 " layers kept (%s, %" PRIu64 " in flight), %" PRIu64

@@ -48,6 +48,11 @@
  *    newest generation of a branch is never deleted.
  *  - A manifest that cannot be read or decoded stops the run before any
  *    deletion: the layers it names are unknown (lakefs fsck reports it).
+ *  - Start-up keys (branches/NAME/hot/GEN, store_hot.c): a mount reads only
+ *    those of its branch's newest manifest, and a clean close deletes the
+ *    ones it started from; a mount that crashed leaves them for good.  So
+ *    those of generations older than the branch's newest are deleted; a
+ *    newer one may be a closing mount's, written before its manifest.
  */
 #ifndef LAKEFS_GC_H
 #define LAKEFS_GC_H
@@ -76,6 +81,7 @@ typedef struct gc_report {
     uint64_t bytes_kept, bytes_freed;        /* of those layers */
     uint64_t layers_in_flight;               /* unnamed, but maybe a live mount's upload: kept */
     uint64_t pins_dead;                      /* pins of processes gone (deleted) */
+    uint64_t hot_freed;                      /* start-up key objects of old generations */
 } gc_report;
 
 /* Collect the garbage of the repository OS as described above.  0, or

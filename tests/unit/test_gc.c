@@ -4,7 +4,8 @@
  * what it must (newest, within, the base before it) and frees the rest,
  * layers another branch names stay, pins of live holders keep their
  * generation and dead ones are removed, uploads a live mount may still
- * commit stay while those of an ended or superseded session go, a damaged
+ * commit stay while those of an ended or superseded session go, start-up
+ * keys of generations older than the newest go, a damaged
  * manifest stops the run before any deletion, --dry-run deletes nothing;
  * layer keys parse strictly; fsck finds missing and damaged layers and
  * orphans, and --repair removes exactly the orphans; layer_verify accepts a
@@ -209,6 +210,16 @@ static void test_in_flight_and_pins(void)
     CHECK(gc_at(1000, 0, 0, &r) == 0);
     CHECK(!gen_exists("b", 1) && !exists(k[0]) && !exists(pin[1]) && r.pins_dead == 1);
     CHECK(exists(k[4]));
+    /* start-up keys: generation 1's (a crashed mount's leftover) go; the
+     * newest generation's and a closing mount's (newer) stay; a dry run
+     * deletes nothing */
+    const char *hot[3] = { "branches/b/hot/00000000000000000001", "branches/b/hot/00000000000000000002",
+                           "branches/b/hot/00000000000000000003" };
+    for (int i = 0; i < 3; i++) CHECK(os_put_if_absent(os, hot[i], "LKHOTST1", 8) == 0);
+    CHECK(gc_at(1000, 0, 1, &r) == 0);
+    CHECK(r.hot_freed == 1 && exists(hot[0]));
+    CHECK(gc_at(1000, 0, 0, &r) == 0);
+    CHECK(r.hot_freed == 1 && !exists(hot[0]) && exists(hot[1]) && exists(hot[2]));
 }
 
 static void test_damaged_manifest(void)
