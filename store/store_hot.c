@@ -112,6 +112,3 @@ void store_hot_save(store *st, uint64_t gen)
             fprintf(stderr, "lakefs: branch %s: cannot remove the old start-up keys %s: %s\n", st->branch, key, strerror(-rc));
     }
 }
-
-/* A store of BRANCH on OS with its locks set up and nothing opened, or
- * NULL (out of memory). */

@@ -172,6 +172,8 @@ static int store_fold(store *st, uint64_t source, uint64_t from, char *err, size
     return 0;
 }
 
+/* A store of BRANCH on OS with its locks set up and nothing opened, or
+ * NULL (out of memory). */
 static store *store_alloc(objstore *os, const char *branch)
 {
     store *st = calloc(1, sizeof *st);
