@@ -331,12 +331,11 @@ int gc_run(objstore *os, const gc_options *o, gc_report *r, char *err, size_t er
 
     /* 4. start-up keys of generations older than their branch's newest */
     for (size_t i = 0; i < s.nkeys && !o->keep_all; i++) {
-        char owner[BRANCH_NAME_MAX + 1], *end;
-        const char *rest = branch_key_split(s.keys[i], owner);
-        if (!rest || strncmp(rest, "hot/", 4) || strlen(rest + 4) != 20) continue;
-        uint64_t gen = strtoull(rest + 4, &end, 10);
+        char owner[BRANCH_NAME_MAX + 1];
+        uint64_t gen;
+        if (!branch_key_split(s.keys[i], owner) || store_hot_key_gen(owner, s.keys[i], &gen)) continue;
         gbranch *b = gc_branch(&s, owner);
-        if (*end || !b || !b->ngens || gen >= b->gens[b->ngens - 1].gen) continue;
+        if (!b || !b->ngens || gen >= b->gens[b->ngens - 1].gen) continue;
         del[ndel++] = s.keys[i];
         r->hot_freed++;
     }

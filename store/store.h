@@ -61,6 +61,10 @@ int store_holder_read(objstore *os, const char *key, store_lease *l);
  * generation it opened with) is SESSION.  Parse KEY into BRANCH (BLEN
  * bytes) and *SESSION; -EINVAL if KEY is not such a key. */
 int store_layer_key_parse(const char *key, char *branch, size_t blen, uint64_t *session);
+/* A branch's start-up keys are stored as branches/BRANCH/hot/GEN (20
+ * digits), GEN the closed generation they go with.  Parse KEY of BRANCH
+ * into *GEN; -EINVAL if KEY is not such a key. */
+int store_hot_key_gen(const char *branch, const char *key, uint64_t *gen);
 /* This machine's identity "HOST BOOT_ID" into BUF, as leases name it. */
 void store_machine_id(char *buf, size_t len);
 

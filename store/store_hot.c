@@ -21,6 +21,17 @@ static void store_hot_key(char *key, size_t len, const char *branch, uint64_t ge
     snprintf(key, len, "branches/%s/hot/%020" PRIu64, branch, gen);
 }
 
+int store_hot_key_gen(const char *branch, const char *key, uint64_t *gen)
+{
+    char prefix[512], *end;
+    int n = snprintf(prefix, sizeof prefix, "branches/%s/hot/", branch);
+    if (n < 0 || (size_t)n >= sizeof prefix || strncmp(key, prefix, (size_t)n) ||
+        strlen(key + n) != 20 || key[n] < '0' || key[n] > '9')
+        return -EINVAL;
+    *gen = strtoull(key + n, &end, 10);
+    return *end ? -EINVAL : 0;
+}
+
 /* Thread body: fetch and decode the start-up keys stored with generation
  * st->warm_gen (closed, so its close wrote them); none if anything fails. */
 void *store_hot_fetch(void *arg)
