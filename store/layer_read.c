@@ -704,6 +704,14 @@ static int ra_start(void)
     return ra_workers;
 }
 
+/* Queue the job of blocks [B, B + N) of L for a prefetch thread (ra_mu
+ * held, room in the queue). */
+static void ra_push_locked(layer *l, size_t b, size_t n)
+{
+    ra_queue[(ra_head + ra_len++) % RA_QUEUE] = (ra_job){ l, b, n };
+    pthread_cond_signal(&ra_wake);
+}
+
 /* Queue prefetches of the blocks in [FROM, TO) of L, RA_BATCH at most to
  * a job; returns the first block left out for want of queue room (else TO). */
 static size_t ra_submit(layer *l, size_t from, size_t to)
@@ -713,8 +721,7 @@ static size_t ra_submit(layer *l, size_t from, size_t to)
     pthread_mutex_lock(&ra_mu);
     for (b = from; b < to && ra_len < RA_QUEUE && (ra_workers || ra_start());) {
         size_t n = to - b < RA_BATCH ? to - b : RA_BATCH;
-        ra_queue[(ra_head + ra_len++) % RA_QUEUE] = (ra_job){ l, b, n };
-        pthread_cond_signal(&ra_wake);
+        ra_push_locked(l, b, n);
         b += n;
     }
     pthread_mutex_unlock(&ra_mu);
@@ -1073,18 +1080,14 @@ int layer_open_uploaded(objstore *os, const char *key, const void *buf,
     }
     if ((rc = layer_open_sized(os, key, len, out)) < 0)
         return rc;
-    /* the index is checked now: blocks lie contiguously before it; they
-     * are primed RA_BATCH at a time, as read-ahead fetches them */
-    for (size_t i = 0; i < (*out)->nblocks; i += RA_BATCH) {
-        uint32_t lens[RA_BATCH];
-        size_t n = 0;
-        while (n < RA_BATCH && i + n < (*out)->nblocks &&
-               (*out)->blocks[i + n].off + (*out)->blocks[i + n].clen <= len) {
-            lens[n] = (*out)->blocks[i + n].clen;
-            n++;
-        }
-        os_prime(os, key, (*out)->blocks[i].off, lens, n, b + (*out)->blocks[i].off);
-    }
+    /* the index is checked now: blocks lie contiguously from offset 0 up
+     * to it, within LEN */
+    uint32_t *lens = malloc(((*out)->nblocks ? (*out)->nblocks : 1) * sizeof(*lens));
+    for (size_t i = 0; lens && i < (*out)->nblocks; i++)
+        lens[i] = (*out)->blocks[i].clen;
+    if (lens)
+        os_prime(os, key, 0, lens, (*out)->nblocks, b);
+    free(lens);
     return 0;
 }
 
@@ -1161,8 +1164,7 @@ void layer_warm(layer *l, const uint8_t *const *keys, const size_t *lens,
             i++;
         while (ra_len >= RA_QUEUE / 2)  /* leave room for sequential readers */
             pthread_cond_wait(&ra_done, &ra_mu);
-        ra_queue[(ra_head + ra_len++) % RA_QUEUE] = (ra_job){ l, from, to - from };
-        pthread_cond_signal(&ra_wake);
+        ra_push_locked(l, from, to - from);
     }
     pthread_mutex_unlock(&ra_mu);
     free(bs);

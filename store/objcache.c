@@ -72,7 +72,7 @@
 #define OC_MAGIC "LKFSOC02"
 #define OC_HDR 48                 /* header bytes before the part table */
 #define OC_PART 24                /* part table bytes per part */
-#define OC_PARTS_MAX 64           /* parts one file holds at most */
+#define OC_PARTS_MAX 16           /* parts one file holds at most: read-ahead's job */
 #define OC_KEY_MAX 1024           /* longer keys are not cached */
 #define OC_BLOCK 4096             /* the bound counts whole blocks */
 #define OC_TOUCH_SECS 60          /* refresh a hit file's mtime this seldom */
@@ -440,7 +440,7 @@ static void oc_fill(objcache *c, const char *key, uint32_t kind, uint64_t off,
                     const void *const *data)
 {
     size_t klen = strlen(key), tlen = OC_HDR + (size_t)n * OC_PART + klen;
-    uint64_t total = 0, at = off, seq;
+    uint64_t total = 0, at = off, data_at = tlen, seq;
     struct iovec iov[1 + OC_PARTS_MAX];
     uint8_t *hdr = NULL;
     char fname[17];
@@ -454,11 +454,8 @@ static void oc_fill(objcache *c, const char *key, uint32_t kind, uint64_t off,
         total += dlens[i];
     if (oc_charge(tlen + total) > c->limit || !(f = oc_file_new(key, klen, kind, n)))
         return;
-    for (i = 0; i < n; at += lens[i++]) {
-        oc_part_set(f, i, at, lens[i], dlens[i], tlen);
-        tlen += dlens[i];
-    }
-    tlen = OC_HDR + (size_t)n * OC_PART + klen;
+    for (i = 0; i < n; at += lens[i], data_at += dlens[i], i++)
+        oc_part_set(f, i, at, lens[i], dlens[i], data_at);
     pthread_mutex_lock(&c->mu);
     for (i = 0; i < n; i++) {
         oc_id id = { key, kind, f->parts[i].off, f->parts[i].len };
