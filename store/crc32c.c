@@ -15,6 +15,7 @@
 #include "crc32c.h"
 
 #include <pthread.h>
+#include <string.h>
 
 #define CRC32C_POLY 0x82F63B78u
 
@@ -41,8 +42,6 @@ static uint32_t crc_tables(uint32_t crc, const uint8_t *p, size_t len)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <string.h>
-
 /* SSE4.2's crc32 instruction on the inverted CRC. */
 __attribute__((target("sse4.2")))
 static uint32_t crc_sse42(uint32_t crc, const uint8_t *p, size_t len)
