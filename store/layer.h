@@ -67,10 +67,12 @@ int layer_covers(const layer *l, const uint8_t *key, size_t klen);
 /* Have the read-ahead threads bring the blocks of L that would hold the N
  * keys KEYS[i] (LENS[i] bytes) into the block cache (and a caching object
  * store), runs of consecutive blocks in one get each, unless there or on
- * their way; waits while the prefetch queue is half full.  Errors are
- * silent: a reader fetches the block again and reports. */
+ * their way, after any sequential read-ahead; waits while the warming
+ * queue is full.  Queues no more than *BUDGET bytes of blocks and takes
+ * what it queued from *BUDGET.  Errors are silent: a reader fetches the
+ * block again and reports. */
 void layer_warm(layer *l, const uint8_t *const *keys, const size_t *lens,
-                size_t n);
+                size_t n, uint64_t *budget);
 /* Newest version of KEY with seq <= MAX_SEQ.  Returns 1 if found (then
  * *TOMB tells a deletion, else *VAL is a malloc'd copy of *VLEN bytes and
  * *SEQ its seq), 0 if the layer has no such version, -EIO on a checksum or

@@ -281,6 +281,7 @@ void layer_cache_set_limit(size_t bytes)
 #define RA_WORKERS 32             /* prefetch threads */
 #define RA_QUEUE 256              /* prefetch jobs queued at most */
 #define RA_BATCH 16               /* consecutive blocks one prefetch gets at most */
+#define RA_WARMERS 8              /* prefetch threads warming at once, at most */
 
 typedef struct lblock {
     const uint8_t *first;         /* first key (points into the index) */
@@ -390,18 +391,67 @@ typedef struct ra_job {           /* a queued prefetch */
     size_t b, n;                  /* blocks [b, b + n), n <= RA_BATCH */
 } ra_job;
 
+typedef struct ra_ring {          /* a bounded FIFO of jobs */
+    ra_job job[RA_QUEUE];
+    size_t head, len;             /* oldest job, jobs queued */
+} ra_ring;
+
 /* ra_mu guards the in-flight list, the job queue, the workers and every
  * layer's ra_busy; ra_done is broadcast when a fetch or a job ends. */
 static pthread_mutex_t ra_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t ra_done = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t ra_wake = PTHREAD_COND_INITIALIZER;  /* a job queued */
 static fetch *inflight;           /* blocks being fetched */
-static ra_job ra_queue[RA_QUEUE]; /* ring of jobs, oldest at ra_head */
-static size_t ra_head, ra_len;
+static ra_ring ra_reads;          /* read-ahead jobs: served first */
+static ra_ring ra_warms;          /* warming jobs (layer_warm) */
+static int ra_warming;            /* workers running a warming job */
 static int ra_workers;            /* prefetch threads started */
 static layer *ra_running[RA_WORKERS];  /* the layer each worker prefetches from now */
 static atomic_size_t ra_max = RA_DEFAULT;  /* largest window; 0: off */
 static atomic_uint_fast64_t ra_prefetched, ra_hits;  /* layer_readahead_stats */
+
+/* Take R's oldest job off it (R not empty; ra_mu held). */
+static ra_job ring_pop(ra_ring *r)
+{
+    ra_job j = r->job[r->head];
+
+    r->head = (r->head + 1) % RA_QUEUE;
+    r->len--;
+    return j;
+}
+
+/* Take the job of R that covers block B of L off R into *J; 1 if there was
+ * one (ra_mu held). */
+static int ring_take(ra_ring *r, const layer *l, size_t b, ra_job *j)
+{
+    size_t i;
+
+    for (i = 0; i < r->len; i++) {
+        ra_job *q = &r->job[(r->head + i) % RA_QUEUE];
+        if (q->l == l && q->b <= b && b < q->b + q->n)
+            break;
+    }
+    if (i == r->len)
+        return 0;
+    *j = r->job[(r->head + i) % RA_QUEUE];
+    for (; i + 1 < r->len; i++)   /* close the gap it leaves */
+        r->job[(r->head + i) % RA_QUEUE] = r->job[(r->head + i + 1) % RA_QUEUE];
+    r->len--;
+    return 1;
+}
+
+/* Drop every job of L from R (ra_mu held). */
+static void ring_drop(ra_ring *r, const layer *l)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < r->len; i++) {
+        ra_job j = r->job[(r->head + i) % RA_QUEUE];
+        if (j.l != l)
+            r->job[(r->head + n++) % RA_QUEUE] = j;
+    }
+    r->len = n;
+}
 
 /* The fetch of F's block under way, or NULL (ra_mu held). */
 static fetch *fetch_find_locked(const fetch *f)
@@ -604,45 +654,51 @@ static void ra_prefetch_locked(layer *l, size_t from, size_t n)
  * range in two); 1 if it did. */
 static int ra_take(layer *l, size_t b)
 {
-    ra_job j = { NULL, 0, 0 };
+    ra_job j;
+    int found;
 
     pthread_mutex_lock(&ra_mu);
-    for (size_t i = 0; i < ra_len; i++) {
-        ra_job *q = &ra_queue[(ra_head + i) % RA_QUEUE];
-        if (!j.l && q->l == l && q->b <= b && b < q->b + q->n)
-            j = *q;
-        else if (j.l)             /* close the gap it leaves */
-            ra_queue[(ra_head + i - 1) % RA_QUEUE] = *q;
-    }
-    if (j.l) {
-        ra_len--;
+    found = ring_take(&ra_reads, l, b, &j) || ring_take(&ra_warms, l, b, &j);
+    if (found) {
         l->ra_busy++;
         ra_prefetch_locked(l, j.b, j.n);
         l->ra_busy--;
         pthread_cond_broadcast(&ra_done);
     }
     pthread_mutex_unlock(&ra_mu);
-    return j.l != NULL;
+    return found;
 }
 
-/* Prefetch thread number ARG: load queued blocks, forever. */
+/* A warming job may start: one is queued and fewer than RA_WARMERS run
+ * (ra_mu held). */
+static int ra_warm_ready_locked(void)
+{
+    return ra_warms.len > 0 && ra_warming < RA_WARMERS;
+}
+
+/* Prefetch thread number ARG: load queued blocks, forever; read-ahead
+ * first, a warming job only when no read-ahead job waits. */
 static void *ra_worker(void *arg)
 {
     size_t me = (size_t)(uintptr_t)arg;
     pthread_mutex_lock(&ra_mu);
     for (;;) {
         ra_job j;
+        int warm;
 
-        while (ra_len == 0)
+        while (ra_reads.len == 0 && !ra_warm_ready_locked())
             pthread_cond_wait(&ra_wake, &ra_mu);
-        j = ra_queue[ra_head];
-        ra_head = (ra_head + 1) % RA_QUEUE;
-        ra_len--;
+        warm = ra_reads.len == 0;
+        j = ring_pop(warm ? &ra_warms : &ra_reads);
+        ra_warming += warm;
         j.l->ra_busy++;
         ra_running[me] = j.l;
         ra_prefetch_locked(j.l, j.b, j.n);
         ra_running[me] = NULL;
         j.l->ra_busy--;
+        ra_warming -= warm;
+        if (warm && ra_warm_ready_locked())
+            pthread_cond_signal(&ra_wake);
         pthread_cond_broadcast(&ra_done);  /* for ra_forget, layer_warm */
     }
     return NULL;
@@ -670,8 +726,8 @@ static void ra_fork_child(void)
             ra_running[i]->ra_busy--;
             ra_running[i] = NULL;
         }
-    ra_workers = 0;
-    ra_head = ra_len = 0;
+    ra_workers = ra_warming = 0;
+    ra_reads.len = ra_warms.len = 0;
     inflight = NULL;              /* fetches of threads that are not here */
     pthread_cond_init(&ra_wake, NULL);
     pthread_cond_init(&ra_done, NULL);
@@ -704,11 +760,11 @@ static int ra_start(void)
     return ra_workers;
 }
 
-/* Queue the job of blocks [B, B + N) of L for a prefetch thread (ra_mu
- * held, room in the queue). */
-static void ra_push_locked(layer *l, size_t b, size_t n)
+/* Queue the job of blocks [B, B + N) of L on R for a prefetch thread
+ * (ra_mu held, room in R). */
+static void ra_push_locked(ra_ring *r, layer *l, size_t b, size_t n)
 {
-    ra_queue[(ra_head + ra_len++) % RA_QUEUE] = (ra_job){ l, b, n };
+    r->job[(r->head + r->len++) % RA_QUEUE] = (ra_job){ l, b, n };
     pthread_cond_signal(&ra_wake);
 }
 
@@ -719,9 +775,9 @@ static size_t ra_submit(layer *l, size_t from, size_t to)
     size_t b;
 
     pthread_mutex_lock(&ra_mu);
-    for (b = from; b < to && ra_len < RA_QUEUE && (ra_workers || ra_start());) {
+    for (b = from; b < to && ra_reads.len < RA_QUEUE && (ra_workers || ra_start());) {
         size_t n = to - b < RA_BATCH ? to - b : RA_BATCH;
-        ra_push_locked(l, b, n);
+        ra_push_locked(&ra_reads, l, b, n);
         b += n;
     }
     pthread_mutex_unlock(&ra_mu);
@@ -795,15 +851,9 @@ static void ra_read(layer *l, size_t b, const uint8_t *key, size_t klen)
 /* Drop L's queued prefetches and wait for its running ones to end. */
 static void ra_forget(layer *l)
 {
-    size_t n = 0;
-
     pthread_mutex_lock(&ra_mu);
-    for (size_t i = 0; i < ra_len; i++) {
-        ra_job j = ra_queue[(ra_head + i) % RA_QUEUE];
-        if (j.l != l)
-            ra_queue[(ra_head + n++) % RA_QUEUE] = j;
-    }
-    ra_len = n;
+    ring_drop(&ra_reads, l);
+    ring_drop(&ra_warms, l);
     while (l->ra_busy)
         pthread_cond_wait(&ra_done, &ra_mu);
     pthread_mutex_unlock(&ra_mu);
@@ -1142,9 +1192,13 @@ static int cmp_blockno(const void *a, const void *b)
 /* Cost model: the keys a server read first at its last start are spread
  * over a few files, mostly their first pages, so many fall in the same or
  * adjacent blocks; one get per key (as a reader would do) costs a request
- * and a cache file each, where runs of blocks cost one of each per run. */
+ * and a cache file each, where runs of blocks cost one of each per run.
+ * Warming is a guess and readers are not: its jobs wait in a queue of
+ * their own that the workers serve only when no read-ahead job waits, and
+ * at most RA_WARMERS at once, so a sequential reader's window never queues
+ * behind them and keeps most of the object store's concurrency. */
 void layer_warm(layer *l, const uint8_t *const *keys, const size_t *lens,
-                size_t n)
+                size_t n, uint64_t *budget)
 {
     size_t *bs = malloc((n ? n : 1) * sizeof(*bs)), nb = 0, i;
 
@@ -1155,16 +1209,18 @@ void layer_warm(layer *l, const uint8_t *const *keys, const size_t *lens,
             bs[nb++] = (size_t)block_find(l, keys[i], lens[i]);
     qsort(bs, nb, sizeof(*bs), cmp_blockno);
     pthread_mutex_lock(&ra_mu);
-    for (i = 0; i < nb && (ra_workers || ra_start());) {
+    for (i = 0; i < nb && *budget > 0 && (ra_workers || ra_start());) {
         size_t from = bs[i], to = from + 1;
-        for (i++; i < nb && bs[i] <= to && to - from < RA_BATCH; i++)
+        uint64_t bytes = l->blocks[from].clen;
+        for (i++; i < nb && bs[i] <= to && to - from < RA_BATCH && bytes < *budget; i++)
             if (bs[i] == to)
-                to++;
+                bytes += l->blocks[to++].clen;
         while (i < nb && bs[i] < to)  /* the run's last block again */
             i++;
-        while (ra_len >= RA_QUEUE / 2)  /* leave room for sequential readers */
+        while (ra_warms.len >= RA_QUEUE)
             pthread_cond_wait(&ra_done, &ra_mu);
-        ra_push_locked(l, from, to - from);
+        ra_push_locked(&ra_warms, l, from, to - from);
+        *budget -= bytes < *budget ? bytes : *budget;
     }
     pthread_mutex_unlock(&ra_mu);
     free(bs);

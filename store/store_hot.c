@@ -60,13 +60,17 @@ void *store_hot_fetch(void *arg)
  * all of them at once, runs of adjacent blocks in one get -- a few blocks
  * more, far fewer waits.  The blocks land in the block cache (and the disk
  * cache), where the server's reads find them or wait for the fetch already
- * running (layer_read.c). */
+ * running (layer_read.c).  Up to STORE_WARM_BYTES: PostgreSQL's start
+ * needs a few MiB even of a large database, and a set recorded while a
+ * workload read at random all over its files is a guess about the next
+ * one that must not cost a fresh machine its bandwidth for long. */
 void *store_warmer(void *arg)
 {
     store *st = arg;
     layerset *ls = st->warm_ls;
     const uint8_t *keys[STORE_WARM_SLICE];
     size_t lens[STORE_WARM_SLICE];
+    uint64_t budget = STORE_WARM_BYTES;
     for (size_t from = 0; from < st->nwarm; from += STORE_WARM_SLICE) {
         size_t n = st->nwarm - from < STORE_WARM_SLICE ? st->nwarm - from : STORE_WARM_SLICE;
         for (size_t i = 0; i < n; i++) {
@@ -75,7 +79,7 @@ void *store_warmer(void *arg)
         }
         for (size_t j = ls->n; j-- > 0;) {
             if (__atomic_load_n(&st->stopping, __ATOMIC_RELAXED)) return NULL;
-            layer_warm(ls->l[j]->l, keys, lens, n);
+            layer_warm(ls->l[j]->l, keys, lens, n, &budget);
         }
     }
     return NULL;

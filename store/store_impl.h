@@ -32,6 +32,7 @@
 #define STORE_FENCE_CHECK_SECONDS 5   /* how often an idle writer checks for a takeover */
 #define STORE_RETRY_SECONDS 5         /* wait after a failed flush before the next attempt */
 #define STORE_WARM_SLICE 512      /* start-up keys handed to layer_warm at once */
+#define STORE_WARM_BYTES (32u << 20)  /* blocks of start-up keys fetched at most */
 #define STORE_HOT_FILE_PAGES 16   /* pages of a file opened at start counted as start-up keys */
 #define STORE_REPO_MARKER "lakefs.repo"
 #define STORE_REPO_CONTENT "lakefs-repository 1\n"

@@ -406,6 +406,15 @@ static int ra_check(layer *l, unsigned i)
     return bad;
 }
 
+/* ra_check of the first key of the block B describes. */
+static int ra_check_block(layer *l, const blkinfo *b)
+{
+    char first[16] = "";
+
+    memcpy(first, b->first, b->firstlen < 15 ? b->firstlen : 15);
+    return ra_check(l, (unsigned)strtoul(first + 1, NULL, 10));
+}
+
 typedef struct ra_arg {
     objstore *os;
     layer *l;                     /* the layer read (NULL: the closer) */
@@ -644,14 +653,46 @@ static void readahead_tests(objstore *os)
                 wkeys[i] = bi[want[i]].first;
                 wlens[i] = bi[want[i]].firstlen;
             }
-            layer_warm(l, wkeys, wlens, NW);
-            for (size_t i = 0; i < NW; i++) {
-                char first[16] = "";
-                memcpy(first, bi[want[i]].first, bi[want[i]].firstlen < 15 ? bi[want[i]].firstlen : 15);
-                bad += ra_check(l, (unsigned)strtoul(first + 1, NULL, 10));
-            }
+            uint64_t budget = UINT64_MAX;
+            layer_warm(l, wkeys, wlens, NW, &budget);
+            for (size_t i = 0; i < NW; i++)
+                bad += ra_check_block(l, &bi[want[i]]);
             CHECK(bad == 0);
             CHECK(atomic_load(&cnt.gets) - opened == 3);
+            layer_close(l);
+        }
+        if (cos)
+            os_close(cos);
+    }
+
+    /* a budget of blocks 0 and 1's bytes: one get of them, then nothing
+     * more is queued; the reads of the other five blocks fetch one each */
+    {
+        counting cnt = { os, 0 };
+        objstore *cos = NULL;
+        const size_t want[] = { 2, 0, 1, 3, 2, 10, 11, 40 };
+        enum { NW = sizeof(want) / sizeof(want[0]) };
+        const uint8_t *wkeys[NW];
+        size_t wlens[NW];
+        int bad = 0;
+
+        layer_cache_set_limit(0);
+        layer_cache_set_limit((size_t)256 << 20);
+        CHECK(os_wrap(&counting_backend, &cnt, "counting://", &cos) == 0);
+        CHECK(cos && layer_open(cos, "ra/1", &l) == 0);
+        if (l) {
+            int opened = atomic_load(&cnt.gets);
+            uint64_t budget = (uint64_t)bi[0].clen + bi[1].clen;
+            for (size_t i = 0; i < NW; i++) {
+                wkeys[i] = bi[want[i]].first;
+                wlens[i] = bi[want[i]].firstlen;
+            }
+            layer_warm(l, wkeys, wlens, NW, &budget);
+            CHECK(budget == 0);
+            for (size_t i = 0; i < NW; i++)
+                bad += ra_check_block(l, &bi[want[i]]);
+            CHECK(bad == 0);
+            CHECK(atomic_load(&cnt.gets) - opened == 1 + 5);
             layer_close(l);
         }
         if (cos)
