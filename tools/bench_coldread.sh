@@ -3,7 +3,13 @@
 # s3:// repository the first time: every run mounts with a NEW state dir and
 # a NEW empty cache dir (as tests/e2e/t70_s3_scale_to_zero.sh does).
 #
-#   sequential  dd bs=1M of a SIZE MiB file of pseudo-random bytes: MB/s
+#   sequential  dd bs=1M of a SIZE MiB file of pseudo-random bytes: MB/s;
+#               beside it, as a baseline, dd of SIZE MiB of zeros into a new
+#               file on the file system of the cache dir, just before: a
+#               cold read writes every byte it fetches into the disk cache,
+#               and on a VM whose freed memory goes back to the host (free
+#               page reporting) each page the page cache takes costs a host
+#               fault, which bounds such writes at a few hundred MB/s
 #   random      fio, 8 jobs each reading N/8 pages of 8 KiB at random
 #               offsets of the same file (fixed seed: every run reads the
 #               same pages): IOPS, the bytes downloaded (the daemon's
@@ -34,7 +40,7 @@ while [ $# -gt 0 ]; do
     --random-reads) nrand=$2; shift ;;
     --latencies) latencies=$2; shift ;;
     --dir) dir=$2; shift ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "bench_coldread.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -90,12 +96,20 @@ fresh_mount "${configs[0]}"
 lakefs_umount "$mp"
 log "wrote a $size MiB file of pseudo-random bytes; the bucket holds $(s3_bytes "$S3_BUCKET" repo/) bytes"
 
-declare -A seq_mbs=() rand_dl=() rand_du=() rand_iops=()
+declare -A seq_mbs=() rand_dl=() rand_du=() rand_iops=() base_mbs=()
+nbase=0
 for r in $(seq 1 "$runs"); do
   for ms in $latencies; do
     proxy_set "delay_ms $ms"
     for c0 in "${configs[@]}"; do
         c="$c0 +${ms}ms"
+        # the baseline; kept (in old-caches) like the caches, so that its
+        # pages stay taken as theirs do
+        t0=$(date +%s.%N)
+        dd if=/dev/zero of="$T/old-caches/baseline.$((++nbase))" bs=1M count="$size" status=none
+        t1=$(date +%s.%N)
+        base=$(awk -v s="$size" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", s * 1048576 / (b - a) / 1e6 }')
+        base_mbs[$c]+=" $base"
         fresh_mount "$c0"
         t0=$(date +%s.%N)
         dd if="$mp/branches/main/big" of=/dev/null bs=1M status=none
@@ -103,7 +117,7 @@ for r in $(seq 1 "$runs"); do
         lakefs_umount "$mp"
         mbs=$(awk -v s="$size" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", s * 1048576 / (b - a) / 1e6 }')
         seq_mbs[$c]+=" $mbs"
-        log "$c run $r: sequential $mbs MB/s, downloaded $(stat_of "$T/state" downloaded) bytes$(ra_line)"
+        log "$c run $r: sequential $mbs MB/s (baseline: writing $size MiB on the cache's file system $base MB/s), downloaded $(stat_of "$T/state" downloaded) bytes$(ra_line)"
 
         fresh_mount "$c0"
         # terse v3: field 8 is the read IOPS of the group
@@ -124,6 +138,7 @@ for ms in $latencies; do
         c="$c0 +${ms}ms"
         echo "$c"
         echo "  sequential MB/s:${seq_mbs[$c]}; median $(median 1 <<<"${seq_mbs[$c]}")"
+        echo "  baseline, writing $size MiB on the cache's file system, MB/s:${base_mbs[$c]}; median $(median 1 <<<"${base_mbs[$c]}")"
         echo "  random IOPS (8 jobs):${rand_iops[$c]}; median $(median 0 <<<"${rand_iops[$c]}")$([ "$ms" = 0 ] || echo "; 8 jobs / latency = $((8000 / ms))")"
         echo "  random, bytes downloaded:${rand_dl[$c]}; median $(median <<<"${rand_dl[$c]}")"
         echo "  random, cache dir bytes:${rand_du[$c]}; median $(median <<<"${rand_du[$c]}")"
