@@ -32,6 +32,7 @@
  * branch.  View structures live until the mount ends.
  */
 #include "fs.h"
+#include "fs_count.h"
 #include "fs_format.h"
 #include "pg/pg_archive.h"
 #include "pg/pg_target.h"
@@ -925,6 +926,7 @@ static void lookup_branch(fuse_req_t req, fs_mount *m, const char *name)
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    FS_COUNTED(FS_OP_LOOKUP);
     fs_mount *m = mount_of(req);
     fs_ref r;
     struct stat st;
@@ -960,6 +962,7 @@ static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_GETATTR);
     (void)fi;
     fs_ref r;
     struct stat st;
@@ -988,6 +991,7 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_SETATTR);
     (void)fi;
     fs_ref r;
     int rc = ref_get(mount_of(req), ino, &r);
@@ -1024,6 +1028,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
+    FS_COUNTED(FS_OP_READLINK);
     fs_ref r;
     fs_attr a;
     int rc = ref_get(mount_of(req), ino, &r);
@@ -1099,6 +1104,7 @@ static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
 {
+    FS_COUNTED(FS_OP_MKNOD);
     uint64_t sino; fs_attr a; fs_ref r;
     int rc = make_node(req, parent, name, mode, rdev, NULL, &r, &sino, &a);
     if (rc) { fuse_reply_err(req, -rc); return; }
@@ -1108,6 +1114,7 @@ static void fs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
+    FS_COUNTED(FS_OP_MKDIR);
     uint64_t sino; fs_attr a; fs_ref r;
     int rc = make_node(req, parent, name, S_IFDIR | (mode & 07777), 0, NULL, &r, &sino, &a);
     if (rc) { fuse_reply_err(req, -rc); return; }
@@ -1117,6 +1124,7 @@ static void fs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 
 static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
 {
+    FS_COUNTED(FS_OP_SYMLINK);
     uint64_t sino; fs_attr a; fs_ref r;
     int rc = make_node(req, parent, name, S_IFLNK | 0777, 0, link, &r, &sino, &a);
     if (rc) { fuse_reply_err(req, -rc); return; }
@@ -1126,6 +1134,7 @@ static void fs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, cons
 
 static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_CREATE);
     uint64_t sino; fs_attr a; fs_ref r;
     int rc = make_node(req, parent, name, S_IFREG | (mode & 07777), 0, NULL, &r, &sino, &a);
     if (rc) { fuse_reply_err(req, -rc); return; }
@@ -1211,16 +1220,19 @@ static int remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int
 
 static void fs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    FS_COUNTED(FS_OP_UNLINK);
     fuse_reply_err(req, -remove_entry(req, parent, name, 0));
 }
 
 static void fs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
+    FS_COUNTED(FS_OP_RMDIR);
     fuse_reply_err(req, -remove_entry(req, parent, name, 1));
 }
 
 static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
 {
+    FS_COUNTED(FS_OP_LINK);
     fs_ref r;
     uint64_t sdir;
     int rc = ref_get_pair(mount_of(req), ino, newparent, &r, &sdir);
@@ -1256,6 +1268,7 @@ static void fs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const 
 static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                       const char *newname, unsigned int flags)
 {
+    FS_COUNTED(FS_OP_RENAME);
     fs_ref r;
     uint64_t np;
     int rc = ref_get_pair(mount_of(req), parent, newparent, &r, &np);
@@ -1355,6 +1368,7 @@ static int truncate_to_zero(store *st, uint64_t sino)
 
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_OPEN);
     fs_ref r;
     fs_attr a;
     int rc = ref_get(mount_of(req), ino, &r);
@@ -1389,6 +1403,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_RELEASE);
     handles_add(mount_of(req), ino, -1);
     free((fs_file *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
@@ -1396,12 +1411,14 @@ static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_FLUSH);
     (void)ino; (void)fi;
     fuse_reply_err(req, 0);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_READ);
     (void)fi;
     fs_ref r;
     fs_attr a;
@@ -1441,6 +1458,7 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
 static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                      struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_WRITE);
     fs_ref r;
     int rc = ref_get(mount_of(req), ino, &r);
     if (!rc && !r.v) rc = -EISDIR;
@@ -1481,9 +1499,9 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     else fuse_reply_write(req, size);
 }
 
-static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+/* Make everything of INO's branch written so far durable, and reply. */
+static void sync_reply(fuse_req_t req, fuse_ino_t ino)
 {
-    (void)datasync; (void)fi;
     fs_ref r;
     int rc = ref_get(mount_of(req), ino, &r);
     if (!rc && r.v) {
@@ -1493,9 +1511,17 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
     fuse_reply_err(req, -rc);
 }
 
+static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    FS_COUNTED(FS_OP_FSYNC);
+    (void)datasync; (void)fi;
+    sync_reply(req, ino);
+}
+
 static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                          struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_FALLOCATE);
     (void)fi;
     if (mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) {
         fuse_reply_err(req, EOPNOTSUPP);
@@ -1603,6 +1629,7 @@ static int list_synthetic(fs_mount *m, fuse_ino_t ino, fs_dir *d)
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_OPENDIR);
     fs_mount *m = mount_of(req);
     fs_ref r;
     int rc = ref_get(m, ino, &r);
@@ -1641,6 +1668,7 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_READDIR);
     (void)ino;
     fs_dir *d = (fs_dir *)(uintptr_t)fi->fh;
     char *buf = malloc(size);
@@ -1661,6 +1689,7 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+    FS_COUNTED(FS_OP_RELEASEDIR);
     handles_add(mount_of(req), ino, -1);
     dir_free((fs_dir *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
@@ -1668,11 +1697,14 @@ static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 static void fs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-    fs_fsync(req, ino, datasync, fi);
+    FS_COUNTED(FS_OP_FSYNCDIR);
+    (void)datasync; (void)fi;
+    sync_reply(req, ino);
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
+    FS_COUNTED(FS_OP_STATFS);
     (void)ino;
     struct statvfs sv, out;
     if (statvfs(mount_of(req)->cfg.statfs_path, &sv) < 0) { fuse_reply_err(req, errno); return; }

@@ -11,6 +11,7 @@
  * the closing of idle views on a timer.
  */
 #include "../fs/fs.h"
+#include "../fs/fs_count.h"
 #include "../fs/pg/pg_archive.h"
 #include "../fs/pg/pg_target.h"
 #include "../fs/pg/pg_wal.h"
@@ -440,6 +441,7 @@ static void log_counters(const mount_opts *m, objstore *os, objcache *cache)
     os_get_counters(os, &oc);
     fprintf(stderr, "lakefs: object store: %llu bytes uploaded in %llu objects\n",
             (unsigned long long)oc.put_bytes, (unsigned long long)oc.puts);
+    fs_count_log(stderr);
     layer_ra_counters ra;
     layer_readahead_stats(&ra);
     fprintf(stderr, "lakefs: read-ahead: %llu blocks prefetched, %llu of them read\n",
