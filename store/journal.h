@@ -9,8 +9,15 @@
  * file when the memtable is frozen, and files are dropped once the layers
  * holding their batches are committed in a manifest.
  *
- * Record: magic u32, payload length u32, crc32c(payload) u32, zero u32,
- * payload.  Replay stops at the first short or damaged record of the last
+ * Files are switched for the next at about 64 MiB, and dropped files are
+ * kept (journal-spare.ID, a few) to be written over by the next ones: an
+ * fdatasync after overwriting costs well under half of one after
+ * appending (journal.c).
+ *
+ * Record: magic u32, payload length u32, crc32c(payload) u32, tag u32 (of
+ * the file's id; 0 in journals of earlier versions), payload.  A file
+ * switched away ends with an end record.  Replay stops at the first short
+ * or damaged record of the last file, or one of an earlier use of the
  * file (a torn tail) and truncates it away.
  */
 #ifndef LAKEFS_JOURNAL_H
@@ -38,7 +45,10 @@ int journal_sync(journal *j);
  * newest file that is now closed (everything up to it may be dropped once
  * its contents are committed elsewhere). */
 int journal_rotate(journal *j, uint64_t *old);
-/* Delete every journal file with id <= UPTO. */
+/* Delete every journal file with id <= UPTO but the current one, keeping
+ * a few as spares to reuse. */
 int journal_drop(journal *j, uint64_t upto);
+/* Switch files at BYTES instead of 64 MiB (0: the default), for tests. */
+void journal_file_bytes_set(size_t bytes);
 
 #endif

@@ -104,7 +104,7 @@ static int store_set_aside_journal(store *st, char *err, size_t errlen)
     int rc = 0;
     struct dirent *de;
     while (!rc && (de = readdir(d))) {
-        if (strncmp(de->d_name, "journal.", 8)) continue;
+        if (strncmp(de->d_name, "journal.", 8) && strncmp(de->d_name, "journal-spare.", 14)) continue;
         char from[4500], to[4500];
         if (!aside[0]) {
             snprintf(aside, sizeof aside, "%s/stale-%" PRIu64 "-%ld", st->state_dir, st->man.gen, (long)time(NULL));

@@ -13,7 +13,9 @@
  *    (-EIO), not silently skipped data; a replay callback error propagates;
  *  - journal_sync from many threads while others append (and rotate) all
  *    return 0, and nothing appended is lost or reordered;
- *  - rotate + drop delete old files and keep the current one.
+ *  - rotate + drop delete old files and keep the current one;
+ *  - files written in place: spares reused, their old contents never
+ *    replayed, ids above every spare's.
  * Record layout (journal.h): 16-byte header + payload, so record boundaries
  * are computed here from the payload sizes.
  */
@@ -222,18 +224,23 @@ static void test_roundtrip(void)
     harness_rmtree(dir);
 }
 
-/* Build a single journal file with the payload sizes SIZES; image in *IMG. */
-static uint8_t *build_file(const size_t *sizes, size_t n, reclist *model, size_t *imglen)
+/* Build journal file ID (its records carry the id's tag) with the payload
+ * sizes SIZES; image in *IMG. */
+static uint8_t *build_file(uint64_t id, const size_t *sizes, size_t n, reclist *model, size_t *imglen)
 {
     char dir[64], path[128];
     harness_tmpdir(dir);
     reclist got = {0};
     journal *j;
+    if (id > 1) {                 /* an empty file before it: the journal starts file ID */
+        jpath(dir, id - 1, path, sizeof path);
+        write_all(path, NULL, 0);
+    }
     if (open_collect(dir, &got, &j)) abort();
     for (size_t i = 0; i < n; i++)
         if (append_random(j, model, sizes[i])) abort();
     journal_close(j);
-    jpath(dir, 1, path, sizeof path);
+    jpath(dir, id, path, sizeof path);
     uint8_t *img = read_all(path, imglen);
     reclist_free(&got);
     harness_rmtree(dir);
@@ -312,34 +319,33 @@ static void test_torn_tail(void)
 {
     static const size_t sizes[] = { 3, 0, 9, 1, 0, 14, 2 };
     static const size_t osizes[] = { 12, 0, 7 };
-    reclist model = {0}, omodel = {0};
-    size_t size, olen, end, lens[512], n;
-    uint8_t *img = build_file(sizes, sizeof sizes / sizeof sizes[0], &model, &size);
-    uint8_t *older = build_file(osizes, sizeof osizes / sizeof osizes[0], &omodel, &olen);
+    reclist model = {0}, model2 = {0}, omodel = {0};
+    size_t size, size2, olen, end, lens[512], n;
+    uint8_t *img = build_file(1, sizes, sizeof sizes / sizeof sizes[0], &model, &size);
+    uint8_t *img2 = build_file(2, sizes, sizeof sizes / sizeof sizes[0], &model2, &size2);
+    uint8_t *older = build_file(1, osizes, sizeof osizes / sizeof osizes[0], &omodel, &olen);
     CHECK(size < sizeof lens / sizeof lens[0]);
     CHECK(complete_within(&model, size, &end) == model.n && end == size);   /* layout as documented */
     n = every_length(size, lens);
     torn_tail_at(lens, n, img, &model, NULL, 0, NULL);
-    n = boundary_lengths(&model, size, lens);
-    torn_tail_at(lens, n, img, &model, older, olen, &omodel);
-    free(img); free(older);
-    reclist_free(&model); reclist_free(&omodel);
+    n = boundary_lengths(&model2, size2, lens);
+    torn_tail_at(lens, n, img2, &model2, older, olen, &omodel);
+    free(img); free(img2); free(older);
+    reclist_free(&model); reclist_free(&model2); reclist_free(&omodel);
 }
 
 /* A flipped byte in the middle record of an older file: -EIO, at every
- * byte of the record except the reserved header word (not covered by the
- * CRC and not checked). */
+ * byte of the record (the header's tag too: it no longer names the file). */
 static void test_damaged_older_file(void)
 {
     static const size_t sizes[] = { 20, 30, 25 };
     reclist model = {0}, model2 = {0};
     size_t size, size2;
-    uint8_t *img = build_file(sizes, 3, &model, &size);
-    uint8_t *img2 = build_file(sizes, 2, &model2, &size2);
+    uint8_t *img = build_file(1, sizes, 3, &model, &size);
+    uint8_t *img2 = build_file(2, sizes, 2, &model2, &size2);
     size_t mid = HDR + sizes[0], bad = 0, ok_clean = 0;
     int saved = quiet();
     for (size_t pos = mid; pos < mid + HDR + sizes[1]; pos++) {
-        if (pos >= mid + 12 && pos < mid + 16) continue;
         for (int pass = 0; pass < 2; pass++) {
             char dir[64], path[128];
             harness_tmpdir(dir);
@@ -362,7 +368,7 @@ static void test_damaged_older_file(void)
         }
     }
     loud(saved);
-    CHECK(ok_clean == HDR - 4 + sizes[1]);
+    CHECK(ok_clean == HDR + sizes[1]);
     CHECK(bad == 0);
     free(img); free(img2);
     reclist_free(&model); reclist_free(&model2);
@@ -509,7 +515,7 @@ static void test_rotate_drop(void)
     CHECK(old2 == 2);
     CHECK(list_ids(dir, ids, 16) == 3 && ids[0] == 1 && ids[1] == 2 && ids[2] == 3);
     jpath(dir, 1, path, sizeof path);
-    CHECK(file_size(path) == 2 * HDR + 10);           /* rotation closed it with its records */
+    CHECK(file_size(path) == 3 * HDR + 10);           /* rotation closed it: its records, the end record */
     CHECK(journal_drop(j, old1) == 0);
     CHECK(list_ids(dir, ids, 16) == 2 && ids[0] == 2 && ids[1] == 3);
     reclist tail = {0};
@@ -522,6 +528,72 @@ static void test_rotate_drop(void)
     CHECK(list_ids(dir, ids, 16) == 2 && ids[1] == 4);
     journal_close(j);
     reclist_free(&got); reclist_free(&model); reclist_free(&tail);
+    harness_rmtree(dir);
+}
+
+/* Spares in DIR, and the largest id in their names into *MAXID. */
+static size_t count_spares(const char *dir, uint64_t *maxid)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *de;
+    *maxid = 0;
+    while (d && (de = readdir(d)))
+        if (!strncmp(de->d_name, "journal-spare.", 14)) {
+            uint64_t id = strtoull(de->d_name + 14, NULL, 16);
+            if (id > *maxid) *maxid = id;
+            n++;
+        }
+    if (d) closedir(d);
+    return n;
+}
+
+/* Files written in place: dropped files become spares, later files reuse
+ * them, and what an earlier use left in them is never replayed -- not
+ * after the last record of the current file (no end record: a crash), not
+ * after the end record of an older one; and with every journal file gone
+ * (set aside), the next file's id is above every spare's. */
+static void test_reuse(void)
+{
+    char dir[64], path[128];
+    harness_tmpdir(dir);
+    reclist old = {0}, now = {0}, got = {0};
+    journal *j;
+    uint64_t ids[64], upto, maxid;
+    journal_file_bytes_set(4096);
+    CHECK(open_collect(dir, &got, &j) == 0);
+    for (int i = 0; i < 60; i++) append_random(j, &old, 200 + (size_t)(rnd() % 200));
+    CHECK(list_ids(dir, ids, 64) >= 5);               /* switched at ~4 KiB */
+    CHECK(journal_rotate(j, &upto) == 0);
+    CHECK(journal_drop(j, upto) == 0);
+    size_t spares = count_spares(dir, &maxid);
+    CHECK(spares == 4);                               /* JOURNAL_SPARES; the rest deleted */
+    CHECK(list_ids(dir, ids, 64) == 1);
+    for (int i = 0; i < 60; i++) append_random(j, &now, 100 + (size_t)(rnd() % 100));
+    CHECK(count_spares(dir, &maxid) < spares);        /* taken and written over */
+    CHECK(journal_sync(j) == 0);
+    journal_close(j);                                 /* no end record: as after a crash */
+    CHECK(open_collect(dir, &got, &j) == 0);
+    CHECK(same_records(&got, &now, now.n));           /* none of the earlier contents */
+    journal_close(j);
+
+    /* every journal file set aside: the spares' old tags stay below */
+    size_t n = list_ids(dir, ids, 64);
+    for (size_t i = 0; i < n; i++) {
+        jpath(dir, ids[i], path, sizeof path);
+        unlink(path);
+    }
+    count_spares(dir, &maxid);
+    reclist fresh = {0};
+    CHECK(open_collect(dir, &got, &j) == 0 && got.n == 0);
+    CHECK(list_ids(dir, ids, 64) == 1 && ids[0] > maxid);
+    for (int i = 0; i < 5; i++) append_random(j, &fresh, 150);
+    journal_close(j);
+    CHECK(open_collect(dir, &got, &j) == 0);
+    CHECK(same_records(&got, &fresh, fresh.n));
+    journal_close(j);
+    journal_file_bytes_set(0);
+    reclist_free(&old); reclist_free(&now); reclist_free(&fresh); reclist_free(&got);
     harness_rmtree(dir);
 }
 
@@ -542,6 +614,7 @@ int main(void)
     test_callback_error();
     test_concurrent_sync();
     test_rotate_drop();
+    test_reuse();
     test_missing_dir();
     return harness_done();
 }
