@@ -19,8 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../store/store.h"
+#include "fs_format.h"
 
-#define FS_ROOT_INO 1             /* store inode number of a branch's root directory */
 
 typedef struct fs_branch {        /* what serves one view */
     store *st;                    /* its files */

@@ -1,6 +1,7 @@
 /*
- * fs_format.h -- how fs/ stores a directory entry, for the parts of fs/
- * that read entries without going through fs.c (fs/pg/).
+ * fs_format.h -- how fs/ stores a directory entry, and which inode is a
+ * branch's root, for the parts of fs/ that read entries without going
+ * through fs.c (fs/pg/), so that they need not import fs.h.
  *
  * The value of a directory entry key (key_dirent in store/key.h) is 9
  * bytes: the child's store inode number, 8 bytes little-endian, then its
@@ -16,6 +17,7 @@
 #include <sys/stat.h>
 
 #define FS_DIRENT_LEN 9
+#define FS_ROOT_INO 1             /* store inode number of a branch's root directory */
 
 /* Little-endian N-byte integer at P. */
 static inline uint64_t fs_get_le(const uint8_t *p, int n)

@@ -21,7 +21,7 @@
  */
 #include "branch.h"
 #include "crc32c.h"
-#include "store.h"
+#include "lease.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -420,8 +420,8 @@ void branch_list_free(branch_info *b, size_t n)
  * -errno, with the reason in ERR. */
 static int branch_check_lease(objstore *os, const char *name, int allow_dead, char *err, size_t errlen)
 {
-    store_lease l;
-    int rc = store_lease_read(os, name, &l);
+    lease_info l;
+    int rc = lease_read(os, name, &l);
     if (rc == -ENOENT || (!rc && allow_dead && l.local && !l.alive)) return 0;
     if (rc) {
         snprintf(err, errlen, "cannot read the lease of branch '%s': %s", name, strerror(-rc));

@@ -12,6 +12,7 @@
 #include "gc.h"
 #include "branch.h"
 #include "manifest.h"
+#include "lease.h"
 #include "store.h"
 #include "failpoint.h"
 
@@ -178,8 +179,8 @@ static int gc_pins(gc_state *s, int delete_dead)
         for (size_t p = 0; p < np; p++) {
             const char *g = pins[p] + strlen(prefix);
             uint64_t gen = strtoull(g, NULL, 10);
-            store_lease h;
-            if (store_holder_read(s->os, pins[p], &h)) continue;   /* gone meanwhile */
+            lease_info h;
+            if (lease_holder_read(s->os, pins[p], &h)) continue;   /* gone meanwhile */
             if (h.local && !h.alive) {
                 if (delete_dead && !s->o->dry_run && !os_delete(s->os, pins[p])) s->r->pins_dead++;
                 continue;

@@ -41,21 +41,6 @@ int store_repo_check(objstore *os);
 int store_branch_create(objstore *os, const char *branch, const skey *key,
                         const void *val, size_t vlen);
 
-/* Who holds a branch's lease (branches/NAME/lease, text lines "holder HOST
- * BOOT_ID", "pid N", "control PATH"): the daemon mounting it read-write. */
-typedef struct store_lease {
-    char holder[400];             /* "HOST BOOT_ID" of the daemon's machine */
-    long pid;                     /* the daemon's process id there */
-    char control[256];            /* its control socket ("" if none named) */
-    int local;                    /* held on this machine, this boot */
-    int alive;                    /* not known dead (only a local pid can be checked) */
-} store_lease;
-
-/* Read BRANCH's lease into L; -ENOENT if the branch is not leased. */
-int store_lease_read(objstore *os, const char *branch, store_lease *l);
-/* The same for any object naming a holder that way (a lease, a pin). */
-int store_holder_read(objstore *os, const char *key, store_lease *l);
-
 /* A layer's object key is branches/BRANCH/layers/SESSION-MINSEQ-MAXSEQ-
  * RANDOM.layer (hex): BRANCH wrote it, in the mount whose session (the
  * generation it opened with) is SESSION.  Parse KEY into BRANCH (BLEN
@@ -65,8 +50,6 @@ int store_layer_key_parse(const char *key, char *branch, size_t blen, uint64_t *
  * digits), GEN the closed generation they go with.  Parse KEY of BRANCH
  * into *GEN; -EINVAL if KEY is not such a key. */
 int store_hot_key_gen(const char *branch, const char *key, uint64_t *gen);
-/* This machine's identity "HOST BOOT_ID" into BUF, as leases name it. */
-void store_machine_id(char *buf, size_t len);
 
 /* Open BRANCH for writing: take the local lock, load the manifest, replay
  * the journal.  On failure writes a one-line reason to ERR. */

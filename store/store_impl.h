@@ -16,6 +16,7 @@
 #define LAKEFS_STORE_IMPL_H
 
 #include "store.h"
+#include "lease.h"
 #include "compact.h"
 #include "hotset.h"
 #include "journal.h"

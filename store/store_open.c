@@ -273,7 +273,7 @@ static int store_pin(store *st, uint64_t gen)
     uint64_t rnd;
     if (getentropy(&rnd, sizeof rnd) < 0) return -errno;
     snprintf(key, sizeof key, "branches/%s/pins/%020" PRIu64 "-%016" PRIx64, st->branch, gen, rnd);
-    store_machine_id(me, sizeof me);
+    lease_machine_id(me, sizeof me);
     int blen = snprintf(body, sizeof body, "lakefs-pin 1\nholder %s\npid %ld\n", me, (long)getpid());
     int rc = os_put_if_absent(st->os, key, body, (size_t)blen);
     if (!rc && !(st->pin = strdup(key))) { os_delete(st->os, key); rc = -ENOMEM; }

@@ -150,9 +150,9 @@ int cli_parse_duration_or_zero(const char *s, int64_t *out)
 /* The lease of branch NAME into *L if a daemon on this machine holds it:
  * 0; -ENOENT if no one does; else -errno with the reason in ERR (-EBUSY:
  * a daemon on another machine). */
-int cli_local_lease(objstore *os, const char *name, store_lease *l, char *err, size_t errlen)
+int cli_local_lease(objstore *os, const char *name, lease_info *l, char *err, size_t errlen)
 {
-    int rc = store_lease_read(os, name, l);
+    int rc = lease_read(os, name, l);
     if (rc == -ENOENT) return rc;
     if (rc) {
         snprintf(err, errlen, "cannot read the lease of branch '%s': %s", name, strerror(-rc));
@@ -175,7 +175,7 @@ int cli_branch_checkpoint(objstore *os, const char *name, uint64_t *gen, uint64_
     char cerr[600];
     *gen = *seq = 0;
     for (int attempt = 0; attempt < 50; attempt++) {
-        store_lease l;
+        lease_info l;
         int rc = cli_local_lease(os, name, &l, err, errlen);
         if (rc) return rc == -ENOENT ? 0 : rc;
         if (!l.alive) {

@@ -10,6 +10,7 @@
 #define LAKEFS_CLI_H
 
 #include "../fs/pg/pg_target.h"
+#include "../store/lease.h"
 #include "../store/objstore.h"
 #include "../store/store.h"
 
@@ -71,7 +72,7 @@ int cli_args_repo(const cli_args *a, objstore **os);
 /* ---- branches of running daemons, points of the past ---- */
 /* The lease of branch NAME into *L if a daemon on this machine holds it:
  * 0; -ENOENT if no one does; else -errno with the reason in ERR. */
-int cli_local_lease(objstore *os, const char *name, store_lease *l, char *err, size_t errlen);
+int cli_local_lease(objstore *os, const char *name, lease_info *l, char *err, size_t errlen);
 /* A generation of branch NAME holding every write made so far into *GEN
  * (0: the newest; else its daemon's checkpoint, *SEQ its seq); 0 or -errno
  * with a one-line reason in ERR. */

@@ -15,6 +15,7 @@
 #include "../fs/pg/pg_walscan.h"
 #include "../store/branch.h"
 #include "../store/manifest.h"
+#include "../store/lease.h"
 #include "../store/objstore.h"
 #include "../store/store.h"
 #include "cli.h"
@@ -331,8 +332,8 @@ static int branch_show(const cli_args *a)
     if (!me) {
         rc = cli_fail("no branch '%s' in %s (see lakefs branch list)", a->pos[0], os_url(os));
     } else {
-        store_lease l;
-        int lrc = store_lease_read(os, me->name, &l);
+        lease_info l;
+        int lrc = lease_read(os, me->name, &l);
         rc = point_lsn(os, me, lsn);
         cli_fmt_utc(me->has_meta ? me->meta.created : 0, when, sizeof when);
         printf("name:          %s\n", me->name);
@@ -373,7 +374,7 @@ static int release_branch(void *arg, const char *name, char *err, size_t errlen)
 {
     objstore *os = arg;
     char why[600];
-    store_lease l;
+    lease_info l;
     int rc = cli_local_lease(os, name, &l, err, errlen);
     if (rc) return rc == -ENOENT ? 0 : rc;
     if (!l.alive || !l.control[0]) return 0;

@@ -4,6 +4,7 @@
  * lease names (the counters live in that daemon, not in the repository).
  */
 #include "../store/manifest.h"
+#include "../store/lease.h"
 #include "../store/objstore.h"
 #include "../store/store.h"
 #include "cli.h"
@@ -39,7 +40,7 @@ int cmd_stats(int argc, char **argv)
     if (cli_check_name("branch", name)) return 1;
     objstore *os;
     if (cli_args_repo(&a, &os)) return 1;
-    store_lease l;
+    lease_info l;
     store_stats s;
     char err[700], cerr[600];
     rc = cli_local_lease(os, name, &l, err, sizeof err);

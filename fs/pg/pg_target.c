@@ -23,7 +23,6 @@
 #include "pg_target.h"
 #include "pg_wal.h"
 #include "pg_walscan.h"
-#include "../fs.h"
 #include "../fs_format.h"
 #include "../../store/branch.h"
 #include "../../store/manifest.h"

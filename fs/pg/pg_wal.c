@@ -16,7 +16,6 @@
  * Directory entries are decoded with fs/fs_format.h, as fs.c writes them.
  */
 #include "pg_wal.h"
-#include "../fs.h"
 #include "../fs_format.h"
 
 #include <errno.h>

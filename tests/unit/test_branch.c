@@ -28,6 +28,7 @@
 #include "harness.h"
 #include "branch.h"
 #include "crc32c.h"
+#include "lease.h"
 #include "store.h"
 #include "../../tools/control.h"
 
@@ -400,8 +401,8 @@ static void test_fork_checkpoint(void)
     CHECK(!strncmp(reply, "ok ", 3) && strchr(reply, '\n') == reply + strlen(reply) - 1);
     /* release: the daemon closes the branch (and its lease) and says ok once */
     CHECK(control_release(path, "main", err, sizeof err) == 0 && target.released == 1);
-    store_lease l;
-    CHECK(store_lease_read(e.os, "main", &l) == -ENOENT);
+    lease_info l;
+    CHECK(lease_read(e.os, "main", &l) == -ENOENT);
     CHECK(control_release(path, "main", err, sizeof err) == -EIO && strstr(err, "does not serve branch main"));
     CHECK(target.released == 1);
     control_stop(ctl);

@@ -17,6 +17,7 @@
 #include "gc.h"
 #include "layer.h"
 #include "manifest.h"
+#include "lease.h"
 #include "store.h"
 
 #include <errno.h>
@@ -89,7 +90,7 @@ static long dead_pid(void)
 static void put_pin(const char *branch, uint64_t gen, long pid, char *key, size_t klen)
 {
     char me[400], body[600];
-    store_machine_id(me, sizeof me);
+    lease_machine_id(me, sizeof me);
     int n = snprintf(body, sizeof body, "lakefs-pin 1\nholder %s\npid %ld\n", me, pid);
     snprintf(key, klen, "branches/%s/pins/%020" PRIu64 "-%016lx", branch, gen, (unsigned long)pid);
     CHECK(os_put_if_absent(os, key, body, (size_t)n) == 0);
