@@ -29,7 +29,7 @@
 #ifndef LAKEFS_DELTA_H
 #define LAKEFS_DELTA_H
 
-#include "../store/objstore.h"
+#include "../objstore/objstore.h"
 
 #include <stddef.h>
 #include <stdint.h>

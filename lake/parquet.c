@@ -16,7 +16,7 @@
  */
 #include "parquet.h"
 #include "thrift.h"
-#include "../store/bytebuf.h"
+#include "../util/bytebuf.h"
 
 #include <errno.h>
 #include <math.h>

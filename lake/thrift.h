@@ -20,7 +20,7 @@
 #ifndef LAKEFS_THRIFT_H
 #define LAKEFS_THRIFT_H
 
-#include "../store/bytebuf.h"
+#include "../util/bytebuf.h"
 
 #include <stddef.h>
 #include <stdint.h>

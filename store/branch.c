@@ -20,7 +20,7 @@
  * marker last; running the delete again finishes an interrupted one.
  */
 #include "branch.h"
-#include "crc32c.h"
+#include "../util/crc32c.h"
 #include "lease.h"
 
 #include <errno.h>

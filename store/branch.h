@@ -40,7 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "manifest.h"
-#include "objstore.h"
+#include "../objstore/objstore.h"
 
 #define BRANCH_NAME_MAX 63
 

@@ -9,8 +9,8 @@
  * drops a key (it is a prefetch hint, not data).
  */
 #include "hotset.h"
-#include "crc32c.h"
-#include "fnv.h"
+#include "../util/crc32c.h"
+#include "../util/fnv.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -33,7 +33,7 @@
  * reused, only files this process started are).
  */
 #include "journal.h"
-#include "crc32c.h"
+#include "../util/crc32c.h"
 
 #include <dirent.h>
 #include <errno.h>

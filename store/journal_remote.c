@@ -13,7 +13,7 @@
  * is handed on, so a damaged or foreign object is -EIO, never replayed.
  */
 #include "journal_remote.h"
-#include "crc32c.h"
+#include "../util/crc32c.h"
 
 #include <errno.h>
 #include <inttypes.h>

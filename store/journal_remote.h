@@ -24,7 +24,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "objstore.h"
+#include "../objstore/objstore.h"
 
 /* Called for each batch payload of a claimed chain, oldest first. */
 typedef int (*jremote_apply_fn)(void *arg, const uint8_t *batch, size_t len);

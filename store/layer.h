@@ -19,7 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "objstore.h"
+#include "../objstore/objstore.h"
 
 typedef struct layer_writer layer_writer;
 

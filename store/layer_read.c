@@ -70,8 +70,8 @@
  */
 #include "layer.h"
 #include "layer_format.h"
-#include "crc32c.h"
-#include "fnv.h"
+#include "../util/crc32c.h"
+#include "../util/fnv.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -13,8 +13,8 @@
  */
 #include "layer.h"
 #include "layer_format.h"
-#include "crc32c.h"
-#include "bytebuf.h"
+#include "../util/crc32c.h"
+#include "../util/bytebuf.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 #ifndef LAKEFS_LEASE_H
 #define LAKEFS_LEASE_H
 
-#include "objstore.h"
+#include "../objstore/objstore.h"
 
 #include <stddef.h>
 

@@ -14,8 +14,8 @@
  * manifest directory and reads the highest generation.
  */
 #include "manifest.h"
-#include "crc32c.h"
-#include "failpoint.h"
+#include "../util/crc32c.h"
+#include "../util/failpoint.h"
 
 #include <errno.h>
 #include <inttypes.h>

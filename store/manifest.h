@@ -26,7 +26,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "objstore.h"
+#include "../objstore/objstore.h"
 
 typedef struct manifest_layer {
     char *key;                    /* object key of the layer */

@@ -74,7 +74,7 @@
  */
 #include "store_impl.h"
 #include "branch.h"
-#include "failpoint.h"
+#include "../util/failpoint.h"
 #include "journal_remote.h"
 
 #include <errno.h>

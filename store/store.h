@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include "key.h"
 #include "manifest.h"
-#include "objstore.h"
+#include "../objstore/objstore.h"
 
 typedef struct store store;
 

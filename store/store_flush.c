@@ -7,7 +7,7 @@
  * branch taken from a running mount.  The design is in store.c's comment.
  */
 #include "store_impl.h"
-#include "failpoint.h"
+#include "../util/failpoint.h"
 #include "journal_remote.h"
 
 #include <errno.h>

@@ -7,8 +7,8 @@
  */
 #include "store_impl.h"
 #include "branch.h"
-#include "dirlock.h"
-#include "failpoint.h"
+#include "../util/dirlock.h"
+#include "../util/failpoint.h"
 #include "journal_remote.h"
 
 #include <dirent.h>
@@ -266,7 +266,7 @@ static int store_open_layers(store *st, char *err, size_t errlen)
 
 /* Pin generation GEN of ST's branch for as long as ST is open: a pin
  * object branches/NAME/pins/GEN-RANDOM naming this process, which garbage
- * collection honours (store/gc.h). */
+ * collection honours (repo/gc.h). */
 static int store_pin(store *st, uint64_t gen)
 {
     char key[512], me[400], body[600];
@@ -286,7 +286,7 @@ int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **
     if (!st) { snprintf(err, errlen, "out of memory"); return -ENOMEM; }
     st->snapshot = 1;
     /* pin first, then load: a collector that has not seen the pin has
-     * already removed the manifest, or will see the pin (store/gc.c); no
+     * already removed the manifest, or will see the pin (repo/gc.c); no
      * pin for a generation that is not there at all */
     int rc = manifest_exists(os, branch, gen);
     if (rc == 0) rc = -ENOENT;

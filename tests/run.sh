@@ -85,6 +85,13 @@ if [ "$build" = 1 ]; then
     echo "built in $((SECONDS - start))s"
 fi
 
+# ------------------------------------------------------------- layering
+# The source folders import only downward (tests/layering.sh).
+start=$SECONDS st=0
+bash tests/layering.sh >"$out/layering.log" 2>&1 || st=1
+result "layering" "$st" $((SECONDS - start))
+if [ "$st" = 0 ]; then rm -f "$out/layering.log"; else sed 's/^/    /' "$out/layering.log"; fi
+
 # ------------------------------------------------------------- unit tests
 # The programs "make check" runs, one by one (a program that does not build
 # fails alone), with leak detection on and the first sanitizer report fatal.

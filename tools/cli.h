@@ -11,7 +11,7 @@
 
 #include "../fs/pg/pg_target.h"
 #include "../store/lease.h"
-#include "../store/objstore.h"
+#include "../objstore/objstore.h"
 #include "../store/store.h"
 
 #include <stdint.h>

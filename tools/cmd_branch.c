@@ -16,7 +16,7 @@
 #include "../store/branch.h"
 #include "../store/manifest.h"
 #include "../store/lease.h"
-#include "../store/objstore.h"
+#include "../objstore/objstore.h"
 #include "../store/store.h"
 #include "cli.h"
 #include "control.h"

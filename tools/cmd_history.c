@@ -11,7 +11,7 @@
 #include "../fs/pg/pg_walscan.h"
 #include "../store/branch.h"
 #include "../store/manifest.h"
-#include "../store/objstore.h"
+#include "../objstore/objstore.h"
 #include "../store/store.h"
 #include "cli.h"
 

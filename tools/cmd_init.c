@@ -6,7 +6,7 @@
  */
 #include "../fs/fs.h"
 #include "../store/branch.h"
-#include "../store/objstore.h"
+#include "../objstore/objstore.h"
 #include "../store/store.h"
 #include "cli.h"
 

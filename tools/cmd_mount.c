@@ -16,11 +16,11 @@
 #include "../fs/pg/pg_target.h"
 #include "../fs/pg/pg_wal.h"
 #include "../store/branch.h"
-#include "../store/fnv.h"
-#include "../store/gc.h"
+#include "../util/fnv.h"
+#include "../repo/gc.h"
 #include "../store/layer.h"
-#include "../store/objcache.h"
-#include "../store/objstore.h"
+#include "../objstore/objcache.h"
+#include "../objstore/objstore.h"
 #include "../store/store.h"
 #include "cli.h"
 #include "control.h"
@@ -676,7 +676,7 @@ int cmd_mount(int argc, char **argv)
         close(report[0]);
         setsid();
     }
-    /* --- disk cache (store/objcache.c): for every non-file:// URL, and for
+    /* --- disk cache (objstore/objcache.c): for every non-file:// URL, and for
      * file:// when cache_dir is given; a default one that fails is skipped --- */
     objcache *cache = NULL;
     char cache_dir[4200];

@@ -2,13 +2,13 @@
  * cmd_repo.c -- the repository's maintenance: `lakefs gc` (delete what no
  * branch, window or view needs), `lakefs fsck` (verify everything, remove
  * orphans with --repair) and `lakefs config` (the retention setting).  The
- * work itself is in store/gc.c and store/fsck.c, shared with the daemon's
+ * work itself is in repo/gc.c and repo/fsck.c, shared with the daemon's
  * periodic gc; these are the flags and the report.
  */
-#include "../store/fsck.h"
-#include "../store/gc.h"
+#include "../repo/fsck.h"
+#include "../repo/gc.h"
 #include "../store/manifest.h"
-#include "../store/objstore.h"
+#include "../objstore/objstore.h"
 #include "cli.h"
 
 #include <inttypes.h>

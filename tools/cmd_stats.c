@@ -5,7 +5,7 @@
  */
 #include "../store/manifest.h"
 #include "../store/lease.h"
-#include "../store/objstore.h"
+#include "../objstore/objstore.h"
 #include "../store/store.h"
 #include "cli.h"
 #include "control.h"

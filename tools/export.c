@@ -41,7 +41,7 @@
 #include "../lake/delta.h"
 #include "../lake/parquet.h"
 #include "../lake/pgcopy.h"
-#include "../store/objstore.h"
+#include "../objstore/objstore.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -5,7 +5,7 @@
  * Finding the base: a branch's manifest generations are numbered from 1
  * (generation 1 of a fork copies its parent's generation at the branch
  * point); garbage collection removes the oldest ones and thins out the
- * older part of the window (store/gc.h), so the generations that exist
+ * older part of the window (repo/gc.h), so the generations that exist
  * are listed (one listing), and the recorded WAL position only grows with
  * the generation, so "the position is past the target" is false up to
  * some generation and true after it: a binary search over the list finds

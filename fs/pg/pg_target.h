@@ -39,7 +39,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../../store/objstore.h"
+#include "../../objstore/objstore.h"
 #include "../../store/store.h"
 #include "pg_wal.h"
 

@@ -79,7 +79,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "../../store/manifest.h"
-#include "../../store/objstore.h"
+#include "../../objstore/objstore.h"
 #include "../../store/store.h"
 
 #define PG_WAL_SEGSIZE_DEFAULT (16u << 20)

@@ -10,7 +10,7 @@
  */
 #include "pg_walscan.h"
 #include "pg_wal.h"
-#include "../../store/crc32c.h"
+#include "../../util/crc32c.h"
 
 #include <errno.h>
 #include <inttypes.h>

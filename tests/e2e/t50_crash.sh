@@ -17,7 +17,7 @@
 #   checkpoint  kill -9 while main's checkpointer is in the middle of a
 #               checkpoint (held there by SIGSTOP: its server log ends with
 #               "checkpoint starting", no "checkpoint complete")
-#   flush:N     the daemon crashes (failpoint, store/failpoint.h) after the
+#   flush:N     the daemon crashes (failpoint, util/failpoint.h) after the
 #               Nth layer object it uploads: a flush or a merge half done
 #   merge:N     the daemon crashes with its Nth merge uploaded, not committed
 #   random      kill -9 after a random 0-4 s of load
@@ -212,7 +212,7 @@ for kind in "${rounds[@]}"; do
     flush:* | merge:*)
         wait_for 600 "the daemon to crash at $arm" pid_dead "$dpid" || die "no crash at $arm"
         rc=0; wait "$dpid" || rc=$?
-        [ "$rc" = 86 ] || die "daemon exited $rc, not at failpoint $arm (86, store/failpoint.h)"
+        [ "$rc" = 86 ] || die "daemon exited $rc, not at failpoint $arm (86, util/failpoint.h)"
         unset "DAEMON_PID[$mp]"
         fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
         wait_for 30 "the dead mount to detach" not_mounted "$mp" || die "cannot detach $mp"

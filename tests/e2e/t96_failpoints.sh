@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crashes and failures at every named failpoint (store/failpoint.h), with
+# Crashes and failures at every named failpoint (util/failpoint.h), with
 # acknowledged writes checked after each.
 # For each of layer-upload-before, layer-upload-after,
 # manifest-commit-before, manifest-commit-after and compact-commit-before:

@@ -5,7 +5,7 @@
 # every ~1500 commits, merges and manifest generations as often). For each
 # of layer-upload-before, layer-upload-after, manifest-commit-before,
 # manifest-commit-after and compact-commit-before in turn, the daemon is
-# armed to crash at its Nth hit there (store/failpoint.h: the 3rd upload,
+# armed to crash at its Nth hit there (util/failpoint.h: the 3rd upload,
 # the 6th manifest commit, the 2nd merge commit: a few thousand commits into
 # the load), and tests/e2e/ackclient inserts rows one autocommit INSERT at
 # a time, noting each id PostgreSQL acknowledged. Meanwhile, every 1200

@@ -1,5 +1,5 @@
 /*
- * test_dirlock.c -- the lock of a daemon's directory (store/dirlock.c).
+ * test_dirlock.c -- the lock of a daemon's directory (util/dirlock.c).
  *
  * What can go wrong: two daemons in one directory; a mount right after an
  * unmount refused because the old daemon still flushes; or the opposite, a

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include "objstore.h"
+#include "../objstore/objstore.h"
 
 typedef struct fsck_report {
     uint64_t manifests;           /* manifests read */

@@ -59,7 +59,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
-#include "objstore.h"
+#include "../objstore/objstore.h"
 
 #define GC_RETENTION_DEFAULT (7 * 86400)   /* seconds, unless the repository sets one */
 #define GC_GRACE_S 60                      /* an unpinned reader holds a generation less than this */

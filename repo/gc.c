@@ -10,11 +10,11 @@
  * the listing and the manifests.
  */
 #include "gc.h"
-#include "branch.h"
-#include "manifest.h"
-#include "lease.h"
-#include "store.h"
-#include "failpoint.h"
+#include "../store/branch.h"
+#include "../store/manifest.h"
+#include "../store/lease.h"
+#include "../store/store.h"
+#include "../util/failpoint.h"
 
 #include <errno.h>
 #include <inttypes.h>

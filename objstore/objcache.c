@@ -50,9 +50,9 @@
  */
 #include "objcache.h"
 #include "objstore_backend.h"
-#include "crc32c.h"
-#include "dirlock.h"
-#include "fnv.h"
+#include "../util/crc32c.h"
+#include "../util/dirlock.h"
+#include "../util/fnv.h"
 
 #include <dirent.h>
 #include <errno.h>

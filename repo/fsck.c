@@ -10,10 +10,10 @@
  * (a damaged manifest could name layers that look orphaned).
  */
 #include "fsck.h"
-#include "branch.h"
+#include "../store/branch.h"
 #include "gc.h"
-#include "layer.h"
-#include "manifest.h"
+#include "../store/layer.h"
+#include "../store/manifest.h"
 
 #include <errno.h>
 #include <inttypes.h>
