@@ -177,32 +177,21 @@ static int journal_replay_file(const char *path, uint64_t id, int last, journal_
     return rc;
 }
 
-/* Name of a spare file in DIR into NAME (the first found), or "" if none. */
-static void journal_find_spare(const char *dir, char *name, size_t len)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    name[0] = 0;
-    while (d && (de = readdir(d)))
-        if (!strncmp(de->d_name, JOURNAL_SPARE_PREFIX, strlen(JOURNAL_SPARE_PREFIX))) {
-            snprintf(name, len, "%s", de->d_name);
-            break;
-        }
-    if (d) closedir(d);
-}
-
 /* Spare files in DIR; *MAXID gets the largest id in their names (the file
- * each last was, whose tag and older ones their contents hold), 0 if none. */
-static size_t journal_spares(const char *dir, uint64_t *maxid)
+ * each last was, whose tag and older ones their contents hold), 0 if none,
+ * and NAME (if not NULL) the name of one of them, "" if none. */
+static size_t journal_spares(const char *dir, uint64_t *maxid, char *name, size_t namelen)
 {
     DIR *d = opendir(dir);
     struct dirent *de;
     size_t n = 0, plen = strlen(JOURNAL_SPARE_PREFIX);
     *maxid = 0;
+    if (name) name[0] = 0;
     while (d && (de = readdir(d)))
         if (!strncmp(de->d_name, JOURNAL_SPARE_PREFIX, plen)) {
             uint64_t id = strtoull(de->d_name + plen, NULL, 16);
             if (id > *maxid) *maxid = id;
+            if (name && !n) snprintf(name, namelen, "%s", de->d_name);
             n++;
         }
     if (d) closedir(d);
@@ -215,7 +204,8 @@ static int journal_start_file(journal *j, uint64_t id)
 {
     char path[4096], spare[256], from[4400];
     journal_path(j->dir, id, path, sizeof path);
-    journal_find_spare(j->dir, spare, sizeof spare);
+    uint64_t spare_max;
+    journal_spares(j->dir, &spare_max, spare, sizeof spare);
     int fd = -1;
     if (spare[0]) {
         snprintf(from, sizeof from, "%s/%s", j->dir, spare);
@@ -258,7 +248,7 @@ int journal_open(const char *dir, journal_replay_fn fn, void *arg, journal **out
     /* above every id a spare's old contents may carry, so that they never
      * pass for records of a file to come */
     uint64_t spare_max, next = n ? ids[n - 1] + 1 : 1;
-    journal_spares(dir, &spare_max);
+    journal_spares(dir, &spare_max, NULL, 0);
     if (next <= spare_max) next = spare_max + 1;
     free(ids);
     if (rc) return rc;
@@ -406,7 +396,7 @@ int journal_drop(journal *j, uint64_t upto)
     uint64_t current = j->id, first_own = j->first_own;
     pthread_mutex_unlock(&j->mu);
     uint64_t spare_max;
-    size_t spares = journal_spares(j->dir, &spare_max);
+    size_t spares = journal_spares(j->dir, &spare_max, NULL, 0);
     char path[4096], spare[4400];
     struct stat st;
     for (size_t i = 0; i < n; i++) {
