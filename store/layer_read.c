@@ -476,15 +476,14 @@ static int fetch_claim_locked(fetch *f)
     return 1;
 }
 
-/* fetch_claim_locked; but with WAIT, a 0 only once the fetch under way
- * has ended. */
-static int fetch_claim(fetch *f, int wait)
+/* fetch_claim_locked; but a 0 only once the fetch under way has ended. */
+static int fetch_claim(fetch *f)
 {
     int claimed;
 
     pthread_mutex_lock(&ra_mu);
     claimed = fetch_claim_locked(f);
-    while (!claimed && wait && fetch_find_locked(f))
+    while (!claimed && fetch_find_locked(f))
         pthread_cond_wait(&ra_done, &ra_mu);
     pthread_mutex_unlock(&ra_mu);
     return claimed;
@@ -555,9 +554,8 @@ static int block_decode(layer *l, size_t b, uint64_t hash, int prefetch,
 }
 
 /* Get, verify and decompress block B (HASH) of L into the cache and *OUT,
- * which the caller releases; -EIO on any defect, logged unless PREFETCH. */
-static int block_fetch(layer *l, size_t b, uint64_t hash, int prefetch,
-                       cblock **out)
+ * which the caller releases; -EIO on any defect, logged. */
+static int block_fetch(layer *l, size_t b, uint64_t hash, cblock **out)
 {
     const lblock *lb = &l->blocks[b];
     void *buf = NULL;
@@ -566,12 +564,11 @@ static int block_fetch(layer *l, size_t b, uint64_t hash, int prefetch,
 
     rc = os_get(l->os, l->name, lb->off, lb->clen, &buf, &got);
     if (rc < 0) {
-        if (!prefetch)
-            fprintf(stderr, "lakefs: layer %s block %zu: %s\n", l->name, b,
-                    strerror(-rc));
+        fprintf(stderr, "lakefs: layer %s block %zu: %s\n", l->name, b,
+                strerror(-rc));
         return -EIO;
     }
-    return block_decode(l, b, hash, prefetch, buf, got, out);
+    return block_decode(l, b, hash, 0, buf, got, out);
 }
 
 static int ra_take(layer *l, size_t b);
@@ -579,30 +576,31 @@ static int ra_take(layer *l, size_t b);
 /* Block B of L, from the cache or fetched, into *OUT, which the caller
  * releases with cblock_release; -EIO on any defect.  A reader waits for a
  * fetch of the block already under way, runs a queued prefetch of it
- * itself, and counts its first read of a prefetched block; a PREFETCH load
- * returns 0 and NULL then. */
-static int block_load(layer *l, size_t b, int prefetch, cblock **out)
+ * itself, and counts its first read of a prefetched block.  The cache is
+ * looked at again once the block is claimed: a fetch that ended between
+ * the first look and the claim has cached it, and fetching it again would
+ * cost a second get of the same bytes. */
+static int block_load(layer *l, size_t b, cblock **out)
 {
     fetch f = { NULL, l->id, cache_hash(l->id, b), b };
-    int rc;
+    int claimed = 0, rc;
 
     for (;;) {
         if ((*out = cache_lookup(l->id, f.hash, b)) != NULL) {
-            if (!prefetch && atomic_exchange(&(*out)->prefetched, 0))
+            if (claimed)
+                fetch_end(&f);
+            if (atomic_exchange(&(*out)->prefetched, 0))
                 atomic_fetch_add(&ra_hits, 1);
             return 0;
         }
-        if (!prefetch && ra_take(l, b))
-            continue;
-        if (fetch_claim(&f, !prefetch))
+        if (claimed)
             break;
-        if (prefetch)
-            return 0;
+        if (ra_take(l, b))
+            continue;
+        claimed = fetch_claim(&f);
     }
-    rc = block_fetch(l, b, f.hash, prefetch, out);
+    rc = block_fetch(l, b, f.hash, out);
     fetch_end(&f);
-    if (rc == 0 && prefetch)
-        atomic_fetch_add(&ra_prefetched, 1);
     return rc;
 }
 
@@ -1243,7 +1241,7 @@ int layer_get(layer *l, const uint8_t *key, size_t klen, uint64_t max_seq,
     if ((b = block_find(l, key, klen)) < 0)
         return 0;
     ra_read(l, (size_t)b, key, klen);
-    if ((rc = block_load(l, (size_t)b, 0, &c)) < 0)
+    if ((rc = block_load(l, (size_t)b, &c)) < 0)
         return rc;
     p = c->data;
     end = c->data + c->len;
@@ -1296,7 +1294,7 @@ static int layer_scan_at(layer *l, const uint8_t *from, size_t flen, size_t plen
         lentry e;
 
         ra_read(l, b, (long)b == start ? from : NULL, flen);
-        if ((rc = block_load(l, b, 0, &c)) < 0)
+        if ((rc = block_load(l, b, &c)) < 0)
             return rc;
         p = c->data;
         end = c->data + c->len;
