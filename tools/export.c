@@ -25,19 +25,11 @@
  * NaN, date/timestamp +/-infinity) are found first (one aggregate over the
  * table in the same snapshot) and exported as text, with a warning.
  *
- * Without --dsn, --at LSN|TIME names the point: a TIME is turned into its
- * LSN by `lakefs lsn` (this program), and PostgreSQL is started on the
- * read-only time-travel view branches/BRANCH@LSN of the repository's mount
- * (--repo URL, else the mount holding the current directory, else the only
- * one), as the view's owner, listening only on a socket in a private
- * directory with its own pg_hba.conf (trust, reachable by root and that
- * user only); the export reads it as above and stops it (fast shutdown).
- * The point recorded is the LSN asked for (the view's server writes an
- * end-of-recovery record past it, which the view drops at unmount) and the
- * timeline it lies on (the parent in the history file of the timeline the
- * view's server promoted itself to).
+ * Without --dsn, --at LSN|TIME names the point and export_view.c starts
+ * PostgreSQL on the repository's read-only time-travel view of it.
  */
 #include "export.h"
+#include "export_impl.h"
 #include "../lake/delta.h"
 #include "../lake/parquet.h"
 #include "../lake/pgcopy.h"
@@ -97,8 +89,7 @@ static const char *usage_export =
 /* Print "lakefs: export: MSG"; returns STATUS. */
 #define DEFAULT_FILE_BYTES ((size_t)128 << 20)   /* --file-size */
 
-static int efail(int status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int efail(int status, const char *fmt, ...)
+int export_fail(int status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -116,7 +107,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static double mono_s(void)
+double export_mono_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -140,7 +131,7 @@ static PGresult *run(PGconn *c, const char *what, const char *sql, int nparams, 
     PGresult *r = PQexecParams(c, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return r;
-    efail(1, "%s: %s", what, pqmsg(c));
+    export_fail(1, "%s: %s", what, pqmsg(c));
     PQclear(r);
     return NULL;
 }
@@ -358,17 +349,17 @@ static int table_columns(export_ctx *x, const char *schema, const char *table, c
                 " WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p', 'm', 'v', 'f')", 2, params);
         int exists = r && PQntuples(r) > 0;
         PQclear(r);
-        if (exists) return efail(1, "table %s has no columns: nothing to export", qname);
-        return efail(1, "no table %s in database %s (give SCHEMA.TABLE as \\dt shows it)", qname, PQdb(x->pg));
+        if (exists) return export_fail(1, "table %s has no columns: nothing to export", qname);
+        return export_fail(1, "no table %s in database %s (give SCHEMA.TABLE as \\dt shows it)", qname, PQdb(x->pg));
     }
     t->n = (size_t)n;
     t->names = calloc((size_t)n, sizeof *t->names);
     t->cols = calloc((size_t)n, sizeof *t->cols);
     t->pcs = calloc((size_t)n, sizeof *t->pcs);
-    if (!t->names || !t->cols || !t->pcs) { PQclear(r); return efail(1, "out of memory"); }
+    if (!t->names || !t->cols || !t->pcs) { PQclear(r); return export_fail(1, "out of memory"); }
     for (int i = 0; i < n; i++) {
         t->names[i] = strdup(PQgetvalue(r, i, 0));
-        if (!t->names[i]) { PQclear(r); return efail(1, "out of memory"); }
+        if (!t->names[i]) { PQclear(r); return export_fail(1, "out of memory"); }
         const char *note;
         pgcopy_map(t->names[i], (uint32_t)strtoul(PQgetvalue(r, i, 1), NULL, 10), (int32_t)atoi(PQgetvalue(r, i, 2)),
                    PQgetvalue(r, i, 3)[0] == 't', PQgetvalue(r, i, 4)[0] == 't', &t->cols[i], &t->pcs[i], &note);
@@ -390,7 +381,7 @@ static int check_unrepresentable(export_ctx *x, const char *qname, table_cols *t
         pgcopy_kind k = t->cols[i].kind;
         if (k != PGCOPY_NUMERIC && k != PGCOPY_DATE && k != PGCOPY_TIMESTAMP) continue;
         char *id = PQescapeIdentifier(x->pg, t->names[i], strlen(t->names[i]));
-        if (!id) { delta_buf_free(&q); return efail(1, "%s", pqmsg(x->pg)); }
+        if (!id) { delta_buf_free(&q); return export_fail(1, "%s", pqmsg(x->pg)); }
         /* true for a value the Parquet type cannot hold */
         const char *expr = k == PGCOPY_NUMERIC ? "%s = 'NaN'"
                          : k == PGCOPY_DATE ? "NOT (%s > '-infinity' AND %s < 'infinity')"
@@ -517,36 +508,36 @@ static int copy_rows(export_ctx *x, const char *qname, table_cols *t, pq_writer 
     delta_buf_printf(&q, "COPY (SELECT ");
     for (size_t i = 0; i < t->n; i++) {
         char *id = PQescapeIdentifier(x->pg, t->names[i], strlen(t->names[i]));
-        if (!id) { delta_buf_free(&q); return efail(1, "%s", pqmsg(x->pg)); }
+        if (!id) { delta_buf_free(&q); return export_fail(1, "%s", pqmsg(x->pg)); }
         delta_buf_printf(&q, "%s%s%s", i ? ", " : "", id, t->cols[i].cast_text ? "::text" : "");
         PQfreemem(id);
     }
     delta_buf_printf(&q, " FROM %s) TO STDOUT (FORMAT binary)", qname);
-    if (q.oom) { delta_buf_free(&q); return efail(1, "out of memory"); }
+    if (q.oom) { delta_buf_free(&q); return export_fail(1, "out of memory"); }
     PGresult *r = PQexec(x->pg, q.p);
     delta_buf_free(&q);
     if (PQresultStatus(r) != PGRES_COPY_OUT) {
-        efail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
+        export_fail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
         PQclear(r);
         return 1;
     }
     PQclear(r);
     pgcopy *p;
-    if (pgcopy_new(t->cols, (const char *const *)t->names, t->n, w, &p)) return efail(1, "out of memory");
+    if (pgcopy_new(t->cols, (const char *const *)t->names, t->n, w, &p)) return export_fail(1, "out of memory");
     int rc = 0, n;
     char *buf;
     while ((n = PQgetCopyData(x->pg, &buf, 0)) > 0) {
         if (!rc && pgcopy_feed(p, buf, (size_t)n))
-            rc = o->err[0] ? efail(1, "%s: %s", qname, o->err) : efail(1, "%s: %s", qname, pgcopy_error(p));
+            rc = o->err[0] ? export_fail(1, "%s: %s", qname, o->err) : export_fail(1, "%s: %s", qname, pgcopy_error(p));
         PQfreemem(buf);
     }
-    if (n == -2 && !rc) rc = efail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
+    if (n == -2 && !rc) rc = export_fail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
     while ((r = PQgetResult(x->pg))) {
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc) rc = efail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && !rc) rc = export_fail(1, "%s: COPY: %s", qname, pqmsg(x->pg));
         PQclear(r);
     }
     if (!rc && pgcopy_finish(p))
-        rc = o->err[0] ? efail(1, "%s: %s", qname, o->err) : efail(1, "%s: %s", qname, pgcopy_error(p));
+        rc = o->err[0] ? export_fail(1, "%s: %s", qname, o->err) : export_fail(1, "%s: %s", qname, pgcopy_error(p));
     pgcopy_free(p);
     return rc;
 }
@@ -568,7 +559,7 @@ static int export_table(export_ctx *x, const char *spec)
     snprintf(app_id, sizeof app_id, "lakefs:%s:%s", x->branch, spec);
     delta_log log;
     int rc = delta_load(x->os, spec, &log, err, sizeof err);
-    if (rc) return efail(1, "%s", err);
+    if (rc) return export_fail(1, "%s", err);
     if (log.version >= 0 && delta_txn_version(&log, app_id) == (int64_t)x->lsn) {
         printf("%s: version %" PRId64 " already holds %s at %s: nothing to do\n", spec, log.version, x->branch,
                x->lsn_text);
@@ -580,23 +571,23 @@ static int export_table(export_ctx *x, const char *spec)
     pq_writer *w = NULL;
     table_out o = {.x = x, .spec = spec, .t = &t, .sp = {.fd = -1}};
     int committed = 0;
-    double t0 = mono_s();
+    double t0 = export_mono_s();
     if ((rc = table_columns(x, schema, table, qname, &t)) || (rc = check_unrepresentable(x, qname, &t))) goto out;
     if ((o.sp.fd = spool_open()) < 0) {
-        rc = efail(1, "a temporary file in %s: %s (set TMPDIR)", getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp",
+        rc = export_fail(1, "a temporary file in %s: %s (set TMPDIR)", getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp",
                    strerror(-o.sp.fd));
         goto out;
     }
     pq_options opt = {.row_group_bytes = x->row_group_bytes, .file_bytes = x->file_bytes,
                       .file_done = file_full, .file_arg = &o};
     if (pq_open(t.pcs, t.n, &opt, spool_write, &o.sp, &w)) {
-        rc = efail(1, "%s: %s", qname, w ? pq_error(w) : "out of memory");
+        rc = export_fail(1, "%s: %s", qname, w ? pq_error(w) : "out of memory");
         goto out;
     }
     if ((rc = copy_rows(x, qname, &t, w, &o))) goto out;
-    if (pq_finish(w)) { rc = efail(1, "%s: %s", qname, pq_error(w)); goto out; }
+    if (pq_finish(w)) { rc = export_fail(1, "%s: %s", qname, pq_error(w)); goto out; }
     /* the last file (or the only one), then the commit that makes them visible */
-    if (store_file(&o, w)) { rc = efail(1, "%s: %s", qname, o.err); goto out; }
+    if (store_file(&o, w)) { rc = export_fail(1, "%s: %s", qname, o.err); goto out; }
 
     delta_buf info = {0};
     delta_field *fields = calloc(t.n, sizeof *fields);
@@ -607,10 +598,10 @@ static int export_table(export_ctx *x, const char *spec)
                      x->timeline, x->lsn_text, x->lsn, x->snapshot, o.rows);
     delta_commit_args a = {.fields = fields, .nfields = t.n, .adds = o.adds, .nadds = o.nadds, .app_id = app_id,
                            .txn_version = (int64_t)x->lsn, .info = info.p, .now_ms = now_ms()};
-    if (!fields || info.oom) rc = efail(1, "out of memory");
-    else if (delta_commit(x->os, spec, &log, &a, err, sizeof err)) rc = efail(1, "%s", err);
+    if (!fields || info.oom) rc = export_fail(1, "out of memory");
+    else if (delta_commit(x->os, spec, &log, &a, err, sizeof err)) rc = export_fail(1, "%s", err);
     else {
-        double dt = mono_s() - t0;
+        double dt = export_mono_s() - t0;
         uint64_t bytes = 0;
         for (size_t i = 0; i < o.nadds; i++) bytes += o.adds[i].size;
         printf("%s: version %" PRId64 ", %" PRIu64 " rows, %zu file%s, %" PRIu64 " bytes, %.2f s (%.0f rows/s), "
@@ -629,271 +620,7 @@ out:
 }
 
 
-/* ------------------------------------------------------------ the view path */
-
-typedef struct view_pg {
-    pid_t pid;                    /* the postmaster, 0 if none */
-    char sockdir[64];             /* private socket directory (hba file, log) */
-    char lsn_text[32];            /* the point "X/Y" */
-    uint64_t lsn;
-    char dsn[512];
-    char view[4400];              /* MOUNT/branches/BRANCH@X-Y */
-} view_pg;
-
-/* "X/Y" or "X-Y" (hex) into *LSN; -1 if not an LSN. */
-static int parse_lsn(const char *s, uint64_t *lsn)
-{
-    char *end;
-    errno = 0;
-    unsigned long hi = strtoul(s, &end, 16);
-    if (errno || end == s || (*end != '/' && *end != '-') || hi > 0xffffffffUL) return -1;
-    const char *lo_s = end + 1;
-    unsigned long lo = strtoul(lo_s, &end, 16);
-    if (errno || end == lo_s || *end || lo > 0xffffffffUL) return -1;
-    *lsn = (uint64_t)hi << 32 | lo;
-    return 0;
-}
-
-/* The mount point of the lakefs repository mount to use into MP: of URL
- * REPO if given, else the one holding the current directory, else the
- * only one; 1 on error (printed). */
-static int find_mount(const char *repo, char *mp, size_t len)
-{
-    char cwd[4096] = "", line[8192], only[4096] = "";
-    int count = 0, found = 0;
-    size_t best = 0;
-    if (!getcwd(cwd, sizeof cwd)) cwd[0] = 0;
-    FILE *f = fopen("/proc/self/mountinfo", "r");
-    if (!f) return efail(1, "cannot read /proc/self/mountinfo to find the lakefs mount: %s", strerror(errno));
-    while (fgets(line, sizeof line, f)) {
-        char *sep = strstr(line, " - "), *save, *fld[5] = {0};
-        if (!sep) continue;
-        *sep = 0;
-        char *fstype = strtok_r(sep + 3, " \n", &save), *src = strtok_r(NULL, " \n", &save);
-        char *p = strtok_r(line, " ", &save);
-        for (int i = 0; i < 5 && p; i++, p = strtok_r(NULL, " ", &save)) fld[i] = p;
-        if (!fld[4] || !fstype || !src || strcmp(fstype, "fuse.lakefs")) continue;
-        char br[4200];
-        struct stat st;
-        snprintf(br, sizeof br, "%s/branches", fld[4]);   /* mount points with spaces (\040) are not handled */
-        if (stat(br, &st) || !S_ISDIR(st.st_mode)) continue;   /* a one-branch mount has no views */
-        if (repo) {
-            if (strcmp(src, repo)) continue;
-            snprintf(mp, len, "%s", fld[4]);
-            found = 1;
-            continue;
-        }
-        count++;
-        snprintf(only, sizeof only, "%s", fld[4]);
-        size_t ml = strlen(fld[4]);
-        if (ml >= best && !strncmp(cwd, fld[4], ml) && (cwd[ml] == '/' || !cwd[ml])) {
-            best = ml;
-            snprintf(mp, len, "%s", fld[4]);
-            found = 1;
-        }
-    }
-    fclose(f);
-    if (found) return 0;
-    if (!repo && count == 1) { snprintf(mp, len, "%s", only); return 0; }
-    if (repo) return efail(1, "%s is not mounted (as a repository): mount it (lakefs mount %s DIR) or give --dsn", repo, repo);
-    return efail(1, count ? "several lakefs repositories are mounted: say which with --repo URL"
-                          : "no lakefs repository is mounted: mount it (lakefs mount URL DIR) or give --dsn");
-}
-
-/* Read FD to its end; its first LEN - 1 bytes into OUT, NUL-terminated. */
-static void read_all(int fd, char *out, size_t len)
-{
-    size_t n = 0;
-    char buf[512];
-    for (;;) {
-        ssize_t r = read(fd, buf, sizeof buf);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        size_t take = (size_t)r < len - 1 - n ? (size_t)r : len - 1 - n;
-        memcpy(out + n, buf, take);
-        n += take;
-    }
-    out[n] = 0;
-}
-
-/* The LSN where BRANCH's state at POINT (an LSN or a TIME) ends, from
- * `lakefs lsn` (this program, which checks the point against the branch's
- * history and retention) on repository REPO, or (NULL) the one mounted at
- * MP, into OUT; 1 on error, its one-line reason in WHY. */
-static int point_lsn(const char *branch, const char *point, const char *repo, const char *mp, char *out, size_t len,
-                     char *why, size_t whylen)
-{
-    int fds[2], efds[2];
-    snprintf(why, whylen, "lakefs lsn failed");
-    if (pipe(fds)) return snprintf(why, whylen, "pipe: %s", strerror(errno)), 1;
-    if (pipe(efds)) {
-        snprintf(why, whylen, "pipe: %s", strerror(errno));
-        close(fds[0]);
-        close(fds[1]);
-        return 1;
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        snprintf(why, whylen, "fork: %s", strerror(errno));
-        close(fds[0]); close(fds[1]); close(efds[0]); close(efds[1]);
-        return 1;
-    }
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(efds[1], 2);
-        close(fds[0]); close(fds[1]); close(efds[0]); close(efds[1]);
-        if (repo) execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", point, "--repo", repo, (char *)NULL);
-        else if (!chdir(mp)) {   /* lakefs lsn finds the repository of the mount holding the directory */
-            unsetenv("LAKEFS_REPO");
-            execl("/proc/self/exe", "lakefs", "lsn", branch, "--at", point, (char *)NULL);
-        }
-        _exit(127);
-    }
-    close(fds[1]);
-    close(efds[1]);
-    /* stderr first, to its end: stdout is one line, which its pipe holds */
-    char msg[8192];
-    read_all(efds[0], msg, sizeof msg);
-    close(efds[0]);
-    read_all(fds[0], out, len);
-    close(fds[0]);
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    char *nl = strchr(out, '\n');
-    if (nl) *nl = 0;
-    uint64_t lsn;
-    if (WIFEXITED(st) && !WEXITSTATUS(st) && !parse_lsn(out, &lsn)) return 0;
-    /* the reason is its last line (warnings may come before it) */
-    size_t n = strlen(msg);
-    while (n && msg[n - 1] == '\n') msg[--n] = 0;
-    char *last = strrchr(msg, '\n');
-    last = last ? last + 1 : msg;
-    const char *m = !strncmp(last, "lakefs: ", 8) ? last + 8 : last;
-    if (*m) snprintf(why, whylen, "%s", m);
-    return 1;
-}
-
-/* The last line of FILE into OUT ("" if none). */
-static void last_line(const char *file, char *out, size_t len)
-{
-    out[0] = 0;
-    FILE *f = fopen(file, "r");
-    if (!f) return;
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        if (line[0]) snprintf(out, len, "%s", line);
-    }
-    fclose(f);
-}
-
-/* The point AT of BRANCH (v->lsn, v->lsn_text) and its read-only view in
- * the mounted repository (REPO, or see find_mount) into V->view.  1 on
- * error (printed). */
-static int view_resolve(const char *branch, const char *at, const char *repo, view_pg *v)
-{
-    char mp[4096];
-    char *view = v->view;
-    if (find_mount(repo, mp, sizeof mp)) return 1;
-    char out[128], why[1024];
-    if (point_lsn(branch, at, repo, mp, out, sizeof out, why, sizeof why))
-        return efail(1, "--at %s: %s", at, why);
-    if (parse_lsn(at, &v->lsn) && parse_lsn(out, &v->lsn))   /* an LSN stays as given; a TIME becomes its LSN */
-        return efail(1, "--at %s: lakefs lsn answered '%s', not an LSN", at, out);
-    snprintf(v->lsn_text, sizeof v->lsn_text, "%X/%X", (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
-    snprintf(v->view, sizeof v->view, "%s/branches/%s@%X-%X", mp, branch, (unsigned)(v->lsn >> 32), (unsigned)v->lsn);
-    struct stat st;
-    if (stat(view, &st) || !S_ISDIR(st.st_mode))
-        return efail(1, "no time-travel view %s (%s): the point is outside %s's retention window or not yet "
-                     "written; the daemon's log says why", view, strerror(errno), branch);
-    char pgdata_ver[4500];
-    snprintf(pgdata_ver, sizeof pgdata_ver, "%s/PG_VERSION", view);
-    if (access(pgdata_ver, F_OK))
-        return efail(1, "%s holds no PostgreSQL data directory (no PG_VERSION) at that point", view);
-    return 0;
-}
-
-/* Start PostgreSQL on V's view (view_resolve), as the view's owner, on a
- * socket in a private directory with trust authentication there only;
- * wait until it takes connections to DBNAME.  1 on error (printed). */
-static int view_start(const char *dbname, view_pg *v)
-{
-    const char *view = v->view;
-    struct stat st;
-    if (stat(view, &st)) return efail(1, "%s: %s", view, strerror(errno));
-
-    snprintf(v->sockdir, sizeof v->sockdir, "/tmp/lakefs-export-XXXXXX");
-    if (!mkdtemp(v->sockdir)) return efail(1, "a socket directory in /tmp: %s", strerror(errno));
-    char hba[128], logf[128];
-    snprintf(hba, sizeof hba, "%s/pg_hba.conf", v->sockdir);
-    snprintf(logf, sizeof logf, "%s/postgres.log", v->sockdir);
-    FILE *f = fopen(hba, "w");
-    if (!f || fputs("local all all trust\n", f) < 0 || fclose(f)) return efail(1, "writing %s", hba);
-    int lfd = open(logf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (lfd < 0) return efail(1, "%s: %s", logf, strerror(errno));
-    if (geteuid() == 0 && (chown(v->sockdir, st.st_uid, st.st_gid) || chown(hba, st.st_uid, st.st_gid) ||
-                           chown(logf, st.st_uid, st.st_gid))) {
-        close(lfd);
-        return efail(1, "chown %s: %s", v->sockdir, strerror(errno));
-    }
-    struct passwd *pw = getpwuid(st.st_uid);
-    char user[256];
-    snprintf(user, sizeof user, "%s", pw ? pw->pw_name : "postgres");
-    const char *bindir = getenv("LAKEFS_PGBIN");
-    char postgres[4200], hbaopt[160], sockopt[128];
-    snprintf(postgres, sizeof postgres, "%s/postgres", bindir && *bindir ? bindir : "/usr/lib/postgresql/15/bin");
-    snprintf(hbaopt, sizeof hbaopt, "hba_file=%s", hba);
-    snprintf(sockopt, sizeof sockopt, "unix_socket_directories=%s", v->sockdir);
-    pid_t pid = fork();
-    if (pid < 0) { close(lfd); return efail(1, "fork: %s", strerror(errno)); }
-    if (pid == 0) {
-        dup2(lfd, 1);
-        dup2(lfd, 2);
-        int nul = open("/dev/null", O_RDONLY);
-        if (nul >= 0) dup2(nul, 0);
-        if (geteuid() == 0 && (setgroups(0, NULL) || setgid(st.st_gid) || setuid(st.st_uid))) _exit(126);
-        execl(postgres, "postgres", "-D", view, "-p", "5432", "-c", sockopt, "-c", "listen_addresses=", "-c", hbaopt,
-              "-c", "log_destination=stderr", "-c", "logging_collector=off", (char *)NULL);
-        fprintf(stderr, "exec %s: %s\n", postgres, strerror(errno));
-        _exit(127);
-    }
-    close(lfd);
-    v->pid = pid;
-    snprintf(v->dsn, sizeof v->dsn, "host=%s port=5432 user=%s dbname=%s", v->sockdir, user, dbname);
-    double deadline = mono_s() + 600;
-    for (;;) {
-        if (PQping(v->dsn) == PQPING_OK) return 0;
-        int wst;
-        if (waitpid(pid, &wst, WNOHANG) == pid) {
-            v->pid = 0;
-            char last[1024];
-            last_line(logf, last, sizeof last);
-            return efail(1, "PostgreSQL on %s exited during startup: %s", view, last[0] ? last : "(no log)");
-        }
-        if (mono_s() > deadline) return efail(1, "PostgreSQL on %s did not accept connections within 600 s", view);
-        usleep(100000);
-    }
-}
-
-/* Stop V's server (fast shutdown) and remove its private directory. */
-static void view_stop(view_pg *v)
-{
-    if (v->pid > 0) {
-        kill(v->pid, SIGINT);
-        int st;
-        waitpid(v->pid, &st, 0);
-        v->pid = 0;
-    }
-    if (v->sockdir[0]) {
-        char p[128];
-        snprintf(p, sizeof p, "%s/pg_hba.conf", v->sockdir);
-        unlink(p);
-        snprintf(p, sizeof p, "%s/postgres.log", v->sockdir);
-        unlink(p);
-        rmdir(v->sockdir);   /* the socket and lock files go with the server */
-    }
-}
+/* ------------------------------------------------------------ the point */
 
 /* 1 if every table's Delta log already holds V's point for BRANCH (each
  * told so on stdout); 0 otherwise, or on any error (export_table reports). */
@@ -945,7 +672,7 @@ static int open_target(const char *url, objstore **os)
         }
         mkdir(path, 0755);
     }
-    if (os_open(url, os, err, sizeof err)) return efail(1, "--to %s: %s", url, err);
+    if (os_open(url, os, err, sizeof err)) return export_fail(1, "--to %s: %s", url, err);
     return 0;
 }
 
@@ -976,11 +703,11 @@ static int dsn_branch_check(PGconn *pg, const char *branch)
         if ((size_t)(name - d) >= ml && !strncmp(name - ml, marker, ml)) {
             size_t nl = strcspn(name, "@/");
             if (name[nl] == '@')  /* its insert LSN is past the point, on its own timeline */
-                return efail(1, "--dsn: that server runs on the time-travel view %.*s (data directory %s): export "
+                return export_fail(1, "--dsn: that server runs on the time-travel view %.*s (data directory %s): export "
                              "that point with --at instead", (int)strcspn(name, "/"), name, dir);
             if (nl > len - (size_t)(name - d)) nl = len - (size_t)(name - d);
             if (strlen(branch) == nl && !strncmp(name, branch, nl)) return 0;
-            return efail(1, "--dsn: that server runs on branch %.*s (data directory %s), not %s: export %.*s, or "
+            return export_fail(1, "--dsn: that server runs on branch %.*s (data directory %s), not %s: export %.*s, or "
                          "connect to %s's server", (int)nl, name, dir, branch, (int)nl, name, branch);
         }
         if (pass || !realpath(dir, real)) break;   /* a symbolic link to the branch, on this machine */
@@ -998,7 +725,7 @@ int export_main(int argc, char **argv)
     view_pg v = {0};
     const char **tables = calloc((size_t)argc, sizeof *tables);
     size_t ntables = 0;
-    if (!tables) return efail(1, "out of memory");
+    if (!tables) return export_fail(1, "out of memory");
     int status = 2;
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -1014,55 +741,55 @@ int export_main(int argc, char **argv)
             const char *v;
             if (arg[fl] == '=') v = arg + fl + 1;
             else if (i + 1 < argc) v = argv[++i];
-            else { efail(2, "%s needs a value (see lakefs export --help)", flags[f]); goto done; }
-            if (!*v) { efail(2, "%s needs a non-empty value", flags[f]); goto done; }
+            else { export_fail(2, "%s needs a value (see lakefs export --help)", flags[f]); goto done; }
+            if (!*v) { export_fail(2, "%s needs a non-empty value", flags[f]); goto done; }
             if (f == 0) tables[ntables++] = v;
             else *vals[f] = v;
         }
         if (known) continue;
-        if (arg[0] == '-' && arg[1]) { efail(2, "unknown flag '%s' (see lakefs export --help)", arg); goto done; }
-        if (branch) { efail(2, "one BRANCH only ('%s' and '%s'; see lakefs export --help)", branch, arg); goto done; }
+        if (arg[0] == '-' && arg[1]) { export_fail(2, "unknown flag '%s' (see lakefs export --help)", arg); goto done; }
+        if (branch) { export_fail(2, "one BRANCH only ('%s' and '%s'; see lakefs export --help)", branch, arg); goto done; }
         branch = arg;
     }
-    if (!branch) { efail(2, "name the BRANCH to export (see lakefs export --help)"); goto done; }
-    if (!ntables) { efail(2, "name at least one --table SCHEMA.TABLE"); goto done; }
+    if (!branch) { export_fail(2, "name the BRANCH to export (see lakefs export --help)"); goto done; }
+    if (!ntables) { export_fail(2, "name at least one --table SCHEMA.TABLE"); goto done; }
     for (size_t i = 0; i < ntables; i++) {
         const char *dot = strchr(tables[i], '.');
         if (!dot || dot == tables[i] || !dot[1] || strlen(tables[i]) > 200) {
-            efail(2, "--table %s: give SCHEMA.TABLE, e.g. public.accounts", tables[i]);
+            export_fail(2, "--table %s: give SCHEMA.TABLE, e.g. public.accounts", tables[i]);
             goto done;
         }
         if (!key_name_ok(tables[i])) {
-            efail(2, "--table %s: only names of A-Z a-z 0-9 _ - can be exported for now (they name the "
+            export_fail(2, "--table %s: only names of A-Z a-z 0-9 _ - can be exported for now (they name the "
                   "Delta table's directory)", tables[i]);
             goto done;
         }
     }
-    if (!to) { efail(2, "say where the Delta tables go: --to file:///dir or s3://bucket/prefix"); goto done; }
+    if (!to) { export_fail(2, "say where the Delta tables go: --to file:///dir or s3://bucket/prefix"); goto done; }
     size_t row_group = 0;
-    if (rgs && parse_bytes(rgs, &row_group)) { efail(2, "--row-group-size %s: give bytes, e.g. 64M", rgs); goto done; }
+    if (rgs && parse_bytes(rgs, &row_group)) { export_fail(2, "--row-group-size %s: give bytes, e.g. 64M", rgs); goto done; }
     size_t file_size = DEFAULT_FILE_BYTES;
-    if (fss && parse_bytes(fss, &file_size)) { efail(2, "--file-size %s: give bytes, e.g. 128M", fss); goto done; }
+    if (fss && parse_bytes(fss, &file_size)) { export_fail(2, "--file-size %s: give bytes, e.g. 128M", fss); goto done; }
     if (!dsn && !at) {
-        efail(2, "say which point of %s to export: --at LSN|TIME (a time-travel view), or --dsn CONNINFO of a "
+        export_fail(2, "say which point of %s to export: --at LSN|TIME (a time-travel view), or --dsn CONNINFO of a "
                  "server on it", branch);
         goto done;
     }
-    if (dsn && at) { efail(2, "--at and --dsn exclude each other: with --dsn the point is the server's present"); goto done; }
-    if (dsn && dbname) { efail(2, "--dbname goes with --at; with --dsn say dbname=... in CONNINFO"); goto done; }
+    if (dsn && at) { export_fail(2, "--at and --dsn exclude each other: with --dsn the point is the server's present"); goto done; }
+    if (dsn && dbname) { export_fail(2, "--dbname goes with --at; with --dsn say dbname=... in CONNINFO"); goto done; }
 
     status = 1;
     objstore *os = NULL;
     if (open_target(to, &os)) goto done;
     if (!dsn) {
-        if (view_resolve(branch, at, repo, &v)) { os_close(os); goto done; }
+        if (export_view_resolve(branch, at, repo, &v)) { os_close(os); goto done; }
         if (all_done(os, branch, tables, ntables, &v)) {   /* the same point again: no server needed */
             os_close(os);
             status = 0;
             goto done;
         }
-        if (view_start(dbname ? dbname : "postgres", &v)) {
-            view_stop(&v);
+        if (export_view_start(dbname ? dbname : "postgres", &v)) {
+            export_view_stop(&v);
             os_close(os);
             goto done;
         }
@@ -1070,7 +797,7 @@ int export_main(int argc, char **argv)
     }
     PGconn *pg = PQconnectdb(dsn);
     if (PQstatus(pg) != CONNECTION_OK) {
-        efail(1, "--dsn: cannot connect: %s", pqmsg(pg));
+        export_fail(1, "--dsn: cannot connect: %s", pqmsg(pg));
         PQfinish(pg);
         os_close(os);
         goto done;
@@ -1078,7 +805,7 @@ int export_main(int argc, char **argv)
     PGresult *r = NULL;
     export_ctx x = {.pg = pg, .os = os, .branch = branch, .row_group_bytes = row_group, .file_bytes = file_size};
     if (!v.pid && dsn_branch_check(pg, branch)) goto close;
-    if (PQsetClientEncoding(pg, "UTF8")) { efail(1, "client encoding UTF8: %s", pqmsg(pg)); goto close; }
+    if (PQsetClientEncoding(pg, "UTF8")) { export_fail(1, "client encoding UTF8: %s", pqmsg(pg)); goto close; }
     static const char *settings[] = {"SET DateStyle = ISO", "SET IntervalStyle = postgres", "SET TimeZone = 'UTC'",
                                      "SET extra_float_digits = 3", "SET statement_timeout = 0"};
     for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
@@ -1127,7 +854,7 @@ int export_main(int argc, char **argv)
     PQclear(r);
 close:
     PQfinish(pg);
-    view_stop(&v);
+    export_view_stop(&v);
     os_close(os);
 done:
     free(tables);
