@@ -12,14 +12,15 @@
  * statistics) is encoded then and kept, as Thrift bytes, for the footer.
  *
  * Statistics are kept twice per column, for the current chunk and for the
- * file, and updated with every value in the column's sort order.
+ * file, and updated with every value in the column's sort order
+ * (parquet_stats.c).
  */
 #include "parquet.h"
+#include "parquet_impl.h"
 #include "thrift.h"
 #include "../util/bytebuf.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,36 +46,6 @@ enum {
     CONV_UTF8 = 0, CONV_DECIMAL = 5, CONV_DATE = 6, /* ConvertedType */
     CONV_TIMESTAMP_MICROS = 10, CONV_INT_16 = 16
 };
-
-/* How a column's values compare, for min/max. */
-typedef enum sort_order {
-    ORDER_INT32,                  /* signed: BOOLEAN, INT32 and what it stores */
-    ORDER_INT64,                  /* signed */
-    ORDER_FLOAT,                  /* IEEE, NaN left out */
-    ORDER_DOUBLE,
-    ORDER_BYTES,                  /* bytewise unsigned, a prefix first */
-    ORDER_SIGNED_BE               /* DECIMAL in FIXED_LEN_BYTE_ARRAY */
-} sort_order;
-
-typedef struct stats_acc {
-    uint64_t nulls, nans;         /* NULL cells, NaN values */
-    int has;                      /* min and max are set */
-    pq_value min, max;            /* bytes point into minb/maxb */
-    bytebuf minb, maxb;           /* copies of a byte min and max */
-} stats_acc;
-
-typedef struct pq_col {
-    pq_column def;                /* schema entry; name owned */
-    sort_order order;             /* how its values compare */
-    bytebuf levels;               /* page: 1 (value) or 0 (NULL) per cell */
-    bytebuf values;               /* page: PLAIN bytes of the values */
-    uint32_t page_bools;          /* page: BOOLEAN values bit-packed so far */
-    bytebuf chunk;                /* row group: page headers + compressed pages */
-    uint64_t chunk_cells;         /* row group: cells in chunk's pages */
-    uint64_t chunk_raw;           /* row group: chunk's uncompressed size */
-    stats_acc chunk_stats;        /* row group: statistics */
-    stats_acc file_stats;         /* whole file: statistics */
-} pq_col;
 
 struct pq_writer {
     pq_col *cols;
@@ -343,99 +314,12 @@ int pq_open(const pq_column *cols, size_t ncols, const pq_options *opt,
     return emit(w, "PAR1", 4);
 }
 
-/* ------------------------------------------------------------ statistics */
+/* ------------------------------------------------------------ values */
 
-/* <0, 0, >0 as A sorts before, with, after B in order ORDER (not NaN). */
-static int value_cmp(sort_order order, const pq_value *a, const pq_value *b)
-{
-    size_t n;
-    int c;
-
-    switch (order) {
-    case ORDER_INT32: return (a->i32 > b->i32) - (a->i32 < b->i32);
-    case ORDER_INT64: return (a->i64 > b->i64) - (a->i64 < b->i64);
-    case ORDER_FLOAT: return (a->f32 > b->f32) - (a->f32 < b->f32);
-    case ORDER_DOUBLE: return (a->f64 > b->f64) - (a->f64 < b->f64);
-    case ORDER_SIGNED_BE:
-        /* two's complement, same length: the sign byte signed, then unsigned */
-        if ((int8_t)a->bytes[0] != (int8_t)b->bytes[0])
-            return (int8_t)a->bytes[0] < (int8_t)b->bytes[0] ? -1 : 1;
-        return memcmp(a->bytes + 1, b->bytes + 1, a->len - 1);
-    case ORDER_BYTES:
-        break;
-    }
-    n = a->len < b->len ? a->len : b->len;
-    c = n ? memcmp(a->bytes, b->bytes, n) : 0;
-    if (c)
-        return c;
-    return (a->len > b->len) - (a->len < b->len);
-}
-
-/* Make *DST (bytes kept in B) a copy of V. */
-static int keep_value(pq_value *dst, bytebuf *b, const pq_value *v, int bytes)
-{
-    *dst = *v;
-    if (!bytes)
-        return 0;
-    b->len = 0;
-    if (bytebuf_add(b, v->bytes, v->len) < 0)
-        return -ENOMEM;
-    dst->bytes = b->p;
-    return 0;
-}
-
-/* Count V (not NULL) in S. */
-static int stats_add(stats_acc *s, sort_order order, const pq_value *v)
-{
-    pq_value lo = *v, hi = *v;
-    int bytes = order == ORDER_BYTES || order == ORDER_SIGNED_BE;
-
-    if (order == ORDER_FLOAT) {
-        if (isnan(v->f32)) {
-            s->nans++;
-            return 0;
-        }
-        /* a zero min is -0.0, a zero max +0.0 (either may be in the data) */
-        if (v->f32 == 0) {
-            lo.f32 = -0.0f;
-            hi.f32 = 0.0f;
-        }
-    } else if (order == ORDER_DOUBLE) {
-        if (isnan(v->f64)) {
-            s->nans++;
-            return 0;
-        }
-        if (v->f64 == 0) {
-            lo.f64 = -0.0;
-            hi.f64 = 0.0;
-        }
-    }
-    if (!s->has || value_cmp(order, &lo, &s->min) < 0)
-        if (keep_value(&s->min, &s->minb, &lo, bytes) < 0)
-            return -ENOMEM;
-    if (!s->has || value_cmp(order, &hi, &s->max) > 0)
-        if (keep_value(&s->max, &s->maxb, &hi, bytes) < 0)
-            return -ENOMEM;
-    s->has = 1;
-    return 0;
-}
-
-/* Forget S's counts and values, keeping its buffers. */
-static void stats_reset(stats_acc *s)
-{
-    s->nulls = s->nans = 0;
-    s->has = 0;
-}
-
-static void stats_free(stats_acc *s)
-{
-    bytebuf_free(&s->minb);
-    bytebuf_free(&s->maxb);
-}
-
-/* V as a Statistics min/max: PLAIN, without a length for byte arrays.
- * Returns its length; the bytes are in TMP or V's own buffer. */
-static size_t stat_bytes(const pq_col *c, const pq_value *v, uint8_t tmp[8], const uint8_t **p)
+/* V of column C as PLAIN bytes, without a length for byte arrays (as a
+ * Statistics min/max holds it); returns its length, the bytes in TMP or
+ * V's own buffer. */
+size_t pq_value_plain(const pq_col *c, const pq_value *v, uint8_t tmp[8], const uint8_t **p)
 {
     *p = tmp;
     switch (c->def.type) {
@@ -465,29 +349,6 @@ static size_t stat_bytes(const pq_col *c, const pq_value *v, uint8_t tmp[8], con
     }
     *p = v->bytes;
     return v->len;
-}
-
-/* The Statistics struct of column C's current chunk, as field ID. */
-static void encode_stats(thrift_out *t, int16_t id, const pq_col *c)
-{
-    const stats_acc *s = &c->chunk_stats;
-    uint8_t lo_tmp[8], hi_tmp[8];
-    const uint8_t *lo, *hi;
-    size_t lo_len = 0, hi_len = 0;
-
-    if (s->has) {
-        lo_len = stat_bytes(c, &s->min, lo_tmp, &lo);
-        hi_len = stat_bytes(c, &s->max, hi_tmp, &hi);
-    }
-    thrift_field_struct(t, id);
-    thrift_field_i64(t, 3, (int64_t)s->nulls);                 /* null_count */
-    if (s->has && lo_len <= PQ_STATS_MAX && hi_len <= PQ_STATS_MAX) {
-        thrift_field_binary(t, 5, hi, hi_len);                 /* max_value */
-        thrift_field_binary(t, 6, lo, lo_len);                 /* min_value */
-    }
-    if (c->order == ORDER_FLOAT || c->order == ORDER_DOUBLE)
-        thrift_field_i64(t, 9, (int64_t)s->nans);              /* nan_count */
-    thrift_struct_end(t);
 }
 
 /* ------------------------------------------------------------ pages */
@@ -621,14 +482,14 @@ static int flush_row_group(pq_writer *w)
         thrift_field_i64(g, 6, (int64_t)c->chunk_raw);         /* total_uncompressed_size */
         thrift_field_i64(g, 7, (int64_t)c->chunk.len);         /* total_compressed_size */
         thrift_field_i64(g, 9, (int64_t)at);                   /* data_page_offset */
-        encode_stats(g, 12, c);                                /* statistics */
+        pqstats_encode(g, 12, c);                                /* statistics */
         thrift_struct_end(g);
         thrift_struct_end(g);
         raw_total += c->chunk_raw;
         packed_total += c->chunk.len;
         c->chunk.len = 0;
         c->chunk_cells = c->chunk_raw = 0;
-        stats_reset(&c->chunk_stats);
+        pqstats_reset(&c->chunk_stats);
     }
     thrift_field_i64(g, 2, (int64_t)raw_total);                /* total_byte_size */
     thrift_field_i64(g, 3, (int64_t)w->group_rows);            /* num_rows */
@@ -697,7 +558,7 @@ static int add_cell(pq_writer *w, pq_col *c, int level, const pq_value *v)
             break;
         case PQ_INT32: case PQ_FLOAT: case PQ_INT64: case PQ_DOUBLE: {
             const uint8_t *p;
-            size_t n = stat_bytes(c, v, tmp, &p);
+            size_t n = pq_value_plain(c, v, tmp, &p);
             rc = bytebuf_add(&c->values, p, n);
             break;
         }
@@ -712,9 +573,9 @@ static int add_cell(pq_writer *w, pq_col *c, int level, const pq_value *v)
             break;
         }
         if (rc == 0)
-            rc = stats_add(&c->chunk_stats, c->order, v);
+            rc = pqstats_add(&c->chunk_stats, c->order, v);
         if (rc == 0)
-            rc = stats_add(&c->file_stats, c->order, v);
+            rc = pqstats_add(&c->file_stats, c->order, v);
     } else {
         c->chunk_stats.nulls++;
         c->file_stats.nulls++;
@@ -997,7 +858,7 @@ static int next_file(pq_writer *w)
     if (w->opt.file_done && (rc = w->opt.file_done(w->opt.file_arg, w)) < 0)
         return fail(w, rc, "storing a finished file");
     for (size_t i = 0; i < w->ncols; i++)
-        stats_reset(&w->cols[i].file_stats);
+        pqstats_reset(&w->cols[i].file_stats);
     thrift_reset(&w->groups);
     w->ngroups = 0;
     w->rows = 0;
@@ -1031,8 +892,8 @@ void pq_free(pq_writer *w)
         bytebuf_free(&c->levels);
         bytebuf_free(&c->values);
         bytebuf_free(&c->chunk);
-        stats_free(&c->chunk_stats);
-        stats_free(&c->file_stats);
+        pqstats_free(&c->chunk_stats);
+        pqstats_free(&c->file_stats);
     }
     free(w->cols);
     ZSTD_freeCCtx(w->cctx);
