@@ -49,12 +49,12 @@
  * the directory.
  */
 #include "objcache.h"
+#include "objcache_impl.h"
 #include "objstore_backend.h"
 #include "../util/crc32c.h"
 #include "../util/dirlock.h"
 #include "../util/fnv.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -69,95 +69,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OC_MAGIC "LKFSOC02"
-#define OC_HDR 48                 /* header bytes before the part table */
-#define OC_PART 24                /* part table bytes per part */
-#define OC_PARTS_MAX 16           /* parts one file holds at most: read-ahead's job */
-#define OC_KEY_MAX 1024           /* longer keys are not cached */
-#define OC_BLOCK 4096             /* the bound counts whole blocks */
-#define OC_TOUCH_SECS 60          /* refresh a hit file's mtime this seldom */
-#define OC_BUCKETS0 1024          /* initial hash table size */
-
-enum { OC_RANGE = 1, OC_SIZE = 2 };  /* file kinds: ranged gets, a head */
-
-typedef struct oc_id {
-    const char *key;              /* object key */
-    uint32_t kind;                /* OC_RANGE or OC_SIZE */
-    uint64_t off, len;            /* range as requested (0, 0 for OC_SIZE) */
-} oc_id;
-
-struct oc_file;
-
-typedef struct oc_part {          /* one cached range */
-    struct oc_part *hnext;        /* hash chain, while indexed */
-    struct oc_file *file;         /* the file holding it */
-    uint64_t hash;                /* oc_hash of its identity */
-    uint64_t off, len;            /* identity: the range asked */
-    uint64_t dlen;                /* data bytes */
-    uint64_t at;                  /* offset of the data in the file */
-    uint32_t crc;                 /* oc_part_crc of identity and data */
-    int indexed;                  /* in the hash table (else a duplicate) */
-} oc_part;
-
-typedef struct oc_file {          /* one file of the directory */
-    struct oc_file *prev, *next;  /* LRU list, most recently used first */
-    uint64_t seq;                 /* its name; never reused while open */
-    uint64_t charge;              /* bytes counted against the bound */
-    int64_t touched;              /* mtime (s) as last set or seen */
-    uint32_t kind;                /* OC_RANGE or OC_SIZE */
-    uint32_t nparts;
-    char *key;                    /* object key (stored after the parts) */
-    oc_part parts[];
-} oc_file;
-
-struct objcache {
-    objstore *inner;              /* the repository */
-    objstore *view;               /* the caching store handed out */
-    int dfd;                      /* the cache directory */
-    int lockfd;                   /* DIR/lock, flocked while open */
-    uint64_t limit;               /* bound on charged bytes */
-    pthread_mutex_t mu;           /* guards everything below */
-    oc_part **buckets;            /* indexed parts by hash, power-of-2 long */
-    size_t nbuckets;
-    size_t nindexed;              /* parts in the hash table */
-    oc_file *head, *tail;         /* LRU ends */
-    uint64_t next_seq;            /* name of the next file written */
-    objcache_counters n;          /* counters; entries and bytes kept current */
-};
-
 /* ---- encoding ---- */
-
-/* Store V little-endian at P. */
-static void oc_put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* Store V little-endian at P. */
-static void oc_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-/* Load a little-endian value from P. */
-static uint32_t oc_get32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Load a little-endian value from P. */
-static uint64_t oc_get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 /* 64-bit FNV-1a of ID's key, kind and range: its place in the index. */
 static uint64_t oc_hash(const oc_id *id)
@@ -185,19 +97,19 @@ static uint32_t oc_part_crc(const oc_id *id, const void *data, uint64_t dlen)
 }
 
 /* File name of sequence number SEQ into BUF (17 bytes). */
-static void oc_fname(char *buf, uint64_t seq)
+void oc_fname(char *buf, uint64_t seq)
 {
     snprintf(buf, 17, "%016llx", (unsigned long long)seq);
 }
 
 /* Bytes a file of FLEN bytes is charged. */
-static uint64_t oc_charge(uint64_t flen)
+uint64_t oc_charge(uint64_t flen)
 {
     return (flen + OC_BLOCK - 1) / OC_BLOCK * OC_BLOCK;
 }
 
 /* A new file record for NPARTS parts of KEY (KLEN bytes), parts zeroed. */
-static oc_file *oc_file_new(const char *key, size_t klen, uint32_t kind,
+oc_file *oc_file_new(const char *key, size_t klen, uint32_t kind,
                             uint32_t nparts)
 {
     oc_file *f = calloc(1, sizeof(*f) + nparts * sizeof(oc_part) + klen + 1);
@@ -213,7 +125,7 @@ static oc_file *oc_file_new(const char *key, size_t klen, uint32_t kind,
 }
 
 /* Set part I of F: the range LEN asked at OFF, DLEN data bytes at AT. */
-static void oc_part_set(oc_file *f, uint32_t i, uint64_t off, uint64_t len,
+void oc_part_set(oc_file *f, uint32_t i, uint64_t off, uint64_t len,
                         uint64_t dlen, uint64_t at)
 {
     oc_part *p = &f->parts[i];
@@ -289,7 +201,7 @@ static void oc_grow(objcache *c)
 /* Index F (its file complete on disk) as the most recently used file; its
  * parts cached already in another file stay out of the index.  1 if it
  * added a part, else 0 with nothing changed. */
-static int oc_insert(objcache *c, oc_file *f)
+int oc_insert(objcache *c, oc_file *f)
 {
     int added = 0;
 
@@ -341,7 +253,7 @@ static void oc_remove(objcache *c, oc_file *f, int unlink)
 }
 
 /* Delete least recently used files until under the bound. */
-static void oc_evict(objcache *c)
+void oc_evict(objcache *c)
 {
     while (c->n.bytes > c->limit && c->tail) {
         oc_remove(c, c->tail, 1);
@@ -521,7 +433,7 @@ static void oc_fill_one(objcache *c, const oc_id *id, const void *data,
 }
 
 /* 1 if KEY is an immutable object the cache keeps. */
-static int oc_cacheable(const char *key)
+int oc_cacheable(const char *key)
 {
     return strstr(key, "/layers/") != NULL && strlen(key) <= OC_KEY_MAX;
 }
@@ -778,153 +690,6 @@ static const os_backend oc_backend = {
     .prime = oc_prime,
     .prime_size = oc_prime_size,
 };
-
-/* ---- opening: adopt what a previous daemon left ---- */
-
-/* 1 if S is a 16-digit lowercase hex file name (its value in *SEQ). */
-static int oc_parse_fname(const char *s, uint64_t *seq)
-{
-    uint64_t v = 0;
-    size_t i;
-
-    for (i = 0; s[i]; i++) {
-        int d = s[i] >= '0' && s[i] <= '9' ? s[i] - '0' :
-                s[i] >= 'a' && s[i] <= 'f' ? s[i] - 'a' + 10 : -1;
-        if (d < 0 || i == 16)
-            return 0;
-        v = (v << 4) | (uint64_t)d;
-    }
-    *seq = v;
-    return i == 16;
-}
-
-/* A record of file FNAME (sequence number SEQ) if its header, part table
- * and size are sound, else NULL.  Parts are checked when they are read. */
-static oc_file *oc_load(objcache *c, const char *fname, uint64_t seq)
-{
-    uint8_t hdr[OC_HDR + OC_PARTS_MAX * OC_PART + OC_KEY_MAX];
-    oc_file *f = NULL;
-    struct stat st;
-    uint32_t kind, klen, n;
-    uint64_t off, total, sum = 0;
-    size_t tlen;
-    ssize_t got;
-    int fd, ok = 1;
-
-    fd = openat(c->dfd, fname, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return NULL;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-        (got = pread(fd, hdr, sizeof(hdr), 0)) < OC_HDR)
-        goto out;
-    kind = oc_get32(hdr + 8);
-    klen = oc_get32(hdr + 12);
-    off = oc_get64(hdr + 16);
-    n = oc_get32(hdr + 24);
-    total = oc_get64(hdr + 32);
-    tlen = OC_HDR + (size_t)n * OC_PART + klen;
-    if (memcmp(hdr, OC_MAGIC, 8) != 0 || klen == 0 || klen > OC_KEY_MAX ||
-        n == 0 || n > OC_PARTS_MAX || (size_t)got < tlen ||
-        total > (uint64_t)st.st_size || (uint64_t)st.st_size != tlen + total ||
-        !(kind == OC_RANGE || (kind == OC_SIZE && n == 1 && off == 0)) ||
-        oc_get32(hdr + 40) != crc32c(crc32c(0, hdr, 40), hdr + OC_HDR, tlen - OC_HDR) ||
-        memchr(hdr + tlen - klen, 0, klen) != NULL)
-        goto out;
-    if (!(f = oc_file_new((const char *)hdr + tlen - klen, klen, kind, n)))
-        goto out;
-    for (uint32_t i = 0; i < n; i++) {
-        const uint8_t *t = hdr + OC_HDR + (size_t)i * OC_PART;
-        uint64_t len = oc_get64(t), dlen = oc_get64(t + 8);
-        /* only the last range may be short (the end of the object) */
-        ok &= kind == OC_SIZE ? len == 0 && dlen == 8 :
-              dlen == len || (i == n - 1 && dlen < len);
-        ok &= dlen <= total - sum;
-        if (!ok)
-            break;
-        oc_part_set(f, i, off, len, dlen, tlen + sum);
-        f->parts[i].crc = oc_get32(t + 16);
-        off += len;
-        sum += dlen;
-    }
-    if (!ok || sum != total || !oc_cacheable(f->key)) {
-        free(f);
-        f = NULL;
-        goto out;
-    }
-    f->seq = seq;
-    f->charge = oc_charge((uint64_t)st.st_size);
-    f->touched = st.st_mtim.tv_sec;
-out:
-    close(fd);
-    return f;
-}
-
-/* qsort order: least recently touched first. */
-static int oc_cmp_touched(const void *a, const void *b)
-{
-    const oc_file *x = *(oc_file *const *)a, *y = *(oc_file *const *)b;
-    return (x->touched > y->touched) - (x->touched < y->touched);
-}
-
-/* Index the files in the directory (most recently touched first), delete
- * unsound ones, temporary files of older versions and files whose ranges
- * all are in others, and trim to the bound. */
-static int oc_scan(objcache *c)
-{
-    oc_file **found = NULL, *f;
-    size_t n = 0, cap = 0;
-    struct dirent *de;
-    uint64_t seq;
-    int fd, rc = 0;
-    DIR *d;
-
-    if ((fd = dup(c->dfd)) < 0)
-        return -errno;
-    if (!(d = fdopendir(fd))) {
-        rc = -errno;
-        close(fd);
-        return rc;
-    }
-    while ((de = readdir(d))) {
-        if (strncmp(de->d_name, "tmp.", 4) == 0) {
-            unlinkat(c->dfd, de->d_name, 0);
-            continue;
-        }
-        if (!oc_parse_fname(de->d_name, &seq))
-            continue;             /* ".", "..", "lock" */
-        if (seq >= c->next_seq)
-            c->next_seq = seq + 1;
-        if (!(f = oc_load(c, de->d_name, seq))) {
-            unlinkat(c->dfd, de->d_name, 0);
-            c->n.discarded++;
-            continue;
-        }
-        if (n == cap) {
-            oc_file **nf = realloc(found, (cap ? cap * 2 : 256) * sizeof(*nf));
-            if (!nf) {
-                free(f);
-                rc = -ENOMEM;
-                break;
-            }
-            found = nf;
-            cap = cap ? cap * 2 : 256;
-        }
-        found[n++] = f;
-    }
-    closedir(d);
-    if (n)
-        qsort(found, n, sizeof(*found), oc_cmp_touched);
-    for (size_t i = 0; i < n; i++)  /* each becomes the most recent */
-        if (!oc_insert(c, found[i])) {
-            char fname[17];
-            oc_fname(fname, found[i]->seq);
-            unlinkat(c->dfd, fname, 0);
-            free(found[i]);
-        }
-    free(found);
-    oc_evict(c);
-    return rc;
-}
 
 /* Open the cache directory DIR in front of INNER (see objcache.h). */
 int objcache_open(objstore *inner, const char *dir, uint64_t limit,
