@@ -1,5 +1,6 @@
 /*
- * pq_reader.h -- a minimal Parquet reader for test_parquet.c, written from
+ * pq_reader.h -- a minimal Parquet reader for the lake tests (test_parquet.c,
+ * pq_model.c; its Thrift decoder also for test_thrift.c), written from
  * the format's specification apart from lake/parquet.c, so that the tests
  * check the writer against an independent reading of the same spec.
  *
@@ -8,7 +9,8 @@
  * and the footer length, decodes FileMetaData, and rd_column() reads one
  * column chunk back: every page header, zstd frame, RLE/bit-packed
  * definition levels and PLAIN value.  Everything is bounds-checked: a
- * malformed file is an error (-1), never a crash.
+ * malformed file is an error (-1), never a crash.  Its functions are
+ * static inline: each test uses a part of them.
  */
 #ifndef LAKEFS_PQ_READER_H
 #define LAKEFS_PQ_READER_H
@@ -34,7 +36,7 @@ typedef struct tcur {
     const uint8_t *p, *end;
 } tcur;
 
-static int tvarint(tcur *c, uint64_t *v)
+static inline int tvarint(tcur *c, uint64_t *v)
 {
     *v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
@@ -48,7 +50,7 @@ static int tvarint(tcur *c, uint64_t *v)
     return -1;
 }
 
-static int tzigzag(tcur *c, int64_t *v)
+static inline int tzigzag(tcur *c, int64_t *v)
 {
     uint64_t u;
     if (tvarint(c, &u) < 0)
@@ -57,7 +59,7 @@ static int tzigzag(tcur *c, int64_t *v)
     return 0;
 }
 
-static void tfree(tnode *n)
+static inline void tfree(tnode *n)
 {
     for (size_t i = 0; i < n->nkids; i++)
         tfree(&n->kids[i]);
@@ -66,10 +68,10 @@ static void tfree(tnode *n)
     n->nkids = 0;
 }
 
-static int tvalue(tcur *c, int type, tnode *n, int depth);
+static inline int tvalue(tcur *c, int type, tnode *n, int depth);
 
 /* Append an empty child to N. */
-static tnode *tkid(tnode *n)
+static inline tnode *tkid(tnode *n)
 {
     tnode *k = realloc(n->kids, (n->nkids + 1) * sizeof(*k));
     if (!k)
@@ -79,7 +81,7 @@ static tnode *tkid(tnode *n)
     return &k[n->nkids++];
 }
 
-static int tstruct(tcur *c, tnode *n, int depth)
+static inline int tstruct(tcur *c, tnode *n, int depth)
 {
     int last = 0;
     n->type = 12;
@@ -110,7 +112,7 @@ static int tstruct(tcur *c, tnode *n, int depth)
     }
 }
 
-static int tvalue(tcur *c, int type, tnode *n, int depth)
+static inline int tvalue(tcur *c, int type, tnode *n, int depth)
 {
     uint64_t u;
     if (depth > 32)
@@ -154,7 +156,7 @@ static int tvalue(tcur *c, int type, tnode *n, int depth)
 }
 
 /* Decode one struct from P[0..N) into *N; bytes used, or -1. */
-static long tdecode(const uint8_t *p, size_t len, tnode *n)
+static inline long tdecode(const uint8_t *p, size_t len, tnode *n)
 {
     tcur c = { p, p + len };
     memset(n, 0, sizeof(*n));
@@ -166,7 +168,7 @@ static long tdecode(const uint8_t *p, size_t len, tnode *n)
 }
 
 /* Field ID of struct N, or NULL. */
-static const tnode *tf(const tnode *n, int id)
+static inline const tnode *tf(const tnode *n, int id)
 {
     if (!n)
         return NULL;
@@ -177,7 +179,7 @@ static const tnode *tf(const tnode *n, int id)
 }
 
 /* Integer field ID of N, or DEF when absent. */
-static int64_t ti(const tnode *n, int id, int64_t def)
+static inline int64_t ti(const tnode *n, int id, int64_t def)
 {
     const tnode *f = tf(n, id);
     return f ? f->i : def;
@@ -193,7 +195,7 @@ typedef struct rd_file {
 } rd_file;
 
 /* Check magic, footer length, decode the footer; 0 or -1. */
-static int rd_open(rd_file *f, const uint8_t *buf, size_t len)
+static inline int rd_open(rd_file *f, const uint8_t *buf, size_t len)
 {
     memset(f, 0, sizeof(*f));
     f->buf = buf;
@@ -209,7 +211,7 @@ static int rd_open(rd_file *f, const uint8_t *buf, size_t len)
     return used == (long)f->footer_len ? 0 : -1;
 }
 
-static void rd_close(rd_file *f)
+static inline void rd_close(rd_file *f)
 {
     tfree(&f->meta);
 }
@@ -233,7 +235,7 @@ typedef struct rd_chunk {
     int plain_rle_only;           /* every page: DATA_PAGE, PLAIN, RLE levels */
 } rd_chunk;
 
-static void rd_chunk_free(rd_chunk *c)
+static inline void rd_chunk_free(rd_chunk *c)
 {
     for (size_t i = 0; i < c->npages; i++)
         free(c->pages[i]);
@@ -242,12 +244,12 @@ static void rd_chunk_free(rd_chunk *c)
     memset(c, 0, sizeof(*c));
 }
 
-static uint32_t rd_le32(const uint8_t *p)
+static inline uint32_t rd_le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-static uint64_t rd_le64(const uint8_t *p)
+static inline uint64_t rd_le64(const uint8_t *p)
 {
     return (uint64_t)rd_le32(p) | (uint64_t)rd_le32(p + 4) << 32;
 }
@@ -255,7 +257,7 @@ static uint64_t rd_le64(const uint8_t *p)
 /* Decode N levels of bit width 1 (RLE/bit-packed hybrid, no length) from
  * P[0..LEN) into LV; 0 or -1 (also when the runs do not end exactly at
  * LEN). */
-static int rd_levels(const uint8_t *p, size_t len, uint8_t *lv, size_t n)
+static inline int rd_levels(const uint8_t *p, size_t len, uint8_t *lv, size_t n)
 {
     tcur c = { p, p + len };
     size_t got = 0;
@@ -284,7 +286,7 @@ static int rd_levels(const uint8_t *p, size_t len, uint8_t *lv, size_t n)
 /* Read the pages of column chunk CC (a ColumnChunk node) of F; TYPE and
  * LENGTH are the column's physical type and FIXED_LEN_BYTE_ARRAY length.
  * 0 or -1. */
-static int rd_column(const rd_file *f, const tnode *cc, int type, size_t length, rd_chunk *out)
+static inline int rd_column(const rd_file *f, const tnode *cc, int type, size_t length, rd_chunk *out)
 {
     const tnode *md = tf(cc, 3);
     memset(out, 0, sizeof(*out));

@@ -1,21 +1,21 @@
 /*
- * test_parquet.c -- the Parquet writer (lake/parquet.c) and its Thrift
- * compact encoder (lake/thrift.c).
+ * test_parquet.c -- the Parquet writer (lake/parquet.c).
  *
- * Thrift bytes and definition-level runs are checked byte for byte against
- * values worked out by hand from the specifications.  Files are written to
- * a memory sink and read back by pq_reader.h, a reader written apart from
- * the writer: magic at both ends, footer length, schema elements, offsets
- * and sizes of every chunk, every value of every cell, and each chunk's
- * statistics against ones computed here from the rows put in.  Cases:
- * every type with NULLs and extremes, several row groups and pages, empty
- * files, bad schemas and cells, a failing sink, a bound on what the writer
- * holds, and random schemas and rows.
+ * Definition-level runs are checked byte for byte against values worked
+ * out by hand from the specification.  Files are written to a memory sink
+ * and checked against the model of pq_model.c, which reads them back with
+ * pq_reader.h, a reader written apart from the writer: magic at both
+ * ends, footer length, schema elements, offsets and sizes of every chunk,
+ * every value of every cell, and each chunk's statistics against ones
+ * computed from the rows put in.  Cases: every type with NULLs and
+ * extremes, several row groups and pages, empty files, bad schemas and
+ * cells, a failing sink, a bound on what the writer holds, and random
+ * schemas and rows.  The Thrift encoder has test_thrift.c.
  */
 #include "harness.h"
 #include "parquet.h"
-#include "thrift.h"
 #include "pq_reader.h"
+#include "pq_model.h"
 
 #include <errno.h>
 #include <math.h>
@@ -30,543 +30,6 @@ static uint64_t rnd(void)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return rng;
-}
-
-/* ------------------------------------------------------------ memory sink */
-
-typedef struct membuf {
-    uint8_t *p;
-    size_t len, cap;
-    size_t fail_at;               /* fail a write that would pass this many bytes (0: never) */
-} membuf;
-
-static int mem_sink(void *arg, const void *buf, size_t len)
-{
-    membuf *m = arg;
-    if (m->fail_at && m->len + len > m->fail_at)
-        return -ENOSPC;
-    if (m->len + len > m->cap) {
-        size_t cap = m->cap ? m->cap : 4096;
-        while (cap < m->len + len)
-            cap *= 2;
-        m->p = realloc(m->p, cap);
-        if (!m->p)
-            abort();
-        m->cap = cap;
-    }
-    memcpy(m->p + m->len, buf, len);
-    m->len += len;
-    return 0;
-}
-
-/* ------------------------------------------------------------ thrift */
-
-static int same_bytes(const thrift_out *t, const uint8_t *want, size_t n)
-{
-    if (t->out.len == n && memcmp(t->out.p, want, n) == 0)
-        return 1;
-    fprintf(stderr, "thrift bytes (%zu, want %zu):", t->out.len, n);
-    for (size_t i = 0; i < t->out.len; i++)
-        fprintf(stderr, " %02x", t->out.p[i]);
-    fprintf(stderr, "\n");
-    return 0;
-}
-
-static void test_thrift(void)
-{
-    thrift_out t;
-    static const uint8_t want[] = {
-        0x15, 0x02,                               /* 1: i32 1 */
-        0x16, 0x01,                               /* 2: i64 -1 */
-        0x28, 0x02, 'a', 'b',                     /* 4: binary "ab" (delta 2) */
-        0x11,                                     /* 5: bool true */
-        0x12,                                     /* 6: bool false */
-        0x13, 0xFE,                               /* 7: i8 -2 */
-        0x05, 0xC8, 0x01, 0x06,                   /* 100: long form, i32 3 */
-        0x15, 0xD8, 0x04,                         /* 101: i32 300 */
-        0x16, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, /* 102: INT64_MIN */
-        0x16, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, /* 103: INT64_MAX */
-        0x15, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F,       /* 104: INT32_MIN */
-        0x19, 0x35, 0x00, 0x01, 0x80, 0x01,       /* 105: list<i32> {0, -1, 64} */
-        0x19, 0xF8, 0x0F,                         /* 106: list<binary> of 15 "" */
-        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-        0x1C,                                     /* 107: struct */
-        0x15, 0x0A,                               /*   1: i32 5 */
-        0x05, 0x28, 0x00,                         /*   20: long form (delta 19), i32 0 */
-        0x00,                                     /*   stop */
-        0x15, 0x00,                               /* 108: i32 0 (delta from 107) */
-        0x05, 0x06, 0x0E,                         /* 3: backwards, long form, i32 7 */
-        0x5C, 0x00,                               /* 8: empty struct (delta 5) */
-        0x19, 0x2C,                               /* 9: list<struct> of 2 */
-        0x15, 0x02, 0x00,                         /*   {1: i32 1} */
-        0x00,                                     /*   {} */
-        0x00                                      /* stop */
-    };
-
-    thrift_init(&t);
-    thrift_struct_begin(&t);
-    thrift_field_i32(&t, 1, 1);
-    thrift_field_i64(&t, 2, -1);
-    thrift_field_binary(&t, 4, "ab", 2);
-    thrift_field_bool(&t, 5, 1);
-    thrift_field_bool(&t, 6, 0);
-    thrift_field_i8(&t, 7, -2);
-    thrift_field_i32(&t, 100, 3);
-    thrift_field_i32(&t, 101, 300);
-    thrift_field_i64(&t, 102, INT64_MIN);
-    thrift_field_i64(&t, 103, INT64_MAX);
-    thrift_field_i32(&t, 104, INT32_MIN);
-    thrift_field_list(&t, 105, THRIFT_I32, 3);
-    thrift_i32(&t, 0);
-    thrift_i32(&t, -1);
-    thrift_i32(&t, 64);
-    thrift_field_list(&t, 106, THRIFT_BINARY, 15);
-    for (int i = 0; i < 15; i++)
-        thrift_binary(&t, "", 0);
-    thrift_field_struct(&t, 107);
-    thrift_field_i32(&t, 1, 5);
-    thrift_field_i32(&t, 20, 0);
-    thrift_struct_end(&t);
-    thrift_field_i32(&t, 108, 0);
-    thrift_field_i32(&t, 3, 7);
-    thrift_field_struct(&t, 8);
-    thrift_struct_end(&t);
-    thrift_field_list(&t, 9, THRIFT_STRUCT, 2);
-    thrift_struct_begin(&t);
-    thrift_field_i32(&t, 1, 1);
-    thrift_struct_end(&t);
-    thrift_struct_begin(&t);
-    thrift_struct_end(&t);
-    thrift_struct_end(&t);
-    CHECK(thrift_error(&t) == 0);
-    CHECK(same_bytes(&t, want, sizeof(want)));
-
-    /* the test's decoder reads the same bytes back */
-    tnode n;
-    CHECK(tdecode(t.out.p, t.out.len, &n) == (long)t.out.len);
-    CHECK(ti(&n, 102, 0) == INT64_MIN && ti(&n, 103, 0) == INT64_MAX);
-    CHECK(tf(&n, 9) && tf(&n, 9)->nkids == 2 && ti(&tf(&n, 9)->kids[0], 1, 0) == 1);
-    CHECK(tf(&n, 8) && tf(&n, 8)->type == THRIFT_STRUCT && tf(&n, 8)->nkids == 0);
-    CHECK(ti(&n, 5, -1) == 1 && ti(&n, 6, -1) == 0 && ti(&n, 7, 0) == -2 && ti(&n, 3, 0) == 7);
-    CHECK(tf(&n, 4) && tf(&n, 4)->len == 2 && memcmp(tf(&n, 4)->bin, "ab", 2) == 0);
-    CHECK(tf(&n, 106) && tf(&n, 106)->nkids == 15);
-    CHECK(ti(tf(&n, 107), 20, -1) == 0 && ti(tf(&n, 107), 1, 0) == 5);
-    tfree(&n);
-
-    /* long lists: the size as a varint */
-    thrift_reset(&t);
-    thrift_struct_begin(&t);
-    thrift_field_list(&t, 1, THRIFT_I32, 200);
-    for (int i = 0; i < 200; i++)
-        thrift_i32(&t, 1);
-    thrift_struct_end(&t);
-    CHECK(t.out.len == 1 + 1 + 2 + 200 + 1 && t.out.p[1] == 0xF5 && t.out.p[2] == 0xC8 && t.out.p[3] == 0x01);
-
-    /* misuse is reported once, at the end */
-    thrift_reset(&t);
-    thrift_struct_end(&t);
-    CHECK(thrift_error(&t) == -EINVAL);
-    thrift_reset(&t);
-    thrift_field_i32(&t, 1, 1);                  /* no open struct */
-    CHECK(thrift_error(&t) == -EINVAL);
-    thrift_reset(&t);
-    for (int i = 0; i <= THRIFT_DEPTH_MAX; i++)
-        thrift_struct_begin(&t);
-    CHECK(thrift_error(&t) == -EINVAL);
-    thrift_free(&t);
-}
-
-/* ------------------------------------------------------------ the model */
-
-/* A cell put into the writer, and what the file must hold for it. */
-typedef struct cell {
-    int null;
-    int64_t i;                    /* BOOLEAN, INT32, INT64 */
-    float f;
-    double d;
-    uint8_t *b;                   /* BYTE_ARRAY, FIXED_LEN_BYTE_ARRAY (owned) */
-    size_t len;
-    int via_int64;                /* DECIMAL: put with pq_int64 (i), stored as b or i */
-} cell;
-
-typedef struct table {
-    pq_column *cols;
-    size_t ncols;
-    cell *cells;                  /* rows * ncols */
-    size_t rows, cap;
-} table;
-
-static cell *table_row(table *t)
-{
-    if (t->rows == t->cap) {
-        t->cap = t->cap ? t->cap * 2 : 64;
-        t->cells = realloc(t->cells, t->cap * t->ncols * sizeof(cell));
-        if (!t->cells)
-            abort();
-    }
-    cell *r = &t->cells[t->rows++ * t->ncols];
-    memset(r, 0, t->ncols * sizeof(cell));
-    return r;
-}
-
-static void table_free(table *t)
-{
-    for (size_t i = 0; i < t->rows * t->ncols; i++)
-        free(t->cells[i].b);
-    free(t->cells);
-    memset(t, 0, sizeof(*t));
-}
-
-static void cell_bytes(cell *c, const void *p, size_t n)
-{
-    c->b = malloc(n ? n : 1);
-    memcpy(c->b, p, n);
-    c->len = n;
-}
-
-/* DECIMAL V as a big-endian two's complement of N bytes (the model's own
- * way: arithmetic on the magnitude, then negation). */
-static void cell_decimal(cell *c, int64_t v, size_t n)
-{
-    uint64_t mag = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    c->b = calloc(n, 1);
-    c->len = n;
-    for (size_t k = 0; k < n && k < 8; k++)
-        c->b[n - 1 - k] = (uint8_t)(mag >> (8 * k));
-    if (v < 0) {
-        int carry = 1;
-        for (size_t k = n; k-- > 0;) {
-            int x = (uint8_t)~c->b[k] + carry;
-            c->b[k] = (uint8_t)x;
-            carry = x >> 8;
-        }
-    }
-    c->i = v;
-    c->via_int64 = 1;
-}
-
-/* Put row R of T into W. */
-static int put_row(pq_writer *w, const table *t, size_t r)
-{
-    for (size_t k = 0; k < t->ncols; k++) {
-        const cell *c = &t->cells[r * t->ncols + k];
-        const pq_column *col = &t->cols[k];
-        int rc;
-        if (c->null) {
-            rc = pq_null(w);
-        } else if (c->via_int64) {
-            rc = pq_int64(w, c->i);
-        } else {
-            switch (col->type) {
-            case PQ_BOOLEAN: rc = pq_bool(w, (int)c->i); break;
-            case PQ_INT32: rc = pq_int32(w, (int32_t)c->i); break;
-            case PQ_INT64: rc = pq_int64(w, c->i); break;
-            case PQ_FLOAT: rc = pq_float(w, c->f); break;
-            case PQ_DOUBLE: rc = pq_double(w, c->d); break;
-            default: rc = pq_bytes(w, c->b, c->len); break;
-            }
-        }
-        if (rc < 0) {
-            fprintf(stderr, "row %zu col %zu: %d %s\n", r, k, rc, pq_error(w));
-            return rc;
-        }
-    }
-    return pq_end_row(w);
-}
-
-/* Write T to M with OPT; 0 or the failing call's error. */
-static int write_table(const table *t, const pq_options *opt, membuf *m, pq_writer **out)
-{
-    pq_writer *w;
-    int rc = pq_open(t->cols, t->ncols, opt, mem_sink, m, &w);
-    *out = w;
-    if (rc < 0) {
-        fprintf(stderr, "pq_open: %s\n", pq_error(w));
-        return rc;
-    }
-    for (size_t r = 0; r < t->rows; r++)
-        if ((rc = put_row(w, t, r)) < 0)
-            return rc;
-    rc = pq_finish(w);
-    if (rc < 0)
-        fprintf(stderr, "pq_finish: %s\n", pq_error(w));
-    return rc;
-}
-
-/* ------------------------------------------------------------ checks */
-
-static int is_decimal_flba(const pq_column *c)
-{
-    return c->logical == PQ_DECIMAL && c->type == PQ_FIXED_LEN_BYTE_ARRAY;
-}
-
-/* The stored form of model cell C equals decoded cell D. */
-static int cell_equal(const pq_column *col, const cell *c, const rd_cell *d)
-{
-    uint32_t fb;
-    uint64_t db;
-
-    if (c->null || d->null)
-        return c->null == d->null;
-    switch (col->type) {
-    case PQ_BOOLEAN: case PQ_INT32: case PQ_INT64:
-        return c->i == d->i;
-    case PQ_FLOAT:
-        memcpy(&fb, &c->f, 4);
-        return fb == d->f32;
-    case PQ_DOUBLE:
-        memcpy(&db, &c->d, 8);
-        return db == d->f64;
-    default:
-        return c->len == d->len && (c->len == 0 || memcmp(c->b, d->b, c->len) == 0);
-    }
-}
-
-/* Order of non-NULL, non-NaN cells A and B in column COL, computed the
- * model's way (decimals: sign bit flipped, then bytes unsigned). */
-static int model_cmp(const pq_column *col, const cell *a, const cell *b)
-{
-    switch (col->type) {
-    case PQ_BOOLEAN: case PQ_INT32: case PQ_INT64:
-        return a->i < b->i ? -1 : a->i > b->i;
-    case PQ_FLOAT:
-        return a->f < b->f ? -1 : a->f > b->f;
-    case PQ_DOUBLE:
-        return a->d < b->d ? -1 : a->d > b->d;
-    default:
-        break;
-    }
-    for (size_t k = 0; k < a->len && k < b->len; k++) {
-        int x = a->b[k], y = b->b[k];
-        if (k == 0 && is_decimal_flba(col))
-            x ^= 0x80, y ^= 0x80;
-        if (x != y)
-            return x < y ? -1 : 1;
-    }
-    return a->len < b->len ? -1 : a->len > b->len;
-}
-
-static int cell_is_nan(const pq_column *col, const cell *c)
-{
-    return (col->type == PQ_FLOAT && isnan(c->f)) || (col->type == PQ_DOUBLE && isnan(c->d));
-}
-
-/* C as a statistics value (PLAIN, no length) into OUT; MIN selects the
- * sign of a zero float. Returns the length. */
-static size_t stat_encode(const pq_column *col, const cell *c, int min, uint8_t *out, const uint8_t **p)
-{
-    *p = out;
-    switch (col->type) {
-    case PQ_BOOLEAN:
-        out[0] = (uint8_t)c->i;
-        return 1;
-    case PQ_INT32:
-        for (int k = 0; k < 4; k++)
-            out[k] = (uint8_t)((uint64_t)c->i >> (8 * k));
-        return 4;
-    case PQ_INT64:
-        for (int k = 0; k < 8; k++)
-            out[k] = (uint8_t)((uint64_t)c->i >> (8 * k));
-        return 8;
-    case PQ_FLOAT: {
-        float f = c->f == 0 ? (min ? -0.0f : 0.0f) : c->f;
-        memcpy(out, &f, 4);       /* little-endian host (x86-64, arm64) */
-        return 4;
-    }
-    case PQ_DOUBLE: {
-        double d = c->d == 0 ? (min ? -0.0 : 0.0) : c->d;
-        memcpy(out, &d, 8);
-        return 8;
-    }
-    default:
-        *p = c->b;
-        return c->len;
-    }
-}
-
-/* Chunk statistics node ST agrees with rows [FROM, TO) of column K of T. */
-static int stats_match(const table *t, size_t k, size_t from, size_t to, const tnode *st)
-{
-    const pq_column *col = &t->cols[k];
-    const cell *lo = NULL, *hi = NULL;
-    uint64_t nulls = 0, nans = 0;
-    int ok = 1;
-
-    for (size_t r = from; r < to; r++) {
-        const cell *c = &t->cells[r * t->ncols + k];
-        if (c->null) {
-            nulls++;
-        } else if (cell_is_nan(col, c)) {
-            nans++;
-        } else {
-            if (!lo || model_cmp(col, c, lo) < 0)
-                lo = c;
-            if (!hi || model_cmp(col, c, hi) > 0)
-                hi = c;
-        }
-    }
-    if (!st || ti(st, 3, -1) != (int64_t)nulls)
-        ok = 0;
-    if (col->type == PQ_FLOAT || col->type == PQ_DOUBLE) {
-        if (ti(st, 9, -1) != (int64_t)nans)
-            ok = 0;
-    } else if (tf(st, 9)) {
-        ok = 0;
-    }
-    const tnode *mx = tf(st, 5), *mn = tf(st, 6);
-    if (lo && lo->len <= PQ_STATS_MAX && hi->len <= PQ_STATS_MAX) {
-        uint8_t a[8], b[8];
-        const uint8_t *pa, *pb;
-        size_t la = stat_encode(col, lo, 1, a, &pa), lb = stat_encode(col, hi, 0, b, &pb);
-        if (!mn || !mx || mn->len != la || mx->len != lb ||
-            (la && memcmp(mn->bin, pa, la)) || (lb && memcmp(mx->bin, pb, lb)))
-            ok = 0;
-    } else if (mn || mx) {
-        ok = 0;
-    }
-    if (!ok)
-        fprintf(stderr, "column %zu (%s) rows %zu..%zu: statistics differ\n", k, col->name, from, to);
-    return ok;
-}
-
-/* pq_stats_get agrees with the whole table, column K (exact min/max). */
-static int file_stats_match(pq_writer *w, const table *t, size_t k)
-{
-    const pq_column *col = &t->cols[k];
-    const cell *lo = NULL, *hi = NULL;
-    uint64_t nulls = 0, nans = 0;
-    pq_stats s;
-
-    if (pq_stats_get(w, k, &s) < 0)
-        return 0;
-    for (size_t r = 0; r < t->rows; r++) {
-        const cell *c = &t->cells[r * t->ncols + k];
-        if (c->null) {
-            nulls++;
-        } else if (cell_is_nan(col, c)) {
-            nans++;
-        } else {
-            if (!lo || model_cmp(col, c, lo) < 0)
-                lo = c;
-            if (!hi || model_cmp(col, c, hi) > 0)
-                hi = c;
-        }
-    }
-    if (s.null_count != nulls || s.nan_count != nans || s.has_min_max != (lo != NULL))
-        return 0;
-    if (!lo)
-        return 1;
-    uint8_t a[8], b[8];
-    const uint8_t *pa, *pb;
-    size_t la = stat_encode(col, lo, 1, a, &pa), lb = stat_encode(col, hi, 0, b, &pb);
-    switch (col->type) {
-    case PQ_BOOLEAN: case PQ_INT32:
-        return s.min.i32 == lo->i && s.max.i32 == hi->i;
-    case PQ_INT64:
-        return s.min.i64 == lo->i && s.max.i64 == hi->i;
-    case PQ_FLOAT:
-        return memcmp(&s.min.f32, pa, 4) == 0 && memcmp(&s.max.f32, pb, 4) == 0;
-    case PQ_DOUBLE:
-        return memcmp(&s.min.f64, pa, 8) == 0 && memcmp(&s.max.f64, pb, 8) == 0;
-    default:
-        return s.min.len == la && s.max.len == lb && (la == 0 || memcmp(s.min.bytes, pa, la) == 0) &&
-               (lb == 0 || memcmp(s.max.bytes, pb, lb) == 0);
-    }
-}
-
-/* Read file M back and compare it with T in every respect the reader
- * sees; *GROUPS gets the number of row groups.  1 if all agree. */
-static int file_matches(const membuf *m, const table *t, size_t *groups)
-{
-    rd_file f;
-    int ok = 1;
-    uint64_t expect_at = 4, row = 0;
-
-    if (rd_open(&f, m->p, m->len) < 0) {
-        fprintf(stderr, "file does not parse\n");
-        return 0;
-    }
-    const tnode *schema = tf(&f.meta, 2), *rgs = tf(&f.meta, 4), *orders = tf(&f.meta, 7);
-    const tnode *by = tf(&f.meta, 6);
-    static const char created[] = "lakefs version ";
-    if (ti(&f.meta, 1, 0) != 1 || !schema || schema->nkids != t->ncols + 1 || !rgs ||
-        ti(&f.meta, 3, -1) != (int64_t)t->rows || !orders || orders->nkids != t->ncols ||
-        !by || by->len <= strlen(created) || memcmp(by->bin, created, strlen(created))) {
-        fprintf(stderr, "FileMetaData is wrong\n");
-        rd_close(&f);
-        return 0;
-    }
-    if (ti(&schema->kids[0], 5, -1) != (int64_t)t->ncols || tf(&schema->kids[0], 1))
-        ok = 0;
-    for (size_t k = 0; k < t->ncols; k++) {
-        const tnode *se = &schema->kids[k + 1], *name = tf(se, 4);
-        const pq_column *col = &t->cols[k];
-        if (ti(se, 1, -1) != col->type || ti(se, 3, -1) != 1 || !name ||
-            name->len != strlen(col->name) || memcmp(name->bin, col->name, name->len) ||
-            ti(se, 2, 0) != col->length)
-            ok = 0;
-        /* ColumnOrder: TYPE_ORDER */
-        const tnode *o = &orders->kids[k];
-        if (o->nkids != 1 || o->kids[0].id != 1 || o->kids[0].type != 12 || o->kids[0].nkids != 0)
-            ok = 0;
-    }
-    *groups = rgs->nkids;
-    for (size_t g = 0; g < rgs->nkids && ok; g++) {
-        const tnode *rg = &rgs->kids[g], *ccs = tf(rg, 1);
-        uint64_t nrows = (uint64_t)ti(rg, 3, -1), raw_sum = 0, packed_sum = 0;
-        if (!ccs || ccs->nkids != t->ncols || nrows == 0 || row + nrows > t->rows ||
-            ti(rg, 5, -1) != (int64_t)expect_at) {
-            ok = 0;
-            break;
-        }
-        for (size_t k = 0; k < t->ncols && ok; k++) {
-            const tnode *cc = &ccs->kids[k], *md = tf(cc, 3), *path = tf(md, 3), *enc = tf(md, 2);
-            const pq_column *col = &t->cols[k];
-            rd_chunk ch;
-            /* chunks follow each other from byte 4 */
-            if (ti(md, 9, -1) != (int64_t)expect_at || ti(md, 4, -1) != 6 || ti(md, 1, -1) != col->type ||
-                ti(md, 5, -1) != (int64_t)nrows || ti(cc, 2, -1) != 0 || !path || path->nkids != 1 ||
-                path->kids[0].len != strlen(col->name) || !enc || enc->nkids != 2 ||
-                enc->kids[0].i != 0 || enc->kids[1].i != 3) {
-                fprintf(stderr, "group %zu column %zu: ColumnMetaData is wrong\n", g, k);
-                ok = 0;
-                break;
-            }
-            expect_at += (uint64_t)ti(md, 7, 0);
-            raw_sum += (uint64_t)ti(md, 6, 0);
-            packed_sum += (uint64_t)ti(md, 7, 0);
-            if (rd_column(&f, cc, col->type, (size_t)col->length, &ch) < 0 || !ch.plain_rle_only) {
-                fprintf(stderr, "group %zu column %zu: pages do not read back\n", g, k);
-                ok = 0;
-            }
-            for (size_t r = 0; ok && r < ch.n; r++)
-                if (!cell_equal(col, &t->cells[(row + r) * t->ncols + k], &ch.cells[r])) {
-                    fprintf(stderr, "group %zu column %zu row %zu: value differs\n", g, k, (size_t)(row + r));
-                    ok = 0;
-                }
-            /* total_uncompressed_size: every page header plus raw page */
-            if (ok && ch.raw_size != (uint64_t)ti(md, 6, -1)) {
-                fprintf(stderr, "group %zu column %zu: total_uncompressed_size is wrong\n", g, k);
-                ok = 0;
-            }
-            if (ok && !stats_match(t, k, (size_t)row, (size_t)(row + nrows), tf(md, 12)))
-                ok = 0;
-            rd_chunk_free(&ch);
-        }
-        if (ok && (ti(rg, 2, -1) != (int64_t)raw_sum || ti(rg, 6, -1) != (int64_t)packed_sum)) {
-            fprintf(stderr, "group %zu: total sizes are wrong\n", g);
-            ok = 0;
-        }
-        row += nrows;
-    }
-    /* the footer starts where the last chunk ends; every row is in a group */
-    if (ok && (expect_at != f.footer_at || row != t->rows)) {
-        fprintf(stderr, "chunks end at %llu, footer at %zu; %llu of %zu rows\n",
-                (unsigned long long)expect_at, f.footer_at, (unsigned long long)row, t->rows);
-        ok = 0;
-    }
-    rd_close(&f);
-    return ok;
 }
 
 /* ------------------------------------------------------------ definition levels */
@@ -587,8 +50,8 @@ static void check_levels(const char *what, const uint8_t *pattern, size_t n, con
         c->null = !pattern[i];
         c->i = (int64_t)i;
     }
-    CHECK(write_table(&t, NULL, &m, &w) == 0);
-    CHECK(file_matches(&m, &t, &groups) && groups == 1);
+    CHECK(model_write_table(&t, NULL, &m, &w) == 0);
+    CHECK(model_file_matches(&m, &t, &groups) && groups == 1);
     CHECK(rd_open(&f, m.p, m.len) == 0);
     const tnode *cc = &tf(&tf(&f.meta, 4)->kids[0], 1)->kids[0];
     rd_chunk ch;
@@ -761,11 +224,11 @@ static void test_all_types(void)
     cell_decimal(&r[C_DEC128], INT64_MIN, 16);
     cell_bytes(&r[C_FIXED], "\x01\x02\x03", 3);
 
-    CHECK(write_table(&t, NULL, &m, &w) == 0);
-    CHECK(file_matches(&m, &t, &groups) && groups == 1);
+    CHECK(model_write_table(&t, NULL, &m, &w) == 0);
+    CHECK(model_file_matches(&m, &t, &groups) && groups == 1);
     CHECK(pq_num_rows(w) == 5 && pq_file_size(w) == m.len);
     for (int k = 0; k < NCOLS_ALL; k++)
-        CHECK(file_stats_match(w, &t, (size_t)k));
+        CHECK(model_file_stats_match(w, &t, (size_t)k));
 
     /* the statistics worked out by hand, through pq_stats */
     pq_stats s;
@@ -849,11 +312,11 @@ static void test_row_groups(void)
         r[2].null = i % 5 == 0;
         r[2].i = (int64_t)(rnd() & 1);
     }
-    CHECK(write_table(&t, &opt, &m, &w) == 0);
-    CHECK(file_matches(&m, &t, &groups));
+    CHECK(model_write_table(&t, &opt, &m, &w) == 0);
+    CHECK(model_file_matches(&m, &t, &groups));
     CHECK(groups >= 3);
     for (size_t k = 0; k < 3; k++)
-        CHECK(file_stats_match(w, &t, k));
+        CHECK(model_file_stats_match(w, &t, k));
 
     /* several pages per chunk */
     rd_file f;
@@ -890,10 +353,10 @@ static int check_file_done(void *arg, pq_writer *w)
     if (f->fail_at == f->files)
         return -EIO;
     if (sub.rows == 0 || f->rows + sub.rows > f->t->rows || pq_file_size(w) != f->m->len ||
-        !file_matches(f->m, &sub, &groups))
+        !model_file_matches(f->m, &sub, &groups))
         f->ok = 0;
     for (size_t k = 0; k < sub.ncols; k++)
-        if (!file_stats_match(w, &sub, k))
+        if (!model_file_stats_match(w, &sub, k))
             f->ok = 0;
     f->rows += sub.rows;
     f->m->len = 0;
@@ -925,7 +388,7 @@ static void test_files(void)
         if (!r[1].null)
             cell_bytes(&r[1], name, (size_t)n);
     }
-    CHECK(write_table(&t, &opt, &m, &w) == 0);
+    CHECK(model_write_table(&t, &opt, &m, &w) == 0);
     CHECK(f.files >= 3);          /* ~600 KB of mostly random values in 100 KB files */
     CHECK(f.ok);
     /* the last file, ended by pq_finish, holds the remaining rows */
@@ -942,7 +405,7 @@ static void test_files(void)
     CHECK(pq_open(cols, 2, &opt, mem_sink, &m, &w) == 0);
     int rc = 0;
     for (size_t r = 0; r < t.rows && rc == 0; r++)
-        rc = put_row(w, &t, r);
+        rc = model_put_row(w, &t, r);
     CHECK(rc == -EIO && strstr(pq_error(w), "storing a finished file") && f.files == 2);
     CHECK(pq_finish(w) == -EIO);
     pq_free(w);
@@ -960,8 +423,8 @@ static void test_empty(void)
     pq_stats s;
     size_t groups = 9;
 
-    CHECK(write_table(&t, NULL, &m, &w) == 0);
-    CHECK(file_matches(&m, &t, &groups) && groups == 0);
+    CHECK(model_write_table(&t, NULL, &m, &w) == 0);
+    CHECK(model_file_matches(&m, &t, &groups) && groups == 0);
     CHECK(pq_stats_get(w, 0, &s) == 0 && !s.has_min_max && s.null_count == 0);
     pq_free(w);
     free(m.p);
@@ -971,8 +434,8 @@ static void test_empty(void)
     for (int i = 0; i < 100; i++)
         table_row(&t)->null = 1;
     m = (membuf){ 0 };
-    CHECK(write_table(&t, NULL, &m, &w) == 0);
-    CHECK(file_matches(&m, &t, &groups) && groups == 1);
+    CHECK(model_write_table(&t, NULL, &m, &w) == 0);
+    CHECK(model_file_matches(&m, &t, &groups) && groups == 1);
     CHECK(pq_stats_get(w, 0, &s) == 0 && !s.has_min_max && s.null_count == 100);
     pq_free(w);
     free(m.p);
@@ -1085,7 +548,7 @@ static void test_errors(void)
     for (int k = 0; k < 5; k++)
         r[k].null = 1;
     size_t groups;
-    CHECK(file_matches(&m, &t, &groups) && groups == 1);
+    CHECK(model_file_matches(&m, &t, &groups) && groups == 1);
     table_free(&t);
     pq_free(w);
     free(m.p);
@@ -1302,10 +765,10 @@ static void test_random(void)
             for (size_t k = 0; k < ncols; k++)
                 random_cell(&cols[k], &row[k]);
         }
-        if (write_table(&t, &opt, &m, &w) < 0 || !file_matches(&m, &t, &groups))
+        if (model_write_table(&t, &opt, &m, &w) < 0 || !model_file_matches(&m, &t, &groups))
             ok = 0;
         for (size_t k = 0; ok && k < ncols; k++)
-            if (!file_stats_match(w, &t, k))
+            if (!model_file_stats_match(w, &t, k))
                 ok = 0;
         if (!ok)
             fprintf(stderr, "random round %d (%zu columns, %zu rows) failed\n", round, ncols, rows);
@@ -1318,7 +781,6 @@ static void test_random(void)
 
 int main(void)
 {
-    test_thrift();
     test_levels();
     test_all_types();
     test_row_groups();
