@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tests/layering.sh -- the source folders import only downward, in the
 # order README's layout gives: tools, then fs and lake, repo, store,
-# objstore, util.  Prints every #include that reaches up a level and exits
-# 1 if there is one (tests/run.sh runs it first).
+# objstore, util; and a module's internal header NAME_impl.h is included
+# only by its own files, NAME*.c in its folder.  Prints every #include that
+# breaks either rule and exits 1 if there is one (tests/run.sh runs it
+# first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rank() {
@@ -22,6 +24,18 @@ for f in util/*.[ch] objstore/*.[ch] store/*.[ch] repo/*.[ch] fs/*.[ch] fs/pg/*.
             echo "layering: $f includes $target: $to is above $from"
             bad=1
         fi
+        case $target in
+        *_impl.h)
+            owner=${target%_impl.h}
+            case $f in
+            "$owner"*.c | "$owner"*.h) ;;
+            *)
+                echo "layering: $f includes $target, internal to ${owner}*.c"
+                bad=1
+                ;;
+            esac
+            ;;
+        esac
     done < <(sed -n 's/^#include "\(.*\)"$/\1/p' "$f")
 done
 echo "layering: $n includes checked"
