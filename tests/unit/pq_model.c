@@ -229,6 +229,29 @@ static size_t stat_encode(const pq_column *col, const cell *c, int min, uint8_t 
     }
 }
 
+/* Over rows [FROM, TO) of column K of T: the NULLs and NaNs counted into
+ * *NULLS and *NANS (zeroed first by the caller), the least and greatest
+ * other values into *LO and *HI (NULL if none). */
+static void model_extremes(const table *t, size_t k, size_t from, size_t to,
+                           const cell **lo, const cell **hi, uint64_t *nulls, uint64_t *nans)
+{
+    const pq_column *col = &t->cols[k];
+
+    for (size_t r = from; r < to; r++) {
+        const cell *c = &t->cells[r * t->ncols + k];
+        if (c->null) {
+            (*nulls)++;
+        } else if (cell_is_nan(col, c)) {
+            (*nans)++;
+        } else {
+            if (!*lo || model_cmp(col, c, *lo) < 0)
+                *lo = c;
+            if (!*hi || model_cmp(col, c, *hi) > 0)
+                *hi = c;
+        }
+    }
+}
+
 /* Chunk statistics node ST agrees with rows [FROM, TO) of column K of T. */
 static int stats_match(const table *t, size_t k, size_t from, size_t to, const tnode *st)
 {
@@ -237,19 +260,7 @@ static int stats_match(const table *t, size_t k, size_t from, size_t to, const t
     uint64_t nulls = 0, nans = 0;
     int ok = 1;
 
-    for (size_t r = from; r < to; r++) {
-        const cell *c = &t->cells[r * t->ncols + k];
-        if (c->null) {
-            nulls++;
-        } else if (cell_is_nan(col, c)) {
-            nans++;
-        } else {
-            if (!lo || model_cmp(col, c, lo) < 0)
-                lo = c;
-            if (!hi || model_cmp(col, c, hi) > 0)
-                hi = c;
-        }
-    }
+    model_extremes(t, k, from, to, &lo, &hi, &nulls, &nans);
     if (!st || ti(st, 3, -1) != (int64_t)nulls)
         ok = 0;
     if (col->type == PQ_FLOAT || col->type == PQ_DOUBLE) {
@@ -284,19 +295,7 @@ int model_file_stats_match(pq_writer *w, const table *t, size_t k)
 
     if (pq_stats_get(w, k, &s) < 0)
         return 0;
-    for (size_t r = 0; r < t->rows; r++) {
-        const cell *c = &t->cells[r * t->ncols + k];
-        if (c->null) {
-            nulls++;
-        } else if (cell_is_nan(col, c)) {
-            nans++;
-        } else {
-            if (!lo || model_cmp(col, c, lo) < 0)
-                lo = c;
-            if (!hi || model_cmp(col, c, hi) > 0)
-                hi = c;
-        }
-    }
+    model_extremes(t, k, 0, t->rows, &lo, &hi, &nulls, &nans);
     if (s.null_count != nulls || s.nan_count != nans || s.has_min_max != (lo != NULL))
         return 0;
     if (!lo)
