@@ -12,11 +12,26 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* Give the memory a flush or a merge freed back to the kernel.  Cost
+ * model: a memtable is ~64 MiB of 8 KiB versions allocated by the FUSE
+ * threads, each in its own malloc arena, and a merge frees a 32 MiB chunk
+ * and a piece of up to 64 MiB; glibc returns only the top of an arena, so
+ * without a trim the daemon keeps every arena's peak (measured after
+ * pgbench -s 50 and a TPC-B run: 490 MiB free inside the arenas, 854 MiB
+ * resident for 350 in use).  malloc_trim walks the arenas' free chunks
+ * and releases their whole pages: 15 ms on average per call there (80 ms
+ * at most), in the flusher or the compactor, about once per memtable. */
+static void store_trim(void)
+{
+    malloc_trim(0);
+}
 
 /* ---- flushing ---- */
 
@@ -322,6 +337,7 @@ static int store_compact_once(store *st)
     free(in);
     lset_release(ls);
     store_merge_end(st);
+    store_trim();
     return rc ? rc : 1;
 }
 
@@ -432,6 +448,7 @@ int store_flush_one(store *st)
     }
     uint64_t flushed = mt_max_seq(fz.mt);
     mt_free(fz.mt);
+    store_trim();
     pthread_mutex_lock(&st->wake_mu);
     st->compact_kicked = 1;
     pthread_cond_signal(&st->compact_cv);
