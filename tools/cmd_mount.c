@@ -37,6 +37,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static const char *usage_mount =
@@ -58,6 +59,8 @@ static const char *usage_mount =
     "  -o cache_dir=DIR    local disk cache of layer blocks, kept across mounts (default\n"
     "                      STATE_DIR/cache; file:// repositories use no cache unless given)\n"
     "  -o cache_size=N     bound on the disk cache, e.g. 512M or 2G (default 1G)\n"
+    "  -o block_cache=N    bound on the memory cache of decompressed layer blocks\n"
+    "                      (default 256M)\n"
     "  -o readahead=N      blocks (~64 KiB each) prefetched ahead of a sequential\n"
     "                      reader (default 256, in gets of up to 16; 0: off)\n"
     "  -o allow_other      let other users (e.g. postgres) use the mount\n"
@@ -103,6 +106,7 @@ typedef struct mount_opts {
     size_t memtable_size;
     char *cache_dir;              /* -o cache_dir, NULL: default */
     size_t cache_size;            /* -o cache_size, 0: default */
+    size_t block_cache;           /* -o block_cache, 0: default */
     long readahead;               /* -o readahead, -1: default */
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
@@ -181,6 +185,8 @@ static int parse_mount_opts(mount_opts *m, char *list)
             free(m->cache_dir); m->cache_dir = strdup(val);
         } else if (!strcmp(opt, "cache_size")) {
             if (parse_size(val, &m->cache_size)) return cli_fail("bad cache_size '%s': use a byte count like 1G", val);
+        } else if (!strcmp(opt, "block_cache")) {
+            if (parse_size(val, &m->block_cache)) return cli_fail("bad block_cache '%s': use a byte count like 64M", val);
         } else if (!strcmp(opt, "endpoint") || !strcmp(opt, "region")) {
             /* the S3 backend reads them like its AWS_* settings, ahead of those */
             if (!*val) return cli_fail("empty %s: use -o %s=%s", opt, opt, !strcmp(opt, "endpoint") ? "https://HOST[:PORT]" : "NAME");
@@ -446,6 +452,9 @@ static void log_counters(const mount_opts *m, objstore *os, objcache *cache)
     layer_readahead_stats(&ra);
     fprintf(stderr, "lakefs: read-ahead: %llu blocks prefetched, %llu of them read\n",
             (unsigned long long)ra.prefetched, (unsigned long long)ra.hits);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        fprintf(stderr, "lakefs: memory: peak resident %ld MiB\n", ru.ru_maxrss / 1024);
     /* --- disk cache: counters to the log and to STATE_DIR/stats --- */
     if (cache) {
         objcache_counters cs;
@@ -693,6 +702,7 @@ int cmd_mount(int argc, char **argv)
     control_sweep(m.state_dir);
     snprintf(d.control_path, sizeof d.control_path, "%s/control.%ld", m.state_dir, (long)getpid());
     if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);
+    if (m.block_cache) layer_cache_set_limit(m.block_cache);
     d.os = cache ? objcache_store(cache) : os;
     d.cache = cache;
     fs_config fc = { .branch = m.branch_root ? m.branch : NULL, .statfs_path = m.state_dir,

@@ -17,6 +17,8 @@
 #    `lakefs export --at` it, which commits nothing; a point after it works.
 # 4. fsck is clean, and after a remount PostgreSQL recovers and has every
 #    row (amcheck, checksums).
+# The mounts keep 1 MiB of decompressed blocks in memory (block_cache=1M,
+# 16 blocks): every read past them evicts, and all of the above holds.
 # backends: file
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -25,7 +27,7 @@ unset LAKEFS_REPO
 
 url=$(repo_url repo)
 mp=$T/mnt main=$T/mnt/branches/main
-common=allow_other,default_permissions,memtable_size=1M,state_dir=$T/state
+common=allow_other,default_permissions,memtable_size=1M,block_cache=1M,state_dir=$T/state
 mkdir -p "$mp"
 lakefs_init "$url"
 "$LAKEFS" config set retention=40s --repo "$url" >>"$(newlog config)" 2>&1 || die "config set retention=40s failed"
