@@ -7,7 +7,8 @@
 #   pgbench TPC-B      -c 4 -j 2, scale 20, 30 s
 #   pgbench select-only (-S), same
 #   fio 8 KiB random read/write (randrw 50/50, psync) with --verify=crc32c
-# Prints a markdown table with the lakefs/native ratio.
+# Prints a markdown table with the lakefs/native ratio, and the lakefs
+# daemon's peak resident memory over the whole run.
 #
 # usage: tools/bench.sh [--lakefs BIN] [--dir DIR] [--runs N] [--time S]
 #                       [--scale N] [--fio-size SIZE] [--no-passthrough]
@@ -48,7 +49,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || b == 
 
 # ------------------------------------------------------------ filesystems
 # setup_CONFIG sets TESTDIR, the directory to test in (empty, owned by root).
-passthrough_bin=
+passthrough_bin= lakefs_rss=
 build_passthrough() {
     local ex=/usr/share/doc/libfuse3-dev/examples
     [ -f "$ex/passthrough_ll.c" ] || { log "no $ex/passthrough_ll.c: skipping passthrough"; return 1; }
@@ -68,7 +69,12 @@ setup_lakefs() {
         -o "allow_other,default_permissions,state_dir=$T/lakefs/state"
     TESTDIR=$T/lakefs/mnt/branches/main
 }
-teardown_lakefs() { lakefs_umount "$T/lakefs/mnt"; rm -rf "$T/lakefs"; }
+teardown_lakefs() {
+    local pid=${DAEMON_PID[$T/lakefs/mnt]}
+    lakefs_rss=$(awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$pid/status")
+    lakefs_umount "$T/lakefs/mnt"
+    rm -rf "$T/lakefs"
+}
 
 # passthrough_ll runs as root and does every operation as root: no
 # default_permissions (postgres could not open the files root created for it).
@@ -159,6 +165,7 @@ table() {
         echo
     done
     echo
+    [ -z "$lakefs_rss" ] || echo "The lakefs daemon's peak resident memory over all its runs: $lakefs_rss MiB."
     echo "Medians of $runs runs; $(nproc) CPUs, kernel $(uname -r), $(df -PT "$dir" | awk 'NR==2 {print $2}') under $dir, $(date -u +%Y-%m-%d)."
 }
 

@@ -51,7 +51,7 @@ bench_lakefs() {
 # median [DECIMALS]: the median of the numbers on stdin (blank-separated),
 # with DECIMALS digits (default 0); "n/a" for none. For tools/bench*.sh.
 median() {
-    tr ' ' '\n' | grep -v '^$' | sort -g | awk -v d="${1:-0}" '{a[NR]=$1} END {if (NR == 0) print "n/a";
+    tr ' ' '\n' | awk 'NF' | sort -g | awk -v d="${1:-0}" '{a[NR]=$1} END {if (NR == 0) print "n/a";
         else printf "%.*f\n", d, NR % 2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'
 }
 ms_now() { date +%s%N; }
