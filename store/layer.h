@@ -92,7 +92,9 @@ int layer_scan(layer *l, const uint8_t *prefix, size_t plen, uint64_t max_seq,
 int layer_scan_from(layer *l, const uint8_t *from, size_t flen, uint64_t max_seq,
                     layer_scan_fn fn, void *arg);
 
-/* Size the process-wide decompressed-block cache (bytes). */
+/* Size the process-wide decompressed-block cache (bytes); a mount takes
+ * at least LAYER_BLOCK_CACHE_MIN, a few 64 KiB blocks. */
+#define LAYER_BLOCK_CACHE_MIN ((size_t)1 << 20)
 void layer_cache_set_limit(size_t bytes);
 
 /* Keep up to BLOCKS blocks (~64 KiB raw each) read ahead of a sequential

@@ -171,7 +171,7 @@ out:
     pthread_mutex_unlock(&cache_mu);
 }
 
-/* Release a reference obtained from block_load. */
+/* Release a reference obtained from lcache_lookup or lfetch_block. */
 void lcache_release(cblock *c)
 {
     pthread_mutex_lock(&cache_mu);

@@ -261,7 +261,7 @@ static int block_fetch(layer *l, size_t b, uint64_t hash, cblock **out)
 static int ra_take(layer *l, size_t b);
 
 /* Block B of L, from the cache or fetched, into *OUT, which the caller
- * releases with cblock_release; -EIO on any defect.  A reader waits for a
+ * releases with lcache_release; -EIO on any defect.  A reader waits for a
  * fetch of the block already under way, runs a queued prefetch of it
  * itself, and counts its first read of a prefetched block.  The cache is
  * looked at again once the block is claimed: a fetch that ended between
@@ -384,7 +384,7 @@ static void *ra_worker(void *arg)
         ra_warming -= warm;
         if (warm && ra_warm_ready_locked())
             pthread_cond_signal(&ra_wake);
-        pthread_cond_broadcast(&ra_done);  /* for ra_forget, layer_warm */
+        pthread_cond_broadcast(&ra_done);  /* for lfetch_forget, layer_warm */
     }
     return NULL;
 }

@@ -21,13 +21,14 @@
 
 /* Give the memory a flush or a merge freed back to the kernel.  Cost
  * model: a memtable is ~64 MiB of 8 KiB versions allocated by the FUSE
- * threads, each in its own malloc arena, and a merge frees a 32 MiB chunk
- * and a piece of up to 64 MiB; glibc returns only the top of an arena, so
- * without a trim the daemon keeps every arena's peak (measured after
- * pgbench -s 50 and a TPC-B run: 490 MiB free inside the arenas, 854 MiB
- * resident for 350 in use).  malloc_trim walks the arenas' free chunks
- * and releases their whole pages: 15 ms on average per call there (80 ms
- * at most), in the flusher or the compactor, about once per memtable. */
+ * threads, spread over the malloc arenas they share (8 per core), and a
+ * merge frees a 32 MiB chunk and a piece of 64 MiB or more; glibc returns
+ * only the top of an arena, so without a trim the daemon keeps every
+ * arena's peak (measured after pgbench -i -s 50 and a TPC-B run: 490 MiB
+ * free inside the arenas, 854 MiB resident for 350 in use).  malloc_trim
+ * walks the arenas' free chunks and releases their whole pages: 15 ms on
+ * average per call there (80 ms at most), about once per memtable, by the
+ * flusher and the compactor with none of the store's locks held. */
 static void store_trim(void)
 {
     malloc_trim(0);
@@ -337,7 +338,6 @@ static int store_compact_once(store *st)
     free(in);
     lset_release(ls);
     store_merge_end(st);
-    store_trim();
     return rc ? rc : 1;
 }
 
@@ -365,6 +365,7 @@ void *store_compactor(void *arg)
         st->compact_kicked = 0;
         pthread_mutex_unlock(&st->wake_mu);
         int rc = store_compact(st);
+        store_trim();
         pthread_mutex_lock(&st->wake_mu);
         if (rc < 0 && rc != -ECANCELED && !st->stopping && !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) {
             struct timespec ts;
@@ -448,7 +449,6 @@ int store_flush_one(store *st)
     }
     uint64_t flushed = mt_max_seq(fz.mt);
     mt_free(fz.mt);
-    store_trim();
     pthread_mutex_lock(&st->wake_mu);
     st->compact_kicked = 1;
     pthread_cond_signal(&st->compact_cv);
@@ -494,6 +494,7 @@ void *store_flusher(void *arg)
             store_flush_hold(st);
             int rc = store_flush_one(st);
             pthread_mutex_unlock(&st->flush_mu);
+            store_trim();
             pthread_mutex_lock(&st->wake_mu);
             if (rc && !st->kicked && !st->stopping)   /* back off, then retry */
                 store_flusher_sleep(st, STORE_RETRY_SECONDS);

@@ -71,7 +71,7 @@ setup_lakefs() {
 }
 teardown_lakefs() {
     local pid=${DAEMON_PID[$T/lakefs/mnt]}
-    lakefs_rss=$(awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$pid/status")
+    lakefs_rss=$(awk '/^VmHWM:/ { print int($2 / 1024) }' "/proc/$pid/status" || true)
     lakefs_umount "$T/lakefs/mnt"
     rm -rf "$T/lakefs"
 }

@@ -38,9 +38,9 @@ bench_dir bench-memory "$dir"
 # README.md, Memory: the block cache; for the branch written to, 5
 # memtables (the active one, up to 4 frozen waiting for upload), the layer
 # built from one (2 memtables at most), a merge's chunk and piece (32 MiB
-# and up to 2 x 64 MiB); 128 MiB for the rest (code, thread stacks,
-# libraries, the allocator's slack)
-bound=$((block_cache + 7 * memtable + 32 + 2 * 64 + 128))
+# and up to 2 x 64 MiB); read-ahead gets in flight (32 MiB); 128 MiB for
+# the rest (code, thread stacks, libraries, the allocator's slack)
+bound=$((block_cache + 7 * memtable + 32 + 2 * 64 + 32 + 128))
 
 mp=$T/mnt
 mkdir -p "$mp"

@@ -187,6 +187,8 @@ static int parse_mount_opts(mount_opts *m, char *list)
             if (parse_size(val, &m->cache_size)) return cli_fail("bad cache_size '%s': use a byte count like 1G", val);
         } else if (!strcmp(opt, "block_cache")) {
             if (parse_size(val, &m->block_cache)) return cli_fail("bad block_cache '%s': use a byte count like 64M", val);
+            if (m->block_cache < LAYER_BLOCK_CACHE_MIN)
+                return cli_fail("block_cache %s is below 1M, less than a few blocks: give 1M or more", val);
         } else if (!strcmp(opt, "endpoint") || !strcmp(opt, "region")) {
             /* the S3 backend reads them like its AWS_* settings, ahead of those */
             if (!*val) return cli_fail("empty %s: use -o %s=%s", opt, opt, !strcmp(opt, "endpoint") ? "https://HOST[:PORT]" : "NAME");

@@ -94,6 +94,8 @@ expect_fail "readahead too large" "$LAKEFS" mount "$url" "$mp" -o "$opts,readahe
 expect_fail "bad block_cache" "$LAKEFS" mount "$url" "$mp" -o "$opts,block_cache=big"
 msg_says "bad block_cache" "block_cache" "big"
 expect_fail "block_cache of 0" "$LAKEFS" mount "$url" "$mp" -o "$opts,block_cache=0"
+expect_fail "block_cache below 1M" "$LAKEFS" mount "$url" "$mp" -o "$opts,block_cache=16K"
+msg_says "block_cache below 1M" "block_cache" "16K" "1M"
 nothing_mounted "$mp"
 same_repo "unknown -o option"
 
