@@ -365,7 +365,7 @@ void *store_compactor(void *arg)
         st->compact_kicked = 0;
         pthread_mutex_unlock(&st->wake_mu);
         int rc = store_compact(st);
-        store_trim();
+        if (rc > 0) store_trim();     /* only after merges: a flush kicks this with none due */
         pthread_mutex_lock(&st->wake_mu);
         if (rc < 0 && rc != -ECANCELED && !st->stopping && !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) {
             struct timespec ts;
@@ -494,7 +494,7 @@ void *store_flusher(void *arg)
             store_flush_hold(st);
             int rc = store_flush_one(st);
             pthread_mutex_unlock(&st->flush_mu);
-            store_trim();
+            if (!rc) store_trim();    /* a failed flush freed nothing */
             pthread_mutex_lock(&st->wake_mu);
             if (rc && !st->kicked && !st->stopping)   /* back off, then retry */
                 store_flusher_sleep(st, STORE_RETRY_SECONDS);

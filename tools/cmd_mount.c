@@ -35,9 +35,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 static const char *usage_mount =
