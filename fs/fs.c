@@ -261,19 +261,11 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     e.ino = fs_to_fuse(m, r.v, sino);
     fs_handles_add(m, e.ino, 1);     /* while the view is held: an idle close sees it */
     fs_ref_put(&r);
-    fs_file *f = malloc(sizeof *f);
-    if (f) {
-        f->flags = fi->flags;
-        fi->fh = (uint64_t)(uintptr_t)f;
-        fi->keep_cache = 1;
-        fs_attr_to_stat(&a, e.ino, &e.attr);
-        e.attr_timeout = e.entry_timeout = TIMEOUT;
-    }
-    if (!f || fuse_reply_create(req, &e, fi)) {
-        if (!f) fuse_reply_err(req, ENOMEM);
-        free(f);
-        fs_handles_add(m, e.ino, -1);
-    }
+    fi->fh = (uint64_t)(unsigned)fi->flags;   /* a handle is its open flags: nothing to free */
+    fi->keep_cache = 1;
+    fs_attr_to_stat(&a, e.ino, &e.attr);
+    e.attr_timeout = e.entry_timeout = TIMEOUT;
+    if (fuse_reply_create(req, &e, fi)) fs_handles_add(m, e.ino, -1);
 }
 
 /* Is directory SDIR empty? 1 yes, 0 no, -errno. */
@@ -504,25 +496,17 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (!rc) fs_handles_add(m, ino, 1);   /* while the view is held: an idle close sees it */
     fs_ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }
-    fs_file *f = malloc(sizeof *f);
-    if (f) {
-        f->flags = fi->flags;
-        fi->fh = (uint64_t)(uintptr_t)f;
-        fi->keep_cache = !arch;
-        fi->direct_io = arch;
-    }
-    if (!f || fuse_reply_open(req, fi)) {
-        if (!f) fuse_reply_err(req, ENOMEM);
-        free(f);
-        fs_handles_add(m, ino, -1);
-    }
+    fi->fh = (uint64_t)(unsigned)fi->flags;   /* a handle is its open flags: nothing to free */
+    fi->keep_cache = !arch;
+    fi->direct_io = arch;
+    if (fuse_reply_open(req, fi)) fs_handles_add(m, ino, -1);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     FS_COUNTED(FS_OP_RELEASE);
+    (void)fi;
     fs_handles_add(fs_mount_of(req), ino, -1);
-    free((fs_file *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 
@@ -609,8 +593,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     /* a checkpoint completed: that state is a base for time travel (pg_wal.h) */
     if (!rc && pg_wal_checkpointed(r.v->wal, sino, (uint64_t)off, size, pages) > 0) store_flush_soon(st);
     free(pages);
-    fs_file *f = (fs_file *)(uintptr_t)fi->fh;
-    if (!rc && f && (f->flags & (O_SYNC | O_DSYNC))) rc = store_sync(st);
+    if (!rc && fi && ((unsigned)fi->fh & (unsigned)(O_SYNC | O_DSYNC))) rc = store_sync(st);
     fs_ref_put(&r);
     if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);
     else fuse_reply_write(req, size);
@@ -688,6 +671,33 @@ static void dir_free(fs_dir *d)
     for (size_t i = 0; i < d->n; i++) free(d->ents[i].name);
     free(d->ents);
     free(d);
+}
+
+/* Put D on M's list of open directories. */
+static void dir_link(fs_mount *m, fs_dir *d)
+{
+    pthread_mutex_lock(&m->dirs_mu);
+    d->prev = NULL;
+    d->next = m->dirs;
+    if (m->dirs) m->dirs->prev = d;
+    m->dirs = d;
+    pthread_mutex_unlock(&m->dirs_mu);
+}
+
+/* Take D off M's list of open directories and free it. */
+static void dir_close(fs_mount *m, fs_dir *d)
+{
+    pthread_mutex_lock(&m->dirs_mu);
+    if (d->prev) d->prev->next = d->next;
+    else m->dirs = d->next;
+    if (d->next) d->next->prev = d->prev;
+    pthread_mutex_unlock(&m->dirs_mu);
+    dir_free(d);
+}
+
+void fs_dirs_free(fs_mount *m)
+{
+    while (m->dirs) dir_close(m, m->dirs);
 }
 
 typedef struct list_ctx {
@@ -777,8 +787,9 @@ static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     if (rc) { dir_free(d); fuse_reply_err(req, -rc); return; }
     fi->fh = (uint64_t)(uintptr_t)d;
     fi->cache_readdir = 0;
+    dir_link(m, d);
     if (fuse_reply_open(req, fi)) {
-        dir_free(d);
+        dir_close(m, d);
         fs_handles_add(m, ino, -1);
     }
 }
@@ -807,8 +818,9 @@ static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
 static void fs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     FS_COUNTED(FS_OP_RELEASEDIR);
-    fs_handles_add(fs_mount_of(req), ino, -1);
-    dir_free((fs_dir *)(uintptr_t)fi->fh);
+    fs_mount *m = fs_mount_of(req);
+    fs_handles_add(m, ino, -1);
+    dir_close(m, (fs_dir *)(uintptr_t)fi->fh);
     fuse_reply_err(req, 0);
 }
 

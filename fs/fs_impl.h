@@ -59,11 +59,8 @@ typedef struct fs_dirent {
 typedef struct fs_dir {           /* an open directory: a snapshot listing */
     fs_dirent *ents;
     size_t n, cap;
+    struct fs_dir *prev, *next;   /* the mount's open directories */
 } fs_dir;
-
-typedef struct fs_file {          /* an open file */
-    int flags;                    /* open(2) flags, for O_SYNC/O_DSYNC */
-} fs_file;
 
 typedef struct fs_view {          /* one branch served by the mount */
     pthread_rwlock_t lock;        /* read: a request uses st; write: release */
@@ -84,6 +81,8 @@ struct fs_mount {
     uint32_t nviews;              /* highest id handed out */
     struct fuse_session *se;      /* for entry invalidations; NULL before and after serving */
     pthread_mutex_t se_mu;        /* se's changes wait for an invalidation in progress */
+    pthread_mutex_t dirs_mu;      /* guards dirs */
+    fs_dir *dirs;                 /* open directories: the kernel may unmount without releasing them */
 };
 
 typedef struct fs_ref {           /* a request's hold on the view of one inode */
@@ -105,6 +104,9 @@ typedef struct inode_txn {        /* a read-modify-write of one inode */
 
 /* Namespace changes take it (fs.c), and so does a view's first open. */
 extern pthread_mutex_t fs_ns_mu;
+
+/* Free the directories still open when serving ended (fs.c). */
+void fs_dirs_free(fs_mount *m);
 
 /* ---- fs_inode.c ---- */
 

@@ -191,6 +191,7 @@ int fs_new(const fs_config *cfg, fs_mount **out)
     m->cfg = *cfg;
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->se_mu, NULL);
+    pthread_mutex_init(&m->dirs_mu, NULL);
     fs_inode_init();
     *out = m;
     return 0;
@@ -356,7 +357,9 @@ int fs_free(fs_mount *m)
         free(m->views[id]);
     }
     pthread_mutex_destroy(&m->mu);
+    fs_dirs_free(m);
     pthread_mutex_destroy(&m->se_mu);
+    pthread_mutex_destroy(&m->dirs_mu);
     free(m);
     return rc;
 }
