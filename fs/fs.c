@@ -570,7 +570,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     /* the pages as they will be, for the store and the WAL observer */
     uint64_t first = (uint64_t)off / PAGE, npages = ((uint64_t)off % PAGE + size + PAGE - 1) / PAGE;
     uint8_t *pages = malloc(npages ? npages * PAGE : 1);
-    rc = pages ? fs_itxn_begin(st, sino, &t) : -ENOMEM;
+    size_t *marks = malloc(npages ? npages * sizeof *marks : 1);   /* where each page's put is */
+    rc = pages && marks ? fs_itxn_begin(st, sino, &t) : -ENOMEM;
     for (size_t done = 0; done < size && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < size - done ? PAGE - in : size - done;
@@ -579,6 +580,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         else if (take < PAGE) memset(page, 0, PAGE);
         if (!rc) {
             memcpy(page + in, buf + done, take);
+            marks[pg - first] = store_batch_mark(&t.b);
             fs_page_put(&t.b, sino, pg, page);
         }
         done += take;
@@ -587,12 +589,13 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if ((uint64_t)off + size > t.a.size) t.a.size = (uint64_t)off + size;
         t.a.mtime = t.a.ctime = fs_now_ns();
     }
-    int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size, first, pages);
-    if (pages) rc = fs_itxn_end(st, &t, wal < 0 ? wal : rc);
+    int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size, first, pages, marks);
+    if (pages && marks) rc = fs_itxn_end(st, &t, wal < 0 ? wal : rc);
     if (wal > 0) pg_wal_written(r.v->wal, rc);
     /* a checkpoint completed: that state is a base for time travel (pg_wal.h) */
     if (!rc && pg_wal_checkpointed(r.v->wal, sino, (uint64_t)off, size, pages) > 0) store_flush_soon(st);
     free(pages);
+    free(marks);
     if (!rc && fi && ((unsigned)fi->fh & (unsigned)(O_SYNC | O_DSYNC))) rc = store_sync(st);
     fs_ref_put(&r);
     if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);

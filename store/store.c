@@ -261,6 +261,26 @@ void store_batch_del(store_batch *b, const skey *k)
     store_batch_op(b, OP_DEL, k, NULL, 0);
 }
 
+size_t store_batch_mark(const store_batch *b)
+{
+    return b->len;
+}
+
+void store_batch_put_same(store_batch *b, const skey *k, size_t mark, const void *val, size_t vlen)
+{
+    if (!b->err && vlen > 0 && mark >= 12 && mark <= UINT32_MAX && mark + 7 <= b->len && b->buf[mark] == OP_PUT) {
+        const uint8_t *p = b->buf + mark;
+        uint16_t kl; uint32_t vl;
+        memcpy(&kl, p + 1, 2); memcpy(&vl, p + 3, 4);
+        if (vl == vlen && mark + 7 + kl + vl <= b->len && !memcmp(p + 7 + kl, val, vlen)) {
+            uint32_t ref = (uint32_t)mark;
+            store_batch_op(b, OP_PUT_SAME, k, &ref, sizeof ref);
+            return;
+        }
+    }
+    store_batch_put(b, k, val, vlen);
+}
+
 void store_batch_free(store_batch *b)
 {
     free(b->buf);
@@ -280,10 +300,22 @@ int store_apply(store *st, const uint8_t *p, size_t len)
         memcpy(&kl, p + off + 1, 2); memcpy(&vl, p + off + 3, 4);
         uint8_t type = p[off];
         if (kl == 0 || kl > KEY_MAX || len - off - 7 < (size_t)kl + vl) return -EIO;
-        const uint8_t *key = p + off + 7;
-        int rc = mt_put(st->active, key, kl, seq, type == OP_DEL, key + kl, vl);
+        const uint8_t *key = p + off + 7, *val = key + kl;
+        uint32_t vlen = vl;
+        if (type == OP_PUT_SAME) {  /* the value of the earlier put at REF */
+            uint32_t ref; uint16_t rkl;
+            if (vl != 4) return -EIO;
+            memcpy(&ref, val, 4);
+            if (ref < 12 || (size_t)ref + 7 > off || p[ref] != OP_PUT) return -EIO;
+            memcpy(&rkl, p + ref + 1, 2); memcpy(&vlen, p + ref + 3, 4);
+            if ((size_t)ref + 7 + rkl + vlen > off) return -EIO;
+            val = p + ref + 7 + rkl;
+        } else if (type != OP_PUT && type != OP_DEL) {
+            return -EIO;
+        }
+        int rc = mt_put(st->active, key, kl, seq, type == OP_DEL, val, vlen);
         if (rc) return rc;
-        if (type == OP_PUT && key[0] == KEY_INODE && kl == 9) {
+        if (type != OP_DEL && key[0] == KEY_INODE && kl == 9) {
             uint64_t ino = key_get64(key + 1);
             if (ino >= st->next_ino) st->next_ino = ino + 1;
         }

@@ -102,6 +102,12 @@ typedef struct store_batch {
 void store_batch_init(store_batch *b);
 void store_batch_put(store_batch *b, const skey *k, const void *val, size_t vlen);
 void store_batch_del(store_batch *b, const skey *k);
+/* Where in B the next put or delete starts (for store_batch_put_same). */
+size_t store_batch_mark(const store_batch *b);
+/* Put K = VAL (VLEN bytes) into B.  If the put at MARK holds the same
+ * bytes, the journal record refers to them instead of repeating them (a
+ * WAL page and its archive copy go to disk once); the result is the same. */
+void store_batch_put_same(store_batch *b, const skey *k, size_t mark, const void *val, size_t vlen);
 void store_batch_free(store_batch *b);
 /* Apply B atomically (journal, then memtable); B is reset for reuse. */
 int store_commit(store *st, store_batch *b);

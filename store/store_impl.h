@@ -38,7 +38,10 @@
 #define STORE_REPO_MARKER "lakefs.repo"
 #define STORE_REPO_CONTENT "lakefs-repository 1\n"
 
-enum { OP_PUT = 1, OP_DEL = 2 };
+/* A journal payload: seq u64, nops u32, then per op type u8, key length
+ * u16, value length u32, key, value.  OP_PUT_SAME's value is the u32
+ * offset in the payload of an earlier OP_PUT whose value it takes. */
+enum { OP_PUT = 1, OP_DEL = 2, OP_PUT_SAME = 3 };
 
 typedef struct frozen {
     memtable *mt;                 /* immutable from now on */

@@ -275,7 +275,7 @@ void pg_wal_close(pg_wal *w)
 }
 
 int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len,
-                 uint64_t first_page, const uint8_t *pages)
+                 uint64_t first_page, const uint8_t *pages, const size_t *marks)
 {
     pg_wal_seg s;
     uint64_t lsn;
@@ -289,7 +289,9 @@ int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_
     skey k;
     for (uint64_t pg = first_page; pg <= last_page; pg++) {
         key_walpage(&k, s.tli, segno * (segsize / PG_WAL_PAGE) + pg);
-        store_batch_put(b, &k, pages + (pg - first_page) * PG_WAL_PAGE, PG_WAL_PAGE);
+        const uint8_t *page = pages + (pg - first_page) * PG_WAL_PAGE;
+        if (marks) store_batch_put_same(b, &k, marks[pg - first_page], page, PG_WAL_PAGE);
+        else store_batch_put(b, &k, page, PG_WAL_PAGE);
     }
     fs_put_le(v, segsize, 4);
     key_walseg(&k, s.tli, segno);

@@ -124,13 +124,15 @@ void pg_wal_close(pg_wal *w);
 
 /* A write of LEN bytes at OFF into store inode INO, whose size is SIZE
  * after it, goes into batch B, which puts the file's pages FIRST_PAGE on
- * as PAGES (LEN + OFF % PG_WAL_PAGE rounded up to whole pages); INO's name
- * must not change meanwhile (fs.c holds its inode lock).  If INO is a WAL
- * segment, adds the pages to the archive and the new "wal_pos" to B and
+ * as PAGES (LEN + OFF % PG_WAL_PAGE rounded up to whole pages), the put of
+ * page i at MARKS[i] of B (store_batch_mark; MARKS NULL: not known); INO's
+ * name must not change meanwhile (fs.c holds its inode lock).  If INO is a
+ * WAL segment, adds the pages to the archive (each referring to the file's
+ * page in the journal, not a second copy) and the new "wal_pos" to B and
  * returns 1: then call pg_wal_written with the commit's result.  0 if not
  * (also when W is NULL), or -errno (pg_wal/ could not be read). */
 int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len,
-                 uint64_t first_page, const uint8_t *pages);
+                 uint64_t first_page, const uint8_t *pages, const size_t *marks);
 /* The batch that pg_wal_write returned 1 for was committed with result RC. */
 void pg_wal_written(pg_wal *w, int rc);
 /* INO was renamed or unlinked (call before its inode lock is released, so

@@ -107,7 +107,7 @@ static void write_pages(store *st, pg_wal *w, seg *s, uint64_t first, uint64_t n
         store_batch_put(&b, &k, p, PAGE);
         memcpy(s->img + (first + i) * PAGE, p, PAGE);
     }
-    int wal = pg_wal_write(w, &b, s->ino, s->size, first * PAGE, n * PAGE, first, pages);
+    int wal = pg_wal_write(w, &b, s->ino, s->size, first * PAGE, n * PAGE, first, pages, NULL);
     CHECK(wal >= 0);
     int rc = store_commit(st, &b);
     CHECK(rc == 0);
@@ -127,7 +127,7 @@ static void write_inside(store *st, pg_wal *w, seg *s, uint64_t pg, size_t off, 
     store_batch_init(&b);
     key_page(&k, s->ino, pg);
     store_batch_put(&b, &k, page, PAGE);
-    int wal = pg_wal_write(w, &b, s->ino, s->size, pg * PAGE + off, len, pg, page);
+    int wal = pg_wal_write(w, &b, s->ino, s->size, pg * PAGE + off, len, pg, page, NULL);
     CHECK(wal >= 0);
     int rc = store_commit(st, &b);
     CHECK(rc == 0);
@@ -607,7 +607,7 @@ static void test_timeline_switch(void)
             key_page(&k, tmp.ino, pg);
             store_batch_put(&b, &k, tmp.img + pg * PAGE, PAGE);
         }
-        CHECK(pg_wal_write(w, &b, tmp.ino, SEG16, 0, 3 * PAGE, 0, tmp.img) == 0);   /* not a segment */
+        CHECK(pg_wal_write(w, &b, tmp.ino, SEG16, 0, 3 * PAGE, 0, tmp.img, NULL) == 0);   /* not a segment */
         CHECK(store_commit(st, &b) == 0);
         dirent_op(&b, PG_WAL_DIR, tmp.name, 0, 0);   /* installed under the new timeline's name, as fs.c renames */
         dirent_op(&b, PG_WAL_DIR, nw.name, tmp.ino, S_IFREG);

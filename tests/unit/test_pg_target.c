@@ -266,7 +266,7 @@ static int wal_page(store *st, pg_wal *w, uint64_t ino, uint64_t pg)
     store_batch_init(&b);
     key_page(&k, ino, pg);
     store_batch_put(&b, &k, page, sizeof page);
-    int wal = pg_wal_write(w, &b, ino, SEG16, pg * 8192, 8192, pg, page);
+    int wal = pg_wal_write(w, &b, ino, SEG16, pg * 8192, 8192, pg, page, NULL);
     int rc = store_commit(st, &b);
     CHECK(rc == 0);
     if (wal > 0) pg_wal_written(w, rc);

@@ -171,19 +171,23 @@ static int wal_write_rc(store *st, pg_wal *w, uint64_t ino, uint64_t size, uint6
     skey k;
     uint64_t first = off / 8192, n = (off % 8192 + len + 8191) / 8192;
     uint8_t *pages = calloc(n ? n : 1, 8192);
-    if (!pages) { fprintf(stderr, "out of memory\n"); exit(2); }
+    size_t *marks = calloc(n ? n : 1, sizeof *marks);
+    if (!pages || !marks) { fprintf(stderr, "out of memory\n"); exit(2); }
     store_batch_init(&b);
     for (uint64_t pg = first; pg < first + n; pg++) {   /* each page says where it is */
         uint8_t *p = pages + (pg - first) * 8192;
         memcpy(p, &ino, 8);
         memcpy(p + 8, &pg, 8);
         key_page(&k, ino, pg);
+        marks[pg - first] = store_batch_mark(&b);
         store_batch_put(&b, &k, p, 8192);
     }
     key_inode(&k, ino);                       /* fs.c's itxn_end adds the attributes */
     store_batch_put(&b, &k, "attr", 4);
-    int wal = pg_wal_write(w, &b, ino, size, off, len, first, pages);
+    /* the archive refers to the page puts (every other write) or carries its own copy */
+    int wal = pg_wal_write(w, &b, ino, size, off, len, first, pages, off / 8192 % 2 ? marks : NULL);
     free(pages);
+    free(marks);
     if (pause_us) usleep(pause_us);           /* fs.c has more to do here: let others run */
     *rc = store_commit(st, &b);
     if (wal > 0) pg_wal_written(w, *rc);

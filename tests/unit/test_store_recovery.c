@@ -20,12 +20,19 @@
  *    one's synced batches; the old one's next sync and commit fail, and
  *    its unsynced batch never appears, also after reopening;
  *  - a journal left in a state directory after another state directory
- *    wrote the branch is set aside, never replayed.
+ *    wrote the branch is set aside, never replayed;
+ *  - a put that refers to an earlier put's bytes (store_batch_put_same: a
+ *    WAL page and its archive copy) carries them once in the journal and
+ *    reads back the same from the memtable, from the journal replayed
+ *    after a kill and from the layer; one whose bytes differ, or that
+ *    names a delete or an empty value, is stored whole; a journal record
+ *    whose reference points anywhere but an earlier put fails the open.
  * Batch contents are a pure function of (round, batch number), so a process
  * that only knows how many batches were applied can rebuild the model.
  * Kept apart from test_store.c, whose stores are closed, not killed.
  */
 #include "harness.h"
+#include "journal.h"
 #include "store.h"
 #include "store_model.h"
 
@@ -289,11 +296,154 @@ static void test_stale_journal(void)
     env_free(&e);
 }
 
+/* ---- puts that refer to an earlier put's bytes ---- */
+
+/* Page I's 8 KiB of test data into P. */
+static void same_page(uint8_t *p, int i)
+{
+    for (size_t j = 0; j < KEY_PAGE_BYTES; j++) p[j] = (uint8_t)(j * 7 + (size_t)i * 31 + 1);
+}
+
+/* Check every key test_put_same's batch wrote, as WHAT. */
+static void same_check(store *st, const char *what)
+{
+    static uint8_t want[KEY_PAGE_BYTES], got[KEY_PAGE_BYTES];
+    skey k;
+    size_t vlen = 0;
+    for (int i = 0; i < 3; i++) {             /* pages 0..2 and their archive copies */
+        same_page(want, i);
+        key_page(&k, 50, (uint64_t)i);
+        CHECK(store_get(st, &k, got, sizeof got, &vlen) == 0 && vlen == sizeof got && !memcmp(got, want, vlen));
+        key_walpage(&k, 1, (uint64_t)i);
+        int ok = store_get(st, &k, got, sizeof got, &vlen) == 0 && vlen == sizeof got && !memcmp(got, want, vlen);
+        CHECK(ok);
+        if (!ok) fprintf(stderr, "  %s: archive copy of page %d wrong\n", what, i);
+    }
+    key_walpage(&k, 1, 10);                   /* referred to a delete: stored whole */
+    same_page(want, 10);
+    CHECK(store_get(st, &k, got, sizeof got, &vlen) == 0 && vlen == sizeof got && !memcmp(got, want, vlen));
+    key_walpage(&k, 1, 11);                   /* referred to an empty value: stored whole (empty) */
+    CHECK(store_get(st, &k, got, sizeof got, &vlen) == 0 && vlen == 0);
+    key_page(&k, 50, 10);
+    CHECK(store_get(st, &k, got, sizeof got, &vlen) == -ENOENT);
+}
+
+/* Child: commit the batch, sync it, and die without closing (kill -9's
+ * effect: the lock goes with the process, the journal stays). */
+static void same_child(env *e)
+{
+    static uint8_t page[KEY_PAGE_BYTES];
+    store *st = open_store(e, MEMTABLE_LIMIT, 0);
+    store_batch b;
+    store_batch_init(&b);
+    skey k;
+    size_t marks[3];
+    for (int i = 0; i < 3; i++) {
+        same_page(page, i);
+        key_page(&k, 50, (uint64_t)i);
+        marks[i] = store_batch_mark(&b);
+        store_batch_put(&b, &k, page, sizeof page);
+    }
+    for (int i = 0; i < 3; i++) {
+        same_page(page, i);
+        key_walpage(&k, 1, (uint64_t)i);
+        size_t before = store_batch_mark(&b);
+        /* page 2's copy names page 1's put: its bytes differ, so it goes whole */
+        store_batch_put_same(&b, &k, marks[i == 2 ? 1 : i], page, sizeof page);
+        size_t grew = store_batch_mark(&b) - before;
+        if (grew != (i == 2 ? 7 + k.len + sizeof page : 7 + k.len + 4u)) _exit(3);
+    }
+    key_page(&k, 50, 10);
+    size_t del = store_batch_mark(&b);
+    store_batch_del(&b, &k);
+    same_page(page, 10);
+    key_walpage(&k, 1, 10);
+    store_batch_put_same(&b, &k, del, page, sizeof page);
+    key_page(&k, 50, 11);
+    size_t empty = store_batch_mark(&b);
+    store_batch_put(&b, &k, "", 0);
+    key_walpage(&k, 1, 11);
+    store_batch_put_same(&b, &k, empty, "", 0);
+    if (store_commit(st, &b) || store_sync(st)) _exit(4);
+    store_batch_free(&b);
+    same_check(st, "in the memtable");
+    _exit(harness_done() ? 5 : 0);
+}
+
+/* journal_open's replay callback for a journal only appended to. */
+static int same_skip(void *arg, const uint8_t *p, size_t len)
+{
+    (void)arg; (void)p; (void)len;
+    return 0;
+}
+
+/* Append to the journal in E's state directory a batch of seq SEQ: one
+ * put, then an OP_PUT_SAME (type 3) whose reference is REF. */
+static void same_bad_record(env *e, uint64_t seq, uint32_t ref)
+{
+    journal *j = NULL;
+    CHECK(journal_open(e->state, same_skip, NULL, &j) == 0);
+    if (!j) return;
+    uint8_t rec[64];
+    uint32_t nops = 2, vl = 2;
+    uint16_t kl = 2;
+    size_t n = 0;
+    memcpy(rec, &seq, 8); memcpy(rec + 8, &nops, 4); n = 12;
+    rec[n] = 1; memcpy(rec + n + 1, &kl, 2); memcpy(rec + n + 3, &vl, 4); memcpy(rec + n + 7, "kkvv", 4); n += 11;
+    vl = 4;
+    rec[n] = 3; memcpy(rec + n + 1, &kl, 2); memcpy(rec + n + 3, &vl, 4); memcpy(rec + n + 7, "k2", 2);
+    memcpy(rec + n + 9, &ref, 4); n += 13;
+    CHECK(journal_append(j, rec, n) == 0);
+    CHECK(journal_sync(j) == 0);
+    journal_close(j);
+}
+
+static void test_put_same(void)
+{
+    env e;
+    env_init(&e);
+    pid_t pid = fork();
+    if (pid == 0) same_child(&e);
+    int status = 0;
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* the child flushed nothing (no flusher started): all of it comes from replaying its journal */
+    store *st = open_store(&e, MEMTABLE_LIMIT, 1);
+    same_check(st, "replayed from the journal");
+    uint64_t seq = stats_of(st).seq;
+    CHECK(store_close(st) == 0);
+    st = open_store(&e, MEMTABLE_LIMIT, 1);
+    CHECK(stats_of(st).memtable_bytes == 0);          /* read from the layer */
+    same_check(st, "from the layer");
+    CHECK(store_close(st) == 0);
+    /* references that do not name an earlier put: the open fails, nothing is applied */
+    const uint32_t bad[] = { 12 + 11 + 1, 12 + 11, 12 + 11 + 13, 4, 0xffffffffu };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        same_bad_record(&e, seq + 1, bad[i]);
+        char err[512] = "";
+        store_config cfg = { .os = e.os, .branch = "main", .state_dir = e.state, .memtable_limit = MEMTABLE_LIMIT };
+        store *bst = NULL;
+        int rc = store_open(&cfg, &bst, err, sizeof err);
+        CHECK(rc == -EIO && strstr(err, "cannot replay the journal"));
+        if (!rc) { store_close(bst); break; }
+        CHECK(remove_journal(e.state) > 0);
+    }
+    same_bad_record(&e, seq + 1, 12);                 /* the same record, pointing at its put: applies */
+    st = open_store(&e, MEMTABLE_LIMIT, 1);
+    skey k = { .len = 2 };
+    memcpy(k.b, "k2", 2);
+    char v[8];
+    size_t vlen = 0;
+    CHECK(store_get(st, &k, v, sizeof v, &vlen) == 0 && vlen == 2 && !memcmp(v, "vv", 2));
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
 int main(void)
 {
     test_crashes();
     test_remote_durability();
     test_remote_takeover();
     test_stale_journal();
+    test_put_same();
     return harness_done();
 }
