@@ -520,6 +520,7 @@ static void fs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     FS_COUNTED(FS_OP_READ);
+    fs_count_bytes(FS_OP_READ, size);
     (void)fi;
     fs_ref r;
     fs_attr a;
@@ -560,6 +561,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
                      struct fuse_file_info *fi)
 {
     FS_COUNTED(FS_OP_WRITE);
+    fs_count_bytes(FS_OP_WRITE, size);
     fs_ref r;
     int rc = fs_ref_get(fs_mount_of(req), ino, &r);
     if (!rc && !r.v) rc = -EISDIR;

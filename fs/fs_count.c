@@ -15,7 +15,7 @@ static const char *const op_names[FS_OP_N] = {
     "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "create", "fallocate",
 };
 
-static atomic_uint_fast64_t op_count[FS_OP_N], op_ns[FS_OP_N];
+static atomic_uint_fast64_t op_count[FS_OP_N], op_ns[FS_OP_N], op_bytes[FS_OP_N];
 
 uint64_t fs_count_now(void)
 {
@@ -30,13 +30,21 @@ void fs_count_end(fs_count_timer *t)
     atomic_fetch_add_explicit(&op_ns[t->op], fs_count_now() - t->start_ns, memory_order_relaxed);
 }
 
+void fs_count_bytes(fs_op op, uint64_t n)
+{
+    atomic_fetch_add_explicit(&op_bytes[op], n, memory_order_relaxed);
+}
+
 void fs_count_log(FILE *out)
 {
     for (int i = 0; i < FS_OP_N; i++) {
         uint64_t n = atomic_load_explicit(&op_count[i], memory_order_relaxed);
         uint64_t ns = atomic_load_explicit(&op_ns[i], memory_order_relaxed);
-        if (n)
-            fprintf(out, "lakefs: fuse: %s %" PRIu64 " requests, %.3f s in handlers, %.1f us each\n",
-                    op_names[i], n, ns / 1e9, ns / 1e3 / (double)n);
+        uint64_t bytes = atomic_load_explicit(&op_bytes[i], memory_order_relaxed);
+        if (!n) continue;
+        fprintf(out, "lakefs: fuse: %s %" PRIu64 " requests, %.3f s in handlers, %.1f us each", op_names[i], n,
+                ns / 1e9, ns / 1e3 / (double)n);
+        if (bytes) fprintf(out, ", %.1f MiB, %.1f KiB each", bytes / 1048576.0, bytes / 1024.0 / (double)n);
+        fputc('\n', out);
     }
 }

@@ -32,8 +32,11 @@ typedef struct fs_count_timer {   /* one request being timed */
 uint64_t fs_count_now(void);
 /* Count the request T and the time since it started (a cleanup handler). */
 void fs_count_end(fs_count_timer *t);
+/* Count N bytes carried by a request of OP (read and write: what the
+ * kernel asked for, so readahead shows up as bytes per request). */
+void fs_count_bytes(fs_op op, uint64_t n);
 /* Print one line per opcode that served requests: count, total and mean
- * handler time, to OUT, each prefixed "lakefs: fuse: ". */
+ * handler time, bytes if counted, to OUT, each prefixed "lakefs: fuse: ". */
 void fs_count_log(FILE *out);
 
 /* Time the enclosing handler as a request of OP. */
