@@ -356,6 +356,7 @@ int store_compact(store *st)
 void *store_compactor(void *arg)
 {
     store *st = arg;
+    pthread_setname_np(pthread_self(), "lakefs-compact");
     pthread_mutex_lock(&st->wake_mu);
     while (!st->stopping) {
         if (!st->compact_kicked) {
@@ -476,6 +477,7 @@ static int store_flusher_sleep(store *st, int seconds)
 void *store_flusher(void *arg)
 {
     store *st = arg;
+    pthread_setname_np(pthread_self(), "lakefs-flush");
     int trc;
     if (st->folded && (trc = jremote_trim(st->os, st->branch, st->folded, st->folded_end)))
         fprintf(stderr, "lakefs: branch %s: removing the folded journal of session %" PRIu64 " failed: %s (left for gc)\n",
