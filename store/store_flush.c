@@ -285,11 +285,17 @@ static int store_compact_once(store *st)
     compact_piece *pieces = NULL;
     size_t np = 0;
     int rc = due && !in ? -ENOMEM : 0;
+    uint64_t bytes_in = 0, bytes_out = 0;   /* what the merge cost, for its log line */
+    struct timespec began, ended;
+    clock_gettime(CLOCK_MONOTONIC, &began);
     if (due && in) {
         for (size_t i = 0; i < count; i++) in[i] = ls->l[first + i]->l;
+        for (size_t i = 0; i < count; i++) bytes_in += layer_size(in[i]);
         rc = compact_merge(st->os, in, count, first == 0, COMPACT_PIECE_BYTES, COMPACT_CHUNK_BYTES,
                            store_compact_upload, st, &st->stopping, &pieces, &np);
+        for (size_t j = 0; !rc && j < np; j++) bytes_out += pieces[j].size;
     }
+    clock_gettime(CLOCK_MONOTONIC, &ended);
     if (!due || rc) {
         if (rc && rc != -ECANCELED)
             fprintf(stderr, "lakefs: branch %s: compacting %zu layers failed: %s (retried later)\n",
@@ -331,8 +337,9 @@ static int store_compact_once(store *st)
         else if (__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) { rc = -EIO; store_cpend_clear(st); }
         else rc = store_compact_install(st);
         if (!rc)
-            fprintf(stderr, "lakefs: branch %s: compacted %zu layers into %zu (generation %" PRIu64 ")\n",
-                    st->branch, count, np, st->man.gen);
+            fprintf(stderr, "lakefs: branch %s: compacted %zu layers into %zu (generation %" PRIu64
+                    "): %.1f MiB read, %.1f MiB written in %.3f s\n", st->branch, count, np, st->man.gen,
+                    bytes_in / 1048576.0, bytes_out / 1048576.0, store_elapsed(&began, &ended));
     }
     pthread_mutex_unlock(&st->flush_mu);
     free(in);
