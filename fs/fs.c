@@ -571,9 +571,10 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     inode_txn t;
     /* the pages as they will be, for the store and the WAL observer */
     uint64_t first = (uint64_t)off / PAGE, npages = ((uint64_t)off % PAGE + size + PAGE - 1) / PAGE;
-    uint8_t *pages = malloc(npages ? npages * PAGE : 1);
-    size_t *marks = malloc(npages ? npages * sizeof *marks : 1);   /* where each page's put is */
-    rc = pages && marks ? fs_itxn_begin(st, sino, &t) : -ENOMEM;
+    /* one allocation: the pages, then where each page's put starts in the batch */
+    uint8_t *pages = malloc(npages ? npages * (PAGE + sizeof(size_t)) : 1);
+    size_t *marks = pages ? (size_t *)(void *)(pages + npages * PAGE) : NULL;
+    rc = pages ? fs_itxn_begin(st, sino, &t) : -ENOMEM;
     for (size_t done = 0; done < size && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < size - done ? PAGE - in : size - done;
@@ -592,12 +593,11 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         t.a.mtime = t.a.ctime = fs_now_ns();
     }
     int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size, first, pages, marks);
-    if (pages && marks) rc = fs_itxn_end(st, &t, wal < 0 ? wal : rc);
+    if (pages) rc = fs_itxn_end(st, &t, wal < 0 ? wal : rc);
     if (wal > 0) pg_wal_written(r.v->wal, rc);
     /* a checkpoint completed: that state is a base for time travel (pg_wal.h) */
     if (!rc && pg_wal_checkpointed(r.v->wal, sino, (uint64_t)off, size, pages) > 0) store_flush_soon(st);
     free(pages);
-    free(marks);
     if (!rc && fi && ((unsigned)fi->fh & (unsigned)(O_SYNC | O_DSYNC))) rc = store_sync(st);
     fs_ref_put(&r);
     if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);

@@ -356,8 +356,8 @@ int fs_free(fs_mount *m)
         pthread_rwlock_destroy(&m->views[id]->lock);
         free(m->views[id]);
     }
-    pthread_mutex_destroy(&m->mu);
     fs_dirs_free(m);
+    pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->se_mu);
     pthread_mutex_destroy(&m->dirs_mu);
     free(m);

@@ -286,16 +286,18 @@ static int store_compact_once(store *st)
     size_t np = 0;
     int rc = due && !in ? -ENOMEM : 0;
     uint64_t bytes_in = 0, bytes_out = 0;   /* what the merge cost, for its log line */
-    struct timespec began, ended;
-    clock_gettime(CLOCK_MONOTONIC, &began);
+    struct timespec began = {0}, ended = {0};
     if (due && in) {
-        for (size_t i = 0; i < count; i++) in[i] = ls->l[first + i]->l;
-        for (size_t i = 0; i < count; i++) bytes_in += layer_size(in[i]);
+        clock_gettime(CLOCK_MONOTONIC, &began);
+        for (size_t i = 0; i < count; i++) {
+            in[i] = ls->l[first + i]->l;
+            bytes_in += layer_size(in[i]);
+        }
         rc = compact_merge(st->os, in, count, first == 0, COMPACT_PIECE_BYTES, COMPACT_CHUNK_BYTES,
                            store_compact_upload, st, &st->stopping, &pieces, &np);
         for (size_t j = 0; !rc && j < np; j++) bytes_out += pieces[j].size;
+        clock_gettime(CLOCK_MONOTONIC, &ended);
     }
-    clock_gettime(CLOCK_MONOTONIC, &ended);
     if (!due || rc) {
         if (rc && rc != -ECANCELED)
             fprintf(stderr, "lakefs: branch %s: compacting %zu layers failed: %s (retried later)\n",
