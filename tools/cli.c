@@ -4,9 +4,10 @@
  * $LAKEFS_REPO, then the lakefs mount holding the current directory, read
  * from /proc/self/mountinfo), the flags of the repository commands, and
  * resolving a point of a branch's past, which `mount` (time-travel views),
- * `branch create --at` and `lsn` all do the same way: a daemon serving the
- * branch is asked for a checkpoint first, so the past includes its newest
- * writes.
+ * `branch create --at` and `lsn` all do the same way: from the newest
+ * committed generation when it already holds every WAL byte the point
+ * needs, else after asking a daemon serving the branch for a checkpoint,
+ * so the past includes its newest writes.
  */
 #include "../fs/pg/pg_target.h"
 #include "../fs/pg/pg_wal.h"
@@ -201,11 +202,37 @@ int cli_branch_checkpoint(objstore *os, const char *name, uint64_t *gen, uint64_
     return -ETIMEDOUT;
 }
 
+/* 1 if committed generation GEN of BRANCH (WAL end POS) holds every WAL
+ * byte the point T needs, whatever the branch writes later: for an LSN,
+ * every page before the one holding it was written whole (the last page
+ * written, partly filled, may still grow); for a moment, its cut (the
+ * first commit stamped after it) is a whole record in that WAL.  Opens
+ * the archive and resolves as cli_past_resolve does; on 1 they are the
+ * answer, else nothing is kept. */
+static int past_in_generation(objstore *os, const char *branch, uint64_t gen, const pg_wal_pos *pos,
+                              const pg_target *t, int64_t retention_s, pg_base *base, store **archive, uint64_t *cut)
+{
+    char err[700];
+    if (t->is_time ? t->time_us >= pos->time_us : t->lsn / PG_WAL_PAGE + 1 >= pos->lsn / PG_WAL_PAGE) return 0;
+    int held = !pg_target_base(os, branch, t, retention_s, base, err, sizeof err) &&
+               !store_open_snapshot(os, branch, gen, archive, err, sizeof err) &&
+               !pg_target_cut(*archive, t, base, cut, err, sizeof err) && *cut != UINT64_MAX;
+    if (!held && *archive) {
+        store_close(*archive);
+        *archive = NULL;
+    }
+    return held;
+}
+
 /* The point TEXT of BRANCH's past (pg_target.h): parsed into *T, the base
- * state *BASE, the branch's newest generation *GEN (a daemon serving the
- * branch checkpoints first) opened as the archive *ARCHIVE (to close), and
- * where it is cut, *CUT.  0, or -errno with a one-line reason in ERR
- * (-EINVAL: TEXT is no point; -ERANGE: a point in the future). */
+ * state *BASE, a generation *GEN of the branch that holds the point opened
+ * as the archive *ARCHIVE (to close), and where it is cut, *CUT.  The
+ * newest committed generation serves if it already holds every WAL byte
+ * the point needs (past_in_generation); else a daemon serving the branch
+ * checkpoints first, so the point sees its newest writes -- a checkpoint
+ * flushes, and a flush may have to wait for a merge (compact.h).  0, or
+ * -errno with a one-line reason in ERR (-EINVAL: TEXT is no point;
+ * -ERANGE: a point in the future). */
 int cli_past_resolve(objstore *os, const char *branch, const char *text, int64_t retention_s, pg_target *t,
                         pg_base *base, uint64_t *gen, store **archive, uint64_t *cut, char *err, size_t errlen)
 {
@@ -216,9 +243,17 @@ int cli_past_resolve(objstore *os, const char *branch, const char *text, int64_t
                  "a moment in ISO 8601 with a zone (2026-11-23T10:32:05Z)", text);
         return -EINVAL;
     }
+    manifest m;
+    pg_wal_pos pos;
+    if (!manifest_load_latest(os, branch, &m)) {
+        int held = !pg_wal_pos_at(os, &m, &pos) &&
+                   past_in_generation(os, branch, m.gen, &pos, t, retention_s, base, archive, cut);
+        *gen = m.gen;
+        manifest_free(&m);
+        if (held) return 0;
+    }
     int rc = cli_branch_checkpoint(os, branch, gen, &seq, err, errlen);
     if (!rc && !*gen) {           /* not mounted: its newest generation holds everything */
-        manifest m;
         if (!(rc = manifest_load_latest(os, branch, &m))) *gen = m.gen;
         else snprintf(err, errlen, rc == -ENOENT ? "branch '%s' does not exist; see lakefs branch list"
                       : "branch '%s': cannot load its manifest", branch);

@@ -78,9 +78,10 @@ int cli_local_lease(objstore *os, const char *name, lease_info *l, char *err, si
  * with a one-line reason in ERR. */
 int cli_branch_checkpoint(objstore *os, const char *name, uint64_t *gen, uint64_t *seq, char *err, size_t errlen);
 /* The point TEXT of BRANCH's past (pg_target.h): parsed into *T, the base
- * state *BASE, the branch's newest generation *GEN (a daemon serving the
- * branch checkpoints first) opened as the archive *ARCHIVE (to close), and
- * where it is cut, *CUT.  0, or -errno with a one-line reason in ERR
+ * state *BASE, a generation *GEN of the branch holding the point (the
+ * newest committed one if it holds every WAL byte the point needs, else
+ * its daemon checkpoints first) opened as the archive *ARCHIVE (to close),
+ * and where it is cut, *CUT.  0, or -errno with a one-line reason in ERR
  * (-EINVAL: TEXT is no point; -ERANGE: a point in the future). */
 int cli_past_resolve(objstore *os, const char *branch, const char *text, int64_t retention_s, pg_target *t,
                      pg_base *base, uint64_t *gen, store **archive, uint64_t *cut, char *err, size_t errlen);

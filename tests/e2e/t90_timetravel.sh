@@ -9,7 +9,9 @@
 #    writes (default_transaction_read_only), and a branch created
 #    `--at LSN_k` (and one `--at TIME_k`) shows k rows and then takes
 #    writes. Done while main's server runs, and again after it stopped and
-#    the repository was unmounted and mounted again.
+#    the repository was unmounted and mounted again. Views of points the
+#    committed state already holds open without a checkpoint of main (the
+#    daemon log counts them); a view at main's newest WAL asks for one.
 # 2. The incident drill: a table loaded, the time noted, DROP TABLE, more
 #    writes; `branch create --at` that time brings the table back with
 #    every row, pg_amcheck --heapallindexed clean, the later table absent.
@@ -167,6 +169,22 @@ expect_fail "--at-restore-point unknown" "${lk[@]}" create nope --from main --at
 expect_fail "--at-xid unknown" "${lk[@]}" create nope --from main --at-xid 4000000000
 expect_fail "--at and --at-xid" "${lk[@]}" create nope --from main --at 0/1 --at-xid "$xid"
 ok "branches at a transaction's end (--at-xid $xid) and at a restore point hold what was committed by then"
+
+# a point the committed state already holds (`branch create --at` above made
+# main's daemon checkpoint past it) opens without another checkpoint of
+# main; a point at main's newest WAL still asks for one and sees its writes
+daemon_log=$(ls "$T"/logs/*-daemon-mnt.log | head -n 1)
+checkpoints() { grep -c "control: branch main checkpoint" "$daemon_log" || true; }
+n0=$(checkpoints)
+view_shows "main@$(point 1 2 | tr / -)" 1
+view_shows "main@$(point 2 3)" 2
+[ "$(checkpoints)" = "$n0" ] || die "views of points the committed state holds made main's daemon checkpoint"
+psql_at "$main" -c "INSERT INTO t VALUES (201)" || die "INSERT INTO t failed"
+now=$(psql_at "$main" -c "SELECT pg_current_wal_insert_lsn()")
+view_shows "main@$(tr / - <<<"$now")" 201
+[ "$(checkpoints)" -gt "$n0" ] || die "a view at main's newest WAL did not make main's daemon checkpoint"
+psql_at "$main" -c "DELETE FROM t WHERE k = 201" || die "DELETE FROM t failed"
+ok "views of old points open from the committed state; a view of the newest WAL checkpoints main first"
 
 # lakefs lsn: a moment's LSN lies between the positions around its commits;
 # lakefs log: PostgreSQL's latest checkpoint and the branch point of restored
