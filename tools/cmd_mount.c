@@ -403,9 +403,14 @@ static int daemon_close(void *arg, const char *name, fs_branch *b)
 {
     daemon_ctx *d = arg;
     if (b->archive != b->st) {    /* a time-travel view: nothing to flush */
+        store_stats s;
+        store_get_stats(b->st, &s);
         store_close(b->archive);
         store_close(b->st);
-        fprintf(stderr, "lakefs: %s closed, its changes dropped\n", name);
+        fprintf(stderr, "lakefs: %s closed, its changes (%.1f MiB in memory) dropped; %" PRIu64 " reads reached "
+                "its %" PRIu64 " layers, consulting %.2f each (at most %" PRIu64 ")\n", name,
+                (double)s.memtable_bytes / 1048576.0, s.reads, s.layers,
+                s.reads ? (double)s.probes / (double)s.reads : 0.0, s.probes_max);
         return 0;
     }
     int rc = store_close(b->st);
