@@ -61,8 +61,10 @@ uint64_t layer_min_seq(const layer *l);
 uint64_t layer_max_seq(const layer *l);
 uint64_t layer_size(const layer *l);
 
-/* 1 if KEY lies within L's key range (a layer_get of it may find it), else 0. */
-int layer_covers(const layer *l, const uint8_t *key, size_t klen);
+/* 1 if L may hold KEY (a layer_get of it may find it): KEY lies within
+ * L's key range and passes its key filter, if it has one (never 0 for a
+ * key L holds; 1 for about 1% of the keys it lacks); else 0. */
+int layer_may_hold(const layer *l, const uint8_t *key, size_t klen);
 
 /* Have the read-ahead threads bring the blocks of L that would hold the N
  * keys KEYS[i] (LENS[i] bytes) into the block cache (and a caching object

@@ -580,7 +580,7 @@ void layer_warm(layer *l, const uint8_t *const *keys, const size_t *lens,
     if (!bs)
         return;
     for (i = 0; i < n; i++)
-        if (layer_covers(l, keys[i], lens[i]))
+        if (layer_may_hold(l, keys[i], lens[i]))
             bs[nb++] = (size_t)lread_block_find(l, keys[i], lens[i]);
     qsort(bs, nb, sizeof(*bs), cmp_blockno);
     pthread_mutex_lock(&ra_mu);

@@ -52,6 +52,9 @@ struct layer {
     lblock *blocks;
     const uint8_t *minkey, *maxkey;  /* key range */
     size_t minlen, maxlen;
+    const uint8_t *filter;        /* key filter bits, in index (NULL: none) */
+    uint64_t filter_bits;
+    unsigned filter_hashes;
     pthread_mutex_t ra_lock;      /* guards ra and ra_clock */
     ra_stream ra[RA_STREAMS];
     uint64_t ra_clock;            /* counts reads of a new block */

@@ -94,8 +94,29 @@ static int index_key(const uint8_t **p, const uint8_t *end,
     return 0;
 }
 
-/* Parse and check L->index (ILEN bytes, data ending at IOFF); -1 on defect. */
-static int index_parse(layer *l, size_t ilen, uint64_t ioff)
+/* Parse the key filter at *P (before END) of a version 2 index into L;
+ * -1 on defect. */
+static int filter_parse(layer *l, const uint8_t **p, const uint8_t *end)
+{
+    uint64_t bits;
+
+    if (layer_get_varint(p, end, &bits) < 0)
+        return -1;
+    if (bits == 0)
+        return 0;
+    if (*p == end || **p == 0 || **p > LAYER_FILTER_HASHES_MAX ||
+        (bits + 7) / 8 != (uint64_t)(end - *p - 1))
+        return -1;
+    l->filter_hashes = *(*p)++;
+    l->filter = *p;
+    l->filter_bits = bits;
+    *p = end;
+    return 0;
+}
+
+/* Parse and check L->index (ILEN bytes, data ending at IOFF) of a layer of
+ * format VERSION; -1 on defect. */
+static int index_parse(layer *l, size_t ilen, uint64_t ioff, uint32_t version)
 {
     const uint8_t *p = l->index, *end = l->index + ilen;
     uint64_t nb, next = 0;
@@ -125,10 +146,11 @@ static int index_parse(layer *l, size_t ilen, uint64_t ioff)
     }
     if (next != ioff ||
         index_key(&p, end, &l->minkey, &l->minlen) < 0 ||
-        index_key(&p, end, &l->maxkey, &l->maxlen) < 0 || p != end)
+        index_key(&p, end, &l->maxkey, &l->maxlen) < 0 ||
+        (version != LAYER_VERSION_UNFILTERED && filter_parse(l, &p, end) < 0) || p != end)
         return -1;
     if (nb == 0)
-        return l->nentries == 0 && l->minlen == 0 && l->maxlen == 0 ? 0 : -1;
+        return l->nentries == 0 && l->minlen == 0 && l->maxlen == 0 && !l->filter ? 0 : -1;
     if (l->nentries < nb || l->min_seq > l->max_seq ||
         layer_keycmp(l->minkey, l->minlen, l->blocks[0].first,
                      l->blocks[0].firstlen) != 0 ||
@@ -198,7 +220,8 @@ int layer_open_sized(objstore *os, const char *key, uint64_t size, layer **out)
         why = "bad footer";
         goto bad;
     }
-    if (layer_get32(foot + 8) != LAYER_VERSION || layer_get32(foot + 12) != 0) {
+    uint32_t version = layer_get32(foot + 8);
+    if ((version != LAYER_VERSION && version != LAYER_VERSION_UNFILTERED) || layer_get32(foot + 12) != 0) {
         why = "unsupported format version";
         goto bad;
     }
@@ -227,7 +250,7 @@ int layer_open_sized(objstore *os, const char *key, uint64_t size, layer **out)
         why = "index checksum mismatch";
         goto bad;
     }
-    if (index_parse(l, got, ioff) < 0) {
+    if (index_parse(l, got, ioff, version) < 0) {
         why = "malformed index";
         goto bad;
     }
@@ -265,14 +288,15 @@ int layer_verify(objstore *os, const char *key, uint64_t *entries)
     l->nentries = layer_get64(foot + 32);
     l->min_seq = layer_get64(foot + 40);
     l->max_seq = layer_get64(foot + 48);
-    if (layer_get32(foot + 8) != LAYER_VERSION || ioff > len - LAYER_FOOTER_SIZE ||
+    uint32_t version = layer_get32(foot + 8);
+    if ((version != LAYER_VERSION && version != LAYER_VERSION_UNFILTERED) || ioff > len - LAYER_FOOTER_SIZE ||
         ilen != len - LAYER_FOOTER_SIZE - ioff || ilen == 0 ||
         crc32c(0, buf + ioff, ilen) != layer_get32(foot + 56)) {
         why = "index checksum mismatch";
         goto out;
     }
     l->index = buf + ioff;        /* not owned: cleared before the free */
-    if (index_parse(l, ilen, ioff) < 0) {
+    if (index_parse(l, ilen, ioff, version) < 0) {
         why = "malformed index";
         goto out;
     }
@@ -289,8 +313,11 @@ int layer_verify(objstore *os, const char *key, uint64_t *entries)
             why = "checksum mismatch";
         else if (ZSTD_isError(r) || r != lb->rawlen || lread_block_check(l, b, raw, lb->rawlen) < 0)
             why = "malformed block";
-        for (p = raw, end = raw + lb->rawlen; !why && p < end && lread_entry_next(&p, end, &e) == 0;)
+        for (p = raw, end = raw + lb->rawlen; !why && p < end && lread_entry_next(&p, end, &e) == 0;) {
+            if (!layer_may_hold(l, e.key, e.klen))
+                why = "key filter lacks a key of the block";
             (*entries)++;
+        }
     }
     if (!why && !rc && *entries != l->nentries) {
         bad = (size_t)-1;
@@ -383,10 +410,20 @@ long lread_block_find(const layer *l, const uint8_t *key, size_t klen)
     return (long)lo - 1;
 }
 
-int layer_covers(const layer *l, const uint8_t *key, size_t klen)
+int layer_may_hold(const layer *l, const uint8_t *key, size_t klen)
 {
-    return l->nblocks > 0 && layer_keycmp(key, klen, l->minkey, l->minlen) >= 0 &&
-           layer_keycmp(key, klen, l->maxkey, l->maxlen) <= 0;
+    if (l->nblocks == 0 || layer_keycmp(key, klen, l->minkey, l->minlen) < 0 ||
+        layer_keycmp(key, klen, l->maxkey, l->maxlen) > 0)
+        return 0;
+    if (!l->filter)
+        return 1;
+    uint64_t h = layer_filter_hash(key, klen);
+    for (unsigned i = 0; i < l->filter_hashes; i++) {
+        uint64_t b = layer_filter_bit(h, i, l->filter_bits);
+        if (!(l->filter[b / 8] & (1u << (b % 8))))
+            return 0;
+    }
+    return 1;
 }
 
 /* Newest version of KEY with seq <= MAX_SEQ: 1 found, 0 none, -errno. */
@@ -401,7 +438,7 @@ int layer_get(layer *l, const uint8_t *key, size_t klen, uint64_t max_seq,
 
     *val = NULL;
     *vlen = 0;
-    if (max_seq < l->min_seq || !layer_covers(l, key, klen))
+    if (max_seq < l->min_seq || !layer_may_hold(l, key, klen))
         return 0;
     if ((b = lread_block_find(l, key, klen)) < 0)
         return 0;

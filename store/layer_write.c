@@ -9,7 +9,8 @@
  * recorded.  A block is only cut between keys, never inside one key's
  * versions, so a reader finds every version of a key in exactly one block;
  * a key with many versions simply makes a larger block.  finish() appends
- * the index and the fixed footer (format in layer_format.h).
+ * the index, the key filter built from every distinct key's hash, and the
+ * fixed footer (format in layer_format.h).
  */
 #include "layer.h"
 #include "layer_format.h"
@@ -34,6 +35,8 @@ struct layer_writer {
     uint8_t *minkey, *last;       /* smallest key; most recent key */
     size_t minlen, lastlen;
     uint64_t last_seq;            /* seq of the most recent version */
+    uint64_t *hashes;             /* filter hash of each distinct key */
+    size_t nhashes, caphashes;
     int err;                      /* sticky error from a failed add */
 };
 
@@ -125,6 +128,18 @@ int layer_writer_add(layer_writer *w, const uint8_t *key, size_t klen,
         goto fail;
     if (w->nentries == 0 && (rc = copy_key(&w->minkey, &w->minlen, key, klen)) < 0)
         goto fail;
+    if (newkey && w->nhashes == w->caphashes) {
+        size_t cap = w->caphashes ? 2 * w->caphashes : 1024;
+        uint64_t *h = realloc(w->hashes, cap * sizeof(*h));
+        if (!h) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        w->hashes = h;
+        w->caphashes = cap;
+    }
+    if (newkey)
+        w->hashes[w->nhashes++] = layer_filter_hash(key, klen);
     layer_put64(hdr, seq);
     hdr[8] = tomb ? LAYER_FLAG_TOMB : 0;
     if (bytebuf_varint(&w->blk, klen) < 0 || bytebuf_add(&w->blk, key, klen) < 0 ||
@@ -152,6 +167,7 @@ static void writer_reset(layer_writer *w)
     w->out.len = w->blk.len = w->idx.len = 0;
     w->nblocks = 0;
     w->nentries = 0;
+    w->nhashes = 0;
     w->min_seq = w->max_seq = w->last_seq = 0;
     w->firstlen = w->minlen = w->lastlen = 0;
     w->err = 0;
@@ -160,6 +176,30 @@ static void writer_reset(layer_writer *w)
 size_t layer_writer_size(const layer_writer *w)
 {
     return w->out.len + w->blk.len;
+}
+
+/* Append the key filter of the keys added to OUT. */
+static int append_filter(layer_writer *w, bytebuf *out)
+{
+    uint64_t bits = (uint64_t)w->nhashes * LAYER_FILTER_BITS_PER_KEY;
+    size_t bytes = (size_t)((bits + 7) / 8);
+    uint8_t k = LAYER_FILTER_HASHES;
+
+    if (bytebuf_varint(out, bits) < 0)
+        return -ENOMEM;
+    if (bits == 0)
+        return 0;
+    if (bytebuf_add(out, &k, 1) < 0 || bytebuf_reserve(out, bytes) < 0)
+        return -ENOMEM;
+    uint8_t *f = out->p + out->len;
+    memset(f, 0, bytes);
+    for (size_t i = 0; i < w->nhashes; i++)
+        for (unsigned j = 0; j < k; j++) {
+            uint64_t b = layer_filter_bit(w->hashes[i], j, bits);
+            f[b / 8] |= (uint8_t)(1u << (b % 8));
+        }
+    out->len += bytes;
+    return 0;
 }
 
 /* Serialize into a new malloc'd buffer; the writer is left empty. */
@@ -184,7 +224,8 @@ int layer_writer_finish(layer_writer *w, void **buf, size_t *len)
         bytebuf_varint(&w->out, w->minlen) < 0 ||
         bytebuf_add(&w->out, w->minkey, w->minlen) < 0 ||
         bytebuf_varint(&w->out, w->lastlen) < 0 ||
-        bytebuf_add(&w->out, w->last, w->lastlen) < 0) {
+        bytebuf_add(&w->out, w->last, w->lastlen) < 0 ||
+        append_filter(w, &w->out) < 0) {
         rc = -ENOMEM;
         goto out;
     }
@@ -224,5 +265,6 @@ void layer_writer_free(layer_writer *w)
     free(w->first);
     free(w->minkey);
     free(w->last);
+    free(w->hashes);
     free(w);
 }

@@ -150,7 +150,7 @@ typedef struct store_stats {
     uint64_t compactions;         /* merges committed by this mount */
     uint64_t memtable_bytes;      /* bytes in active + frozen memtables */
     uint64_t reads;               /* store_gets that reached the layers */
-    uint64_t probes;              /* layers they consulted (key in range), in all */
+    uint64_t probes;              /* layers they consulted (that may hold the key), in all */
     uint64_t probes_max;          /* most layers one of them consulted */
     uint64_t over_bound;          /* reads that consulted more layers than their layer set's bound */
     uint64_t bound;               /* compact_bound of the current layer set (compact.h) */

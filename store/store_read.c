@@ -70,7 +70,7 @@ static int store_lookup(store *st, const skey *k, void *buf, size_t cap, size_t 
     rc = 1;
     size_t probes = 0;
     for (size_t i = ls->n; i-- > 0 && rc == 1;)
-        if (layer_covers(ls->l[i]->l, k->b, k->len)) {
+        if (layer_may_hold(ls->l[i]->l, k->b, k->len)) {
             probes++;
             rc = store_layer_get(ls->l[i]->l, k, buf, cap, vlen);
         }

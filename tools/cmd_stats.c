@@ -20,7 +20,7 @@ static const char *usage_stats =
     "The counters of BRANCH, from the daemon on this machine that mounts it\n"
     "(found through the branch's lease), one per line:\n"
     "  reads        reads that reached the layers (not answered from memory)\n"
-    "  probes       layers they consulted (those whose key range holds the key)\n"
+    "  probes       layers they consulted (those whose key range and filter may hold the key)\n"
     "  probes_max   most layers one read consulted\n"
     "  over_bound   reads that consulted more layers than the bound\n"
     "  bound        the bound now: the parent's runs + 1 + log2(own bytes / 1 MiB + 1)\n"

@@ -2,7 +2,9 @@
  * test_layer.c -- layers: write/read round trips against an in-memory model,
  * prefix scans, concurrent readers under cache pressure, and corruption
  * (flipped bytes, truncation, random and hostile buffers) that must give
- * -EIO or correct data, never a crash or wrong data.  Read-ahead and
+ * -EIO or correct data, never a crash or wrong data; the key filter (no
+ * false negatives, about 1% false positives, version 1 layers without one
+ * still read, a malformed or lacking filter refused).  Read-ahead and
  * warming (store/layer_fetch.c) are tested in test_layer_fetch.c.
  */
 #include "harness.h"
@@ -333,6 +335,120 @@ static int poke(objstore *os, const char *key)
     }
     layer_close(l);
     return bad;
+}
+
+/* ---- the key filter ---- */
+
+#define FKEYS 5000
+
+/* Key number N of the filter test ("f" and 8 digits): even N are in its layer. */
+static size_t fkey(unsigned n, uint8_t *key)
+{
+    return (size_t)snprintf((char *)key, 16, "f%08u", n);
+}
+
+/* The filter test's layer, rewritten as version 1 (its filter section cut
+ * from the index): into *OUT (malloc'd), *OUTLEN. */
+static void unfilter(const uint8_t *buf, size_t len, uint8_t **out, size_t *outlen)
+{
+    const uint8_t *foot = buf + len - LAYER_FOOTER_SIZE;
+    uint64_t ioff = layer_get64(foot + 16), ilen = layer_get64(foot + 24);
+    uint64_t bits = (uint64_t)FKEYS * LAYER_FILTER_BITS_PER_KEY, flen = 1 + (bits + 7) / 8;
+    for (uint64_t v = bits; v; v >>= 7) flen++;      /* the varint */
+    *outlen = len - flen;
+    *out = malloc(*outlen);
+    memcpy(*out, buf, ioff + ilen - flen);
+    uint8_t *f = *out + *outlen - LAYER_FOOTER_SIZE;
+    memcpy(f, foot, LAYER_FOOTER_SIZE);
+    layer_put32(f + 8, LAYER_VERSION_UNFILTERED);
+    layer_put64(f + 24, ilen - flen);
+    fix_crcs(*out, *outlen, ioff, ilen - flen);
+}
+
+/* Layers of FKEYS keys with a filter: every key they hold passes it and is
+ * found, about 1% of the keys within their range that they lack pass; the
+ * same layer without its filter (version 1) reads the same; a filter
+ * lacking keys fails layer_verify; malformed filters fail the open. */
+static void test_filter(objstore *os)
+{
+    layer_writer *w = layer_writer_new();
+    uint8_t key[16];
+    void *buf;
+    size_t len, klen;
+    layer *l;
+    int bad = 0;
+
+    for (unsigned n = 0; n < 2 * FKEYS; n += 2) {
+        klen = fkey(n, key);
+        bad += layer_writer_add(w, key, klen, 7, 0, key, klen) != 0;
+    }
+    CHECK(bad == 0);
+    CHECK(layer_writer_finish(w, &buf, &len) == 0);
+    layer_writer_free(w);
+    CHECK(os_put_if_absent(os, "filter/v2", buf, len) == 0);
+    uint8_t *v1;
+    size_t v1len;
+    unfilter(buf, len, &v1, &v1len);
+    CHECK(os_put_if_absent(os, "filter/v1", v1, v1len) == 0);
+    free(v1);
+    for (int version = 2; version >= 1; version--) {
+        uint64_t entries = 0;
+        CHECK(layer_verify(os, version == 2 ? "filter/v2" : "filter/v1", &entries) == 0 && entries == FKEYS);
+        CHECK(layer_open(os, version == 2 ? "filter/v2" : "filter/v1", &l) == 0);
+        if (!l) continue;
+        int missed = 0, passed = 0;
+        for (unsigned n = 0; n < 2 * FKEYS - 1; n++) {
+            int tomb;
+            void *val;
+            size_t vlen;
+            uint64_t seq;
+            klen = fkey(n, key);
+            int may = layer_may_hold(l, key, klen);
+            int found = layer_get(l, key, klen, UINT64_MAX, &tomb, &val, &vlen, &seq);
+            if (n % 2 == 0)
+                missed += !may || found != 1 || vlen != klen || memcmp(val, key, klen);
+            else
+                passed += may + (found != 0);
+            free(val);
+        }
+        CHECK(missed == 0);
+        if (version == 2)
+            CHECK(passed < FKEYS * 3 / 100);      /* 1% expected */
+        else
+            CHECK(passed == FKEYS - 1);          /* no filter: every key in range may be there */
+        printf("key filter, version %d: %d of %d absent keys in range pass\n", version, passed, FKEYS - 1);
+        CHECK(!layer_may_hold(l, (const uint8_t *)"e", 1) && !layer_may_hold(l, (const uint8_t *)"g", 1));
+        layer_close(l);
+    }
+
+    /* damage, checksums recomputed: a filter lacking keys opens (it is
+     * well formed) but fails verification; malformed ones fail the open */
+    const uint8_t *foot = (const uint8_t *)buf + len - LAYER_FOOTER_SIZE;
+    uint64_t ioff = layer_get64(foot + 16), ilen = layer_get64(foot + 24);
+    uint64_t fbytes = ((uint64_t)FKEYS * LAYER_FILTER_BITS_PER_KEY + 7) / 8;
+    uint8_t *copy = malloc(len);
+    uint8_t *hashes = copy + ioff + ilen - fbytes - 1;
+    quiet_begin();
+    for (int kind = 0; kind < 3; kind++) {
+        char okey[32];
+        uint64_t entries;
+        memcpy(copy, buf, len);
+        if (kind == 0) memset(hashes + 1, 0, fbytes);          /* lacks every key */
+        else if (kind == 1) *hashes = 0;                       /* no bit positions */
+        else *hashes = LAYER_FILTER_HASHES_MAX + 1;
+        fix_crcs(copy, len, ioff, ilen);
+        snprintf(okey, sizeof okey, "filter/bad%d", kind);
+        CHECK(os_put_if_absent(os, okey, copy, len) == 0);
+        CHECK(layer_verify(os, okey, &entries) == -EIO);
+        int rc = layer_open(os, okey, &l);
+        CHECK(kind == 0 ? rc == 0 : rc == -EIO && l == NULL);
+        if (rc == 0) layer_close(l);
+    }
+    char *said = quiet_end();
+    CHECK(strstr(said, "key filter lacks a key") != NULL);
+    free(said);
+    free(copy);
+    free(buf);
 }
 
 int main(void)
@@ -675,6 +791,7 @@ int main(void)
     }
     free(buf);
     model_free();
+    test_filter(os);
 
     layer_cache_set_limit(0);
     os_close(os);
