@@ -55,12 +55,18 @@ static size_t compact_runs(const manifest *m, size_t lo, size_t hi)
 }
 
 /* Own runs of BYTES bytes in all with no merge due, at most:
- * 1 + floor(log2(BYTES / COMPACT_FLOOR_BYTES + 1)). */
+ * 1 + floor(log1.5(BYTES / COMPACT_FLOOR_BYTES + 2)), counted as the runs
+ * r whose smallest possible weight sum, 1.5^(r-1) floors, stays below
+ * BYTES + 2 floors (compact.h).  The sum is kept rounded down, so the
+ * count errs, if at all, on the large side. */
 static size_t compact_own_bound(uint64_t bytes)
 {
-    uint64_t q = bytes / COMPACT_FLOOR_BYTES + 1;   /* floor((bytes + floor) / floor) */
+    uint64_t sum = COMPACT_FLOOR_BYTES, limit = bytes + 2 * (uint64_t)COMPACT_FLOOR_BYTES;
     size_t runs = 1;
-    while (q >>= 1) runs++;
+    while (sum + sum / 2 < limit) {
+        sum += sum / 2;
+        runs++;
+    }
     return runs;
 }
 
@@ -95,7 +101,7 @@ int compact_pick(const manifest *m, const char *own_prefix, size_t *first, size_
         uint64_t bytes = 0;
         for (size_t i = start; i < end; i++) bytes += m->layers[i].size;
         runs++;
-        if (runs > 1 && compact_weight(bytes) <= newer) pick = start;   /* the oldest such run */
+        if (runs > 1 && 2 * compact_weight(bytes) <= newer) pick = start;   /* the oldest such run */
         newer += compact_weight(bytes);
         end = start;
     }

@@ -23,7 +23,7 @@ static const char *usage_stats =
     "  probes       layers they consulted (those whose key range and filter may hold the key)\n"
     "  probes_max   most layers one read consulted\n"
     "  over_bound   reads that consulted more layers than the bound\n"
-    "  bound        the bound now: the parent's runs + 1 + log2(own bytes / 1 MiB + 1)\n"
+    "  bound        the bound now: the parent's runs + 1 + log1.5(own bytes / 1 MiB + 2)\n"
     "               + 2 (store/compact.h)\n"
     "  layers, flushes, compactions, seq, gen   layers in the manifest, layers\n"
     "               flushed and merges committed by this mount, last seq, generation\n";

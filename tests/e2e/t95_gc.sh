@@ -6,7 +6,7 @@
 # 2. Compaction under load: main mounted with 1 MiB memtables takes
 #    pgbench -i -s 5 (about a hundred flushes): the daemon merges layers
 #    meanwhile, and once the writes stop its newest manifest comes within
-#    compact.h's bound, 1 + log2(bytes / 1 MiB + 1) runs of main's own, where
+#    compact.h's bound, 1 + log1.5(bytes / 1 MiB + 2) runs of main's own, where
 #    without compaction there would be one per flush.  `lakefs stats main`
 #    (the daemon's counters): reads reached the layers, and none consulted
 #    more layers than the bound of the layer set it read; once unmounted,
@@ -89,7 +89,8 @@ main_runs() {
     else
         cat "${url#file://}/$m"
     fi | awk '$1 == "layer" && $2 ~ /^branches\/main\/layers\// { r[$3 " " $4] = 1; b += $5 }
-        END { x = b / 1048576; print length(r), b + 0, int(1 + log(x + 1) / log(2) + 1e-9) }'
+        END { f = 1048576; s = f; n = 1; while (s + int(s / 2) < b + 2 * f) { s += int(s / 2); n++ }
+              print length(r), b + 0, n }'
 }
 within_bound() { local r b n; read -r r b n < <(main_runs); [ "$r" -le "$n" ]; }
 # the compactor goes on after the last flush: wait for it to meet the bound

@@ -64,47 +64,53 @@ static void test_pick(void)
 {
     manifest m;
     const char *me[] = { "me", "me", "me", "me", "me" };
-    const char *forked[] = { "parent", "parent", "me", "me" };
+    const char *forked[] = { "parent", "me", "me", "me" };
     uint64_t s1[] = { 100 * MIB, 1 * MIB };
     mk(&m, 2, me, s1, NULL);
-    CHECK(picks(&m, 0, 0));                  /* 100 MiB > the floor of the newer one */
+    CHECK(picks(&m, 0, 0));                  /* 100 MiB > half the floor of the newer one */
     manifest_free(&m);
-    uint64_t s2[] = { 1 * MIB, 1 * MIB };
+    uint64_t s2[] = { 1 * MIB, 1 * MIB, 1 * MIB };
     mk(&m, 2, me, s2, NULL);
-    CHECK(picks(&m, 0, 2));                  /* both under the floor: merge */
+    CHECK(picks(&m, 0, 0));                  /* two under the floor: 1 > 1/2 */
     manifest_free(&m);
-    uint64_t s3[] = { 64 * MIB, 32 * MIB, 32 * MIB };
-    mk(&m, 3, me, s3, NULL);
-    CHECK(picks(&m, 0, 3));                  /* 32 <= 32, then 64 <= 64: all */
+    mk(&m, 3, me, s2, NULL);
+    CHECK(picks(&m, 0, 3));                  /* a third: 1 <= 2/2, all */
     manifest_free(&m);
-    uint64_t s4[] = { 65 * MIB, 32 * MIB, 32 * MIB };
-    mk(&m, 3, me, s4, NULL);
-    CHECK(picks(&m, 1, 2));                  /* 65 > 64: the base stays */
+    uint64_t s3[] = { 64 * MIB, 16 * MIB, 16 * MIB, 16 * MIB };
+    mk(&m, 4, me, s3, NULL);
+    CHECK(picks(&m, 1, 3));                  /* 16 <= 32/2, but 64 > 48/2: the base stays */
     manifest_free(&m);
-    uint64_t s5[] = { 1 * MIB, 1 * MIB, 1 * MIB, 1 * MIB };
-    mk(&m, 4, forked, s5, NULL);
-    CHECK(picks(&m, 2, 2));                  /* never the parent's layers */
+    uint64_t s4[] = { 24 * MIB, 16 * MIB, 16 * MIB, 16 * MIB };
+    mk(&m, 4, me, s4, NULL);
+    CHECK(picks(&m, 0, 4));                  /* 24 <= 48/2: the base too */
+    manifest_free(&m);
+    uint64_t s5[] = { 25 * MIB, 16 * MIB, 16 * MIB, 16 * MIB };
+    mk(&m, 4, me, s5, NULL);
+    CHECK(picks(&m, 1, 3));                  /* 25 > 48/2 */
+    manifest_free(&m);
+    mk(&m, 4, forked, s2, NULL);
+    CHECK(picks(&m, 1, 3));                  /* never the parent's layer, due by weight as it is */
     manifest_free(&m);
     const char *one_own[] = { "parent", "parent", "me" };
-    mk(&m, 3, one_own, s5, NULL);
+    mk(&m, 3, one_own, s2, NULL);
     CHECK(picks(&m, 0, 0));                  /* a single own run: nothing */
     manifest_free(&m);
     /* pieces of one merge (same seq range) are one run of 40 MiB */
     uint64_t s6[] = { 20 * MIB, 20 * MIB, 30 * MIB };
     int same6[] = { 0, 1, 0 };
     mk(&m, 3, me, s6, same6);
-    CHECK(picks(&m, 0, 0));                  /* 40 > 30 */
+    CHECK(picks(&m, 0, 0));                  /* 40 > 30/2 */
     manifest_free(&m);
-    uint64_t s7[] = { 20 * MIB, 20 * MIB, 30 * MIB, 10 * MIB };
-    int same7[] = { 0, 1, 0, 0 };
-    mk(&m, 4, me, s7, same7);
-    CHECK(picks(&m, 0, 4));                  /* 30 > 10 but 40 <= 40: from the pieces on */
+    uint64_t s7[] = { 7 * MIB, 7 * MIB, 10 * MIB, 10 * MIB, 10 * MIB };
+    int same7[] = { 0, 1, 0, 0, 0 };
+    mk(&m, 5, me, s7, same7);
+    CHECK(picks(&m, 0, 5));                  /* 14 <= 30/2: from the pieces on */
     manifest_free(&m);
     /* a run made of pieces is never split */
-    uint64_t s8[] = { 200 * MIB, 20 * MIB, 20 * MIB, 50 * MIB };
-    int same8[] = { 0, 0, 1, 0 };
-    mk(&m, 4, me, s8, same8);
-    CHECK(picks(&m, 1, 3));
+    uint64_t s8[] = { 200 * MIB, 10 * MIB, 10 * MIB, 30 * MIB, 30 * MIB };
+    int same8[] = { 0, 0, 1, 0, 0 };
+    mk(&m, 5, me, s8, same8);
+    CHECK(picks(&m, 1, 4));
     manifest_free(&m);
     CHECK(picks(&(manifest){0}, 0, 0));
 }
@@ -159,38 +165,48 @@ static void test_pick_bound(void)
 }
 
 /* compact_bound by hand: the parent's runs (the pieces of a merge count
- * once) + 1 + floor(log2(own bytes / floor + 1)) + the lag; compact_flush_fits
- * up to that; and runs that need the + 1 inside the log. */
+ * once) + 1 + floor(log1.5(own bytes / floor + 2)) + the lag;
+ * compact_flush_fits up to that; and runs that need the + 2 inside the log. */
 static void test_bound(void)
 {
     manifest m;
-    const char *owners[] = { "parent", "parent", "parent", "me", "me", "me", "me", "me" };
-    /* the parent: a run of two pieces and a flushed layer; own: 2.3, 1.1, 0.1, 0.1, 0.1 MiB */
-    uint64_t sizes[] = { 40 * MIB, 30 * MIB, 5 * MIB, 23 * MIB / 10, 11 * MIB / 10, MIB / 10, MIB / 10, MIB / 10 };
-    int same[] = { 0, 1, 0, 0, 0, 0, 0, 0 };
+    const char *owners[] = { "parent", "parent", "parent", "me", "me", "me", "me", "me", "me", "me" };
+    /* the parent: a run of two pieces and a flushed layer; own: 2.3, 1.1, then 0.1 MiB runs */
+    uint64_t sizes[] = { 40 * MIB, 30 * MIB, 5 * MIB, 23 * MIB / 10, 11 * MIB / 10,
+                         MIB / 10, MIB / 10, MIB / 10, MIB / 10, MIB / 10 };
+    int same[] = { 0, 1, 0, 0, 0, 0, 0, 0, 0, 0 };
     const char *me = "branches/me/layers/";
     mk(&m, 6, owners, sizes, same);
-    /* 1.1 > the floor, 2.3 > 2.1: three own runs and nothing due, for 3.5
-     * MiB: 1 + floor(log2(3.5 + 1)) = 3, where 1 + floor(log2(3.5)) = 2 */
+    /* 2 x 1.1 > the floor, 2 x 2.3 > 2.1: three own runs and nothing due, for
+     * 3.5 MiB: 1 + floor(log1.5(3.5 + 2)) = 5 (1.5^4 = 5.06 < 5.5) */
     CHECK(picks(&m, 0, 0));
-    CHECK(compact_bound(&m, me) == 2 + 3 + COMPACT_LAG_RUNS);
+    CHECK(compact_bound(&m, me) == 2 + 5 + COMPACT_LAG_RUNS);
     CHECK(compact_flush_fits(&m, me));
     manifest_free(&m);
-    mk(&m, 7, owners, sizes, same);          /* 4 own runs: a fifth still fits (3 + the lag of 2) */
-    CHECK(compact_bound(&m, me) == 2 + 3 + COMPACT_LAG_RUNS);
+    mk(&m, 9, owners, sizes, same);          /* 6 own runs (3.8 MiB, bound 5): a seventh still fits */
+    CHECK(compact_bound(&m, me) == 2 + 5 + COMPACT_LAG_RUNS);
     CHECK(compact_flush_fits(&m, me));
     manifest_free(&m);
-    mk(&m, 8, owners, sizes, same);          /* 5 own runs: a sixth does not */
-    CHECK(compact_bound(&m, me) == 2 + 3 + COMPACT_LAG_RUNS);
+    mk(&m, 10, owners, sizes, same);         /* 7 own runs: an eighth does not */
+    CHECK(compact_bound(&m, me) == 2 + 5 + COMPACT_LAG_RUNS);
     CHECK(!compact_flush_fits(&m, me));
     manifest_free(&m);
-    mk(&m, 3, owners, sizes, same);          /* a fork that wrote nothing: 1 own run allowed */
-    CHECK(compact_bound(&m, me) == 2 + 1 + COMPACT_LAG_RUNS);
+    mk(&m, 3, owners, sizes, same);          /* a fork that wrote nothing: 1 + floor(log1.5(2)) = 2 */
+    CHECK(compact_bound(&m, me) == 2 + 2 + COMPACT_LAG_RUNS);
+    manifest_free(&m);
+    /* runs of 0.1, 0.1 (two floors: 1 > 1/2), 1.01 (2.02 > 2) and 1.51 MiB
+     * (3.02 > 3.01), newest first: four with nothing due for 2.72 MiB, where
+     * 1 + floor(log1.5(2.72)) would allow 3 */
+    const char *four[] = { "me", "me", "me", "me" };
+    uint64_t tight[] = { 151 * MIB / 100, 101 * MIB / 100, MIB / 10, MIB / 10 };
+    mk(&m, 4, four, tight, NULL);
+    CHECK(picks(&m, 0, 0));
+    CHECK(compact_bound(&m, me) == 4 + COMPACT_LAG_RUNS);
     manifest_free(&m);
     const char *own[] = { "me", "me" };
-    uint64_t gib[] = { 1024 * MIB - 1, 1 };  /* 1 GiB: 1 + floor(log2(1025)) = 11 */
+    uint64_t gib[] = { 1024 * MIB - 1, 1 };  /* 1 GiB: 1 + floor(log1.5(1026)) = 18 */
     mk(&m, 2, own, gib, NULL);
-    CHECK(compact_bound(&m, me) == 11 + COMPACT_LAG_RUNS);
+    CHECK(compact_bound(&m, me) == 18 + COMPACT_LAG_RUNS);
     manifest_free(&m);
 }
 
