@@ -88,7 +88,8 @@ static void test_pick(void)
     mk(&m, 4, me, s5, NULL);
     CHECK(picks(&m, 1, 3));                  /* 25 > 48/2 */
     manifest_free(&m);
-    mk(&m, 4, forked, s2, NULL);
+    uint64_t s2f[] = { 1 * MIB, 1 * MIB, 1 * MIB, 1 * MIB };
+    mk(&m, 4, forked, s2f, NULL);
     CHECK(picks(&m, 1, 3));                  /* never the parent's layer, due by weight as it is */
     manifest_free(&m);
     const char *one_own[] = { "parent", "parent", "me" };
