@@ -34,6 +34,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include "../util/fnv.h"
 
 #define LAYER_MAGIC "LKFSLYR1"
 #define LAYER_VERSION 2                   /* written: with a key filter */
@@ -87,14 +88,12 @@ static inline int layer_get_varint(const uint8_t **p, const uint8_t *end,
     return -1;
 }
 
-/* The key filter's hash of KEY: 64-bit FNV-1a, then a finalizer that
- * spreads keys differing only in their last bytes (page numbers) over
- * every bit. */
+/* The key filter's hash of KEY: 64-bit FNV-1a (util/fnv.h), then a
+ * finalizer that spreads keys differing only in their last bytes (page
+ * numbers) over every bit. */
 static inline uint64_t layer_filter_hash(const uint8_t *key, size_t klen)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < klen; i++)
-        h = (h ^ key[i]) * 0x100000001b3ull;
+    uint64_t h = fnv1a(FNV1A_INIT, key, klen);
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;
