@@ -410,6 +410,18 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         if (!rc) rc = fs_attr_load(st, sp, &spa);
         if (!rc) rc = fs_attr_load(st, np, &npa);
     }
+    if (!rc && (flags & RENAME_EXCHANGE)) {
+        rc = fs_wal_unmap(st, src, &sa);
+        if (!rc) rc = fs_wal_unmap(st, dst, &da);
+    } else if (!rc && sa.wal_tli) {
+        /* a segment mapped onto the WAL archive leaves its name: renamed to
+         * another segment's name it is an old one recycled, whose bytes
+         * PostgreSQL overwrites before it reads them (it reads the pages
+         * under its own keys until then); anything else keeps its bytes */
+        rc = sa.nlink == 1 ? pg_wal_segment_entry(st, np, newname) : 0;
+        if (rc > 0) { sa.wal_tli = 0; sa.wal_first = 0; rc = 0; }
+        else if (!rc) rc = fs_wal_unmap(st, src, &sa);
+    }
     if (!rc && dst && !(flags & RENAME_EXCHANGE)) {
         if (S_ISDIR(sa.mode) && !S_ISDIR(da.mode)) rc = -ENOTDIR;
         else if (!S_ISDIR(sa.mode) && S_ISDIR(da.mode)) rc = -EISDIR;
@@ -547,8 +559,8 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     for (size_t done = 0; done < n && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < n - done ? PAGE - in : n - done;
-        if (in == 0 && take == PAGE) rc = fs_page_load(st, sino, pg, out + done);
-        else if (!(rc = fs_page_load(st, sino, pg, page))) memcpy(out + done, page + in, take);
+        if (in == 0 && take == PAGE) rc = fs_page_load(st, &a, sino, pg, out + done);
+        else if (!(rc = fs_page_load(st, &a, sino, pg, page))) memcpy(out + done, page + in, take);
         done += take;
     }
     fs_ref_put(&r);
@@ -575,16 +587,18 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     uint8_t *pages = malloc(npages ? npages * (PAGE + sizeof(size_t)) : 1);
     size_t *marks = pages ? (size_t *)(void *)(pages + npages * PAGE) : NULL;
     rc = pages ? fs_itxn_begin(st, sino, &t) : -ENOMEM;
+    /* a segment file mapped onto the WAL archive keeps its segment's size */
+    if (!rc && t.a.wal_tli && (uint64_t)off + size > t.a.size) rc = fs_wal_unmap(st, sino, &t.a);
     for (size_t done = 0; done < size && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < size - done ? PAGE - in : size - done;
         uint8_t *page = pages + (pg - first) * PAGE;
-        if (take < PAGE && pg * PAGE < t.a.size) rc = fs_page_load(st, sino, pg, page);
+        if (take < PAGE && pg * PAGE < t.a.size) rc = fs_page_load(st, &t.a, sino, pg, page);
         else if (take < PAGE) memset(page, 0, PAGE);
         if (!rc) {
             memcpy(page + in, buf + done, take);
             marks[pg - first] = store_batch_mark(&t.b);
-            fs_page_put(&t.b, sino, pg, page);
+            fs_page_put(&t.b, &t.a, sino, pg, page);
         }
         done += take;
     }
@@ -592,7 +606,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
         if ((uint64_t)off + size > t.a.size) t.a.size = (uint64_t)off + size;
         t.a.mtime = t.a.ctime = fs_now_ns();
     }
-    int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size, first, pages, marks);
+    int wal = rc ? 0 : pg_wal_write(r.v->wal, &t.b, sino, t.a.size, (uint64_t)off, size, first, pages, marks,
+                                    &t.a.wal_tli, &t.a.wal_first);
     if (pages) rc = fs_itxn_end(st, &t, wal < 0 ? wal : rc);
     if (wal > 0) pg_wal_written(r.v->wal, rc);
     /* a checkpoint completed: that state is a base for time travel (pg_wal.h) */
@@ -643,8 +658,10 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
     uint64_t end = (uint64_t)off + (uint64_t)len;
     rc = fs_itxn_begin(st, sino, &t);
     if (!rc && !S_ISREG(t.a.mode)) rc = -ENODEV;
+    if (!rc && ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) || end > t.a.size))
+        rc = fs_wal_unmap(st, sino, &t.a);
     if (!rc && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
-        rc = fs_zero_range(st, &t.b, sino, t.a.size, (uint64_t)off, end);
+        rc = fs_zero_range(st, &t.b, sino, &t.a, (uint64_t)off, end);
     if (!rc) {
         if (!(mode & FALLOC_FL_KEEP_SIZE) && end > t.a.size) t.a.size = end;
         t.a.ctime = fs_now_ns();

@@ -41,12 +41,16 @@
 #define ARCH_BIT (1ull << 47)     /* store inodes never reach it: the archive's own */
 #define ARCH_SEG (1ull << 46)     /* ... | tli << 31 | segno: a segment; ... | tli: a history file */
 #define ATTR_VERSION 1
+#define ATTR_VERSION_WAL 2        /* ... followed by the WAL archive mapping (fs_attr.wal_tli) */
 #define ATTR_FIXED 61             /* encoded size without a symlink target */
+#define ATTR_WAL_LEN 12           /* the mapping: timeline (4), first archive page (8) */
 
 typedef struct fs_attr {
     uint32_t mode, uid, gid, nlink, rdev;
     uint64_t size;
     int64_t atime, mtime, ctime;  /* nanoseconds since the epoch */
+    uint32_t wal_tli;             /* a WAL segment file whose pages are archive pages of this timeline (0: not) */
+    uint64_t wal_first;           /* ... from this archive page number on (its page 0's) */
     char target[PATH_MAX];        /* symlink target (size bytes) */
 } fs_attr;
 
@@ -200,16 +204,25 @@ int fs_itxn_begin(store *st, uint64_t sino, inode_txn *t);
 /* If RC is 0, commit T's batch with its attributes; unlock; returns the result. */
 int fs_itxn_end(store *st, inode_txn *t, int rc);
 
-/* Read page PG of SINO into BUF (zeros if absent); -EIO on failure. */
-int fs_page_load(store *st, uint64_t sino, uint64_t pg, uint8_t *buf);
+/* Read page PG of SINO (attributes A) into BUF (zeros if absent); -EIO on failure. */
+int fs_page_load(store *st, const fs_attr *a, uint64_t sino, uint64_t pg, uint8_t *buf);
 
-void fs_page_put(store_batch *b, uint64_t sino, uint64_t pg, const uint8_t *data);
+/* Add "page PG of SINO (attributes A) = DATA" to batch B. */
+void fs_page_put(store_batch *b, const fs_attr *a, uint64_t sino, uint64_t pg, const uint8_t *data);
 
-/* Zero bytes [from, to) of SINO (file size SIZE) in batch B: whole pages
- * become tombstones, partial ones are rewritten. */
-int fs_zero_range(store *st, store_batch *b, uint64_t sino, uint64_t size, uint64_t from, uint64_t to);
+/* Give SINO (stripe held, attributes *A) its pages back under its own keys
+ * and end its mapping onto the WAL archive (fs_attr.wal_tli), in a commit
+ * of its own; *A is updated.  Nothing to do for a file not mapped.  0 or
+ * -errno. */
+int fs_wal_unmap(store *st, uint64_t sino, fs_attr *a);
 
-/* Change the size of SINO from A->size to SIZE in batch B (stripe held). */
+/* Zero bytes [from, to) of SINO (attributes A, not mapped onto the WAL
+ * archive) in batch B: whole pages become tombstones, partial ones are
+ * rewritten. */
+int fs_zero_range(store *st, store_batch *b, uint64_t sino, const fs_attr *a, uint64_t from, uint64_t to);
+
+/* Change the size of SINO from A->size to SIZE in batch B (stripe held);
+ * a file mapped onto the WAL archive is unmapped first. */
 int fs_resize(store *st, store_batch *b, uint64_t sino, fs_attr *a, uint64_t size);
 
 /* ---- fs_view.c ---- */

@@ -4,6 +4,12 @@
  * read-modify-writes, the encoding of attributes and directory entries in
  * the store, pages, and the files of the WAL archive every view shows in
  * .lakefs-wal.  What fs.c's handlers and fs_view.c build on.
+ *
+ * A file's page is the key (inode, page number), but for a WAL segment
+ * file mapped onto the archive (fs_attr.wal_tli, set by the WAL observer,
+ * pg_wal.h): its pages are the archive's pages of its segment, so the WAL
+ * is stored once.  Its attributes are then encoded as version 2, the
+ * mapping (timeline, first archive page) after the fixed part.
  */
 #include "fs_impl.h"
 
@@ -138,28 +144,40 @@ fuse_ino_t fs_to_fuse(const fs_mount *m, const fs_view *v, uint64_t sino)
 
 /* ---- attribute and dirent encoding (little-endian, fs_format.h) ---- */
 
-/* Encode A into BUF (at least ATTR_FIXED + PATH_MAX bytes); returns length. */
+/* Encode A into BUF (at least ATTR_FIXED + PATH_MAX + ATTR_WAL_LEN bytes); returns length. */
 static size_t attr_encode(const fs_attr *a, uint8_t *buf)
 {
-    buf[0] = ATTR_VERSION;
+    buf[0] = a->wal_tli ? ATTR_VERSION_WAL : ATTR_VERSION;
     fs_put_le(buf + 1, a->mode, 4); fs_put_le(buf + 5, a->uid, 4); fs_put_le(buf + 9, a->gid, 4);
     fs_put_le(buf + 13, a->nlink, 4); fs_put_le(buf + 17, a->rdev, 4); fs_put_le(buf + 21, a->size, 8);
     fs_put_le(buf + 29, (uint64_t)a->atime, 8); fs_put_le(buf + 37, (uint64_t)a->mtime, 8);
     fs_put_le(buf + 45, (uint64_t)a->ctime, 8); fs_put_le(buf + 53, 0, 8);
     size_t len = ATTR_FIXED;
     if (S_ISLNK(a->mode)) { memcpy(buf + len, a->target, a->size); len += a->size; }
+    if (a->wal_tli) {
+        fs_put_le(buf + len, a->wal_tli, 4); fs_put_le(buf + len + 4, a->wal_first, 8);
+        len += ATTR_WAL_LEN;
+    }
     return len;
 }
 
 /* Decode LEN bytes into A; -EIO if malformed. */
 static int attr_decode(const uint8_t *buf, size_t len, fs_attr *a)
 {
-    if (len < ATTR_FIXED || buf[0] != ATTR_VERSION) return -EIO;
+    if (len < ATTR_FIXED || (buf[0] != ATTR_VERSION && buf[0] != ATTR_VERSION_WAL)) return -EIO;
     a->mode = (uint32_t)fs_get_le(buf + 1, 4); a->uid = (uint32_t)fs_get_le(buf + 5, 4);
     a->gid = (uint32_t)fs_get_le(buf + 9, 4); a->nlink = (uint32_t)fs_get_le(buf + 13, 4);
     a->rdev = (uint32_t)fs_get_le(buf + 17, 4); a->size = fs_get_le(buf + 21, 8);
     a->atime = (int64_t)fs_get_le(buf + 29, 8); a->mtime = (int64_t)fs_get_le(buf + 37, 8);
     a->ctime = (int64_t)fs_get_le(buf + 45, 8);
+    a->wal_tli = 0;
+    a->wal_first = 0;
+    if (buf[0] == ATTR_VERSION_WAL) {   /* a regular file: the mapping is all that follows */
+        if (!S_ISREG(a->mode) || len != ATTR_FIXED + ATTR_WAL_LEN) return -EIO;
+        a->wal_tli = (uint32_t)fs_get_le(buf + ATTR_FIXED, 4);
+        a->wal_first = fs_get_le(buf + ATTR_FIXED + 4, 8);
+        return a->wal_tli ? 0 : -EIO;
+    }
     if (S_ISLNK(a->mode)) {
         if (a->size >= PATH_MAX || len != ATTR_FIXED + a->size) return -EIO;
         memcpy(a->target, buf + ATTR_FIXED, a->size);
@@ -172,7 +190,7 @@ size_t fs_root_attr(uint8_t *buf, size_t cap)
 {
     fs_attr a = { .mode = S_IFDIR | 0755, .nlink = 2 };
     a.atime = a.mtime = a.ctime = fs_now_ns();
-    uint8_t tmp[ATTR_FIXED + PATH_MAX];
+    uint8_t tmp[ATTR_FIXED + PATH_MAX + ATTR_WAL_LEN];
     size_t len = attr_encode(&a, tmp);
     if (len > cap) return 0;
     memcpy(buf, tmp, len);
@@ -183,7 +201,7 @@ size_t fs_root_attr(uint8_t *buf, size_t cap)
 int fs_attr_load(store *st, uint64_t sino, fs_attr *a)
 {
     if (sino & ARCH_BIT) return -EROFS;   /* the archive's files are read-only and have no attributes stored */
-    uint8_t buf[ATTR_FIXED + PATH_MAX];
+    uint8_t buf[ATTR_FIXED + PATH_MAX + ATTR_WAL_LEN];
     size_t len;
     skey k;
     key_inode(&k, sino);
@@ -196,7 +214,7 @@ int fs_attr_load(store *st, uint64_t sino, fs_attr *a)
 /* Add "store attributes of SINO = A" to batch B. */
 void fs_attr_put(store_batch *b, uint64_t sino, const fs_attr *a)
 {
-    uint8_t buf[ATTR_FIXED + PATH_MAX];
+    uint8_t buf[ATTR_FIXED + PATH_MAX + ATTR_WAL_LEN];
     skey k;
     key_inode(&k, sino);
     store_batch_put(b, &k, buf, attr_encode(a, buf));
@@ -370,28 +388,72 @@ static int all_zero(const uint8_t *p, size_t n)
     return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
-/* Read page PG of SINO into BUF (zeros if absent); -EIO on failure. */
-int fs_page_load(store *st, uint64_t sino, uint64_t pg, uint8_t *buf)
+/* Read page PG of SINO into BUF (zeros if absent); -EIO on failure.  A
+ * file mapped onto the WAL archive reads its archive page, and the page
+ * under its own key where the archive holds none (a page PostgreSQL has
+ * not written since the file got its segment name: zeros, or a recycled
+ * segment's old bytes). */
+int fs_page_load(store *st, const fs_attr *a, uint64_t sino, uint64_t pg, uint8_t *buf)
 {
     skey k;
     size_t len;
-    key_page(&k, sino, pg);
-    int rc = store_get(st, &k, buf, PAGE, &len);
+    int rc = -ENOENT;
+    if (a->wal_tli) {
+        key_walpage(&k, a->wal_tli, a->wal_first + pg);
+        rc = store_get(st, &k, buf, PAGE, &len);
+    }
+    if (rc == -ENOENT) {
+        key_page(&k, sino, pg);
+        rc = store_get(st, &k, buf, PAGE, &len);
+    }
     if (rc == -ENOENT || (!rc && len == 0)) { memset(buf, 0, PAGE); return 0; }
     if (!rc && len != PAGE) rc = -EIO;
     return rc;
 }
 
-void fs_page_put(store_batch *b, uint64_t sino, uint64_t pg, const uint8_t *data)
+/* A mapped file's page is its archive page, stored whole: the archive is
+ * what time travel replays, and PostgreSQL's WAL pages are never zeros. */
+void fs_page_put(store_batch *b, const fs_attr *a, uint64_t sino, uint64_t pg, const uint8_t *data)
 {
     skey k;
+    if (a->wal_tli) {
+        key_walpage(&k, a->wal_tli, a->wal_first + pg);
+        store_batch_put(b, &k, data, PAGE);
+        return;
+    }
     key_page(&k, sino, pg);
     store_batch_put(b, &k, data, all_zero(data, PAGE) ? 0 : PAGE);
 }
 
-/* Zero bytes [from, to) of SINO (file size SIZE) in batch B: whole pages
+/* Every page below the size is copied, archive pages and the pages under
+ * the file's own keys alike (up to a segment, 16 MiB by default, in one
+ * batch): it happens when a segment leaves pg_wal/ (PostgreSQL renames
+ * the last segment of a timeline to *.partial) or something other than
+ * PostgreSQL's WAL writer changes its size, not in PostgreSQL's own use. */
+int fs_wal_unmap(store *st, uint64_t sino, fs_attr *a)
+{
+    if (!a->wal_tli) return 0;
+    fs_attr plain = *a;
+    plain.wal_tli = 0;
+    plain.wal_first = 0;
+    store_batch b;
+    store_batch_init(&b);
+    uint8_t page[PAGE];
+    int rc = 0;
+    for (uint64_t pg = 0; pg * PAGE < a->size && !rc; pg++)
+        if (!(rc = fs_page_load(st, a, sino, pg, page))) fs_page_put(&b, &plain, sino, pg, page);
+    if (!rc) {
+        fs_attr_put(&b, sino, &plain);
+        rc = store_commit(st, &b);
+    }
+    store_batch_free(&b);
+    if (!rc) *a = plain;
+    return rc;
+}
+
+/* Zero bytes [from, to) of SINO (attributes A) in batch B: whole pages
  * become tombstones, partial ones are rewritten. */
-int fs_zero_range(store *st, store_batch *b, uint64_t sino, uint64_t size, uint64_t from, uint64_t to)
+int fs_zero_range(store *st, store_batch *b, uint64_t sino, const fs_attr *a, uint64_t from, uint64_t to)
 {
     uint8_t page[PAGE];
     for (uint64_t pg = from / PAGE; pg * PAGE < to; pg++) {
@@ -402,12 +464,12 @@ int fs_zero_range(store *st, store_batch *b, uint64_t sino, uint64_t size, uint6
             store_batch_del(b, &k);
             continue;
         }
-        if (ps >= size) continue;          /* past EOF: already zero */
-        int rc = fs_page_load(st, sino, pg, page);
+        if (ps >= a->size) continue;       /* past EOF: already zero */
+        int rc = fs_page_load(st, a, sino, pg, page);
         if (rc) return rc;
         uint64_t zs = from > ps ? from : ps, ze = to < pe ? to : pe;
         memset(page + (zs - ps), 0, ze - zs);
-        fs_page_put(b, sino, pg, page);
+        fs_page_put(b, a, sino, pg, page);
     }
     return 0;
 }
@@ -415,9 +477,16 @@ int fs_zero_range(store *st, store_batch *b, uint64_t sino, uint64_t size, uint6
 /* Change the size of SINO from A->size to SIZE in batch B (stripe held). */
 int fs_resize(store *st, store_batch *b, uint64_t sino, fs_attr *a, uint64_t size)
 {
+    if (size == a->size) return 0;
+    if (a->wal_tli && size == 0) {     /* nothing to keep: the pages under its own keys go below */
+        a->wal_tli = 0;
+        a->wal_first = 0;
+    }
+    int rc = fs_wal_unmap(st, sino, a);
+    if (rc) return rc;
     if (size < a->size) {
         uint64_t end = (a->size + PAGE - 1) / PAGE * PAGE;
-        int rc = fs_zero_range(st, b, sino, a->size, size, end);
+        rc = fs_zero_range(st, b, sino, a, size, end);
         if (rc) return rc;
     }
     a->size = size;

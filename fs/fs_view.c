@@ -71,11 +71,11 @@ static int root_file_append(store *st, store_batch *b, const fs_attr *root, cons
     for (size_t done = 0; !rc && done < len;) {
         uint64_t pos = a.size + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < len - done ? PAGE - in : len - done;
-        if (in) rc = fs_page_load(st, ino, pg, page);
+        if (in) rc = fs_page_load(st, &a, ino, pg, page);
         else memset(page, 0, PAGE);   /* past EOF: zero */
         if (!rc) {
             memcpy(page + in, data + done, take);
-            fs_page_put(b, ino, pg, page);
+            fs_page_put(b, &a, ino, pg, page);
         }
         done += take;
     }

@@ -17,6 +17,8 @@
  * wrote by timeline and position, not by file, so recycling a segment file
  * loses nothing: a segment key per (timeline, segment number) says which
  * segments exist, a page key per (timeline, LSN / 8 KiB) holds the bytes.
+ * A segment file that PostgreSQL writes keeps its pages in these keys
+ * rather than in page keys of its own (fs/fs_impl.h: fs_attr.wal_tli).
  */
 #ifndef LAKEFS_KEY_H
 #define LAKEFS_KEY_H

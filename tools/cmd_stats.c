@@ -54,8 +54,9 @@ int cmd_stats(int argc, char **argv)
                     l.pid);
     if (control_stats(l.control, name, &s, cerr, sizeof cerr)) return cli_fail("branch '%s': %s", name, cerr);
     printf("reads %" PRIu64 "\nprobes %" PRIu64 "\nprobes_max %" PRIu64 "\nover_bound %" PRIu64 "\nbound %" PRIu64
-           "\nlayers %" PRIu64 "\nflushes %" PRIu64 "\ncompactions %" PRIu64 "\nseq %" PRIu64 "\ngen %" PRIu64 "\n",
+           "\nlayers %" PRIu64 "\nflushes %" PRIu64 "\ncompactions %" PRIu64 "\nseq %" PRIu64 "\ngen %" PRIu64
+           "\nmemtable_bytes %" PRIu64 "\n",
            s.reads, s.probes, s.probes_max, s.over_bound, s.bound, s.layers, s.flushes, s.compactions, s.seq,
-           s.manifest_gen);
+           s.manifest_gen, s.memtable_bytes);
     return 0;
 }

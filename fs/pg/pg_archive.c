@@ -365,6 +365,22 @@ int pg_archive_trim(store *st, uint64_t redo, uint64_t *segments)
         uint8_t prefix = KEY_WALSEG;
         rc = store_scan(st, &prefix, 1, pa_trim_segment, &t);
     }
+    /* a segment still in pg_wal/ keeps its pages: a file mapped onto the
+     * archive reads them (fs_attr.wal_tli), and PostgreSQL may still
+     * read it (a replication slot, wal_keep_size, a failing
+     * archive_command); the archive begins at the first such one */
+    uint64_t keep = UINT64_MAX;
+    for (size_t i = 0; i < t.n && !rc; i++) {
+        char name[32];
+        pg_archive_name(&t.segs[i], name, sizeof name);
+        rc = pg_wal_has_entry(st, name);
+        if (rc > 0 && t.segs[i].segno * t.segs[i].size < keep) keep = t.segs[i].segno * t.segs[i].size;
+        rc = rc < 0 ? rc : 0;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < t.n; i++)
+        if ((t.segs[i].segno + 1) * t.segs[i].size <= keep) t.segs[n++] = t.segs[i];
+    t.n = n;
     if (rc || t.n == 0) {
         free(t.segs);
         return rc;

@@ -77,8 +77,10 @@ int pg_archive_trimmed_at(objstore *os, const manifest *m, uint64_t *lsn);
 /* Delete from the archive in ST every segment, of any timeline, that ends
  * at or before LSN REDO (recovery starts there; the segment holding it
  * stays whole, as PostgreSQL reads a segment's first page when it opens
- * it), with its pages; first record where the archive now begins.  The
- * count of segments deleted into *SEGMENTS.  0 or -errno. */
+ * it), with its pages; first record where the archive now begins.  A
+ * segment whose file is still in ST's pg_wal/ stays, and so does every
+ * one after it (a segment file's pages are its archive pages, fs_attr).
+ * The count of segments deleted into *SEGMENTS.  0 or -errno. */
 int pg_archive_trim(store *st, uint64_t redo, uint64_t *segments);
 
 #endif

@@ -275,7 +275,7 @@ void pg_wal_close(pg_wal *w)
 }
 
 int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len,
-                 uint64_t first_page, const uint8_t *pages, const size_t *marks)
+                 uint64_t first_page, const uint8_t *pages, const size_t *marks, uint32_t *tli, uint64_t *first)
 {
     pg_wal_seg s;
     uint64_t lsn;
@@ -284,14 +284,18 @@ int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_
     if (rc <= 0) return rc;
     uint64_t segsize = pg_wal_segsize(size);
     if (pg_wal_end_lsn(&s, segsize, off + len, &lsn)) return 0;
-    uint64_t segno = pg_wal_segno(&s, segsize), last_page = (off + len - 1) / PG_WAL_PAGE;
+    uint64_t segno = pg_wal_segno(&s, segsize), page0 = segno * (segsize / PG_WAL_PAGE);
+    uint64_t last_page = (off + len - 1) / PG_WAL_PAGE;
     uint8_t v[PW_POS_LEN];
     skey k;
-    for (uint64_t pg = first_page; pg <= last_page; pg++) {
-        key_walpage(&k, s.tli, segno * (segsize / PG_WAL_PAGE) + pg);
-        const uint8_t *page = pages + (pg - first_page) * PG_WAL_PAGE;
-        if (marks) store_batch_put_same(b, &k, marks[pg - first_page], page, PG_WAL_PAGE);
-        else store_batch_put(b, &k, page, PG_WAL_PAGE);
+    if (*tli != s.tli || *first != page0) {
+        for (uint64_t pg = first_page; pg <= last_page; pg++) {
+            key_walpage(&k, s.tli, page0 + pg);
+            const uint8_t *page = pages + (pg - first_page) * PG_WAL_PAGE;
+            if (marks) store_batch_put_same(b, &k, marks[pg - first_page], page, PG_WAL_PAGE);
+            else store_batch_put(b, &k, page, PG_WAL_PAGE);
+        }
+        if (!*tli && size == segsize) { *tli = s.tli; *first = page0; }
     }
     fs_put_le(v, segsize, 4);
     key_walseg(&k, s.tli, segno);
@@ -441,6 +445,30 @@ static int pw_archive_file(pg_wal *w, store_batch *b, uint64_t ino, uint64_t siz
     key_walseg(&from, s->tli, segno);
     store_batch_put(b, &from, v, 4);
     return 0;
+}
+
+int pg_wal_segment_entry(store *st, uint64_t dir, const char *name)
+{
+    pg_wal_seg s;
+    uint64_t waldir;
+    if (pg_wal_parse_name(name, strlen(name), &s)) return 0;
+    int rc = pw_dir(st, &waldir);
+    if (rc) return rc == -ENOENT ? 0 : rc;
+    return waldir == dir;
+}
+
+int pg_wal_has_entry(store *st, const char *name)
+{
+    uint8_t v[FS_DIRENT_LEN];
+    uint64_t waldir;
+    size_t vlen;
+    skey k;
+    int rc = pw_dir(st, &waldir);
+    if (!rc) {
+        key_dirent(&k, waldir, name, strlen(name));
+        rc = store_get(st, &k, v, sizeof v, &vlen);
+    }
+    return rc == -ENOENT ? 0 : rc ? rc : 1;
 }
 
 int pg_wal_renamed(pg_wal *w, store_batch *b, uint64_t dir, const char *name, uint64_t ino, uint64_t size)

@@ -10,10 +10,14 @@
  * branch (fs.c calls it inside the write's inode transaction) and adds to
  * the write's own store batch:
  *
- *  - the written pages again, as WAL archive keys by timeline and LSN
- *    (key.h; read back through pg_archive.h), so the archive holds every
- *    WAL byte however PostgreSQL recycles its segment files, and commits
- *    atomically with the write (a crash loses neither or both);
+ *  - the written pages as WAL archive keys by timeline and LSN (key.h;
+ *    read back through pg_archive.h), so the archive holds every WAL byte
+ *    however PostgreSQL recycles its segment files, and commits
+ *    atomically with the write (a crash loses neither or both).  Once a
+ *    full-sized segment is written, its file is mapped onto these pages
+ *    (fs_attr.wal_tli in fs/fs_impl.h): fs.c then stores the file's pages
+ *    as the archive pages themselves, and the observer adds none, so the
+ *    WAL is stored once;
  *  - the position (pg_wal_pos: the highest LSN written so far, the
  *    wall-clock time of this write, the timeline, the segment size) as
  *    the meta key "wal_pos" (key.h).
@@ -126,13 +130,18 @@ void pg_wal_close(pg_wal *w);
  * after it, goes into batch B, which puts the file's pages FIRST_PAGE on
  * as PAGES (LEN + OFF % PG_WAL_PAGE rounded up to whole pages), the put of
  * page i at MARKS[i] of B (store_batch_mark; MARKS NULL: not known); INO's
- * name must not change meanwhile (fs.c holds its inode lock).  If INO is a
- * WAL segment, adds the pages to the archive (each referring to the file's
- * page in the journal, not a second copy) and the new "wal_pos" to B and
- * returns 1: then call pg_wal_written with the commit's result.  0 if not
- * (also when W is NULL), or -errno (pg_wal/ could not be read). */
+ * name must not change meanwhile (fs.c holds its inode lock).  *TLI and
+ * *FIRST are INO's mapping onto the archive (fs_attr.wal_tli: its pages
+ * are archive pages of timeline *TLI from *FIRST on; *TLI 0: none).  If
+ * INO is a WAL segment, adds the new "wal_pos" to B, and the pages to the
+ * archive unless B put them there already (the mapping is the segment's;
+ * otherwise each refers to the file's page in the journal, not a second
+ * copy), maps a full-sized unmapped segment onto its archive pages (sets
+ * *TLI and *FIRST: from then on its pages are stored once), and returns 1:
+ * then call pg_wal_written with the commit's result.  0 if not (also when
+ * W is NULL), or -errno (pg_wal/ could not be read). */
 int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_t off, size_t len,
-                 uint64_t first_page, const uint8_t *pages, const size_t *marks);
+                 uint64_t first_page, const uint8_t *pages, const size_t *marks, uint32_t *tli, uint64_t *first);
 /* The batch that pg_wal_write returned 1 for was committed with result RC. */
 void pg_wal_written(pg_wal *w, int rc);
 /* INO was renamed or unlinked (call before its inode lock is released, so
@@ -148,6 +157,14 @@ void pg_wal_forget(pg_wal *w, uint64_t ino);
  * a checkpoint, so the state now is a base for time travel to any later
  * point (pg_target.h) -- else 0 (also when W is NULL), or -errno. */
 int pg_wal_checkpointed(pg_wal *w, uint64_t ino, uint64_t off, size_t len, const uint8_t *pages);
+
+/* 1 if NAME in directory DIR of ST is a WAL segment's place: a segment
+ * name in the branch root's pg_wal/; 0 if not, or -errno. */
+int pg_wal_segment_entry(store *st, uint64_t dir, const char *name);
+
+/* 1 if the branch root's pg_wal/ in ST has an entry NAME, 0 if not (or
+ * there is no pg_wal/), or -errno. */
+int pg_wal_has_entry(store *st, const char *name);
 
 /* Batch B renames file INO (SIZE bytes) to NAME in directory DIR: if that
  * is a timeline history file in pg_wal/, or a segment there made under a

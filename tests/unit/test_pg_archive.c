@@ -107,7 +107,7 @@ static void write_pages(store *st, pg_wal *w, seg *s, uint64_t first, uint64_t n
         store_batch_put(&b, &k, p, PAGE);
         memcpy(s->img + (first + i) * PAGE, p, PAGE);
     }
-    int wal = pg_wal_write(w, &b, s->ino, s->size, first * PAGE, n * PAGE, first, pages, NULL);
+    int wal = pg_wal_write(w, &b, s->ino, s->size, first * PAGE, n * PAGE, first, pages, NULL, &(uint32_t){0}, &(uint64_t){0});
     CHECK(wal >= 0);
     int rc = store_commit(st, &b);
     CHECK(rc == 0);
@@ -127,7 +127,7 @@ static void write_inside(store *st, pg_wal *w, seg *s, uint64_t pg, size_t off, 
     store_batch_init(&b);
     key_page(&k, s->ino, pg);
     store_batch_put(&b, &k, page, PAGE);
-    int wal = pg_wal_write(w, &b, s->ino, s->size, pg * PAGE + off, len, pg, page, NULL);
+    int wal = pg_wal_write(w, &b, s->ino, s->size, pg * PAGE + off, len, pg, page, NULL, &(uint32_t){0}, &(uint64_t){0});
     CHECK(wal >= 0);
     int rc = store_commit(st, &b);
     CHECK(rc == 0);
@@ -497,11 +497,20 @@ static void test_archive(void)
     CHECK(history_is(&a, "00000002.history", (const uint8_t *)h2, strlen(h2)));
     CHECK(lists(&a, with5, 8, 0));
 
-    /* trimmed below a redo point inside segment 3: segments 1 and 2 of
-     * both timelines go with their pages; 3 and 5 and the history files stay */
+    /* trimmed below a redo point inside segment 3 while the files of
+     * segment 2 of both timelines are still in pg_wal/: only segment 1
+     * goes, as a segment file's pages are its archive pages */
     uint64_t trimmed, n;
     CHECK(pg_archive_trimmed(st, &trimmed) == 0 && trimmed == 0);
-    CHECK(pg_archive_trim(st, 3 * SEG16 + 100, &n) == 0 && n == 3);
+    CHECK(pg_archive_trim(st, 3 * SEG16 + 100, &n) == 0 && n == 1);
+    CHECK(pg_archive_trimmed(st, &trimmed) == 0 && trimmed == 2 * SEG16);
+    CHECK(absent(&a, segs[A].name));
+    CHECK(reads_as(&a, &segs[B], UINT64_MAX) && reads_as(&a, &segs[C], UINT64_MAX));
+    dirent(st, PG_WAL_DIR, segs[B].name, 0, 0);   /* PostgreSQL removes them */
+    dirent(st, PG_WAL_DIR, segs[C].name, 0, 0);
+    /* now segment 2 of both timelines goes with its pages; 3 and 5 and
+     * the history files stay */
+    CHECK(pg_archive_trim(st, 3 * SEG16 + 100, &n) == 0 && n == 2);
     CHECK(pg_archive_trimmed(st, &trimmed) == 0 && trimmed == 3 * SEG16);
     CHECK(absent(&a, segs[A].name) && absent(&a, segs[B].name) && absent(&a, segs[C].name));
     CHECK(reads_as(&a, &segs[D], UINT64_MAX) && reads_as(&a, &e5, UINT64_MAX));
@@ -607,7 +616,7 @@ static void test_timeline_switch(void)
             key_page(&k, tmp.ino, pg);
             store_batch_put(&b, &k, tmp.img + pg * PAGE, PAGE);
         }
-        CHECK(pg_wal_write(w, &b, tmp.ino, SEG16, 0, 3 * PAGE, 0, tmp.img, NULL) == 0);   /* not a segment */
+        CHECK(pg_wal_write(w, &b, tmp.ino, SEG16, 0, 3 * PAGE, 0, tmp.img, NULL, &(uint32_t){0}, &(uint64_t){0}) == 0);   /* not a segment */
         CHECK(store_commit(st, &b) == 0);
         dirent_op(&b, PG_WAL_DIR, tmp.name, 0, 0);   /* installed under the new timeline's name, as fs.c renames */
         dirent_op(&b, PG_WAL_DIR, nw.name, tmp.ino, S_IFREG);

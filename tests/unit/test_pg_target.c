@@ -266,7 +266,7 @@ static int wal_page(store *st, pg_wal *w, uint64_t ino, uint64_t pg)
     store_batch_init(&b);
     key_page(&k, ino, pg);
     store_batch_put(&b, &k, page, sizeof page);
-    int wal = pg_wal_write(w, &b, ino, SEG16, pg * 8192, 8192, pg, page, NULL);
+    int wal = pg_wal_write(w, &b, ino, SEG16, pg * 8192, 8192, pg, page, NULL, &(uint32_t){0}, &(uint64_t){0});
     int rc = store_commit(st, &b);
     CHECK(rc == 0);
     if (wal > 0) pg_wal_written(w, rc);
@@ -605,6 +605,8 @@ static void test_horizon(void)
     pg_base b;
     CHECK(base_of(&e, "main", lsn_target(lsn[1]), 0, &b) == 0 && b.gen >= g[1] && b.lsn == lsn[1]);
     uint64_t n;
+    CHECK(pg_archive_trim(st, redo[3], &n) == 0 && n == 0);   /* segment 1's file is still there */
+    dirent(st, PG_WAL_DIR, "000000010000000000000001", 0, 0);   /* PostgreSQL removes it */
     CHECK(pg_archive_trim(st, redo[3], &n) == 0 && n == 1);
     CHECK(base_of(&e, "main", lsn_target(lsn[1]), 0, &b) == 0 && b.lsn == lsn[1]);   /* not committed yet */
     checkpoint(st);

@@ -35,7 +35,8 @@
  *    (a copy in the root, global/pg_control.bak, a dev branch's own) are
  *    not (0); after pg_control is renamed away and a new one renamed into
  *    place the new inode is recognised; and, with pg_control known,
- *    pg_wal_forget of a recycled segment still re-resolves the segment.
+ *    pg_wal_forget of a recycled segment still re-resolves the segment;
+ *  - the mapping of a segment file onto its archive pages (test_mapping).
  */
 #include "harness.h"
 #include "branch.h"
@@ -185,7 +186,7 @@ static int wal_write_rc(store *st, pg_wal *w, uint64_t ino, uint64_t size, uint6
     key_inode(&k, ino);                       /* fs.c's itxn_end adds the attributes */
     store_batch_put(&b, &k, "attr", 4);
     /* the archive refers to the page puts (every other write) or carries its own copy */
-    int wal = pg_wal_write(w, &b, ino, size, off, len, first, pages, off / 8192 % 2 ? marks : NULL);
+    int wal = pg_wal_write(w, &b, ino, size, off, len, first, pages, off / 8192 % 2 ? marks : NULL, &(uint32_t){0}, &(uint64_t){0});
     free(pages);
     free(marks);
     if (pause_us) usleep(pause_us);           /* fs.c has more to do here: let others run */
@@ -560,6 +561,80 @@ static void test_checkpoints(void)
     env_free(&e);
 }
 
+/* A write of page PG of INO (SIZE bytes) as fs.c makes it for a file with
+ * mapping *TLI, *FIRST, but with only what the observer adds in the batch
+ * (so the archive pages after it are the observer's).  pg_wal_write's
+ * result. */
+static int observe(store *st, pg_wal *w, uint64_t ino, uint64_t size, uint64_t pg, uint32_t *tli, uint64_t *first)
+{
+    store_batch b;
+    uint8_t page[8192];
+    memset(page, 0x5a, sizeof page);
+    store_batch_init(&b);
+    skey k;
+    key_inode(&k, ino);                       /* fs.c's itxn_end adds the attributes */
+    store_batch_put(&b, &k, "attr", 4);
+    int wal = pg_wal_write(w, &b, ino, size, pg * 8192, 8192, pg, page, NULL, tli, first);
+    int rc = store_commit(st, &b);
+    CHECK(rc == 0);
+    if (wal > 0) pg_wal_written(w, rc);
+    store_batch_free(&b);
+    return wal;
+}
+
+/* 1 if the archive of ST holds page PAGE of timeline TLI. */
+static int archived(store *st, uint32_t tli, uint64_t page)
+{
+    uint8_t v[8192];
+    size_t vlen = 0;
+    skey k;
+    key_walpage(&k, tli, page);
+    return store_get(st, &k, v, sizeof v, &vlen) == 0 && vlen == 8192;
+}
+
+/* The mapping of a segment file onto its archive pages (fs_attr.wal_tli):
+ * a write into a full-sized segment maps it (from then on fs.c stores its
+ * pages once, as archive pages), and the observer adds no page of a file
+ * mapped so; a mapping that is not the segment's own is left alone and
+ * the pages archived under the segment's name; a segment not full-sized
+ * and a file that is no segment are never mapped.  And where a segment's
+ * place is (pg_wal_segment_entry, pg_wal_has_entry). */
+static void test_mapping(void)
+{
+    env e;
+    env_init(&e);
+    store *st = open_branch(&e, "main");
+    pg_wal *w = must_observe(st);
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    segment(st, "000000020000000000000003", I_SEG1);
+    segment(st, "xlogtemp.77", I_TEMP);
+    const uint64_t page0 = 3 * SEG16 / 8192;
+    uint32_t tli = 0;
+    uint64_t first = 0;
+    CHECK(observe(st, w, I_SEG1, SEG16 - 8192, 0, &tli, &first) == 1 && tli == 0 && first == 0);   /* not full-sized */
+    CHECK(archived(st, 2, page0));
+    CHECK(observe(st, w, I_SEG1, SEG16, 1, &tli, &first) == 1 && tli == 2 && first == page0);
+    CHECK(archived(st, 2, page0 + 1));        /* the write that maps it still archives its own pages */
+    CHECK(observe(st, w, I_SEG1, SEG16, 2, &tli, &first) == 1 && tli == 2 && first == page0);
+    CHECK(!archived(st, 2, page0 + 2));       /* mapped: the page is fs.c's to put */
+    CHECK(lsn_of(st) == 3 * SEG16 + 3 * 8192);   /* the position moves all the same */
+    uint32_t other = 5;
+    uint64_t other_first = 7;
+    CHECK(observe(st, w, I_SEG1, SEG16, 3, &other, &other_first) == 1 && other == 5 && other_first == 7);
+    CHECK(archived(st, 2, page0 + 3));
+    tli = 0;
+    CHECK(observe(st, w, I_TEMP, SEG16, 0, &tli, &first) == 0 && tli == 0);
+
+    CHECK(pg_wal_segment_entry(st, PG_WAL_DIR, "000000020000000000000004") == 1);
+    CHECK(pg_wal_segment_entry(st, PG_WAL_DIR, "000000020000000000000004.partial") == 0);
+    CHECK(pg_wal_segment_entry(st, 1, "000000020000000000000004") == 0);
+    CHECK(pg_wal_has_entry(st, "000000020000000000000003") == 1);
+    CHECK(pg_wal_has_entry(st, "000000020000000000000004") == 0);
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
 int main(void)
 {
     if (getenv("ONLY_C")) { test_concurrent(); return harness_done(); }
@@ -568,5 +643,6 @@ int main(void)
     test_replay_and_fork();
     test_concurrent();
     test_checkpoints();
+    test_mapping();
     return harness_done();
 }
