@@ -69,7 +69,7 @@
 #define COMPACT_PIECE_BYTES (64u << 20)    /* an output piece closes past this size */
 #define COMPACT_CHUNK_BYTES (32u << 20)    /* raw bytes gathered per key-range chunk */
 #define COMPACT_FLOOR_BYTES (1u << 20)     /* smaller runs count as this large */
-#define COMPACT_LAG_RUNS 2                 /* flushes landing while a merge is in flight */
+#define COMPACT_LAG_RUNS 4                 /* flushes landing while a merge is in flight */
 
 /* Layers [*FIRST, *FIRST + *COUNT) of M (oldest first) are to be merged,
  * by the policy above, for the branch whose own layer keys start with

@@ -29,7 +29,7 @@
 #include <time.h>
 
 #define STORE_MEMTABLE_DEFAULT (64u << 20)
-#define STORE_MAX_FROZEN 4
+#define STORE_MAX_FROZEN 2
 #define STORE_FENCE_CHECK_SECONDS 5   /* how often an idle writer checks for a takeover */
 #define STORE_RETRY_SECONDS 5         /* wait after a failed flush before the next attempt */
 #define STORE_WARM_SLICE 512      /* start-up keys handed to layer_warm at once */

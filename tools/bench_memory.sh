@@ -35,12 +35,12 @@ need_root
 bench_lakefs "$bin"
 bench_dir bench-memory "$dir"
 
-# README.md, Memory: the block cache; for the branch written to, 5
-# memtables (the active one, up to 4 frozen waiting for upload), the layer
+# README.md, Memory: the block cache; for the branch written to, 3
+# memtables (the active one, up to 2 frozen waiting for upload), the layer
 # built from one (a memtable at most), a merge's chunk and piece (32 MiB
 # and 64 MiB and a block); read-ahead gets in flight (32 MiB); 128 MiB for
 # the rest (code, thread stacks, libraries, the allocator's slack)
-bound=$((block_cache + 6 * memtable + 32 + 65 + 32 + 128))
+bound=$((block_cache + 4 * memtable + 32 + 65 + 32 + 128))
 
 mp=$T/mnt
 mkdir -p "$mp"

@@ -37,7 +37,7 @@ else
     outage=${FAULTS_OUTAGE_SECONDS:-20} slow_layers=${FAULTS_SLOW_LAYERS:-5}
 fi
 # small memtables: a layer every second or two under this load, and the
-# bound on what waits for upload (5 memtables) is reached during the outage
+# bound on what waits for upload (3 memtables) is reached during the outage
 memtable=${FAULTS_MEMTABLE:-4M}
 
 [ -x "$T/bin/ackclient" ] || die "tests/e2e/ackclient not built (make e2e)"

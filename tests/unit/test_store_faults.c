@@ -31,7 +31,7 @@
 #define LIMIT (16u << 10)         /* memtable limit: a freeze every two batches */
 #define VLEN 8192                 /* one page per batch */
 #define INO 7                     /* the file the batches write */
-#define MAX_FROZEN 4              /* STORE_MAX_FROZEN in store.c */
+#define MAX_FROZEN 2              /* STORE_MAX_FROZEN in store_impl.h */
 
 /* ---- the fault-injecting object store ---- */
 
