@@ -171,11 +171,13 @@ static void test_pick_bound(void)
 static void test_bound(void)
 {
     manifest m;
-    const char *owners[] = { "parent", "parent", "parent", "me", "me", "me", "me", "me", "me", "me" };
+    const char *owners[] = { "parent", "parent", "parent", "me", "me", "me", "me", "me", "me", "me", "me",
+                             "me", "me", "me", "me", "me", "me" };
     /* the parent: a run of two pieces and a flushed layer; own: 2.3, 1.1, then 0.1 MiB runs */
-    uint64_t sizes[] = { 40 * MIB, 30 * MIB, 5 * MIB, 23 * MIB / 10, 11 * MIB / 10,
-                         MIB / 10, MIB / 10, MIB / 10, MIB / 10, MIB / 10 };
-    int same[] = { 0, 1, 0, 0, 0, 0, 0, 0, 0, 0 };
+    uint64_t sizes[] = { 40 * MIB, 30 * MIB, 5 * MIB, 23 * MIB / 10, 11 * MIB / 10, MIB / 10, MIB / 10,
+                         MIB / 10, MIB / 10, MIB / 10, MIB / 10, MIB / 10, MIB / 10, MIB / 10, MIB / 10,
+                         MIB / 10, MIB / 10 };
+    int same[17] = { 0, 1 };
     const char *me = "branches/me/layers/";
     mk(&m, 6, owners, sizes, same);
     /* 2 x 1.1 > the floor, 2 x 2.3 > 2.1: three own runs and nothing due, for
@@ -184,11 +186,13 @@ static void test_bound(void)
     CHECK(compact_bound(&m, me) == 2 + 5 + COMPACT_LAG_RUNS);
     CHECK(compact_flush_fits(&m, me));
     manifest_free(&m);
-    mk(&m, 9, owners, sizes, same);          /* 6 own runs (3.8 MiB, bound 5): a seventh still fits */
+    /* 4 + LAG own runs (3.8-4.4 MiB, bound 5): one more still fits */
+    _Static_assert(3 + 5 + COMPACT_LAG_RUNS <= 17, "the test tree has room for the lag");
+    mk(&m, 3 + 4 + COMPACT_LAG_RUNS, owners, sizes, same);
     CHECK(compact_bound(&m, me) == 2 + 5 + COMPACT_LAG_RUNS);
     CHECK(compact_flush_fits(&m, me));
     manifest_free(&m);
-    mk(&m, 10, owners, sizes, same);         /* 7 own runs: an eighth does not */
+    mk(&m, 3 + 5 + COMPACT_LAG_RUNS, owners, sizes, same);   /* 5 + LAG own runs: one more does not */
     CHECK(compact_bound(&m, me) == 2 + 5 + COMPACT_LAG_RUNS);
     CHECK(!compact_flush_fits(&m, me));
     manifest_free(&m);
