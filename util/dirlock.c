@@ -22,7 +22,8 @@ static long dirlock_ms_since(const struct timespec *start)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
-    return (long)(now.tv_sec - start->tv_sec) * 1000 + (now.tv_nsec - start->tv_nsec) / 1000000;
+    long long ns = (long long)(now.tv_sec - start->tv_sec) * 1000000000 + (now.tv_nsec - start->tv_nsec);
+    return (long)(ns / 1000000);  /* whole milliseconds passed, never rounded up */
 }
 
 /* The holder of lock FD as it wrote itself there: its pid into PID (LEN
