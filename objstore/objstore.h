@@ -27,6 +27,12 @@ int os_open(const char *url, objstore **out, char *err, size_t errlen);
 void os_close(objstore *os);
 /* The URL this store was opened with. */
 const char *os_url(const objstore *os);
+/* A store for objects that do not outlive the process, in directory DIR
+ * (absolute), created now (mode 0700; -EEXIST if it exists): file://
+ * without fsync; os_close removes DIR with everything in it. */
+int os_open_scratch(const char *dir, objstore **out, char *err, size_t errlen);
+/* Remove scratch directory DIR left by a process that is gone. */
+int os_scratch_remove(const char *dir);
 
 /* Create KEY with LEN bytes of BUF, durably; -EEXIST if KEY already exists. */
 int os_put_if_absent(objstore *os, const char *key, const void *buf, size_t len);

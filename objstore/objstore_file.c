@@ -15,6 +15,10 @@
  *
  * os_open never creates the root: a typo in a URL must fail loudly rather
  * than start an empty repository somewhere unexpected.
+ *
+ * A scratch store (os_open_scratch) is the same backend on a directory it
+ * creates for data that does not outlive the process (a time-travel view's
+ * overlay): nothing is fsync'd, and closing it removes the directory.
  */
 #include "objstore_backend.h"
 
@@ -31,6 +35,7 @@
 
 typedef struct osf {
     char *root;                   /* absolute root directory, no trailing '/' */
+    int scratch;                  /* os_open_scratch: no fsync; close removes root */
 } osf;
 
 static atomic_uint osf_tmp_counter;  /* makes temp names unique per process */
@@ -59,7 +64,7 @@ static int osf_open(const char *rest, void **state, char *err, size_t errlen)
         snprintf(err, errlen, "repository path '%s' is not a directory", rest);
         return -ENOTDIR;
     }
-    f = malloc(sizeof(*f));
+    f = calloc(1, sizeof(*f));
     if (!f || !(f->root = strndup(rest, n))) {
         free(f);
         snprintf(err, errlen, "out of memory");
@@ -69,13 +74,78 @@ static int osf_open(const char *rest, void **state, char *err, size_t errlen)
     return 0;
 }
 
-/* Free the backend state. */
+/* Remove directory PATH and everything under it; 0 or -errno (what could
+ * be removed is gone). */
+static int osf_remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    int rc = 0;
+
+    if (!d)
+        return errno == ENOENT ? 0 : -errno;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        char *sub = malloc(strlen(path) + strlen(de->d_name) + 2);
+        if (!sub) {
+            rc = -ENOMEM;
+            break;
+        }
+        sprintf(sub, "%s/%s", path, de->d_name);
+        int e = unlink(sub) < 0 ? (errno == EISDIR ? osf_remove_tree(sub) : -errno) : 0;
+        if (e && !rc)
+            rc = e;
+        free(sub);
+    }
+    closedir(d);
+    if (rmdir(path) < 0 && !rc)
+        rc = -errno;
+    return rc;
+}
+
+/* Free the backend state (a scratch store's directory goes with it). */
 static void osf_close(void *state)
 {
     osf *f = state;
+    int rc = f->scratch ? osf_remove_tree(f->root) : 0;
 
+    if (rc)
+        fprintf(stderr, "lakefs: cannot remove scratch directory %s: %s\n", f->root, strerror(-rc));
     free(f->root);
     free(f);
+}
+
+int os_open_scratch(const char *dir, objstore **out, char *err, size_t errlen)
+{
+    osf *f = calloc(1, sizeof(*f));
+    char url[4200];
+    int rc;
+
+    *out = NULL;
+    if (!f || !(f->root = strdup(dir))) {
+        free(f);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (dir[0] != '/' || mkdir(dir, 0700) < 0) {
+        rc = dir[0] != '/' ? -EINVAL : -errno;
+        snprintf(err, errlen, "cannot create scratch directory %s: %s", dir, strerror(-rc));
+        osf_close(f);
+        return rc;
+    }
+    f->scratch = 1;
+    snprintf(url, sizeof url, "file://%s", dir);
+    if ((rc = os_wrap(&os_file_backend, f, url, out))) {
+        snprintf(err, errlen, "out of memory");
+        osf_close(f);
+    }
+    return rc;
+}
+
+int os_scratch_remove(const char *dir)
+{
+    return osf_remove_tree(dir);
 }
 
 /* Build root + "/" + KEY into a new malloc'd string, or NULL. */
@@ -112,7 +182,7 @@ static int osf_fsync_dir(const char *dir)
 
 /* Create every missing directory between the root (ROOTLEN bytes of PATH)
  * and the file PATH, fsyncing the parent of each one created. */
-static int osf_mkdirs(char *path, size_t rootlen)
+static int osf_mkdirs(char *path, size_t rootlen, int durable)
 {
     char *parent = path + rootlen;    /* the '/' ending the parent */
     int rc = 0;
@@ -122,7 +192,7 @@ static int osf_mkdirs(char *path, size_t rootlen)
         *p = '\0';
         if (mkdir(path, 0700) == 0) {
             *parent = '\0';
-            rc = osf_fsync_dir(parent == path ? "/" : path);
+            rc = durable ? osf_fsync_dir(parent == path ? "/" : path) : 0;
             *parent = '/';
         } else if (errno != EEXIST) {
             rc = -errno;
@@ -160,7 +230,7 @@ static int osf_put_if_absent(void *state, const char *key, const void *buf,
 
     if (!path)
         return -ENOMEM;
-    rc = osf_mkdirs(path, strcmp(f->root, "/") ? strlen(f->root) : 0);
+    rc = osf_mkdirs(path, strcmp(f->root, "/") ? strlen(f->root) : 0, !f->scratch);
     if (rc < 0)
         goto out;
     slash = strrchr(path, '/');
@@ -178,7 +248,7 @@ static int osf_put_if_absent(void *state, const char *key, const void *buf,
         goto out;
     }
     rc = osf_write_all(fd, buf, len);
-    if (rc == 0 && fsync(fd) < 0)
+    if (rc == 0 && !f->scratch && fsync(fd) < 0)
         rc = -errno;
     if (close(fd) < 0 && rc == 0)
         rc = -errno;
@@ -186,7 +256,7 @@ static int osf_put_if_absent(void *state, const char *key, const void *buf,
     if (rc == 0 && link(tmp, path) < 0)
         rc = -errno;
     unlink(tmp);
-    if (rc == 0) {
+    if (rc == 0 && !f->scratch) {
         *slash = '\0';
         rc = osf_fsync_dir(slash == path ? "/" : path);
         *slash = '/';

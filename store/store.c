@@ -343,8 +343,8 @@ int store_freeze(store *st)
     memtable *fresh = mt_new();
     if (!fresh) return -ENOMEM;
     mt_keep_latest(fresh);
-    uint64_t upto;
-    int rc = journal_rotate(st->jn, &upto);
+    uint64_t upto = 0;
+    int rc = st->jn ? journal_rotate(st->jn, &upto) : 0;   /* a snapshot has none */
     if (rc) { mt_free(fresh); return rc; }
     st->frozen[st->nfrozen++] = (frozen){ st->active, upto };
     st->active = fresh;
@@ -424,7 +424,7 @@ int store_commit(store *st, store_batch *b)
         st->rj_len += 4 + b->len;
     }
     int wake = 0;
-    if (!rc && !st->snapshot && mt_bytes(st->active) > st->memtable_limit) {
+    if (!rc && (!st->snapshot || st->spill) && mt_bytes(st->active) > st->memtable_limit) {
         if (st->nfrozen < STORE_MAX_FROZEN) {
             rc = store_freeze(st);
             wake = 1;
@@ -434,8 +434,9 @@ int store_commit(store *st, store_batch *b)
             clock_gettime(CLOCK_MONOTONIC, &st->full_since);
             size_t bytes = mt_bytes(st->active);
             for (int i = 0; i < st->nfrozen; i++) bytes += mt_bytes(st->frozen[i].mt);
-            fprintf(stderr, "lakefs: branch %s: %zu MiB in %d memtables wait for the object store; "
-                    "writes wait until a layer is uploaded\n", st->branch, bytes >> 20, st->nfrozen + 1);
+            if (!st->snapshot)    /* a view's overlay waits for the local disk: not worth a line */
+                fprintf(stderr, "lakefs: branch %s: %zu MiB in %d memtables wait for the object store; "
+                        "writes wait until a layer is uploaded\n", st->branch, bytes >> 20, st->nfrozen + 1);
         }
     }
     pthread_rwlock_unlock(&st->lock);

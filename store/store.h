@@ -60,6 +60,13 @@ int store_open(const store_config *cfg, store **out, char *err, size_t errlen);
  * store_checkpoint fails with -EROFS.  The repository is written only to
  * pin GEN while the overlay is open (garbage collection keeps it). */
 int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **out, char *err, size_t errlen);
+/* Let snapshot ST's overlay spill to disk: past MEMTABLE_LIMIT bytes in
+ * memory (0: the default, as in store_config) its writes go to layers in
+ * scratch directory DIR (created now, removed with everything in it at
+ * store_close) and are read from there, written by a thread started now;
+ * at most 3 memtables stay in memory.  On failure writes a one-line
+ * reason to ERR. */
+int store_spill(store *st, const char *dir, size_t memtable_limit, char *err, size_t errlen);
 /* Start the background flusher (call after any fork). */
 int store_start(store *st);
 /* The mount serving ST is gone and store_close follows: mark the state
@@ -145,8 +152,8 @@ uint64_t store_alloc_ino(store *st);
 typedef struct store_stats {
     uint64_t seq;                 /* last committed seq */
     uint64_t manifest_gen;        /* generation of the last committed manifest */
-    uint64_t layers;              /* layers in the manifest */
-    uint64_t flushes;             /* layers flushed by this mount */
+    uint64_t layers;              /* layers in the manifest (a view's: and its overlay's) */
+    uint64_t flushes;             /* layers flushed by this mount (a view's: its overlay spilled) */
     uint64_t compactions;         /* merges committed by this mount */
     uint64_t memtable_bytes;      /* bytes in active + frozen memtables */
     uint64_t reads;               /* store_gets that reached the layers */

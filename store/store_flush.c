@@ -49,6 +49,17 @@ static int store_build_key(void *arg, const uint8_t *key, size_t klen, const mt_
     return layer_writer_add(c->w, key, klen, v->seq, v->tomb, v->val, v->vlen);
 }
 
+/* Memtable MT as the bytes of a layer, in a new malloc'd *BUF of *LEN. */
+static int store_layer_bytes(const memtable *mt, void **buf, size_t *len)
+{
+    build_ctx c = { layer_writer_new(), 0 };
+    if (!c.w) return -ENOMEM;
+    int rc = mt_iterate(mt, NULL, 0, store_build_key, &c);
+    if (!rc) rc = layer_writer_finish(c.w, buf, len);
+    layer_writer_free(c.w);
+    return rc;
+}
+
 /* Another writer took the branch over (committed generation GEN, or fenced
  * our remote journal if GEN is 0): refuse every write from now on. */
 void store_fence(store *st, uint64_t gen)
@@ -79,12 +90,8 @@ void store_uncertain_clear(store *st)
  * committing it (generation man.gen + 1) goes to *NEXT, the layer to *L. */
 static int store_build_layer(store *st, const frozen *fz, manifest *next, layer **l)
 {
-    build_ctx c = { layer_writer_new(), 0 };
-    if (!c.w) return -ENOMEM;
     void *buf = NULL; size_t len = 0; char *name = NULL;
-    int rc = mt_iterate(fz->mt, NULL, 0, store_build_key, &c);
-    if (!rc) rc = layer_writer_finish(c.w, &buf, &len);
-    layer_writer_free(c.w);
+    int rc = store_layer_bytes(fz->mt, &buf, &len);
     uint64_t min_seq = mt_min_seq(fz->mt), max_seq = mt_max_seq(fz->mt);
     if (!rc) rc = store_upload_layer(st->os, st->branch, st->session, buf, len, min_seq, max_seq, &name);
     if (!rc) rc = layer_open_uploaded(st->os, name, buf, len, l);
@@ -388,7 +395,25 @@ void *store_compactor(void *arg)
     return NULL;
 }
 
-/* Write the oldest frozen memtable as a layer and commit it (flush_mu held). */
+/* A snapshot's flush (store_spill): frozen memtable FZ as a layer of its
+ * scratch store, opened from there into *L.  No manifest, no upload: the
+ * overlay is gone at store_close. */
+static int store_spill_layer(store *st, const frozen *fz, layer **l)
+{
+    void *buf = NULL;
+    size_t len = 0;
+    char name[64];
+    snprintf(name, sizeof name, "overlay-%016" PRIx64 "-%016" PRIx64 ".layer", mt_min_seq(fz->mt), mt_max_seq(fz->mt));
+    int rc = store_layer_bytes(fz->mt, &buf, &len);
+    if (!rc) rc = os_put_if_absent(st->spill, name, buf, len);
+    if (!rc) rc = layer_open_uploaded(st->spill, name, buf, len, l);
+    free(buf);
+    if (rc)
+        fprintf(stderr, "lakefs: view of branch %s: writing %zu MiB of its overlay to %s/%s failed: %s (kept in "
+                "memory, tried again)\n", st->branch, mt_bytes(fz->mt) >> 20, os_url(st->spill), name, strerror(-rc));
+    return rc;
+}
+
 int store_flush_one(store *st)
 {
     int crc = st->cpend.next.gen ? store_compact_install(st) : 0;
@@ -405,7 +430,9 @@ int store_flush_one(store *st)
     manifest next = {0};
     layer *l = NULL;
     int rc = 0;
-    if (st->uncertain.gen) {      /* the last commit's outcome is unknown: that one again */
+    if (st->snapshot) {
+        rc = store_spill_layer(st, &fz, &l);
+    } else if (st->uncertain.gen) {   /* the last commit's outcome is unknown: that one again */
         next = st->uncertain;
         l = st->uncertain_layer;
         memset(&st->uncertain, 0, sizeof st->uncertain);
@@ -413,9 +440,9 @@ int store_flush_one(store *st)
     } else {
         rc = store_build_layer(st, &fz, &next, &l);
     }
-    if (!rc) rc = store_commit_manifest(st, &next);
+    if (!rc && !st->snapshot) rc = store_commit_manifest(st, &next);
     if (rc) {
-        if (rc == -EEXIST) {
+        if (rc == -EEXIST && !st->snapshot) {
             store_fence(st, next.gen);
         } else if (next.gen) {    /* it may have landed: retry exactly it */
             st->uncertain = next;
@@ -423,7 +450,7 @@ int store_flush_one(store *st)
             next = (manifest){0};
             l = NULL;
         }
-        if (next.gen || st->uncertain.gen)   /* else store_build_layer said why */
+        if (next.gen || st->uncertain.gen)   /* else store_build_layer or store_spill_layer said why */
             fprintf(stderr, "lakefs: branch %s: committing manifest generation %" PRIu64 " (seq %" PRIu64 "-%" PRIu64 ") "
                     "failed: %s (data stays in the journal)\n", st->branch, st->man.gen + 1,
                     mt_min_seq(fz.mt), mt_max_seq(fz.mt), strerror(-rc));
@@ -433,8 +460,9 @@ int store_flush_one(store *st)
         free(sl);
         return rc;
     }
-    ls->bound = compact_bound(&next, st->layer_prefix);
+    size_t bound = st->snapshot ? 0 : compact_bound(&next, st->layer_prefix);
     pthread_rwlock_wrlock(&st->lock);
+    ls->bound = st->snapshot ? st->ls->bound + 1 : bound;   /* a view's reads consult its overlay's layers too */
     for (size_t i = 0; i < nl; i++) lset_add(ls, st->ls->l[i]);
     *sl = (slayer){ l, 1 };
     ls->l[ls->n++] = sl;
@@ -442,23 +470,26 @@ int store_flush_one(store *st)
     st->ls = ls;
     memmove(&st->frozen[0], &st->frozen[1], (size_t)(st->nfrozen - 1) * sizeof(frozen));
     st->nfrozen--;
-    manifest_free(&st->man);
-    st->man = next;
     st->flushes++;
-    st->merge_flushes++;
-    store_rj_drop(st, st->man.seq);   /* in a layer now: no upload needed */
+    if (!st->snapshot) {
+        manifest_free(&st->man);
+        st->man = next;
+        st->merge_flushes++;
+        store_rj_drop(st, st->man.seq);   /* in a layer now: no upload needed */
+    }
     int was_full = __atomic_exchange_n(&st->full, 0, __ATOMIC_ACQ_REL);
     pthread_rwlock_unlock(&st->lock);
     lset_release(old);
-    if (was_full) {
+    if (was_full && !st->snapshot) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         fprintf(stderr, "lakefs: branch %s: writes resume after waiting %.1f s for the object store\n",
                 st->branch, store_elapsed(&st->full_since, &now));
-        store_room_wake(st);
     }
+    if (was_full) store_room_wake(st);
     uint64_t flushed = mt_max_seq(fz.mt);
     mt_free(fz.mt);
+    if (st->snapshot) return 0;
     pthread_mutex_lock(&st->wake_mu);
     st->compact_kicked = 1;
     pthread_cond_signal(&st->compact_cv);
@@ -512,7 +543,7 @@ void *store_flusher(void *arg)
             continue;
         }
         /* idle: look for a takeover now and then */
-        if (store_flusher_sleep(st, STORE_FENCE_CHECK_SECONDS) && !st->kicked && !st->stopping &&
+        if (store_flusher_sleep(st, STORE_FENCE_CHECK_SECONDS) && !st->kicked && !st->stopping && !st->snapshot &&
             !__atomic_load_n(&st->fenced, __ATOMIC_SEQ_CST)) {
             pthread_mutex_unlock(&st->wake_mu);
             pthread_mutex_lock(&st->flush_mu);    /* man changes only under it */

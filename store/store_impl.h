@@ -107,7 +107,8 @@ struct store {
     int takeover;                 /* break a live holder's lease at open */
     int fenced;                   /* another writer took over: refuse writes (atomic) */
     int remote;                   /* durability=remote: a sync uploads the batches */
-    int snapshot;                 /* store_open_snapshot: writes stay in memory, never flushed */
+    int snapshot;                 /* store_open_snapshot: writes never reach the repository */
+    objstore *spill;              /* snapshot: scratch store its overlay spills layers to (store_spill) */
     uint64_t writer;              /* id of state_dir (its "writer" file) */
     uint64_t session;             /* this mount: the manifest generation it opened with */
     pthread_mutex_t rj_mu;        /* serialises uploads to the remote journal */
@@ -189,7 +190,8 @@ int store_compact_install(store *st);
 /* Background thread: after every committed layer, merge while a merge is
  * due; after a failure, wait for the next layer or STORE_RETRY_SECONDS. */
 void *store_compactor(void *arg);
-/* Write the oldest frozen memtable as a layer and commit it (flush_mu held). */
+/* Write the oldest frozen memtable as a layer and commit it (flush_mu
+ * held); a snapshot's goes to its scratch store instead (store_spill). */
 int store_flush_one(store *st);
 /* Background thread: flush frozen memtables as they appear; after a failed
  * flush, retry in STORE_RETRY_SECONDS (at once when another memtable is

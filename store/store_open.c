@@ -314,6 +314,23 @@ int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **
     return rc;
 }
 
+int store_spill(store *st, const char *dir, size_t memtable_limit, char *err, size_t errlen)
+{
+    if (!st->snapshot || st->spill) {
+        snprintf(err, errlen, "branch %s: only a snapshot's overlay spills, once", st->branch);
+        return -EINVAL;
+    }
+    int rc = os_open_scratch(dir, &st->spill, err, errlen);
+    if (rc) return rc;
+    if (memtable_limit) st->memtable_limit = memtable_limit;
+    if ((rc = -pthread_create(&st->flusher, NULL, store_flusher, st))) {
+        snprintf(err, errlen, "cannot start the overlay writer of a view of branch %s: %s", st->branch, strerror(-rc));
+        return rc;                /* store_close removes DIR */
+    }
+    st->flusher_running = 1;
+    return 0;
+}
+
 void store_unmounting(store *st)
 {
     if (st->lock_fd < 0) return;  /* a snapshot: no state directory */
@@ -552,7 +569,8 @@ int store_close(store *st)
     store_uncertain_clear(st);
     hotset_free(st->hot);
     free(st->warm);
-    lset_release(st->ls);
+    lset_release(st->ls);         /* closes the overlay's layers: then their directory goes */
+    os_close(st->spill);
     for (int i = 0; i < st->nfrozen; i++) mt_free(st->frozen[i].mt);
     mt_free(st->active);
     manifest_free(&st->man);

@@ -32,6 +32,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,10 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+/* STATE_DIR/.overlay.PID.N: where a time-travel view's overlay spills
+ * (store_spill); no branch's state directory begins with '.' */
+#define OVERLAY_PREFIX ".overlay."
 
 static const char *usage_mount =
     "usage: lakefs mount URL[#BRANCH] DIR [-f] [-d] [-o OPT[,OPT...]]\n"
@@ -309,21 +314,26 @@ static int serve(mount_opts *m, fs_mount *fs, objcache *cache, int report_fd)
     return loop ? 1 : 0;
 }
 
-/* Remove the control sockets STATE_DIR/control.PID of daemons that are
- * gone (several daemons may share a state directory, one socket each). */
-static void control_sweep(const char *state_dir)
+/* Remove what daemons that are gone left in STATE_DIR (several daemons
+ * may share it): their control sockets control.PID and the overlays of
+ * their time-travel views, OVERLAY_PREFIX PID.N (a kill -9 skips
+ * store_close, which removes them). */
+static void state_sweep(const char *state_dir)
 {
     DIR *dir = opendir(state_dir);
     struct dirent *de;
     if (!dir) return;
     while ((de = readdir(dir))) {
-        char *end;
-        if (strncmp(de->d_name, "control.", 8)) continue;
-        long pid = strtol(de->d_name + 8, &end, 10);
-        if (*end || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        char path[4400];
+        char *end, path[4400];
+        int overlay = !strncmp(de->d_name, OVERLAY_PREFIX, strlen(OVERLAY_PREFIX));
+        if (!overlay && strncmp(de->d_name, "control.", 8)) continue;
+        long pid = strtol(de->d_name + (overlay ? strlen(OVERLAY_PREFIX) : 8), &end, 10);
+        if ((overlay ? *end != '.' : *end != 0) || pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
         snprintf(path, sizeof path, "%s/%s", state_dir, de->d_name);
-        if (unlink(path) == 0) fprintf(stderr, "lakefs: removed %s, the control socket of a daemon that is gone\n", path);
+        int rc = overlay ? os_scratch_remove(path) : unlink(path) < 0 ? -errno : 0;
+        if (!rc) fprintf(stderr, "lakefs: removed %s, the %s of a daemon that is gone\n", path,
+                         overlay ? "overlay of a time-travel view" : "control socket");
+        else fprintf(stderr, "lakefs: cannot remove %s, left by a daemon that is gone: %s\n", path, strerror(-rc));
     }
     closedir(dir);
 }
@@ -351,7 +361,14 @@ static int daemon_open_past(daemon_ctx *d, const char *name, fs_branch *b, char 
     int rc = cli_past_resolve(d->os, branch, at + 1, d->m->retention_s, &t, &base, &gen, &b->archive, &b->archive_end,
                           err, errlen);
     if (rc) return rc == -ERANGE || rc == -EINVAL ? -ENOENT : rc;   /* no such view */
-    if ((rc = store_open_snapshot(d->os, base.branch, base.gen, &b->st, err, errlen))) {
+    static atomic_uint overlays;  /* makes overlay directory names unique in the daemon */
+    char spill[4300];
+    snprintf(spill, sizeof spill, "%s/" OVERLAY_PREFIX "%ld.%u", d->m->state_dir, (long)getpid(),
+             atomic_fetch_add(&overlays, 1));
+    if ((rc = store_open_snapshot(d->os, base.branch, base.gen, &b->st, err, errlen)) ||
+        (rc = store_spill(b->st, spill, d->m->memtable_size, err, errlen))) {
+        if (b->st) store_close(b->st);
+        b->st = NULL;
         store_close(b->archive);
         return rc;
     }
@@ -407,9 +424,9 @@ static int daemon_close(void *arg, const char *name, fs_branch *b)
         store_get_stats(b->st, &s);
         store_close(b->archive);
         store_close(b->st);
-        fprintf(stderr, "lakefs: %s closed, its changes (%.1f MiB in memory) dropped; %" PRIu64 " reads reached "
-                "its %" PRIu64 " layers, consulting %.2f each (at most %" PRIu64 ")\n", name,
-                (double)s.memtable_bytes / 1048576.0, s.reads, s.layers,
+        fprintf(stderr, "lakefs: %s closed, its changes (%.1f MiB in memory, %" PRIu64 " layers spilled to disk) "
+                "dropped; %" PRIu64 " reads reached its %" PRIu64 " layers, consulting %.2f each (at most %" PRIu64
+                ")\n", name, (double)s.memtable_bytes / 1048576.0, s.flushes, s.reads, s.layers,
                 s.reads ? (double)s.probes / (double)s.reads : 0.0, s.probes_max);
         return 0;
     }
@@ -706,7 +723,7 @@ int cmd_mount(int argc, char **argv)
         }
     }
     /* --- end disk cache --- */
-    control_sweep(m.state_dir);
+    state_sweep(m.state_dir);
     snprintf(d.control_path, sizeof d.control_path, "%s/control.%ld", m.state_dir, (long)getpid());
     if (m.readahead >= 0) layer_readahead_set((size_t)m.readahead);
     if (m.block_cache) layer_cache_set_limit(m.block_cache);

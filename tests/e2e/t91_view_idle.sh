@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Idle time-travel views are closed (fs_close_idle_views, -o view_idle):
-# what a server on a view writes is held in the daemon's memory, so a view
+# what a server on a view writes is held by the daemon (in memory, past
+# memtable_size in layers in a scratch directory, store_spill), so a view
 # nothing uses any more is closed and reopens, at the same point, when used.
-# With view_idle=2s on a repository mount:
+# With view_idle=2s and memtable_size=1M on a repository mount:
+# 0. the mount removes the overlay directory a daemon that is gone left
+#    behind (STATE/.overlay.PID.N, a kill -9), and says so;
 # 1. a server running on main@POINT, left without queries for three idle
-#    periods, keeps its view: nothing is closed and it still answers;
-# 2. once it is stopped, the daemon closes the view (its log says so);
+#    periods, keeps its view: nothing is closed and it still answers; a
+#    table of 8 MiB it writes there (a read-write transaction) spills to layers in its overlay
+#    directory, and reads back exactly;
+# 2. once it is stopped, the daemon closes the view (its log says so, with
+#    the layers spilled) and the overlay directory is gone;
 # 3. PostgreSQL started on the view again recovers to the same point: the
 #    rows of POINT, not main's later ones;
 # 4. a file held open in the view keeps it for as long as it is open;
@@ -20,7 +26,18 @@ url=$(repo_url repo)
 mp=$T/mnt main=$T/mnt/branches/main
 mkdir -p "$mp"
 lakefs_init "$url"
-lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state,view_idle=2s"
+# ---------------------------------------------------------------- 0
+bash -c 'exit 0' & dead=$!
+wait "$dead"
+left=$T/state/.overlay.$dead.0
+mkdir -p "$left/sub"
+echo x >"$left/overlay-1-2.layer"
+echo y >"$left/sub/z"
+lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state,view_idle=2s,memtable_size=1M"
+[ ! -e "$left" ] || die "the mount left $left, the overlay of a daemon that is gone"
+cat "$T"/logs/*daemon-mnt*.log | grep -q "removed $left, the overlay of a time-travel view" ||
+    die "the daemon did not say it removed $left"
+ok "the mount removed $left, left by a daemon that is gone"
 pg_initdb "$main"
 pg_start "$main"
 psql_at "$main" -c "CREATE TABLE t (k int)" -c CHECKPOINT >/dev/null
@@ -43,11 +60,27 @@ sleep 6                           # three idle periods with no query: the server
 [ "$(closed)" = 0 ] || die "the daemon closed $name under a running server"
 [ "$(rows "$v")" = 100/100 ] || die "view $name after an idle spell: $(rows "$v")"
 ok "a server idle on $name for three idle periods keeps its view"
+# views default to read-only transactions; a server may still write (and recovery does)
+psql_at "$v" -c "BEGIN READ WRITE; CREATE TABLE big AS SELECT g, repeat('x', 200) AS pad
+                 FROM generate_series(1, 30000) g; COMMIT" -c CHECKPOINT >/dev/null
+overlay=$(ls -d "$T"/state/.overlay.* 2>/dev/null)
+[ "$(echo "$overlay" | wc -w)" = 1 ] || die "want one overlay directory in $T/state, found: ${overlay:-none}"
+spilled=$(ls "$overlay" | grep -c '^overlay-.*\.layer$' || true)
+[ "$spilled" -ge 2 ] || die "$overlay holds $spilled layers after 8 MiB written with memtable_size=1M"
+[ "$(stat -c %a "$overlay")" = 700 ] || die "$overlay is mode $(stat -c %a "$overlay"), want 700"
+got=$(psql_at "$v" -c "SELECT count(*) || '/' || sum(g) || '/' || sum(length(pad)) FROM big")
+[ "$got" = "30000/450015000/6000000" ] || die "view $name: big holds $got, want 30000/450015000/6000000"
+ok "8 MiB written on $name spilled to $spilled layers in $overlay, read back exactly"
 
 # ---------------------------------------------------------------- 2
 pg_stop "$v"
 wait_for 30 "the daemon to close the unused view $name" closed_at_least 1 || die "$name was not closed once unused"
 ok "the stopped view was closed: $(cat "$T"/logs/*daemon-mnt*.log | grep -m1 "lakefs: view $name: unused")"
+line=$(cat "$T"/logs/*daemon-mnt*.log | grep -m1 "lakefs: $name closed, its changes")
+n=$(echo "$line" | sed -n 's/.* \([0-9][0-9]*\) layers spilled to disk.*/\1/p')
+[ -n "$n" ] && [ "$n" -ge "$spilled" ] || die "the view's close line does not count $spilled layers spilled: $line"
+[ ! -e "$overlay" ] || die "$overlay is still there after the view closed"
+ok "its overlay directory went with it: $line"
 
 # ---------------------------------------------------------------- 3
 pg_start "$v"

@@ -25,7 +25,16 @@
  *    sees the other's writes, and the writer can still commit, checkpoint
  *    and close (it was not fenced);
  *  - a generation or branch that does not exist fails with a message
- *    naming it, and leaves *out alone.
+ *    naming it, and leaves *out alone;
+ *  - store_spill (a view's overlay on disk): 4 MiB of pages, overwrites of
+ *    the base's pages and a delete past a 256 KiB memtable limit hold at
+ *    most 4 limits in memory, go to layers in the scratch directory (one
+ *    file each), and read back exactly (gets and scans, base keys the
+ *    overlay did not touch included); the repository is unchanged and the
+ *    directory is gone after store_close; with limit 0 (the default, 64
+ *    MiB) 1 MiB stays in memory; a second store_spill, one on a
+ *    writable store and one into a directory that cannot be made fail with
+ *    a message; os_scratch_remove removes a directory left behind.
  */
 #include "harness.h"
 #include "manifest.h"
@@ -354,9 +363,151 @@ static void test_beside_writer(void)
     env_free(&e);
 }
 
+/* Page PG of inode INO as written by test_spill: its numbers and a tag. */
+static void spill_page(uint8_t *page, uint64_t ino, uint64_t pg, char tag)
+{
+    memset(page, tag, 8192);
+    memcpy(page, &ino, 8);
+    memcpy(page + 8, &pg, 8);
+}
+
+/* 1 if page PG of INO reads as spill_page(INO, PG, TAG) in ST. */
+static int page_reads(store *st, uint64_t ino, uint64_t pg, char tag)
+{
+    static uint8_t got[8192], want[8192];
+    size_t vlen = 0;
+    skey k;
+    key_page(&k, ino, pg);
+    spill_page(want, ino, pg, tag);
+    return store_get(st, &k, got, sizeof got, &vlen) == 0 && vlen == 8192 && !memcmp(got, want, 8192);
+}
+
+/* Entries of directory DIR: how many. */
+static size_t dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *de;
+    if (!d) return 0;
+    while ((de = readdir(d))) n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A view's overlay spilled to disk (store_spill). */
+static void test_spill(void)
+{
+    enum { LIMIT = 256 << 10, BASE_PAGES = 100, NEW_PAGES = 512 };
+    static uint8_t page[8192];
+    env e;
+    env_init(&e);
+    store *st = open_main(&e);
+    put(st, 1, "v1");
+    put(st, 2, "v2");
+    store_batch b;
+    skey k;
+    store_batch_init(&b);
+    for (uint64_t pg = 0; pg < BASE_PAGES; pg++) {
+        spill_page(page, 5000, pg, 'b');
+        key_page(&k, 5000, pg);
+        store_batch_put(&b, &k, page, sizeof page);
+    }
+    CHECK(store_commit(st, &b) == 0);
+    uint64_t g = checkpoint(st);
+    char err[512] = "", dir[256], bad[256];
+    snprintf(dir, sizeof dir, "%s/overlay", e.root);
+    CHECK(store_spill(st, dir, LIMIT, err, sizeof err) == -EINVAL && strstr(err, "snapshot"));
+    CHECK(access(dir, F_OK) < 0);
+    CHECK(store_close(st) == 0);
+    picture before, after;
+    take_picture(e.repo, &before);
+
+    /* a directory that cannot be made */
+    store *s = snapshot(&e, g);
+    snprintf(bad, sizeof bad, "%s/missing/overlay", e.root);
+    err[0] = 0;
+    CHECK(store_spill(s, bad, LIMIT, err, sizeof err) == -ENOENT && strstr(err, bad));
+    CHECK(store_close(s) == 0);
+
+    /* limit 0: the default memtable size, as for a branch (64 MiB): 1 MiB stays in memory */
+    s = snapshot(&e, g);
+    store_stats ss;
+    CHECK(store_spill(s, dir, 0, err, sizeof err) == 0);
+    for (uint64_t pg = 0; pg < 128; pg++) {
+        spill_page(page, 7000, pg, 'd');
+        key_page(&k, 7000, pg);
+        store_batch_put(&b, &k, page, sizeof page);
+        CHECK(store_commit(s, &b) == 0);
+    }
+    store_get_stats(s, &ss);
+    CHECK(ss.flushes == 0 && ss.memtable_bytes >= 128 * 8192 && dir_entries(dir) == 0);
+    CHECK(page_reads(s, 7000, 127, 'd'));
+    CHECK(store_close(s) == 0);
+
+    s = snapshot(&e, g);
+    store_get_stats(s, &ss);
+    uint64_t base_layers = ss.layers;
+    CHECK(store_spill(s, dir, LIMIT, err, sizeof err) == 0);
+    CHECK(store_spill(s, dir, LIMIT, err, sizeof err) == -EINVAL);
+    put(s, 2, NULL);              /* a delete of a base key, spilled with the first layer */
+    put(s, 9, "s9");
+    uint64_t most = 0;
+    for (uint64_t pg = 0; pg < NEW_PAGES; pg++) {
+        spill_page(page, 6000, pg, 'n');
+        key_page(&k, 6000, pg);
+        store_batch_put(&b, &k, page, sizeof page);
+        if (pg < BASE_PAGES / 2) {    /* overwrite half of the base's pages */
+            spill_page(page, 5000, pg, 'o');
+            key_page(&k, 5000, pg);
+            store_batch_put(&b, &k, page, sizeof page);
+        }
+        if (pg % 8 == 7) {
+            CHECK(store_commit(s, &b) == 0);
+            store_get_stats(s, &ss);
+            if (ss.memtable_bytes > most) most = ss.memtable_bytes;
+        }
+    }
+    CHECK(store_commit(s, &b) == 0);
+    store_batch_free(&b);
+    store_get_stats(s, &ss);
+    /* 4.4 MiB written in batches of up to 128 KiB; a memtable is frozen
+     * past the limit, so it holds up to LIMIT + a batch, and at most 3
+     * are held (1 MiB and a bit; without spilling, 4.4 MiB) */
+    fprintf(stderr, "test_spill: %" PRIu64 " layers spilled, at most %" PRIu64 " KiB in memtables\n", ss.flushes,
+            most >> 10);
+    CHECK(most <= 3 * (LIMIT + 16 * 8192 + 8192));
+    CHECK(ss.flushes >= (NEW_PAGES + BASE_PAGES / 2) * 8192 / (LIMIT + 16 * 8192) - 3);
+    CHECK(ss.layers >= base_layers + ss.flushes);
+    CHECK(dir_entries(dir) >= ss.flushes);
+    for (uint64_t pg = 0; pg < NEW_PAGES; pg++) CHECK(page_reads(s, 6000, pg, 'n'));
+    for (uint64_t pg = 0; pg < BASE_PAGES; pg++) CHECK(page_reads(s, 5000, pg, pg < BASE_PAGES / 2 ? 'o' : 'b'));
+    CHECK(reads(s, 1, "v1") && reads(s, 2, NULL) && reads(s, 9, "s9"));
+    CHECK(scans(s, "k01=v1 k09=s9 "));
+    CHECK(store_close(s) == 0);
+    CHECK(access(dir, F_OK) < 0 && errno == ENOENT);
+    take_picture(e.repo, &after);
+    CHECK(same_picture(&before, &after));
+    free(after.buf);
+    free(before.buf);
+
+    /* a scratch directory left behind (a daemon killed): removed whole */
+    objstore *scratch = NULL;
+    CHECK(os_open_scratch(dir, &scratch, err, sizeof err) == 0);
+    CHECK(os_open_scratch(dir, &(objstore *){ NULL }, err, sizeof err) == -EEXIST);
+    CHECK(os_put_if_absent(scratch, "a.layer", "x", 1) == 0);
+    CHECK(os_put_if_absent(scratch, "sub/b.layer", "y", 1) == 0);
+    CHECK(dir_entries(dir) == 2);
+    CHECK(os_scratch_remove(dir) == 0);
+    CHECK(access(dir, F_OK) < 0 && errno == ENOENT);
+    CHECK(os_scratch_remove(dir) == 0);   /* nothing there: done */
+    os_close(scratch);            /* its directory is gone already: says so, frees */
+    env_free(&e);
+}
+
 int main(void)
 {
     test_snapshot();
     test_beside_writer();
+    test_spill();
     return harness_done();
 }
