@@ -425,10 +425,27 @@ void fs_page_put(store_batch *b, const fs_attr *a, uint64_t sino, uint64_t pg, c
     store_batch_put(b, &k, data, all_zero(data, PAGE) ? 0 : PAGE);
 }
 
-/* Every page below the size is copied, archive pages and the pages under
- * the file's own keys alike (up to a segment, 16 MiB by default, in one
- * batch): it happens when a segment leaves pg_wal/ (PostgreSQL renames
- * the last segment of a timeline to *.partial) or something other than
+/* store_scan_range callback over a mapped file's archive pages: each one
+ * goes to the batch under the file's own key. */
+typedef struct unmap_ctx {
+    store_batch *b;
+    const fs_attr *plain;         /* the attributes, unmapped */
+    uint64_t sino, first;         /* the file; its first archive page */
+} unmap_ctx;
+
+static int fs_unmap_page(void *arg, const uint8_t *key, size_t klen, const void *val, size_t vlen)
+{
+    unmap_ctx *c = arg;
+    if (klen != 13 || vlen != PAGE) return -EIO;
+    fs_page_put(c->b, c->plain, c->sino, key_get64(key + 5) - c->first, val);
+    return c->b->err;
+}
+
+/* The archive pages below the size are copied under the file's own keys
+ * (up to a segment, 16 MiB by default, in one batch), found in one range
+ * scan; a page the archive lacks already reads as the file's own.  It
+ * happens when a segment leaves pg_wal/ (PostgreSQL renames the last
+ * segment of a timeline to *.partial) or something other than
  * PostgreSQL's WAL writer changes its size, not in PostgreSQL's own use. */
 int fs_wal_unmap(store *st, uint64_t sino, fs_attr *a)
 {
@@ -438,10 +455,11 @@ int fs_wal_unmap(store *st, uint64_t sino, fs_attr *a)
     plain.wal_first = 0;
     store_batch b;
     store_batch_init(&b);
-    uint8_t page[PAGE];
-    int rc = 0;
-    for (uint64_t pg = 0; pg * PAGE < a->size && !rc; pg++)
-        if (!(rc = fs_page_load(st, a, sino, pg, page))) fs_page_put(&b, &plain, sino, pg, page);
+    unmap_ctx c = { &b, &plain, sino, a->wal_first };
+    skey from, to;
+    key_walpage(&from, a->wal_tli, a->wal_first);
+    key_walpage(&to, a->wal_tli, a->wal_first + (a->size + PAGE - 1) / PAGE);
+    int rc = store_scan_range(st, from.b, from.len, to.b, to.len, fs_unmap_page, &c);
     if (!rc) {
         fs_attr_put(&b, sino, &plain);
         rc = store_commit(st, &b);

@@ -369,11 +369,13 @@ int pg_archive_trim(store *st, uint64_t redo, uint64_t *segments)
      * archive reads them (fs_attr.wal_tli), and PostgreSQL may still
      * read it (a replication slot, wal_keep_size, a failing
      * archive_command); the archive begins at the first such one */
-    uint64_t keep = UINT64_MAX;
-    for (size_t i = 0; i < t.n && !rc; i++) {
+    uint64_t keep = UINT64_MAX, waldir = 0;
+    int walrc = rc || !t.n ? -ENOENT : pg_wal_dir(st, &waldir);
+    if (walrc != -ENOENT) rc = walrc;     /* -ENOENT: no pg_wal/, nothing there to keep */
+    for (size_t i = 0; i < t.n && !rc && !walrc; i++) {
         char name[32];
         pg_archive_name(&t.segs[i], name, sizeof name);
-        rc = pg_wal_has_entry(st, name);
+        rc = pg_wal_has_entry(st, waldir, name);
         if (rc > 0 && t.segs[i].segno * t.segs[i].size < keep) keep = t.segs[i].segno * t.segs[i].size;
         rc = rc < 0 ? rc : 0;
     }

@@ -191,9 +191,7 @@ static int pw_scan_entry(void *arg, const uint8_t *key, size_t klen, const void 
     return 0;
 }
 
-/* The inode of the root's pg_wal/ directory into *DIR: 0, or -ENOENT if
- * there is none (or it is not a directory), or -errno. */
-static int pw_dir(store *st, uint64_t *dir)
+int pg_wal_dir(store *st, uint64_t *dir)
 {
     uint8_t v[FS_DIRENT_LEN];
     size_t vlen;
@@ -213,7 +211,7 @@ static int pw_scan(pg_wal *w, uint64_t ino, pg_wal_seg *seg)
     uint64_t forgets = __atomic_load_n(&w->forgets, __ATOMIC_ACQUIRE), dir = 0;
     pw_found f = { 0 };
     skey k;
-    int rc = pw_dir(w->st, &dir);
+    int rc = pg_wal_dir(w->st, &dir);
     if (!rc) {
         key_dirent(&k, dir, "", 0);
         rc = store_scan(w->st, k.b, k.len, pw_scan_entry, &f);
@@ -452,22 +450,18 @@ int pg_wal_segment_entry(store *st, uint64_t dir, const char *name)
     pg_wal_seg s;
     uint64_t waldir;
     if (pg_wal_parse_name(name, strlen(name), &s)) return 0;
-    int rc = pw_dir(st, &waldir);
+    int rc = pg_wal_dir(st, &waldir);
     if (rc) return rc == -ENOENT ? 0 : rc;
     return waldir == dir;
 }
 
-int pg_wal_has_entry(store *st, const char *name)
+int pg_wal_has_entry(store *st, uint64_t waldir, const char *name)
 {
     uint8_t v[FS_DIRENT_LEN];
-    uint64_t waldir;
     size_t vlen;
     skey k;
-    int rc = pw_dir(st, &waldir);
-    if (!rc) {
-        key_dirent(&k, waldir, name, strlen(name));
-        rc = store_get(st, &k, v, sizeof v, &vlen);
-    }
+    key_dirent(&k, waldir, name, strlen(name));
+    int rc = store_get(st, &k, v, sizeof v, &vlen);
     return rc == -ENOENT ? 0 : rc ? rc : 1;
 }
 
@@ -479,7 +473,7 @@ int pg_wal_renamed(pg_wal *w, store_batch *b, uint64_t dir, const char *name, ui
     if (!w) return 0;
     int history = pw_history_name(name, &tli), segment = !pg_wal_parse_name(name, strlen(name), &s);
     if ((!history && !segment) || size > (segment ? (1u << 30) : PW_HISTORY_MAX)) return 0;
-    int rc = pw_dir(w->st, &waldir);
+    int rc = pg_wal_dir(w->st, &waldir);
     if (rc) return rc == -ENOENT ? 0 : rc;
     if (waldir != dir) return 0;
     if (segment) {

@@ -162,9 +162,13 @@ int pg_wal_checkpointed(pg_wal *w, uint64_t ino, uint64_t off, size_t len, const
  * name in the branch root's pg_wal/; 0 if not, or -errno. */
 int pg_wal_segment_entry(store *st, uint64_t dir, const char *name);
 
-/* 1 if the branch root's pg_wal/ in ST has an entry NAME, 0 if not (or
- * there is no pg_wal/), or -errno. */
-int pg_wal_has_entry(store *st, const char *name);
+/* The inode of the branch root's pg_wal/ directory in ST into *DIR: 0,
+ * -ENOENT if there is none (or it is a symlink: initdb -X), or -errno. */
+int pg_wal_dir(store *st, uint64_t *dir);
+
+/* 1 if directory WALDIR of ST (pg_wal_dir) has an entry NAME, 0 if not,
+ * or -errno. */
+int pg_wal_has_entry(store *st, uint64_t waldir, const char *name);
 
 /* Batch B renames file INO (SIZE bytes) to NAME in directory DIR: if that
  * is a timeline history file in pg_wal/, or a segment there made under a

@@ -598,7 +598,7 @@ static int archived(store *st, uint32_t tli, uint64_t page)
  * mapped so; a mapping that is not the segment's own is left alone and
  * the pages archived under the segment's name; a segment not full-sized
  * and a file that is no segment are never mapped.  And where a segment's
- * place is (pg_wal_segment_entry, pg_wal_has_entry). */
+ * place is (pg_wal_segment_entry, pg_wal_dir, pg_wal_has_entry). */
 static void test_mapping(void)
 {
     env e;
@@ -628,8 +628,10 @@ static void test_mapping(void)
     CHECK(pg_wal_segment_entry(st, PG_WAL_DIR, "000000020000000000000004") == 1);
     CHECK(pg_wal_segment_entry(st, PG_WAL_DIR, "000000020000000000000004.partial") == 0);
     CHECK(pg_wal_segment_entry(st, 1, "000000020000000000000004") == 0);
-    CHECK(pg_wal_has_entry(st, "000000020000000000000003") == 1);
-    CHECK(pg_wal_has_entry(st, "000000020000000000000004") == 0);
+    uint64_t waldir = 0;
+    CHECK(pg_wal_dir(st, &waldir) == 0 && waldir == PG_WAL_DIR);
+    CHECK(pg_wal_has_entry(st, waldir, "000000020000000000000003") == 1);
+    CHECK(pg_wal_has_entry(st, waldir, "000000020000000000000004") == 0);
     pg_wal_close(w);
     CHECK(store_close(st) == 0);
     env_free(&e);
