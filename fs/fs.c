@@ -214,7 +214,10 @@ static int make_node(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
     if (rc) fs_ref_put(r);
     /* the server's lock file appears: it starts, and what it reads now is
      * what its next start on a fresh machine reads first */
-    else if (sdir == FS_ROOT_INO && S_ISREG(mode) && pg_view_starts_server(name)) store_hot_restart(st);
+    else if (sdir == FS_ROOT_INO && S_ISREG(mode) && pg_view_starts_server(name)) {
+        store_hot_restart(st);
+        fs_view_recovering(r->v, 1);   /* on a time-travel view it recovers first */
+    }
     *sino_out = sino;
     return rc;
 }
@@ -323,6 +326,7 @@ static int remove_entry(fuse_req_t req, fuse_ino_t parent, const char *name, int
     }
     if (nheld) fs_unlock_inos(held, nheld);
     pthread_mutex_unlock(&fs_ns_mu);
+    if (!rc && sdir == FS_ROOT_INO && pg_view_recovery_ends(name)) fs_view_recovering(r.v, 0);
     fs_ref_put(&r);
     return rc;
 }

@@ -74,6 +74,8 @@ typedef struct fs_view {          /* one branch served by the mount */
     pg_archive arch;              /* what .lakefs-wal shows: st's archive, or a time-travel view's own */
     pg_wal *wal;                  /* its WAL observer (fs/pg/pg_wal.h); NULL for a time-travel view */
     int past;                     /* a time-travel view: closed when idle (fs_close_idle_views) */
+    int recovering;               /* past: a server recovers on it, merges yield (atomic; fs_view_recovering) */
+    int64_t recovering_since;     /* when it began (monotonic clock; atomic) */
     uint64_t handles;             /* files and directories open in it */
     int64_t used_ns;              /* when a request last used it (monotonic clock) */
 } fs_view;
@@ -229,6 +231,12 @@ int fs_resize(store *st, store_batch *b, uint64_t sino, fs_attr *a, uint64_t siz
 
 /* The view serving branch NAME, or NULL (m->mu held). */
 fs_view *fs_view_find(fs_mount *m, const char *name);
+
+/* A server's recovery on time-travel view V begins (ON = 1: its lock file
+ * appeared) or is over (0: its recovery.signal or lock file went, or the
+ * view closes): while it runs, background merges yield (store_yield_begin).
+ * Nothing for a branch's view. */
+void fs_view_recovering(fs_view *v, int on);
 
 /* Entry branches/NAME: its view's root, the view opened if need be. */
 void fs_lookup_branch(fuse_req_t req, fs_mount *m, const char *name);

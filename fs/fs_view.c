@@ -279,10 +279,25 @@ int fs_stats(fs_mount *m, const char *name, store_stats *s)
     return rc;
 }
 
-/* Stop serving V (m->mu held): wait for its requests, close its store. */
+void fs_view_recovering(fs_view *v, int on)
+{
+    if (!v->past || __atomic_exchange_n(&v->recovering, on, __ATOMIC_ACQ_REL) == on) return;
+    int64_t now = fs_mono_ns();
+    if (on) {
+        __atomic_store_n(&v->recovering_since, now, __ATOMIC_RELAXED);
+        store_yield_begin();
+        fprintf(stderr, "lakefs: view %s: a server starts on it and recovers; merges wait until it is done\n", v->name);
+    } else {
+        store_yield_end();
+        fprintf(stderr, "lakefs: view %s: its server's recovery is over after %.1f s; merges go on\n", v->name,
+                (double)(now - __atomic_load_n(&v->recovering_since, __ATOMIC_RELAXED)) / 1e9);
+    }
+}
+
 /* Stop serving V, its lock held for writing (no request in flight). */
 static int view_release_locked(fs_mount *m, fs_view *v)
 {
+    fs_view_recovering(v, 0);
     fs_branch fb = { v->st, v->arch.st, v->arch.end, v->past };
     v->st = v->arch.st = NULL;
     pg_wal_close(v->wal);

@@ -204,7 +204,7 @@ static int compact_emit(void *arg, const uint8_t *key, size_t klen, const mt_ver
 }
 
 int compact_merge(objstore *os, layer *const *in, size_t n, int drop_tombs, size_t piece_bytes, size_t chunk_bytes,
-                  compact_upload_fn upload, void *arg, const int *stop, compact_piece **out, size_t *nout)
+                  compact_upload_fn upload, void *arg, compact_go_fn go, compact_piece **out, size_t *nout)
 {
     merge m = { .os = os, .w = layer_writer_new(), .drop_tombs = drop_tombs, .piece_bytes = piece_bytes,
                 .upload = upload, .arg = arg };
@@ -224,7 +224,7 @@ int compact_merge(objstore *os, layer *const *in, size_t n, int drop_tombs, size
         }
     }
     for (int more = 1; !rc && more;) {
-        if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED)) { rc = -ECANCELED; break; }
+        if (go && go(arg)) { rc = -ECANCELED; break; }
         memtable *chunk = mt_new();
         if (!chunk) { rc = -ENOMEM; break; }
         mt_keep_latest(chunk);

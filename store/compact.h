@@ -106,10 +106,12 @@ typedef int (*compact_upload_fn)(void *arg, const void *buf, size_t len, uint64_
  * CHUNK_BYTES per chunk (COMPACT_PIECE_BYTES, COMPACT_CHUNK_BYTES but in
  * tests).  *OUT (malloc'd, *NOUT pieces, maybe
  * none) on success; on failure nothing is returned (pieces uploaded so far
- * are left to garbage collection).  STOP, if not NULL, is polled: a
- * non-zero value abandons the merge with -ECANCELED. */
+ * are left to garbage collection).  GO, if not NULL, is called with ARG
+ * before each chunk: it may wait (a merge yielding to foreground work),
+ * and a non-zero answer abandons the merge with -ECANCELED. */
+typedef int (*compact_go_fn)(void *arg);
 int compact_merge(objstore *os, layer *const *in, size_t n, int drop_tombs, size_t piece_bytes, size_t chunk_bytes,
-                  compact_upload_fn upload, void *arg, const int *stop, compact_piece **out, size_t *nout);
+                  compact_upload_fn upload, void *arg, compact_go_fn go, compact_piece **out, size_t *nout);
 
 /* Close and free pieces. */
 void compact_pieces_free(compact_piece *p, size_t n);

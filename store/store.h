@@ -67,6 +67,12 @@ int store_open_snapshot(objstore *os, const char *branch, uint64_t gen, store **
  * at most 3 memtables stay in memory.  On failure writes a one-line
  * reason to ERR. */
 int store_spill(store *st, const char *dir, size_t memtable_limit, char *err, size_t errlen);
+/* Foreground work that background merges yield to (a time-travel view's
+ * recovery) begins / ends: while any is under way, merges of every store
+ * in the process wait between their chunks, unless a flush waits for the
+ * merge (the bound on layers per read) or it has waited 60 s. */
+void store_yield_begin(void);
+void store_yield_end(void);
 /* Start the background flusher (call after any fork). */
 int store_start(store *st);
 /* The mount serving ST is gone and store_close follows: mark the state
@@ -155,6 +161,7 @@ typedef struct store_stats {
     uint64_t layers;              /* layers in the manifest (a view's: and its overlay's) */
     uint64_t flushes;             /* layers flushed by this mount (a view's: its overlay spilled) */
     uint64_t compactions;         /* merges committed by this mount */
+    uint64_t merge_waits;         /* merges that waited for a view's recovery (store_yield_begin) */
     uint64_t memtable_bytes;      /* bytes in active + frozen memtables */
     uint64_t reads;               /* store_gets that reached the layers */
     uint64_t probes;              /* layers they consulted (that may hold the key), in all */

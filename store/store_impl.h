@@ -97,6 +97,9 @@ struct store {
     int merge_flushes;            /* flushes committed since the last merge picked (lock) */
     uint64_t merges_ended;        /* merges ended, committed or not (lock) */
     pthread_cond_t merged_cv;     /* with wake_mu: a flush held back waits for a merge to end */
+    int flush_held;               /* a flush waits for a merge: it yields to nothing (atomic) */
+    long merge_waited_ms;         /* the running merge's waits for foreground work (compactor only) */
+    uint64_t merge_waits;         /* merges that waited for it (atomic) */
     uint64_t reads, probes, probes_max, over_bound;   /* store_stats (atomic) */
     char layer_prefix[128];       /* "branches/NAME/layers/": the branch's own layers */
     char *pin;                    /* snapshot: its pin object (store_pin) */
@@ -190,6 +193,9 @@ int store_compact_install(store *st);
 /* Background thread: after every committed layer, merge while a merge is
  * due; after a failure, wait for the next layer or STORE_RETRY_SECONDS. */
 void *store_compactor(void *arg);
+/* Wake merges waiting for foreground work to look again (a store closes,
+ * is fenced, or a flush waits for its merge). */
+void store_yield_wake(void);
 /* Write the oldest frozen memtable as a layer and commit it (flush_mu
  * held); a snapshot's goes to its scratch store instead (store_spill). */
 int store_flush_one(store *st);

@@ -535,6 +535,7 @@ int store_close(store *st)
     pthread_cond_signal(&st->compact_cv);
     pthread_cond_broadcast(&st->merged_cv);
     pthread_mutex_unlock(&st->wake_mu);
+    store_yield_wake();           /* a merge waiting for a view's recovery stops */
     if (st->flusher_running) pthread_join(st->flusher, NULL);
     if (st->compactor_running) pthread_join(st->compactor, NULL);
     if (st->warmer_running) pthread_join(st->warmer, NULL);
@@ -601,6 +602,7 @@ void store_get_stats(store *st, store_stats *s)
     s->layers = st->ls->n;
     s->flushes = st->flushes;
     s->compactions = st->compactions;
+    s->merge_waits = __atomic_load_n(&st->merge_waits, __ATOMIC_RELAXED);
     s->memtable_bytes = mt_bytes(st->active);
     for (int i = 0; i < st->nfrozen; i++) s->memtable_bytes += mt_bytes(st->frozen[i].mt);
     s->bound = st->ls->bound;

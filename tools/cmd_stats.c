@@ -26,7 +26,9 @@ static const char *usage_stats =
     "  bound        the bound now: the parent's runs + 1 + log1.5(own bytes / 1 MiB + 2)\n"
     "               + 2 (store/compact.h)\n"
     "  layers, flushes, compactions, seq, gen   layers in the manifest, layers\n"
-    "               flushed and merges committed by this mount, last seq, generation\n";
+    "               flushed and merges committed by this mount, last seq, generation\n"
+    "  memtable_bytes  bytes of writes held in memory, not yet in a layer\n"
+    "  merge_waits  merges that waited for a time-travel view's recovery\n";
 
 int cmd_stats(int argc, char **argv)
 {
@@ -55,8 +57,8 @@ int cmd_stats(int argc, char **argv)
     if (control_stats(l.control, name, &s, cerr, sizeof cerr)) return cli_fail("branch '%s': %s", name, cerr);
     printf("reads %" PRIu64 "\nprobes %" PRIu64 "\nprobes_max %" PRIu64 "\nover_bound %" PRIu64 "\nbound %" PRIu64
            "\nlayers %" PRIu64 "\nflushes %" PRIu64 "\ncompactions %" PRIu64 "\nseq %" PRIu64 "\ngen %" PRIu64
-           "\nmemtable_bytes %" PRIu64 "\n",
+           "\nmemtable_bytes %" PRIu64 "\nmerge_waits %" PRIu64 "\n",
            s.reads, s.probes, s.probes_max, s.over_bound, s.bound, s.layers, s.flushes, s.compactions, s.seq,
-           s.manifest_gen, s.memtable_bytes);
+           s.manifest_gen, s.memtable_bytes, s.merge_waits);
     return 0;
 }

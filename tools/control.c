@@ -70,7 +70,7 @@ static const struct { const char *name; size_t off; } control_stats_fields[] = {
     { "bound", offsetof(store_stats, bound) }, { "layers", offsetof(store_stats, layers) },
     { "flushes", offsetof(store_stats, flushes) }, { "compactions", offsetof(store_stats, compactions) },
     { "seq", offsetof(store_stats, seq) }, { "gen", offsetof(store_stats, manifest_gen) },
-    { "memtable_bytes", offsetof(store_stats, memtable_bytes) },
+    { "memtable_bytes", offsetof(store_stats, memtable_bytes) }, { "merge_waits", offsetof(store_stats, merge_waits) },
 };
 #define CONTROL_NSTATS (sizeof control_stats_fields / sizeof control_stats_fields[0])
 

@@ -27,3 +27,8 @@ int pg_view_starts_server(const char *name)
 {
     return strcmp(name, pg_view_lock_file()) == 0;
 }
+
+int pg_view_recovery_ends(const char *name)
+{
+    return !strcmp(name, "recovery.signal") || !strcmp(name, "standby.signal") || !strcmp(name, pg_view_lock_file());
+}

@@ -24,4 +24,9 @@ const char *pg_view_lock_file(void);
  * starting on it (it is the lock file), else 0. */
 int pg_view_starts_server(const char *name);
 
+/* 1 if removing NAME from a data directory's root means the server's
+ * recovery is over: recovery.signal or standby.signal (removed when
+ * archive recovery ends) or the lock file (the server stopped); else 0. */
+int pg_view_recovery_ends(const char *name);
+
 #endif

@@ -6,7 +6,8 @@
 # With view_idle=2s and memtable_size=1M on a repository mount:
 # 0. the mount removes the overlay directory a daemon that is gone left
 #    behind (STATE/.overlay.PID.N, a kill -9), and says so;
-# 1. a server running on main@POINT, left without queries for three idle
+# 1. a server starting on main@POINT recovers with merges waiting for it
+#    (the daemon logs when that begins and ends); left without queries for three idle
 #    periods, keeps its view: nothing is closed and it still answers; a
 #    table of 8 MiB it writes there (a read-write transaction) spills to layers in its overlay
 #    directory, and reads back exactly;
@@ -56,6 +57,13 @@ rows() { psql_at "$1" -c "SELECT count(*) || '/' || max(k) FROM t"; }
 # ---------------------------------------------------------------- 1
 pg_start "$v"
 [ "$(rows "$v")" = 100/100 ] || die "view $name: $(rows "$v"), want 100/100"
+# the server's recovery made merges wait (store_yield_begin) from its start
+# to the removal of recovery.signal, before it answered
+for what in "a server starts on it and recovers" "its server's recovery is over after"; do
+    cat "$T"/logs/*daemon-mnt*.log | grep -q "lakefs: view $name: $what" ||
+        die "the daemon did not log '$what' for $name"
+done
+ok "merges yielded to the recovery on $name: $(cat "$T"/logs/*daemon-mnt*.log | grep -m1 "recovery is over")"
 sleep 6                           # three idle periods with no query: the server's open files hold the view
 [ "$(closed)" = 0 ] || die "the daemon closed $name under a running server"
 [ "$(rows "$v")" = 100/100 ] || die "view $name after an idle spell: $(rows "$v")"

@@ -313,6 +313,15 @@ static int check_version(void *arg, const uint8_t *key, size_t klen, uint64_t se
     return 0;
 }
 
+/* compact_merge's GO for the cancellation case: counts its calls, and
+ * answers stop at call GO_STOP_AT (0: never). */
+static int go_calls, go_stop_at;
+static int go_count(void *arg)
+{
+    (void)arg;
+    return ++go_calls == go_stop_at;
+}
+
 /* Merge N random inputs with the given piece and chunk sizes and check
  * every key of the result. */
 static void merge_case(size_t n, int drop, size_t piece, size_t chunk)
@@ -358,14 +367,26 @@ static void test_merge(void)
     merge_case(8, 1, 100 * 1024, 3000);                   /* chunks smaller than one value */
     merge_case(1, 1, 64 * 1024, 1);
 
-    /* cancellation: a set stop flag abandons the merge */
+    /* GO is asked before every chunk; its first non-zero answer abandons the merge */
     layer *in[3];
     build_inputs(in, 3);
-    int stop = 1;
     compact_piece *out = NULL;
     size_t nout = 0;
-    CHECK(compact_merge(mos, in, 3, 0, 4096, 4096, upload, NULL, &stop, &out, &nout) == -ECANCELED);
-    CHECK(out == NULL);
+    go_calls = 0;
+    go_stop_at = 0;
+    CHECK(compact_merge(mos, in, 3, 0, 4096, 4096, upload, NULL, go_count, &out, &nout) == 0);
+    CHECK(go_calls > 3);          /* chunks of 4 KiB out of inputs much larger */
+    compact_pieces_free(out, nout);
+    out = NULL;
+    int chunks = go_calls;
+    go_calls = 0;
+    go_stop_at = 1;
+    CHECK(compact_merge(mos, in, 3, 0, 4096, 4096, upload, NULL, go_count, &out, &nout) == -ECANCELED);
+    CHECK(out == NULL && go_calls == 1);
+    go_calls = 0;
+    go_stop_at = chunks;          /* the last chunk's ask: nothing merged is returned */
+    CHECK(compact_merge(mos, in, 3, 0, 4096, 4096, upload, NULL, go_count, &out, &nout) == -ECANCELED);
+    CHECK(out == NULL && go_calls == chunks);
     for (size_t i = 0; i < 3; i++) layer_close(in[i]);
     os_close(mos);
     harness_rmtree(root);
@@ -494,21 +515,18 @@ static void *probe_reads(void *arg)
     return NULL;
 }
 
-/* Writes of random pages while another thread reads random pages (mostly
- * absent ones, which consult every layer whose key range covers them): no
- * read consults more layers than the bound of the layer set it reads.  The
- * data only grows, so the last layer set's bound is the largest. */
-static void test_store_probes(void)
+/* BATCHES writes of random pages to ST while another thread reads random
+ * pages: no write or read fails, and none of the reads consults more
+ * layers than its layer set's bound (the data only grows, so the last
+ * set's bound is the largest).  ST's stats at the end into *S. */
+static void probe_under_writes(store *st, int batches, store_stats *s)
 {
-    env e;
-    env_init(&e);
-    store *st = env_open(&e, "main", 16 * 1024);
     prober p = { st, 0, 0 };
     pthread_t reader;
     CHECK(pthread_create(&reader, NULL, probe_reads, &p) == 0);
     uint8_t val[1500];
     int failed = 0;
-    for (int b = 0; b < 4000; b++) {
+    for (int b = 0; b < batches; b++) {
         store_batch bt;
         store_batch_init(&bt);
         skey k;
@@ -521,17 +539,54 @@ static void test_store_probes(void)
     }
     __atomic_store_n(&p.stop, 1, __ATOMIC_RELAXED);
     pthread_join(reader, NULL);
-    store_stats s;
-    store_get_stats(st, &s);
+    store_get_stats(st, s);
     printf("probes: %" PRIu64 " reads of the layers, %.2f layers each, at most %" PRIu64 " (bound now %" PRIu64
-           "), %" PRIu64 " over their bound; %" PRIu64 " flushes, %" PRIu64 " merges\n", s.reads,
-           s.reads ? (double)s.probes / (double)s.reads : 0.0, s.probes_max, s.bound, s.over_bound, s.flushes,
-           s.compactions);
+           "), %" PRIu64 " over their bound; %" PRIu64 " flushes, %" PRIu64 " merges, %" PRIu64 " of them waited\n",
+           s->reads, s->reads ? (double)s->probes / (double)s->reads : 0.0, s->probes_max, s->bound, s->over_bound,
+           s->flushes, s->compactions, s->merge_waits);
     CHECK(failed == 0);
     CHECK(p.errors == 0);
-    CHECK(s.reads > 0);
-    CHECK(s.over_bound == 0);
-    CHECK(s.probes_max <= s.bound);
+    CHECK(s->reads > 0);
+    CHECK(s->over_bound == 0);
+    CHECK(s->probes_max <= s->bound);
+}
+
+/* Writes of random pages beside reads of random pages (mostly absent
+ * ones, which consult every layer whose key range covers them). */
+static void test_store_probes(void)
+{
+    env e;
+    env_init(&e);
+    store *st = env_open(&e, "main", 16 * 1024);
+    store_stats s;
+    probe_under_writes(st, 4000, &s);
+    CHECK(s.merge_waits == 0);
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
+/* The same while a view's recovery is under way (store_yield_begin):
+ * merges wait for it, but no write waits for ever (a flush held back for
+ * a merge lets it go on) and no read passes its bound; once it is over,
+ * no merge waits. */
+static void test_store_yields(void)
+{
+    env e;
+    env_init(&e);
+    store *st = env_open(&e, "main", 16 * 1024);
+    store_stats s;
+    store_yield_begin();
+    probe_under_writes(st, 4000, &s);
+    CHECK(s.compactions > 0);
+    CHECK(s.merge_waits > 0);
+    store_yield_end();
+    store_get_stats(st, &s);      /* every wait begun before the end is counted by now */
+    uint64_t waits = s.merge_waits, merges = s.compactions;
+    probe_under_writes(st, 2000, &s);
+    CHECK(store_compact(st) >= 0);
+    store_get_stats(st, &s);
+    CHECK(s.compactions > merges);
+    CHECK(s.merge_waits == waits);
     CHECK(store_close(st) == 0);
     env_free(&e);
 }
@@ -544,5 +599,6 @@ int main(void)
     test_merge();
     test_store_compacts();
     test_store_probes();
+    test_store_yields();
     return harness_done();
 }
