@@ -4,7 +4,8 @@
  * Versions arrive sorted (key ascending, seq descending within a key) and
  * are appended to a raw block buffer.  Once the buffer passes ~64 KiB it is
  * compressed with zstd (level 1: layers are written on the flush path, so
- * speed matters more than ratio) and appended to the output, and an index
+ * speed matters more than ratio; -20 for a layer that never leaves the
+ * machine, layer_writer_fast) and appended to the output, and an index
  * entry (first key, offset, lengths, CRC-32C of the compressed bytes) is
  * recorded.  A block is only cut between keys, never inside one key's
  * versions, so a reader finds every version of a key in exactly one block;
@@ -24,6 +25,7 @@
 
 struct layer_writer {
     ZSTD_CCtx *cctx;              /* reused compression context */
+    int level;                    /* zstd level: 1, or -20 (layer_writer_fast) */
     bytebuf out;                  /* compressed blocks written so far */
     bytebuf blk;                  /* raw entries of the current block */
     bytebuf idx;                  /* index entries of finished blocks */
@@ -66,7 +68,13 @@ layer_writer *layer_writer_new(void)
         free(w);
         return NULL;
     }
+    w->level = 1;
     return w;
+}
+
+void layer_writer_fast(layer_writer *w)
+{
+    w->level = -20;
 }
 
 /* Compress the current block into out and index it. */
@@ -83,7 +91,7 @@ static int flush_block(layer_writer *w)
     if (bytebuf_reserve(&w->out, bound) < 0)
         return -ENOMEM;
     clen = ZSTD_compressCCtx(w->cctx, w->out.p + off, bound, w->blk.p,
-                             w->blk.len, 1);
+                             w->blk.len, w->level);
     if (ZSTD_isError(clen) || clen > UINT32_MAX)
         return -EIO;
     w->out.len += clen;

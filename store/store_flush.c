@@ -49,11 +49,13 @@ static int store_build_key(void *arg, const uint8_t *key, size_t klen, const mt_
     return layer_writer_add(c->w, key, klen, v->seq, v->tomb, v->val, v->vlen);
 }
 
-/* Memtable MT as the bytes of a layer, in a new malloc'd *BUF of *LEN. */
-static int store_layer_bytes(const memtable *mt, void **buf, size_t *len)
+/* Memtable MT as the bytes of a layer, in a new malloc'd *BUF of *LEN
+ * (FAST: layer_writer_fast). */
+static int store_layer_bytes(const memtable *mt, int fast, void **buf, size_t *len)
 {
     build_ctx c = { layer_writer_new(), 0 };
     if (!c.w) return -ENOMEM;
+    if (fast) layer_writer_fast(c.w);
     int rc = mt_iterate(mt, NULL, 0, store_build_key, &c);
     if (!rc) rc = layer_writer_finish(c.w, buf, len);
     layer_writer_free(c.w);
@@ -92,7 +94,7 @@ void store_uncertain_clear(store *st)
 static int store_build_layer(store *st, const frozen *fz, manifest *next, layer **l)
 {
     void *buf = NULL; size_t len = 0; char *name = NULL;
-    int rc = store_layer_bytes(fz->mt, &buf, &len);
+    int rc = store_layer_bytes(fz->mt, 0, &buf, &len);
     uint64_t min_seq = mt_min_seq(fz->mt), max_seq = mt_max_seq(fz->mt);
     if (!rc) rc = store_upload_layer(st->os, st->branch, st->session, buf, len, min_seq, max_seq, &name);
     if (!rc) rc = layer_open_uploaded(st->os, name, buf, len, l);
@@ -480,7 +482,7 @@ static int store_spill_layer(store *st, const frozen *fz, layer **l)
     size_t len = 0;
     char name[64];
     snprintf(name, sizeof name, "overlay-%016" PRIx64 "-%016" PRIx64 ".layer", mt_min_seq(fz->mt), mt_max_seq(fz->mt));
-    int rc = store_layer_bytes(fz->mt, &buf, &len);
+    int rc = store_layer_bytes(fz->mt, 1, &buf, &len);   /* local and short-lived: CPU over bytes */
     if (!rc) rc = os_put_if_absent(st->spill, name, buf, len);
     if (!rc) rc = layer_open_uploaded(st->spill, name, buf, len, l);
     free(buf);
