@@ -432,11 +432,12 @@ int store_commit(store *st, store_batch *b)
             /* every memtable waits for the repository: later commits wait */
             __atomic_store_n(&st->full, 1, __ATOMIC_RELEASE);
             clock_gettime(CLOCK_MONOTONIC, &st->full_since);
-            size_t bytes = mt_bytes(st->active);
-            for (int i = 0; i < st->nfrozen; i++) bytes += mt_bytes(st->frozen[i].mt);
-            if (!st->snapshot)    /* a view's overlay waits for the local disk: not worth a line */
+            if (!st->snapshot) {  /* a view's overlay waits for the local disk: not worth a line */
+                size_t bytes = mt_bytes(st->active);
+                for (int i = 0; i < st->nfrozen; i++) bytes += mt_bytes(st->frozen[i].mt);
                 fprintf(stderr, "lakefs: branch %s: %zu MiB in %d memtables wait for the object store; "
                         "writes wait until a layer is uploaded\n", st->branch, bytes >> 20, st->nfrozen + 1);
+            }
         }
     }
     pthread_rwlock_unlock(&st->lock);

@@ -143,11 +143,11 @@ static int store_commit_manifest(store *st, const manifest *next)
  * chunks a merge of any store in the process waits while some is under
  * way.  Cost model: a merge reads, decompresses and recompresses 100-500
  * MiB (seconds of zstd on one of two cores) while a view's recovery reads
- * page after page through the daemon: in tools/bench_timetravel.sh a view
- * answered in 5.6 s on a mount doing nothing else and 12-15 s beside
- * main's merges.  Waiting costs reads at most the layers compact.h's bound
- * allows: a flush that must wait for this merge (flush_held) ends the
- * wait, and so does STORE_YIELD_MAX_S of waiting in one merge. */
+ * page after page through the daemon, itself CPU-bound (a profile of the
+ * daemon during a 1 GiB replay: on a CPU 15 s of 16).  Waiting costs
+ * reads at most the layers compact.h's bound allows: a flush that must
+ * wait for this merge (flush_held) ends the wait, and so does
+ * STORE_YIELD_MAX_S of waiting in one merge. */
 #define STORE_YIELD_MAX_S 60
 static pthread_mutex_t yield_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t yield_cv = PTHREAD_COND_INITIALIZER;
@@ -492,35 +492,100 @@ static int store_spill_layer(store *st, const frozen *fz, layer **l)
     return rc;
 }
 
+/* What a flush of the oldest frozen memtable starts from: the memtable,
+ * the current layer set's size and bound, and room for a set one layer
+ * larger, allocated before anything is written or committed. */
+typedef struct flush_job {
+    frozen fz;
+    size_t nl, bound;             /* the current set's layers and bound */
+    layerset *ls;                 /* the next set, room for nl + 1 layers */
+    slayer *sl;                   /* the new layer's place in it */
+} flush_job;
+
+/* 1 with J ready, 0 if no memtable is frozen, or -ENOMEM. */
+static int flush_job_begin(store *st, flush_job *j)
+{
+    pthread_rwlock_rdlock(&st->lock);
+    int any = st->nfrozen > 0;
+    if (any) *j = (flush_job){ .fz = st->frozen[0], .nl = st->ls->n, .bound = st->ls->bound };
+    pthread_rwlock_unlock(&st->lock);
+    if (!any) return 0;
+    j->ls = lset_new(j->nl + 1);
+    j->sl = malloc(sizeof *j->sl);
+    if (j->ls && j->sl) return 1;
+    free(j->ls);
+    free(j->sl);
+    return -ENOMEM;
+}
+
+/* Layer L, written from J's memtable, goes on top of the layer set (the
+ * new set's bound BOUND) and the memtable is freed; NEXT, if not NULL
+ * (a snapshot commits none), becomes the committed manifest.  Commits
+ * waiting for room go on; 1 if some waited. */
+static int flush_job_install(store *st, flush_job *j, layer *l, size_t bound, manifest *next)
+{
+    pthread_rwlock_wrlock(&st->lock);
+    j->ls->bound = bound;
+    for (size_t i = 0; i < j->nl; i++) lset_add(j->ls, st->ls->l[i]);
+    *j->sl = (slayer){ l, 1 };
+    j->ls->l[j->ls->n++] = j->sl;
+    layerset *old = st->ls;
+    st->ls = j->ls;
+    memmove(&st->frozen[0], &st->frozen[1], (size_t)(st->nfrozen - 1) * sizeof(frozen));
+    st->nfrozen--;
+    st->flushes++;
+    if (next) {
+        manifest_free(&st->man);
+        st->man = *next;
+        st->merge_flushes++;
+        store_rj_drop(st, st->man.seq);   /* in a layer now: no upload needed */
+    }
+    int was_full = __atomic_exchange_n(&st->full, 0, __ATOMIC_ACQ_REL);
+    pthread_rwlock_unlock(&st->lock);
+    lset_release(old);
+    mt_free(j->fz.mt);
+    if (was_full) store_room_wake(st);
+    return was_full;
+}
+
+/* A snapshot's store_flush_one: the oldest frozen memtable of its overlay
+ * as a layer of its scratch store (store_spill), read from there. */
+static int store_spill_one(store *st)
+{
+    flush_job j;
+    layer *l = NULL;
+    int rc = flush_job_begin(st, &j);
+    if (rc <= 0) return rc;
+    if ((rc = store_spill_layer(st, &j.fz, &l))) {
+        free(j.ls);
+        free(j.sl);
+        return rc;
+    }
+    flush_job_install(st, &j, l, j.bound + 1, NULL);   /* a view's reads consult its overlay's layers too */
+    return 0;
+}
+
 int store_flush_one(store *st)
 {
-    int crc = st->cpend.next.gen ? store_compact_install(st) : 0;
-    if (crc) return crc;
-    pthread_rwlock_rdlock(&st->lock);
-    if (st->nfrozen == 0) { pthread_rwlock_unlock(&st->lock); return 0; }
-    frozen fz = st->frozen[0];
-    size_t nl = st->ls->n;
-    pthread_rwlock_unlock(&st->lock);
-
-    layerset *ls = lset_new(nl + 1);
-    slayer *sl = malloc(sizeof *sl);
-    if (!ls || !sl) { free(ls); free(sl); return -ENOMEM; }
+    if (st->snapshot) return store_spill_one(st);
+    int rc = st->cpend.next.gen ? store_compact_install(st) : 0;
+    flush_job j;
+    if (!rc) rc = flush_job_begin(st, &j);
+    if (rc <= 0) return rc;
     manifest next = {0};
     layer *l = NULL;
-    int rc = 0;
-    if (st->snapshot) {
-        rc = store_spill_layer(st, &fz, &l);
-    } else if (st->uncertain.gen) {   /* the last commit's outcome is unknown: that one again */
+    rc = 0;
+    if (st->uncertain.gen) {      /* the last commit's outcome is unknown: that one again */
         next = st->uncertain;
         l = st->uncertain_layer;
         memset(&st->uncertain, 0, sizeof st->uncertain);
         st->uncertain_layer = NULL;
     } else {
-        rc = store_build_layer(st, &fz, &next, &l);
+        rc = store_build_layer(st, &j.fz, &next, &l);
     }
-    if (!rc && !st->snapshot) rc = store_commit_manifest(st, &next);
+    if (!rc) rc = store_commit_manifest(st, &next);
     if (rc) {
-        if (rc == -EEXIST && !st->snapshot) {
+        if (rc == -EEXIST) {
             store_fence(st, next.gen);
         } else if (next.gen) {    /* it may have landed: retry exactly it */
             st->uncertain = next;
@@ -528,46 +593,23 @@ int store_flush_one(store *st)
             next = (manifest){0};
             l = NULL;
         }
-        if (next.gen || st->uncertain.gen)   /* else store_build_layer or store_spill_layer said why */
+        if (next.gen || st->uncertain.gen)   /* else store_build_layer said why */
             fprintf(stderr, "lakefs: branch %s: committing manifest generation %" PRIu64 " (seq %" PRIu64 "-%" PRIu64 ") "
                     "failed: %s (data stays in the journal)\n", st->branch, st->man.gen + 1,
-                    mt_min_seq(fz.mt), mt_max_seq(fz.mt), strerror(-rc));
+                    mt_min_seq(j.fz.mt), mt_max_seq(j.fz.mt), strerror(-rc));
         if (l) layer_close(l);
         manifest_free(&next);
-        free(ls);
-        free(sl);
+        free(j.ls);
+        free(j.sl);
         return rc;
     }
-    size_t bound = st->snapshot ? 0 : compact_bound(&next, st->layer_prefix);
-    pthread_rwlock_wrlock(&st->lock);
-    ls->bound = st->snapshot ? st->ls->bound + 1 : bound;   /* a view's reads consult its overlay's layers too */
-    for (size_t i = 0; i < nl; i++) lset_add(ls, st->ls->l[i]);
-    *sl = (slayer){ l, 1 };
-    ls->l[ls->n++] = sl;
-    layerset *old = st->ls;
-    st->ls = ls;
-    memmove(&st->frozen[0], &st->frozen[1], (size_t)(st->nfrozen - 1) * sizeof(frozen));
-    st->nfrozen--;
-    st->flushes++;
-    if (!st->snapshot) {
-        manifest_free(&st->man);
-        st->man = next;
-        st->merge_flushes++;
-        store_rj_drop(st, st->man.seq);   /* in a layer now: no upload needed */
-    }
-    int was_full = __atomic_exchange_n(&st->full, 0, __ATOMIC_ACQ_REL);
-    pthread_rwlock_unlock(&st->lock);
-    lset_release(old);
-    if (was_full && !st->snapshot) {
+    uint64_t flushed = mt_max_seq(j.fz.mt), journal_upto = j.fz.journal_upto;
+    if (flush_job_install(st, &j, l, compact_bound(&next, st->layer_prefix), &next)) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
         fprintf(stderr, "lakefs: branch %s: writes resume after waiting %.1f s for the object store\n",
                 st->branch, store_elapsed(&st->full_since, &now));
     }
-    if (was_full) store_room_wake(st);
-    uint64_t flushed = mt_max_seq(fz.mt);
-    mt_free(fz.mt);
-    if (st->snapshot) return 0;
     pthread_mutex_lock(&st->wake_mu);
     st->compact_kicked = 1;
     pthread_cond_signal(&st->compact_cv);
@@ -575,7 +617,7 @@ int store_flush_one(store *st)
     if (st->remote && (rc = jremote_trim(st->os, st->branch, st->session, flushed)))
         fprintf(stderr, "lakefs: branch %s: removing remote journal segments up to seq %" PRIu64 " failed: %s (left for gc)\n",
                 st->branch, flushed, strerror(-rc));
-    return journal_drop(st->jn, fz.journal_upto);
+    return journal_drop(st->jn, journal_upto);
 }
 
 /* Sleep on wake_cv (wake_mu held) for SECONDS, or until woken; 1 if the

@@ -497,5 +497,5 @@ void pg_target_settings(int read_write, char *buf, size_t len, const char **sign
              "archive_mode = off\n"
              "%s",
              read_write ? "" : "default_transaction_read_only = on\n");
-    *signal = "recovery.signal";
+    *signal = PG_TARGET_SIGNAL;
 }

@@ -98,6 +98,10 @@ int pg_target_horizon(objstore *os, const char *branch, int64_t retention_s, int
  * (UINT64_MAX: nowhere, the whole WAL).  0, or -errno with ERR set. */
 int pg_target_cut(store *archive, const pg_target *t, const pg_base *b, uint64_t *cut, char *err, size_t errlen);
 
+/* The signal file a view's recovery starts from; PostgreSQL removes it
+ * when archive recovery ends. */
+#define PG_TARGET_SIGNAL "recovery.signal"
+
 /* The settings that make PostgreSQL recover from the archive to its cut
  * and promote: lines for postgresql.auto.conf into BUF (truncated to LEN)
  * and the signal file to create into *SIGNAL.  READ_WRITE: a branch that

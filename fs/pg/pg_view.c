@@ -8,6 +8,7 @@
  * clean shutdown (src/backend/utils/init/miscinit.c, postmaster.c).
  */
 #include "pg_view.h"
+#include "pg_target.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -30,5 +31,5 @@ int pg_view_starts_server(const char *name)
 
 int pg_view_recovery_ends(const char *name)
 {
-    return !strcmp(name, "recovery.signal") || !strcmp(name, "standby.signal") || !strcmp(name, pg_view_lock_file());
+    return !strcmp(name, PG_TARGET_SIGNAL) || !strcmp(name, "standby.signal") || !strcmp(name, pg_view_lock_file());
 }
