@@ -123,7 +123,7 @@ static void fs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
     if (!rc && (to_set & FUSE_SET_ATTR_SIZE)) {
         if (S_ISDIR(a->mode)) rc = -EISDIR;
         else if (!S_ISREG(a->mode)) rc = -EINVAL;
-        else if ((rc = fs_resize(st, &t.b, sino, a, (uint64_t)attr->st_size)) == 0) a->mtime = now;
+        else if ((rc = fs_resize(st, r.arch, &t.b, sino, a, (uint64_t)attr->st_size)) == 0) a->mtime = now;
     }
     if (!rc) {
         if (to_set & FUSE_SET_ATTR_MODE) a->mode = (a->mode & S_IFMT) | (attr->st_mode & 07777);
@@ -415,16 +415,18 @@ static void fs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         if (!rc) rc = fs_attr_load(st, np, &npa);
     }
     if (!rc && (flags & RENAME_EXCHANGE)) {
-        rc = fs_wal_unmap(st, src, &sa);
-        if (!rc) rc = fs_wal_unmap(st, dst, &da);
-    } else if (!rc && sa.wal_tli) {
+        rc = fs_wal_unmap(st, r.arch, src, &sa);
+        if (!rc) rc = fs_wal_unmap(st, r.arch, dst, &da);
+    } else if (!rc && sa.wal_tli && !(sa.wal_copy && fs_archcopy_keeps(&sa, newname))) {
         /* a segment mapped onto the WAL archive leaves its name: renamed to
          * another segment's name it is an old one recycled, whose bytes
          * PostgreSQL overwrites before it reads them (it reads the pages
-         * under its own keys until then); anything else keeps its bytes */
+         * under its own keys until then); anything else keeps its bytes.
+         * A view's copy of an archive segment taking that segment's name
+         * is a restored one kept (KeepFileRestoredFromArchive): mapped. */
         rc = sa.nlink == 1 ? pg_wal_segment_entry(st, np, newname) : 0;
-        if (rc > 0) { sa.wal_tli = 0; sa.wal_first = 0; rc = 0; }
-        else if (!rc) rc = fs_wal_unmap(st, src, &sa);
+        if (rc > 0) { sa.wal_tli = 0; sa.wal_first = 0; sa.wal_copy = 0; rc = 0; }
+        else if (!rc) rc = fs_wal_unmap(st, r.arch, src, &sa);
     }
     if (!rc && dst && !(flags & RENAME_EXCHANGE)) {
         if (S_ISDIR(sa.mode) && !S_ISDIR(da.mode)) rc = -ENOTDIR;
@@ -486,7 +488,7 @@ static int truncate_to_zero(store *st, uint64_t sino)
 {
     inode_txn t;
     int rc = fs_itxn_begin(st, sino, &t);
-    if (!rc) rc = fs_resize(st, &t.b, sino, &t.a, 0);
+    if (!rc) rc = fs_resize(st, NULL, &t.b, sino, &t.a, 0);   /* to zero: nothing to unmap */
     if (!rc) t.a.mtime = t.a.ctime = fs_now_ns();
     return fs_itxn_end(st, &t, rc);
 }
@@ -560,7 +562,12 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     if (rc) { fs_ref_put(&r); fuse_reply_err(req, -rc); return; }
     store *st = r.st;
     uint64_t sino = r.sino;
-    for (size_t done = 0; done < n && !rc;) {
+    if (a.wal_copy) {             /* a view's copy of an archive segment (fs_archcopy.c) */
+        long got = fs_archcopy_read(r.arch, &a, (uint64_t)off, out, n);
+        if (got < 0) rc = (int)got;
+        else n = (size_t)got;
+    }
+    for (size_t done = 0; done < n && !rc && !a.wal_copy;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < n - done ? PAGE - in : n - done;
         if (in == 0 && take == PAGE) rc = fs_page_load(st, &a, sino, pg, out + done);
@@ -591,8 +598,10 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     uint8_t *pages = malloc(npages ? npages * (PAGE + sizeof(size_t)) : 1);
     size_t *marks = pages ? (size_t *)(void *)(pages + npages * PAGE) : NULL;
     rc = pages ? fs_itxn_begin(st, sino, &t) : -ENOMEM;
-    /* a segment file mapped onto the WAL archive keeps its segment's size */
-    if (!rc && t.a.wal_tli && (uint64_t)off + size > t.a.size) rc = fs_wal_unmap(st, sino, &t.a);
+    /* a segment file mapped onto the WAL archive keeps its segment's size;
+     * a view's copy of an archive segment is not written in place */
+    if (!rc && t.a.wal_tli && (t.a.wal_copy || (uint64_t)off + size > t.a.size))
+        rc = fs_wal_unmap(st, r.arch, sino, &t.a);
     for (size_t done = 0; done < size && !rc;) {
         uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
         size_t take = PAGE - in < size - done ? PAGE - in : size - done;
@@ -663,7 +672,7 @@ static void fs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, of
     rc = fs_itxn_begin(st, sino, &t);
     if (!rc && !S_ISREG(t.a.mode)) rc = -ENODEV;
     if (!rc && ((mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) || end > t.a.size))
-        rc = fs_wal_unmap(st, sino, &t.a);
+        rc = fs_wal_unmap(st, r.arch, sino, &t.a);
     if (!rc && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)))
         rc = fs_zero_range(st, &t.b, sino, &t.a, (uint64_t)off, end);
     if (!rc) {
@@ -915,6 +924,7 @@ static const struct fuse_lowlevel_ops ops = {
     .statfs = fs_statfs,
     .create = fs_create,
     .fallocate = fs_fallocate,
+    .copy_file_range = fs_copy_file_range,
 };
 
 const struct fuse_lowlevel_ops *fs_ops(void)

@@ -13,6 +13,7 @@ static const char *const op_names[FS_OP_N] = {
     "lookup", "getattr", "setattr", "readlink", "mknod", "mkdir", "unlink", "rmdir",
     "symlink", "rename", "link", "open", "read", "write", "flush", "release", "fsync",
     "opendir", "readdir", "releasedir", "fsyncdir", "statfs", "create", "fallocate",
+    "copy_file_range",
 };
 
 static atomic_uint_fast64_t op_count[FS_OP_N], op_ns[FS_OP_N], op_bytes[FS_OP_N];

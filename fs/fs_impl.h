@@ -1,9 +1,10 @@
 /*
  * fs_impl.h -- what the files of the FUSE front end share: fs.c (the
  * request handlers), fs_inode.c (inode numbers, locks, attributes,
- * directory entries, pages, the WAL archive's files) and fs_view.c (the
- * mount's views of branches: opening, releasing, closing idle ones).  Not
- * for use outside fs/.
+ * directory entries, pages, the WAL archive's files), fs_archcopy.c (a
+ * time-travel view's copies of archive segments, mapped instead of copied)
+ * and fs_view.c (the mount's views of branches: opening, releasing,
+ * closing idle ones).  Not for use outside fs/.
  */
 #ifndef LAKEFS_FS_IMPL_H
 #define LAKEFS_FS_IMPL_H
@@ -42,6 +43,7 @@
 #define ARCH_SEG (1ull << 46)     /* ... | tli << 31 | segno: a segment; ... | tli: a history file */
 #define ATTR_VERSION 1
 #define ATTR_VERSION_WAL 2        /* ... followed by the WAL archive mapping (fs_attr.wal_tli) */
+#define ATTR_VERSION_WAL_COPY 3   /* ... followed by the mapping onto the view's archive (fs_attr.wal_copy) */
 #define ATTR_FIXED 61             /* encoded size without a symlink target */
 #define ATTR_WAL_LEN 12           /* the mapping: timeline (4), first archive page (8) */
 
@@ -51,6 +53,7 @@ typedef struct fs_attr {
     int64_t atime, mtime, ctime;  /* nanoseconds since the epoch */
     uint32_t wal_tli;             /* a WAL segment file whose pages are archive pages of this timeline (0: not) */
     uint64_t wal_first;           /* ... from this archive page number on (its page 0's) */
+    int wal_copy;                 /* 1: ... of the view's archive, read with its cut (fs_archcopy.c) */
     char target[PATH_MAX];        /* symlink target (size bytes) */
 } fs_attr;
 
@@ -206,17 +209,18 @@ int fs_itxn_begin(store *st, uint64_t sino, inode_txn *t);
 /* If RC is 0, commit T's batch with its attributes; unlock; returns the result. */
 int fs_itxn_end(store *st, inode_txn *t, int rc);
 
-/* Read page PG of SINO (attributes A) into BUF (zeros if absent); -EIO on failure. */
+/* Read page PG of SINO (attributes A, not a copy of the view's archive:
+ * fs_archcopy_read reads those) into BUF (zeros if absent); -EIO on failure. */
 int fs_page_load(store *st, const fs_attr *a, uint64_t sino, uint64_t pg, uint8_t *buf);
 
 /* Add "page PG of SINO (attributes A) = DATA" to batch B. */
 void fs_page_put(store_batch *b, const fs_attr *a, uint64_t sino, uint64_t pg, const uint8_t *data);
 
-/* Give SINO (stripe held, attributes *A) its pages back under its own keys
- * and end its mapping onto the WAL archive (fs_attr.wal_tli), in a commit
- * of its own; *A is updated.  Nothing to do for a file not mapped.  0 or
- * -errno. */
-int fs_wal_unmap(store *st, uint64_t sino, fs_attr *a);
+/* Give SINO (stripe held, attributes *A) of a view with archive ARCH its
+ * pages back under its own keys and end its mapping onto the WAL archive
+ * (fs_attr.wal_tli), in a commit of its own; *A is updated.  Nothing to do
+ * for a file not mapped.  0 or -errno. */
+int fs_wal_unmap(store *st, const pg_archive *arch, uint64_t sino, fs_attr *a);
 
 /* Zero bytes [from, to) of SINO (attributes A, not mapped onto the WAL
  * archive) in batch B: whole pages become tombstones, partial ones are
@@ -224,8 +228,27 @@ int fs_wal_unmap(store *st, uint64_t sino, fs_attr *a);
 int fs_zero_range(store *st, store_batch *b, uint64_t sino, const fs_attr *a, uint64_t from, uint64_t to);
 
 /* Change the size of SINO from A->size to SIZE in batch B (stripe held);
- * a file mapped onto the WAL archive is unmapped first. */
-int fs_resize(store *st, store_batch *b, uint64_t sino, fs_attr *a, uint64_t size);
+ * a file mapped onto the WAL archive ARCH is unmapped first. */
+int fs_resize(store *st, const pg_archive *arch, store_batch *b, uint64_t sino, fs_attr *a, uint64_t size);
+
+/* ---- fs_archcopy.c ---- */
+
+/* Read LEN bytes at OFF of a view's copy of an archive segment (attributes
+ * A, wal_copy set) from the view's archive ARCH: the bytes read, or -errno. */
+long fs_archcopy_read(const pg_archive *arch, const fs_attr *a, uint64_t off, void *buf, size_t len);
+
+/* Put the pages of copy SINO (attributes A) under its own keys into batch
+ * B, as a file with attributes PLAIN (A unmapped): 0 or -errno. */
+int fs_archcopy_unmap(const pg_archive *arch, const fs_attr *a, store_batch *b, uint64_t sino, const fs_attr *plain);
+
+/* 1 if NAME is the name of the archive segment copy A maps, 0 if not. */
+int fs_archcopy_keeps(const fs_attr *a, const char *name);
+
+/* The copy_file_range handler: a whole archive segment of a time-travel
+ * view copied into an empty file of it maps the file onto the segment;
+ * anything else is refused with EOPNOTSUPP (the kernel copies then). */
+void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in,
+                        fuse_ino_t ino_out, off_t off_out, struct fuse_file_info *fi_out, size_t len, int flags);
 
 /* ---- fs_view.c ---- */
 

@@ -9,7 +9,10 @@
  * file mapped onto the archive (fs_attr.wal_tli, set by the WAL observer,
  * pg_wal.h): its pages are the archive's pages of its segment, so the WAL
  * is stored once.  Its attributes are then encoded as version 2, the
- * mapping (timeline, first archive page) after the fixed part.
+ * mapping (timeline, first archive page) after the fixed part.  A
+ * time-travel view's copy of an archive segment (fs_attr.wal_copy,
+ * fs_archcopy.c) is mapped the same way onto the view's archive, which
+ * lives in another store: version 3.
  */
 #include "fs_impl.h"
 
@@ -147,7 +150,7 @@ fuse_ino_t fs_to_fuse(const fs_mount *m, const fs_view *v, uint64_t sino)
 /* Encode A into BUF (at least ATTR_FIXED + PATH_MAX + ATTR_WAL_LEN bytes); returns length. */
 static size_t attr_encode(const fs_attr *a, uint8_t *buf)
 {
-    buf[0] = a->wal_tli ? ATTR_VERSION_WAL : ATTR_VERSION;
+    buf[0] = !a->wal_tli ? ATTR_VERSION : a->wal_copy ? ATTR_VERSION_WAL_COPY : ATTR_VERSION_WAL;
     fs_put_le(buf + 1, a->mode, 4); fs_put_le(buf + 5, a->uid, 4); fs_put_le(buf + 9, a->gid, 4);
     fs_put_le(buf + 13, a->nlink, 4); fs_put_le(buf + 17, a->rdev, 4); fs_put_le(buf + 21, a->size, 8);
     fs_put_le(buf + 29, (uint64_t)a->atime, 8); fs_put_le(buf + 37, (uint64_t)a->mtime, 8);
@@ -164,7 +167,7 @@ static size_t attr_encode(const fs_attr *a, uint8_t *buf)
 /* Decode LEN bytes into A; -EIO if malformed. */
 static int attr_decode(const uint8_t *buf, size_t len, fs_attr *a)
 {
-    if (len < ATTR_FIXED || (buf[0] != ATTR_VERSION && buf[0] != ATTR_VERSION_WAL)) return -EIO;
+    if (len < ATTR_FIXED || buf[0] < ATTR_VERSION || buf[0] > ATTR_VERSION_WAL_COPY) return -EIO;
     a->mode = (uint32_t)fs_get_le(buf + 1, 4); a->uid = (uint32_t)fs_get_le(buf + 5, 4);
     a->gid = (uint32_t)fs_get_le(buf + 9, 4); a->nlink = (uint32_t)fs_get_le(buf + 13, 4);
     a->rdev = (uint32_t)fs_get_le(buf + 17, 4); a->size = fs_get_le(buf + 21, 8);
@@ -172,7 +175,8 @@ static int attr_decode(const uint8_t *buf, size_t len, fs_attr *a)
     a->ctime = (int64_t)fs_get_le(buf + 45, 8);
     a->wal_tli = 0;
     a->wal_first = 0;
-    if (buf[0] == ATTR_VERSION_WAL) {   /* a regular file: the mapping is all that follows */
+    a->wal_copy = buf[0] == ATTR_VERSION_WAL_COPY;
+    if (buf[0] != ATTR_VERSION) {       /* a regular file: the mapping is all that follows */
         if (!S_ISREG(a->mode) || len != ATTR_FIXED + ATTR_WAL_LEN) return -EIO;
         a->wal_tli = (uint32_t)fs_get_le(buf + ATTR_FIXED, 4);
         a->wal_first = fs_get_le(buf + ATTR_FIXED + 4, 8);
@@ -398,6 +402,7 @@ int fs_page_load(store *st, const fs_attr *a, uint64_t sino, uint64_t pg, uint8_
     skey k;
     size_t len;
     int rc = -ENOENT;
+    if (a->wal_copy) return -EIO;  /* its pages are another store's: unmapped before any write */
     if (a->wal_tli) {
         key_walpage(&k, a->wal_tli, a->wal_first + pg);
         rc = store_get(st, &k, buf, PAGE, &len);
@@ -447,19 +452,25 @@ static int fs_unmap_page(void *arg, const uint8_t *key, size_t klen, const void 
  * happens when a segment leaves pg_wal/ (PostgreSQL renames the last
  * segment of a timeline to *.partial) or something other than
  * PostgreSQL's WAL writer changes its size, not in PostgreSQL's own use. */
-int fs_wal_unmap(store *st, uint64_t sino, fs_attr *a)
+int fs_wal_unmap(store *st, const pg_archive *arch, uint64_t sino, fs_attr *a)
 {
     if (!a->wal_tli) return 0;
     fs_attr plain = *a;
     plain.wal_tli = 0;
     plain.wal_first = 0;
+    plain.wal_copy = 0;
     store_batch b;
     store_batch_init(&b);
-    unmap_ctx c = { &b, &plain, sino, a->wal_first };
-    skey from, to;
-    key_walpage(&from, a->wal_tli, a->wal_first);
-    key_walpage(&to, a->wal_tli, a->wal_first + (a->size + PAGE - 1) / PAGE);
-    int rc = store_scan_range(st, from.b, from.len, to.b, to.len, fs_unmap_page, &c);
+    int rc;
+    if (a->wal_copy) {
+        rc = fs_archcopy_unmap(arch, a, &b, sino, &plain);
+    } else {
+        unmap_ctx c = { &b, &plain, sino, a->wal_first };
+        skey from, to;
+        key_walpage(&from, a->wal_tli, a->wal_first);
+        key_walpage(&to, a->wal_tli, a->wal_first + (a->size + PAGE - 1) / PAGE);
+        rc = store_scan_range(st, from.b, from.len, to.b, to.len, fs_unmap_page, &c);
+    }
     if (!rc) {
         fs_attr_put(&b, sino, &plain);
         rc = store_commit(st, &b);
@@ -493,14 +504,15 @@ int fs_zero_range(store *st, store_batch *b, uint64_t sino, const fs_attr *a, ui
 }
 
 /* Change the size of SINO from A->size to SIZE in batch B (stripe held). */
-int fs_resize(store *st, store_batch *b, uint64_t sino, fs_attr *a, uint64_t size)
+int fs_resize(store *st, const pg_archive *arch, store_batch *b, uint64_t sino, fs_attr *a, uint64_t size)
 {
     if (size == a->size) return 0;
     if (a->wal_tli && size == 0) {     /* nothing to keep: the pages under its own keys go below */
         a->wal_tli = 0;
         a->wal_first = 0;
+        a->wal_copy = 0;
     }
-    int rc = fs_wal_unmap(st, sino, a);
+    int rc = fs_wal_unmap(st, arch, sino, a);
     if (rc) return rc;
     if (size < a->size) {
         uint64_t end = (a->size + PAGE - 1) / PAGE * PAGE;

@@ -16,7 +16,15 @@
 # 3. PostgreSQL started on the view again recovers to the same point: the
 #    rows of POINT, not main's later ones;
 # 4. a file held open in the view keeps it for as long as it is open;
-# 5. main, a branch, is never closed: its server answered throughout.
+# 5. main, a branch, is never closed: its server answered throughout;
+# 6. restore_command's copies (cp .lakefs-wal/SEG pg_wal/RECOVERYXLOG,
+#    copy_file_range) are mapped onto the view's archive, not copied: every
+#    archive segment cp'd into the view reads back exactly and nothing
+#    spills (64 pages would per segment with memtable_size=1M); a copy
+#    renamed to its segment's name still reads as it; a copy written to,
+#    or cut short, takes its bytes first (the rest unchanged, the archive
+#    untouched); a cp in a branch (copied by the kernel) is exact too; the
+#    daemon counted the copy_file_range requests, the recovery's included.
 # backends: file
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -109,6 +117,43 @@ ok "an open file kept $name; closed once the file was"
 # ---------------------------------------------------------------- 5
 [ "$(rows "$main")" = 200/200 ] || die "main: $(rows "$main"), want 200/200"
 ! cat "$T"/logs/*daemon-mnt*.log | grep -q "lakefs: view main: unused" || die "the daemon closed the branch main"
+ok "main kept serving"
+
+# ---------------------------------------------------------------- 6
+segs=$(ls "$v/.lakefs-wal" | grep -v history)
+[ -n "$segs" ] || die "$name's .lakefs-wal lists no segment"
+n=0
+for seg in $segs; do
+    cp "$v/.lakefs-wal/$seg" "$v/copy.$seg" || die "cp of $seg in $name failed"
+    cmp "$v/.lakefs-wal/$seg" "$v/copy.$seg" || die "the copy of $seg in $name differs from the archive's"
+    n=$((n + 1))
+done
+overlay=$(ls -d "$T"/state/.overlay.* 2>/dev/null)
+[ "$(echo "$overlay" | wc -w)" = 1 ] || die "want one overlay directory in $T/state, found: ${overlay:-none}"
+spilled=$(ls "$overlay" | grep -c '^overlay-.*\.layer$' || true)
+[ "$spilled" = 0 ] || die "$n segments cp'd into $name spilled $spilled layers: copied, not mapped"
+seg=$(echo "$segs" | tail -1)
+cp "$v/.lakefs-wal/$seg" "$T/archived"
+mv "$v/copy.$seg" "$v/pg_wal/$seg"
+cmp "$T/archived" "$v/pg_wal/$seg" || die "a copy of $seg renamed to its name reads differently"
+printf lakefs | dd of="$v/pg_wal/$seg" bs=1 seek=100 conv=notrunc status=none
+[ "$(cmp -l "$T/archived" "$v/pg_wal/$seg" | awk '$1 < 101 || $1 > 106' | wc -l)" = 0 ] ||
+    die "a copy of $seg written at byte 100 differs elsewhere"
+[ "$(dd if="$v/pg_wal/$seg" bs=1 skip=100 count=6 status=none)" = lakefs ] || die "a copy of $seg lost a write"
+cmp "$T/archived" "$v/.lakefs-wal/$seg" || die "a write into a copy changed the archive's $seg"
+seg1=$(echo "$segs" | head -1)
+truncate -s 12345 "$v/copy.$seg1"
+[ "$(stat -c %s "$v/copy.$seg1")" = 12345 ] || die "a copy of $seg1 cut to 12345 bytes has $(stat -c %s "$v/copy.$seg1")"
+cmp -n 12345 "$v/.lakefs-wal/$seg1" "$v/copy.$seg1" || die "a copy of $seg1 cut short lost its first bytes"
+cp "$main/.lakefs-wal/$seg1" "$main/copy.$seg1"
+cmp "$main/.lakefs-wal/$seg1" "$main/copy.$seg1" || die "a cp of $seg1 in main differs from the archive's"
+rm "$main/copy.$seg1"
+ok "$n archive segments cp'd into $name mapped (no layer spilled), exact through a rename, a write and a cut; a cp in main exact"
+
 pg_stop "$main"
 lakefs_umount "$mp"
-ok "main kept serving"
+copies=$(cat "$T"/logs/*daemon-mnt*.log | sed -n 's/.*lakefs: fuse: copy_file_range \([0-9]*\) requests.*/\1/p')
+# section 6's n and main's one, and at least one restore in each of the two recoveries
+[ -n "$copies" ] && [ "$copies" -ge $((n + 3)) ] ||
+    die "the daemon counted ${copies:-no} copy_file_range requests, want at least $((n + 3))"
+ok "the daemon served $copies copy_file_range requests"
