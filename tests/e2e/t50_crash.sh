@@ -232,8 +232,10 @@ for kind in "${rounds[@]}"; do
         lg=$T/logs/pgbench-$s-$round.log
         [ -f "$lg" ] || continue   # never started: the daemon crashed first
         processed[$s]=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$lg")
-        if [ -z "${processed[$s]}" ]; then   # it could not connect: the daemon was gone by then
-            grep -q "connection to server .* failed" "$lg" || { cat "$lg" >&2; die "$s: no pgbench report"; }
+        if [ -z "${processed[$s]}" ]; then   # it could not start: the daemon was gone by then
+            # (no connection, or its first query, before any transaction, failed)
+            grep -q "connection to server .* failed\|could not count number of branches" "$lg" ||
+                { cat "$lg" >&2; die "$s: no pgbench report"; }
             processed[$s]=0
         fi
     done
