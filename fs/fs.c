@@ -566,13 +566,14 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         long got = fs_archcopy_read(r.arch, &a, (uint64_t)off, out, n);
         if (got < 0) rc = (int)got;
         else n = (size_t)got;
-    }
-    for (size_t done = 0; done < n && !rc && !a.wal_copy;) {
-        uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
-        size_t take = PAGE - in < n - done ? PAGE - in : n - done;
-        if (in == 0 && take == PAGE) rc = fs_page_load(st, &a, sino, pg, out + done);
-        else if (!(rc = fs_page_load(st, &a, sino, pg, page))) memcpy(out + done, page + in, take);
-        done += take;
+    } else {
+        for (size_t done = 0; done < n && !rc;) {
+            uint64_t pos = (uint64_t)off + done, pg = pos / PAGE, in = pos % PAGE;
+            size_t take = PAGE - in < n - done ? PAGE - in : n - done;
+            if (in == 0 && take == PAGE) rc = fs_page_load(st, &a, sino, pg, out + done);
+            else if (!(rc = fs_page_load(st, &a, sino, pg, page))) memcpy(out + done, page + in, take);
+            done += take;
+        }
     }
     fs_ref_put(&r);
     if (rc) fuse_reply_err(req, -rc);

@@ -55,10 +55,9 @@ int fs_archcopy_unmap(const pg_archive *arch, const fs_attr *a, store_batch *b, 
     for (uint64_t off = 0; off < a->size && !rc; off += ARCHCOPY_CHUNK) {
         long n = fs_archcopy_read(arch, a, off, chunk, ARCHCOPY_CHUNK);
         if (n < 0) { rc = (int)n; break; }
-        for (long done = 0; done < n; done += PAGE) {
-            if ((size_t)(n - done) < PAGE) memset(chunk + n, 0, PAGE - (size_t)(n - done));
+        /* a segment's size and the chunk are whole pages, and so is N */
+        for (long done = 0; done < n; done += PAGE)
             fs_page_put(b, plain, sino, (off + (uint64_t)done) / PAGE, chunk + done);
-        }
         rc = b->err;
     }
     free(chunk);
