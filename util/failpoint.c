@@ -16,7 +16,7 @@
 
 typedef struct fpoint {
     char name[48];
-    int crash;                    /* 1: exit, 0: fail with -EIO */
+    enum { FP_ERROR, FP_CRASH, FP_STALL } action;
     unsigned long nth;            /* act on this hit only (0: every hit) */
     unsigned long hits;           /* atomic */
 } fpoint;
@@ -44,12 +44,13 @@ static void failpoint_parse(void)
             if (*end || p->nth == 0) goto bad;
             *at = 0;
         }
-        if (!strcmp(eq + 1, "crash")) p->crash = 1;
+        if (!strcmp(eq + 1, "crash")) p->action = FP_CRASH;
+        else if (!strcmp(eq + 1, "stall")) p->action = FP_STALL;
         else if (strcmp(eq + 1, "error")) goto bad;
         npoints++;
         continue;
 bad:
-        fprintf(stderr, "lakefs: LAKEFS_FAILPOINTS: ignoring '%s' (use NAME=crash or NAME=error, optionally @N)\n", tok);
+        fprintf(stderr, "lakefs: LAKEFS_FAILPOINTS: ignoring '%s' (use NAME=crash, NAME=error or NAME=stall, optionally @N)\n", tok);
         memset(p, 0, sizeof *p);
     }
     free(copy);
@@ -63,7 +64,12 @@ int failpoint(const char *name)
         if (strcmp(p->name, name)) continue;
         unsigned long hit = __atomic_add_fetch(&p->hits, 1, __ATOMIC_SEQ_CST);
         if (p->nth && hit != p->nth) return 0;
-        if (p->crash) {
+        if (p->action == FP_STALL) {
+            fprintf(stderr, "lakefs: failpoint %s: stalling for %d ms\n", name, FAILPOINT_STALL_MS);
+            usleep(FAILPOINT_STALL_MS * 1000);
+            return 0;
+        }
+        if (p->action == FP_CRASH) {
             static const char msg[] = "lakefs: failpoint reached: crashing\n";
             if (write(2, msg, sizeof msg - 1) < 0) { /* exiting anyway */ }
             _exit(FAILPOINT_EXIT_CODE);
