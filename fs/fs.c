@@ -35,6 +35,7 @@
  * branch.  View structures live until the mount ends.
  */
 #include "fs_impl.h"
+#include "../util/failpoint.h"
 #include "fs_count.h"
 
 pthread_mutex_t fs_ns_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -263,12 +264,16 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     fs_mount *m = fs_mount_of(req);  /* REQ is gone once replied to */
     e.ino = fs_to_fuse(m, r.v, sino);
     fs_handles_add(m, e.ino, 1);     /* while the view is held: an idle close sees it */
+    fs_writeback_track(m, e.ino, fi->flags, 1);
     fs_ref_put(&r);
     fi->fh = (uint64_t)(unsigned)fi->flags;   /* a handle is its open flags: nothing to free */
     fi->keep_cache = 1;
     fs_attr_to_stat(&a, e.ino, &e.attr);
     e.attr_timeout = e.entry_timeout = TIMEOUT;
-    if (fuse_reply_create(req, &e, fi)) fs_handles_add(m, e.ino, -1);
+    if (fuse_reply_create(req, &e, fi)) {
+        fs_writeback_track(m, e.ino, fi->flags, -1);
+        fs_handles_add(m, e.ino, -1);
+    }
 }
 
 /* Is directory SDIR empty? 1 yes, 0 no, -errno. */
@@ -511,20 +516,27 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         else if (!rc) store_hot_file(r.st, r.sino, a.size);
     }
     fs_mount *m = fs_mount_of(req);  /* REQ is gone once replied to */
-    if (!rc) fs_handles_add(m, ino, 1);   /* while the view is held: an idle close sees it */
+    if (!rc) {
+        fs_handles_add(m, ino, 1);   /* while the view is held: an idle close sees it */
+        fs_writeback_track(m, ino, fi->flags, 1);
+    }
     fs_ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }
     fi->fh = (uint64_t)(unsigned)fi->flags;   /* a handle is its open flags: nothing to free */
     fi->keep_cache = !arch;
     fi->direct_io = arch;
-    if (fuse_reply_open(req, fi)) fs_handles_add(m, ino, -1);
+    if (fuse_reply_open(req, fi)) {
+        fs_writeback_track(m, ino, fi->flags, -1);
+        fs_handles_add(m, ino, -1);
+    }
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     FS_COUNTED(FS_OP_RELEASE);
-    (void)fi;
-    fs_handles_add(fs_mount_of(req), ino, -1);
+    fs_mount *m = fs_mount_of(req);
+    fs_writeback_track(m, ino, (int)fi->fh, -1);   /* fh: the open flags */
+    fs_handles_add(m, ino, -1);
     fuse_reply_err(req, 0);
 }
 
@@ -587,7 +599,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     FS_COUNTED(FS_OP_WRITE);
     fs_count_bytes(FS_OP_WRITE, size);
     fs_ref r;
-    int rc = fs_ref_get(fs_mount_of(req), ino, &r);
+    int rc = failpoint("fs-write");
+    if (!rc) rc = fs_ref_get(fs_mount_of(req), ino, &r);
     if (!rc && !r.v) rc = -EISDIR;
     if (rc) { fuse_reply_err(req, -rc); return; }
     store *st = r.st;
@@ -625,7 +638,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     if (pages) rc = fs_itxn_end(st, &t, wal < 0 ? wal : rc);
     if (wal > 0) pg_wal_written(r.v->wal, rc);
     /* a checkpoint completed: that state is a base for time travel (pg_wal.h) */
-    if (!rc && pg_wal_checkpointed(r.v->wal, sino, (uint64_t)off, size, pages) > 0) store_flush_soon(st);
+    if (!rc && pg_wal_checkpointed(r.v->wal, sino, (uint64_t)off, size, pages) > 0) fs_base_soon(fs_mount_of(req), r.v);
     free(pages);
     if (!rc && fi && ((unsigned)fi->fh & (unsigned)(O_SYNC | O_DSYNC))) rc = store_sync(st);
     fs_ref_put(&r);
@@ -649,6 +662,9 @@ static void fs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_f
 {
     FS_COUNTED(FS_OP_FSYNC);
     (void)datasync; (void)fi;
+    /* a barrier's: the kernel wrote back before asking, and the cut that
+     * follows stores it (fs_writeback.c) */
+    if (fs_writeback_own(fs_mount_of(req), req)) { fuse_reply_err(req, 0); return; }
     sync_reply(req, ino);
 }
 
@@ -886,14 +902,19 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-    (void)userdata;
+    fs_mount *m = userdata;
     fs_inode_init();
     conn->max_write = 1u << 20;
     conn->max_readahead = 1u << 20;
     conn->max_background = 64;
     conn->congestion_threshold = 48;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-    conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+    /* The kernel's writeback cache, when the daemon can put a barrier
+     * before its cuts (fs_writeback.c): a write then costs no round trip.
+     * The kernel owns the sizes and times of open files; we are their
+     * only writer, so they agree. */
+    if (m->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    else conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
     /* Every change passes through the kernel, so its page cache is always
      * right: do not drop a file's cached pages whenever its mtime moves. */
     conn->want &= ~(unsigned)FUSE_CAP_AUTO_INVAL_DATA;

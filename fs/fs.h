@@ -92,4 +92,12 @@ const struct fuse_lowlevel_ops *fs_ops(void);
  * owned by root) into BUF; returns the length. */
 size_t fs_root_attr(uint8_t *buf, size_t cap);
 
+/* ---- fs_writeback.c: the kernel's writeback cache ---- */
+
+/* Serve M, mounted at MOUNTPOINT (absolute, as mounted) and not serving
+ * yet, with the kernel's writeback cache: 0, with a warning in WHY if the
+ * kernel's dirty-page limit for FUSE could not be lifted, or -errno with
+ * the reason in WHY (not root): M is then served without it. */
+int fs_writeback_setup(fs_mount *m, const char *mountpoint, char *why, size_t whylen);
+
 #endif

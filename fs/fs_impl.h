@@ -69,6 +69,14 @@ typedef struct fs_dir {           /* an open directory: a snapshot listing */
     struct fs_dir *prev, *next;   /* the mount's open directories */
 } fs_dir;
 
+typedef struct fs_writer {       /* a file open for writing (fs_writeback.c) */
+    fuse_ino_t ino;               /* its FUSE inode */
+    int opens;                    /* how many times */
+    struct fs_writer *next;       /* in its hash bucket */
+} fs_writer;
+
+#define FS_WRITER_BUCKETS 1024
+
 typedef struct fs_view {          /* one branch served by the mount */
     pthread_rwlock_t lock;        /* read: a request uses st; write: release */
     char name[BRANCH_NAME_MAX + PG_TARGET_TEXT + 2];  /* BRANCH or BRANCH@TARGET */
@@ -81,6 +89,7 @@ typedef struct fs_view {          /* one branch served by the mount */
     int64_t recovering_since;     /* when it began (monotonic clock; atomic) */
     uint64_t handles;             /* files and directories open in it */
     int64_t used_ns;              /* when a request last used it (monotonic clock) */
+    int base_wanted;              /* a checkpoint was seen: flush once the kernel wrote back (atomic) */
 } fs_view;
 
 struct fs_mount {
@@ -92,6 +101,16 @@ struct fs_mount {
     pthread_mutex_t se_mu;        /* se's changes wait for an invalidation in progress */
     pthread_mutex_t dirs_mu;      /* guards dirs */
     fs_dir *dirs;                 /* open directories: the kernel may unmount without releasing them */
+    pthread_mutex_t base_mu;      /* guards the four below */
+    pthread_cond_t base_cv;       /* base_pending or base_stop set */
+    int base_pending, base_stop;  /* a view wants a base; the base thread is to end */
+    int base_running;             /* base_thread was started */
+    pthread_t base_thread;        /* writes back the kernel's dirty pages, then flushes (fs_base_soon) */
+    int writeback;                /* the kernel's writeback cache is on (fs_writeback.c) */
+    char *wb_mountpoint;          /* ... for the barrier: where the mount is */
+    dev_t wb_dev;                 /* ... and its device */
+    pthread_mutex_t writers_mu;   /* guards writers */
+    fs_writer *writers[FS_WRITER_BUCKETS];  /* files open for writing, hashed by FUSE inode */
 };
 
 typedef struct fs_ref {           /* a request's hold on the view of one inode */
@@ -250,7 +269,31 @@ int fs_archcopy_keeps(const fs_attr *a, const char *name);
 void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct fuse_file_info *fi_in,
                         fuse_ino_t ino_out, off_t off_out, struct fuse_file_info *fi_out, size_t len, int flags);
 
+/* ---- fs_writeback.c ---- */
+
+/* FUSE inode INO was opened (DELTA 1) or released (-1) with open FLAGS:
+ * counted if that was for writing. */
+void fs_writeback_track(fs_mount *m, fuse_ino_t ino, int flags, int delta);
+
+/* Have the kernel write back the dirty pages of view ID's files to the
+ * daemon, and wait for them: 0 (also without the writeback cache), or
+ * -errno.  Only from a thread that serves no FUSE request and holds
+ * nothing one needs. */
+int fs_writeback_barrier(fs_mount *m, uint32_t id);
+
+/* 1 if REQ comes from the daemon itself: a barrier's. */
+int fs_writeback_own(fs_mount *m, fuse_req_t req);
+
+/* Free what the table of files open for writing and the setup hold. */
+void fs_writeback_free(fs_mount *m);
+
 /* ---- fs_view.c ---- */
+
+/* PostgreSQL completed a checkpoint on view V (the WAL observer saw it):
+ * flush its store soon, as a base for time travel -- after the write-back
+ * barrier, so that the base holds everything the server wrote before the
+ * checkpoint, fsynced or not (fs_writeback.c).  Never waits. */
+void fs_base_soon(fs_mount *m, fs_view *v);
 
 /* The view serving branch NAME, or NULL (m->mu held). */
 fs_view *fs_view_find(fs_mount *m, const char *name);

@@ -192,9 +192,56 @@ int fs_new(const fs_config *cfg, fs_mount **out)
     pthread_mutex_init(&m->mu, NULL);
     pthread_mutex_init(&m->se_mu, NULL);
     pthread_mutex_init(&m->dirs_mu, NULL);
+    pthread_mutex_init(&m->base_mu, NULL);
+    pthread_cond_init(&m->base_cv, NULL);
+    pthread_mutex_init(&m->writers_mu, NULL);
     fs_inode_init();
     *out = m;
     return 0;
+}
+
+/* The base thread: when views want a base, the write-back barrier, then
+ * their stores flushed (fs_base_soon).  A barrier that fails is logged:
+ * the base is then what a crash would leave, which PostgreSQL with fsync
+ * on recovers from. */
+static void *base_main(void *arg)
+{
+    fs_mount *m = arg;
+    pthread_mutex_lock(&m->base_mu);
+    for (;;) {
+        while (!m->base_pending && !m->base_stop) pthread_cond_wait(&m->base_cv, &m->base_mu);
+        if (m->base_stop) break;
+        m->base_pending = 0;
+        pthread_mutex_unlock(&m->base_mu);
+        uint32_t n = __atomic_load_n(&m->nviews, __ATOMIC_ACQUIRE);
+        for (uint32_t id = 1; id <= n; id++) {
+            fs_view *v = __atomic_load_n(&m->views[id], __ATOMIC_ACQUIRE);
+            if (!v || !__atomic_exchange_n(&v->base_wanted, 0, __ATOMIC_ACQ_REL)) continue;
+            int rc = fs_writeback_barrier(m, id);
+            if (rc)
+                fprintf(stderr, "lakefs: branch %s: cannot have the kernel write back its dirty pages before a "
+                        "checkpoint's flush: %s (the base is what a crash would leave)\n", v->name, strerror(-rc));
+            pthread_rwlock_rdlock(&v->lock);
+            if (v->st) store_flush_soon(v->st);
+            pthread_rwlock_unlock(&v->lock);
+        }
+        pthread_mutex_lock(&m->base_mu);
+    }
+    pthread_mutex_unlock(&m->base_mu);
+    return NULL;
+}
+
+void fs_base_soon(fs_mount *m, fs_view *v)
+{
+    pthread_mutex_lock(&m->base_mu);
+    int queued = m->base_running && !m->base_stop;
+    if (queued) {
+        __atomic_store_n(&v->base_wanted, 1, __ATOMIC_RELEASE);
+        m->base_pending = 1;
+        pthread_cond_signal(&m->base_cv);
+    }
+    pthread_mutex_unlock(&m->base_mu);
+    if (!queued) store_flush_soon(v->st);   /* no writeback cache: nothing held back */
 }
 
 void fs_set_session(fs_mount *m, struct fuse_session *se)
@@ -202,6 +249,21 @@ void fs_set_session(fs_mount *m, struct fuse_session *se)
     pthread_mutex_lock(&m->se_mu);
     m->se = se;
     pthread_mutex_unlock(&m->se_mu);
+    pthread_mutex_lock(&m->base_mu);
+    int start = se && m->writeback && !m->base_running;
+    int stop = !se && m->base_running;
+    if (start) m->base_running = pthread_create(&m->base_thread, NULL, base_main, m) == 0;
+    if (stop) {
+        m->base_stop = 1;
+        pthread_cond_signal(&m->base_cv);
+    }
+    pthread_mutex_unlock(&m->base_mu);
+    if (stop) {
+        pthread_join(m->base_thread, NULL);
+        pthread_mutex_lock(&m->base_mu);
+        m->base_running = m->base_stop = 0;
+        pthread_mutex_unlock(&m->base_mu);
+    }
 }
 
 /* Make the kernel forget branches/NAME (a repository mount being served);
@@ -247,6 +309,16 @@ int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
 {
     fs_ref r;
     int rc = ref_named(m, name, &r);
+    if (rc) return rc;
+    uint32_t id = r.v->id;
+    fs_ref_put(&r);               /* the barrier waits for requests on the view: hold nothing */
+    rc = fs_writeback_barrier(m, id);
+    if (rc) {
+        fprintf(stderr, "lakefs: branch %s: cannot have the kernel write back its dirty pages before a checkpoint: "
+                "%s\n", name, strerror(-rc));
+        return rc;
+    }
+    rc = ref_named(m, name, &r);
     if (!rc) {
         rc = store_checkpoint(r.st, seq, gen);
         fs_ref_put(&r);
@@ -353,6 +425,15 @@ int fs_close_idle_views(fs_mount *m, int64_t idle_ns)
 
 int fs_release_branch(fs_mount *m, const char *name)
 {
+    fs_ref r;
+    if (!ref_named(m, name, &r)) {  /* what the kernel holds goes into the last flush */
+        uint32_t id = r.v->id;
+        fs_ref_put(&r);
+        int brc = fs_writeback_barrier(m, id);
+        if (brc)
+            fprintf(stderr, "lakefs: branch %s: cannot have the kernel write back its dirty pages before its "
+                    "release: %s\n", name, strerror(-brc));
+    }
     pthread_mutex_lock(&m->mu);
     fs_view *v = fs_view_find(m, name);
     int rc = v ? view_release(m, v) : -ENOENT;
@@ -372,6 +453,10 @@ int fs_free(fs_mount *m)
         free(m->views[id]);
     }
     fs_dirs_free(m);
+    fs_writeback_free(m);
+    pthread_mutex_destroy(&m->writers_mu);
+    pthread_mutex_destroy(&m->base_mu);
+    pthread_cond_destroy(&m->base_cv);
     pthread_mutex_destroy(&m->mu);
     pthread_mutex_destroy(&m->se_mu);
     pthread_mutex_destroy(&m->dirs_mu);

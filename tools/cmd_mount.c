@@ -283,6 +283,8 @@ static int serve(mount_opts *m, fs_mount *fs, objcache *cache, int report_fd)
         fuse_session_destroy(se);
         return cli_fail("cannot mount at %s (is /dev/fuse available and fuse3 installed?)", m->mountpoint);
     }
+    char wb_why[300];
+    int wb_rc = fs_writeback_setup(fs, m->mountpoint, wb_why, sizeof wb_why);
     if (report_fd >= 0) {         /* detach: logs go to the log file */
         int nul = open("/dev/null", O_RDWR);
         int log = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -295,6 +297,8 @@ static int serve(mount_opts *m, fs_mount *fs, objcache *cache, int report_fd)
     }
     fprintf(stderr, "lakefs: serving %s %s%s at %s (pid %ld)\n", m->url, m->branch_root ? "branch " : "",
             m->branch_root ? m->branch : "(branches/ on demand)", m->mountpoint, (long)getpid());
+    if (wb_why[0])
+        fprintf(stderr, "lakefs: %s: %s%s\n", m->mountpoint, wb_rc ? "no writeback cache: " : "", wb_why);
     fs_set_session(fs, se);
     struct fuse_loop_config *lc = fuse_loop_cfg_create();
     fuse_loop_cfg_set_max_threads(lc, 64);
