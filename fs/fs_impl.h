@@ -109,6 +109,8 @@ struct fs_mount {
     int writeback;                /* the kernel's writeback cache is on (fs_writeback.c) */
     char *wb_mountpoint;          /* ... for the barrier: where the mount is */
     dev_t wb_dev;                 /* ... and its device */
+    pthread_mutex_t barrier_mu;   /* one barrier at a time */
+    pid_t barrier_pid;            /* its process, while it runs (atomic) */
     pthread_mutex_t writers_mu;   /* guards writers */
     fs_writer *writers[FS_WRITER_BUCKETS];  /* files open for writing, hashed by FUSE inode */
 };

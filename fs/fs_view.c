@@ -195,6 +195,7 @@ int fs_new(const fs_config *cfg, fs_mount **out)
     pthread_mutex_init(&m->base_mu, NULL);
     pthread_cond_init(&m->base_cv, NULL);
     pthread_mutex_init(&m->writers_mu, NULL);
+    pthread_mutex_init(&m->barrier_mu, NULL);
     fs_inode_init();
     *out = m;
     return 0;
@@ -455,6 +456,7 @@ int fs_free(fs_mount *m)
     fs_dirs_free(m);
     fs_writeback_free(m);
     pthread_mutex_destroy(&m->writers_mu);
+    pthread_mutex_destroy(&m->barrier_mu);
     pthread_mutex_destroy(&m->base_mu);
     pthread_cond_destroy(&m->base_cv);
     pthread_mutex_destroy(&m->mu);

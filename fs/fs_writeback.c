@@ -41,13 +41,21 @@
  * mount's superblock, and so the daemon, only until it is closed.  The
  * clone must be the daemon's own mount (its device, read from mountinfo
  * at mount time): something mounted over the mount point later is not.
- * The fsync's own request then needs no journal sync (fs_writeback_own):
- * its writes are applied, and the cut that follows stores them.
+ * The barrier runs in a child process the daemon forks (only system calls
+ * in it, none of the daemon's descriptors): a thread of the daemon itself
+ * must never wait on its own mount, because a close's FUSE flush waits
+ * for its answer uninterruptibly, and a daemon killed (kill -9) while one
+ * of its threads does cannot end: its /dev/fuse descriptor stays open
+ * with that thread, so the kernel never aborts the connection (seen in
+ * t52).  The child holds no /dev/fuse descriptor: were the daemon killed,
+ * the connection ends and so do the child's requests.  The fsyncs of the
+ * barrier's process need no journal sync (fs_writeback_own): their writes
+ * are applied, and the cut that follows stores them.
  *
  * Both need root (CAP_SYS_ADMIN for open_tree, CAP_DAC_READ_SEARCH for
  * open_by_handle_at); a daemon that is not root runs without the
- * writeback cache.  The barrier must run on a thread that serves no FUSE
- * request and holds nothing a request needs: it waits for requests.
+ * writeback cache.  The barrier waits for FUSE requests: it must not be
+ * called from a request's handler, or with anything held that one needs.
  */
 #include "fs_impl.h"
 #include "../util/mountinfo.h"
@@ -55,6 +63,7 @@
 #include <linux/mount.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 
 #define FUSE_HANDLE_TYPE 0x81     /* FILEID_INO64_GEN: what FUSE's encode_fh gives a file */
 
@@ -130,38 +139,37 @@ static int writers_of(fs_mount *m, uint32_t id, fuse_ino_t **inos, size_t *n)
     return 0;
 }
 
-/* Open the root of a detached clone of M's own mount into *ROOT. */
-static int clone_root(fs_mount *m, int *root)
+/* The barrier's process: only system calls, it is a child of a threaded
+ * process.  Waits for a byte on descriptor 0 (its pid is known to the
+ * daemon then), opens a detached clone of the mount at MOUNTPOINT, checks
+ * that it is DEV, and fsyncs the FUSE inodes INOS[0..N) through it (an
+ * inode the kernel has forgotten was closed: written back).  Never
+ * returns: exits 0 or with an errno. */
+static void barrier_child(const char *mountpoint, dev_t dev, const fuse_ino_t *inos, size_t n)
 {
-    int clone = (int)syscall(SYS_open_tree, AT_FDCWD, m->wb_mountpoint, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-    if (clone < 0) return -errno;
-    int fd = openat(clone, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+    char go;
+    if (read(0, &go, 1) != 1) _exit(ECANCELED);
+    int clone = (int)syscall(SYS_open_tree, AT_FDCWD, mountpoint, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (clone < 0) _exit(errno);
+    int root = openat(clone, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st)) rc = -errno;
-    else if (st.st_dev != m->wb_dev) rc = -ESTALE;   /* another filesystem is mounted over ours */
-    close(clone);
-    if (rc && fd >= 0) close(fd);
-    if (!rc) *root = fd;
-    return rc;
-}
-
-/* Have the kernel write back FUSE inode INO's dirty pages and wait: 0, or
- * -errno (an inode the kernel has forgotten was closed: written back). */
-static int writeback_inode(int root, fuse_ino_t ino)
-{
-    union {
-        struct file_handle fh;
-        char bytes[sizeof(struct file_handle) + 12];
-    } h;
-    uint32_t words[3] = { (uint32_t)(ino >> 32), (uint32_t)ino, 0 };
-    h.fh.handle_bytes = sizeof words;
-    h.fh.handle_type = FUSE_HANDLE_TYPE;
-    memcpy(h.fh.f_handle, words, sizeof words);
-    int fd = open_by_handle_at(root, &h.fh, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return errno == ESTALE || errno == ENOENT ? 0 : -errno;
-    int rc = fsync(fd) ? -errno : 0;
-    close(fd);
-    return rc;
+    if (root < 0 || fstat(root, &st)) _exit(errno);
+    if (st.st_dev != dev) _exit(ESTALE);    /* another filesystem is mounted over ours */
+    for (size_t i = 0; i < n; i++) {
+        union {
+            struct file_handle fh;
+            char bytes[sizeof(struct file_handle) + 12];
+        } h;
+        uint32_t words[3] = { (uint32_t)(inos[i] >> 32), (uint32_t)inos[i], 0 };
+        h.fh.handle_bytes = sizeof words;
+        h.fh.handle_type = FUSE_HANDLE_TYPE;
+        memcpy(h.fh.f_handle, words, sizeof words);
+        int fd = open_by_handle_at(root, &h.fh, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 && errno != ESTALE && errno != ENOENT) _exit(errno);
+        if (fd >= 0 && fsync(fd)) _exit(errno);
+        if (fd >= 0) close(fd);
+    }
+    _exit(0);
 }
 
 int fs_writeback_barrier(fs_mount *m, uint32_t id)
@@ -169,19 +177,45 @@ int fs_writeback_barrier(fs_mount *m, uint32_t id)
     if (!m->writeback) return 0;
     fuse_ino_t *inos;
     size_t n;
-    int root = -1, rc = writers_of(m, id, &inos, &n);
-    if (!rc && n) rc = clone_root(m, &root);
-    for (size_t i = 0; !rc && i < n; i++) rc = writeback_inode(root, inos[i]);
-    if (root >= 0) close(root);
+    int go[2], rc = writers_of(m, id, &inos, &n);
+    if (rc || !n) return rc;
+    pthread_mutex_lock(&m->barrier_mu);   /* one at a time: the daemon knows its pid */
+    if (pipe2(go, O_CLOEXEC)) {
+        rc = -errno;
+        goto out;
+    }
+    pid_t pid = _Fork();
+    if (pid == 0) {
+        /* the child keeps no descriptor of /dev/fuse: were the daemon
+         * killed, its connection must end, and the child's requests too */
+        if (dup2(go[0], 0) < 0) _exit(errno);
+        syscall(SYS_close_range, 1u, ~0u, 0u);
+        barrier_child(m->wb_mountpoint, m->wb_dev, inos, n);
+    }
+    if (pid < 0) {
+        rc = -errno;
+    } else {
+        __atomic_store_n(&m->barrier_pid, pid, __ATOMIC_RELEASE);
+        if (write(go[1], "g", 1) != 1) rc = -errno;   /* the child then reads EOF and gives up */
+    }
+    close(go[0]);
+    close(go[1]);
+    if (pid > 0) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        __atomic_store_n(&m->barrier_pid, 0, __ATOMIC_RELEASE);
+        if (!rc) rc = WIFEXITED(status) ? -WEXITSTATUS(status) : -EIO;
+    }
+out:
+    pthread_mutex_unlock(&m->barrier_mu);
     free(inos);
     return rc;
 }
 
 int fs_writeback_own(fs_mount *m, fuse_req_t req)
 {
-    if (!m->writeback) return 0;
-    pid_t tid = fuse_req_ctx(req)->pid;   /* the calling thread's id */
-    return tid > 0 && syscall(SYS_tgkill, getpid(), tid, 0) == 0;
+    pid_t pid = __atomic_load_n(&m->barrier_pid, __ATOMIC_ACQUIRE);
+    return pid > 0 && fuse_req_ctx(req)->pid == pid;
 }
 
 void fs_writeback_free(fs_mount *m)

@@ -13,6 +13,10 @@
 #    daemon logs that it stalled, so the write was still in flight when
 #    the branch was asked for.
 # 3. A file written just before the unmount is there after a new mount.
+# 4. kill -9 of the daemon while a barrier waits for a write stalled in it
+#    (a second `branch create`): every thread of the daemon ends, so the
+#    kernel ends its connection (a thread of the daemon waiting on its own
+#    mount would keep it forever: the barrier runs in a child process).
 # backends: file s3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -40,22 +44,27 @@ fi
 # ---------------------------------------------------------------- 2
 head -c 9000 /dev/urandom | base64 -w 0 >"$T/data"
 data=$(cat "$T/data")
-# the writer: the file is its standard output for good, it writes with a
-# builtin, signals with a builtin and stays (exec sleep): any close of a
-# descriptor of the file, a redirection's undoing included, would wait for
-# the write-back, and so would exiting
+# hold_written FILE: a writer writes $data into FILE and keeps it open
+# (pid in $holder). The file is its standard output for good, it writes
+# with a builtin, signals with a builtin and stays (exec sleep): any close
+# of a descriptor of the file, a redirection's undoing included, would wait
+# for the write-back, and so would exiting.
 ready=0
 trap 'ready=1' USR1
-(exec >"$main/written"; printf '%s' "$data"; kill -USR1 $$; exec sleep 120) &
-holder=$!
-on_exit "kill_job $holder"
 writer_done() { [ "$ready" = 1 ]; }
-wait_for 30 "the writer to write" writer_done || die "the writer did not write"
+hold_written() {
+    ready=0
+    (exec >"$1"; printf '%s' "$data"; kill -USR1 $$; exec sleep 120) &
+    holder=$!
+    on_exit "kill_job $holder"
+    wait_for 30 "the writer to write" writer_done || die "the writer did not write"
+}
+stalls() { cat "$T"/logs/*daemon-mnt*.log | grep -c "failpoint fs-write: stalling" || true; }
+hold_written "$main/written"
 "$LAKEFS" branch create snap --from main --repo "$url" >>"$(newlog branch)" 2>&1 || die "branch create snap failed"
 kill "$holder"
 wait "$holder" 2>/dev/null || true
-cat "$T"/logs/*daemon-mnt*.log | grep -q "failpoint fs-write: stalling" ||
-    die "the daemon's first write did not stall: the test proves nothing"
+[ "$(stalls)" = 1 ] || die "the daemon's first write did not stall: the test proves nothing"
 cmp "$T/data" "$mp/branches/snap/written" ||
     die "branch snap, created from main after a write whose daemon side was still stalled, lacks it"
 ok "a write still stalled in the daemon is in a branch created at once (the kernel wrote back first)"
@@ -69,3 +78,31 @@ cmp "$T/late" "$main/late" || die "a file written just before the unmount differ
 cmp "$T/data" "$mp/branches/snap/written" || die "branch snap lost its file across the remount"
 lakefs_umount "$mp"
 ok "a file written just before the unmount is there after a new mount"
+
+# ---------------------------------------------------------------- 4
+# threads_gone PID: no thread of PID left (a zombie leader whose other
+# threads still run counts as alive)
+threads_gone() {
+    local t n=0
+    for t in /proc/"$1"/task/*; do [ -e "$t" ] && n=$((n + 1)); done
+    [ "$n" -le 1 ] && pid_dead "$1"
+}
+LAKEFS_FAILPOINTS=fs-write=stall@1 lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state"
+pid=${DAEMON_PID[$mp]}
+hold_written "$main/written2"
+"$LAKEFS" branch create snap2 --from main --repo "$url" >>"$(newlog branch2)" 2>&1 &
+creator=$!
+on_exit "kill_job $creator"
+stalled() { [ "$(stalls)" = 2 ]; }
+wait_for 30 "the barrier's write to stall in the daemon" stalled || die "the barrier's write did not stall"
+kill -9 "$pid"
+wait_for 30 "every thread of the killed daemon $pid to end" threads_gone "$pid" ||
+    die "the daemon killed during a barrier did not end: $(cat /proc/"$pid"/task/*/stack 2>/dev/null | head -20)"
+wait "$pid" 2>/dev/null || true
+unset "DAEMON_PID[$mp]"
+fusermount3 -u -z "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || true
+wait_for 30 "the dead mount to detach" not_mounted "$mp" || die "cannot detach $mp"
+kill_job "$holder"
+wait_for 30 "branch create snap2 to give up" pid_dead "$creator" || die "branch create still waits for a killed daemon"
+wait "$creator" 2>/dev/null || true
+ok "kill -9 during a barrier: the daemon ended"
