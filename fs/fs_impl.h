@@ -2,9 +2,11 @@
  * fs_impl.h -- what the files of the FUSE front end share: fs.c (the
  * request handlers), fs_inode.c (inode numbers, locks, attributes,
  * directory entries, pages, the WAL archive's files), fs_archcopy.c (a
- * time-travel view's copies of archive segments, mapped instead of copied)
- * and fs_view.c (the mount's views of branches: opening, releasing,
- * closing idle ones).  Not for use outside fs/.
+ * time-travel view's copies of archive segments, mapped instead of copied),
+ * fs_writeback.c (the kernel's writeback cache: the files open for
+ * writing, the barrier before a cut) and fs_view.c (the mount's views of
+ * branches: opening, releasing, closing idle ones, the base thread).  Not
+ * for use outside fs/.
  */
 #ifndef LAKEFS_FS_IMPL_H
 #define LAKEFS_FS_IMPL_H
@@ -283,7 +285,7 @@ void fs_writeback_track(fs_mount *m, fuse_ino_t ino, int flags, int delta);
  * nothing one needs. */
 int fs_writeback_barrier(fs_mount *m, uint32_t id);
 
-/* 1 if REQ comes from the daemon itself: a barrier's. */
+/* 1 if REQ comes from the barrier's process (its fsyncs need no journal sync). */
 int fs_writeback_own(fs_mount *m, fuse_req_t req);
 
 /* Free what the table of files open for writing and the setup hold. */

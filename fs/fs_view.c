@@ -2,8 +2,10 @@
  * fs_view.c -- the branches a mount serves (fs_impl.h): a view per branch
  * or time-travel point, opened when branches/NAME is first looked up,
  * released by lakefs branch delete, closed when a time-travel view has
- * been idle; and the mount itself (fs_new, fs_free).  See fs.c's head
- * comment for the inode numbering and locking they follow.
+ * been idle; the base thread, which flushes a branch once PostgreSQL
+ * completed a checkpoint on it, after the write-back barrier
+ * (fs_writeback.c); and the mount itself (fs_new, fs_free).  See fs.c's
+ * head comment for the inode numbering and locking they follow.
  */
 #include "fs_impl.h"
 
