@@ -124,7 +124,8 @@ static int record_found(void *arg, const pg_walrec *r)
 }
 
 /* The LSN just after the commit or abort of transaction XID_TEXT, or the
- * restore point NAME, in BRANCH's WAL within reach, as text into BUF
+ * restore point NAME, in BRANCH's WAL within reach (up to its newest
+ * write, a daemon serving it asked to checkpoint), as text into BUF
  * (PG_LSN_LEN): recovery_target_xid and recovery_target_name made an LSN.
  * Prints the error. */
 static int record_lsn(objstore *os, const char *branch, const char *xid_text, const char *name, char *buf)
@@ -141,6 +142,11 @@ static int record_lsn(objstore *os, const char *branch, const char *xid_text, co
     } else if (strlen(name) >= 64) {
         return cli_fail("--at-restore-point: '%s' is longer than PostgreSQL's 63-byte restore point names", name);
     }
+    /* the record may be in the newest WAL: a daemon serving the branch
+     * checkpoints first, so that its newest generation holds every write */
+    char err[700];
+    uint64_t gen, seq;
+    if (cli_branch_checkpoint(os, branch, &gen, &seq, err, sizeof err)) return cli_fail("%s", err);
     pg_wal_pos oldest;
     int rc = pg_target_oldest(os, branch, &oldest);
     if (rc) return cli_fail(rc == -ENOENT ? "branch '%s' has no PostgreSQL WAL (or does not exist; see lakefs branch list)"
