@@ -17,6 +17,7 @@
 #include "../store/manifest.h"
 #include "../objstore/objstore.h"
 #include "../store/store.h"
+#include "../util/mountinfo.h"
 #include "cli.h"
 #include "control.h"
 
@@ -273,21 +274,6 @@ int cli_past_resolve(objstore *os, const char *branch, const char *text, int64_t
 
 #define NO_REPO_MSG "no repository: give --repo URL, set LAKEFS_REPO, or run inside a lakefs mount"
 
-/* Undo mountinfo's octal escapes (\040 for a space) of S in place. */
-static void unescape_mountinfo(char *s)
-{
-    char *w = s;
-    for (char *r = s; *r; r++, w++) {
-        if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' && r[3] <= '7') {
-            *w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
-            r += 3;
-        } else {
-            *w = *r;
-        }
-    }
-    *w = 0;
-}
-
 /* The repository URL of the lakefs mount holding the current directory
  * into URL; prints the error (NO_REPO_MSG when there is none). */
 static int repo_from_mount(char *url, size_t len)
@@ -309,13 +295,13 @@ static int repo_from_mount(char *url, size_t len)
         char *p = strtok_r(line, " ", &save);
         for (int i = 0; i < 5 && p; i++, p = strtok_r(NULL, " ", &save)) fld[i] = p;
         if (!fld[4] || !fstype || !src) continue;
-        unescape_mountinfo(fld[4]);
+        mountinfo_unescape(fld[4]);
         size_t ml = strlen(fld[4]);
         int holds = !strcmp(fld[4], "/") || (!strncmp(cwd, fld[4], ml) && (cwd[ml] == '/' || !cwd[ml]));
         if (!holds || ml < best) continue;    /* equal length: a later mount covers an earlier one */
         best = ml;
         best_lakefs = !strcmp(fstype, "fuse.lakefs");
-        unescape_mountinfo(src);
+        mountinfo_unescape(src);
         snprintf(best_src, sizeof best_src, "%s", src);
         snprintf(best_mp, sizeof best_mp, "%s", fld[4]);
     }

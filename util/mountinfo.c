@@ -11,8 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Undo mountinfo's octal escapes (\040 for a space, ...) in S, in place. */
-static void mountinfo_unescape(char *s)
+void mountinfo_unescape(char *s)
 {
     char *out = s;
     for (char *p = s; *p; p++) {
