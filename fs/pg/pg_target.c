@@ -164,11 +164,12 @@ static int gen_pos(objstore *os, const char *branch, uint64_t gen, pg_wal_pos *p
 }
 
 /* The checkpoint record that global/pg_control names in state M of OS
- * into *LSN (ControlFileData.checkPoint, 32 bytes in) and where its redo
- * begins into *REDO (checkPointCopy.redo, 40 bytes in: both the same in
+ * into *LSN (ControlFileData.checkPoint, 32 bytes in), where its redo
+ * begins into *REDO (checkPointCopy.redo, 40 bytes in) and its timeline
+ * into *TLI (checkPointCopy.ThisTimeLineID, 48 bytes in: all the same in
  * every PostgreSQL release since 9.0).  0, -ENOENT (no pg_control), or
  * -errno. */
-static int base_control(objstore *os, const manifest *m, uint64_t *lsn, uint64_t *redo)
+static int base_control(objstore *os, const manifest *m, uint64_t *lsn, uint64_t *redo, uint32_t *tli)
 {
     uint8_t v[FS_DIRENT_LEN], page[8192];
     size_t vlen = 0;
@@ -188,19 +189,47 @@ static int base_control(objstore *os, const manifest *m, uint64_t *lsn, uint64_t
     if (rc) return rc;
     *lsn = fs_get_le(page + 32, 8);
     *redo = fs_get_le(page + 40, 8);
+    *tli = (uint32_t)fs_get_le(page + 48, 4);
     return *lsn ? 0 : -ENOENT;
 }
 
+#define CHECKPOINT_RECORD_MAX 128 /* a checkpoint record's bytes (header and CheckPoint), with room */
+
+/* 1 if state M of OS holds the WAL pages of the checkpoint record at LSN
+ * on timeline TLI, 0 if not, or -errno.  A state cut while the kernel
+ * still held that WAL (the writeback cache: fs/fs_writeback.c) when the
+ * server wrote pg_control without an fsync before it (initdb) names a
+ * checkpoint its own WAL lacks: recovery from it finds no checkpoint. */
+static int holds_checkpoint(objstore *os, const manifest *m, uint32_t tli, uint64_t lsn)
+{
+    uint8_t page[PG_WAL_PAGE];
+    for (uint64_t n = lsn / PG_WAL_PAGE; n <= (lsn + CHECKPOINT_RECORD_MAX - 1) / PG_WAL_PAGE; n++) {
+        skey k;
+        size_t vlen = 0;
+        key_walpage(&k, tli, n);
+        int rc = store_peek(os, m, &k, page, sizeof page, &vlen);
+        if (rc == -ENOENT || (!rc && vlen == 0)) return 0;   /* all-zero pages are stored empty */
+        if (rc) return rc;
+    }
+    return 1;
+}
+
 /* The checkpoint and redo pointer of generation GEN of BRANCH: 0,
- * -ENOENT (no pg_control there), -EAGAIN (collected since listed), or
- * -errno. */
-static int gen_control(objstore *os, const char *branch, uint64_t gen, uint64_t *lsn, uint64_t *redo)
+ * -ENOENT (no pg_control there), -ESRCH (its WAL lacks the checkpoint
+ * record, when asked to check: WHOLE), -EAGAIN (collected since listed),
+ * or -errno. */
+static int gen_control(objstore *os, const char *branch, uint64_t gen, int whole, uint64_t *lsn, uint64_t *redo)
 {
     manifest m;
+    uint32_t tli;
     int rc = manifest_load(os, branch, gen, &m);
     if (rc == -ENOENT) return -EAGAIN;
     if (!rc) {
-        rc = base_control(os, &m, lsn, redo);
+        rc = base_control(os, &m, lsn, redo, &tli);
+        if (!rc && whole) {
+            rc = holds_checkpoint(os, &m, tli, *lsn);
+            rc = rc < 0 ? rc : rc ? 0 : -ESRCH;
+        }
         manifest_free(&m);
     }
     return rc;
@@ -228,7 +257,7 @@ static int history_load(objstore *os, const char *branch, const manifest *newest
     while (a < b) {
         size_t mid = a + (b - a) / 2;
         uint64_t lsn, redo;
-        rc = gen_control(os, branch, h->gens[mid], &lsn, &redo);
+        rc = gen_control(os, branch, h->gens[mid], 0, &lsn, &redo);
         if (rc && rc != -ENOENT) return rc;
         if (!rc && redo >= trimmed) { first = mid; b = mid; }
         else a = mid + 1;
@@ -388,6 +417,18 @@ static int base_once(objstore *os, const char *branch, const pg_target *t, int64
         return rc;
     }
     gen = at == SIZE_MAX ? 0 : h.gens[at];
+    /* a state whose WAL lacks the checkpoint its pg_control names is no
+     * base (holds_checkpoint): the one before it is */
+    int cr = 0;
+    while (!rc && gen && has && (cr = gen_control(os, branch, gen, 1, &b->checkpoint, &redo)) == -ESRCH) {
+        gen = at ? h.gens[--at] : 0;
+        int prc = gen ? gen_pos(os, branch, gen, &p, err, errlen) : 0;
+        if (prc && prc != -ENOENT) {
+            free(h.gens);
+            return prc;
+        }
+        has = !prc;
+    }
     if (!rc && gen && has && p.time_us < floor_us && at + 1 < h.n) {
         /* older than the window: only its base, the newest state before it, is kept (gc.h) */
         pg_wal_pos next;
@@ -404,7 +445,7 @@ static int base_once(objstore *os, const char *branch, const pg_target *t, int64
     b->gen = gen;
     b->lsn = p.lsn;
     b->time_us = p.time_us;
-    rc = gen_control(os, branch, gen, &b->checkpoint, &redo);
+    rc = cr;
     if (rc == -EAGAIN)
         snprintf(err, errlen, "branch '%s': generation %" PRIu64 " was collected while it was read", branch, gen);
     else if (rc == -ENOENT)
@@ -443,7 +484,7 @@ static int horizon_once(objstore *os, const char *branch, int64_t retention_s, i
     if (!rc) {
         if (at == SIZE_MAX) at = 0;        /* even the oldest is within it */
         uint64_t lsn;
-        rc = gen_control(os, branch, h.gens[at], &lsn, redo);
+        rc = gen_control(os, branch, h.gens[at], 0, &lsn, redo);
     }
     free(h.gens);
     return rc;

@@ -42,7 +42,9 @@
  *    the archive is trimmed there (pg_archive_trim) and that committed,
  *    generations whose redo lies before where the archive begins are no
  *    base any more (refused naming the oldest point left) and
- *    pg_target_oldest moves up to the first one that is.
+ *    pg_target_oldest moves up to the first one that is;
+ *  - a state whose pg_control names a checkpoint record its own WAL lacks
+ *    is no base: the state before it serves, until one holds the record.
  */
 #include "harness.h"
 #include "branch.h"
@@ -351,6 +353,7 @@ static void test_base(void)
         uint8_t page[8192] = { 0 };
         uint64_t ckpt = SEG16 + 40;
         for (int i = 0; i < 8; i++) page[32 + i] = (uint8_t)(ckpt >> (8 * i));
+        page[48] = 1;             /* checkPointCopy.ThisTimeLineID */
         store_batch b;
         skey k;
         store_batch_init(&b);
@@ -494,6 +497,7 @@ static void test_base(void)
     {
         store *fr = open_branch(&e, "fresh");
         pg_wal *fw = must_observe(fr);
+        CHECK(wal_page(fr, fw, I_SEG1, 0) == 1);           /* its checkpoint record's page */
         CHECK(wal_page(fr, fw, I_SEG1, 40) == 1);          /* WAL up to 0/1052000 */
         pg_wal_pos fp;
         CHECK(pg_wal_pos_get(fr, &fp) == 0 && fp.lsn == SEG16 + 41 * 8192);
@@ -540,19 +544,26 @@ static void test_base(void)
     env_free(&e);
 }
 
-/* Write global/pg_control naming checkpoint CKPT whose redo begins at REDO. */
-static void control(store *st, uint64_t ckpt, uint64_t redo)
+/* Write global/pg_control naming checkpoint CKPT whose redo begins at REDO,
+ * and, if HELD, the WAL page of that checkpoint record (a base must hold
+ * it). */
+static void control(store *st, uint64_t ckpt, uint64_t redo, int held)
 {
+    uint8_t rec[8192];
+    memset(rec, 0xC4, sizeof rec);
     uint8_t page[8192] = { 0 };
     for (int i = 0; i < 8; i++) {
         page[32 + i] = (uint8_t)(ckpt >> (8 * i));
         page[40 + i] = (uint8_t)(redo >> (8 * i));
     }
+    page[48] = 1;                 /* checkPointCopy.ThisTimeLineID */
     store_batch b;
     skey k;
     store_batch_init(&b);
     key_page(&k, I_CONTROL, 0);
     store_batch_put(&b, &k, page, sizeof page);
+    key_walpage(&k, 1, ckpt / 8192);
+    if (held) store_batch_put(&b, &k, rec, sizeof rec);
     CHECK(store_commit(st, &b) == 0);
     store_batch_free(&b);
 }
@@ -573,14 +584,14 @@ static void test_horizon(void)
     dirent(st, I_GLOBAL, "pg_control", I_CONTROL, S_IFREG);
     uint64_t redo_out;
     CHECK(pg_target_horizon(e.os, "main", 10, now_us(), &redo_out) == -ENOENT);   /* no pg_control yet */
-    control(st, SEG16 + 40, SEG16 + 40);
+    control(st, SEG16 + 40, SEG16 + 40, 1);
     checkpoint(st);
     /* generations 0-2 recover from redo points in segment 1, 3-4 in segment 2 */
     uint64_t g[NHOR], lsn[NHOR], redo[NHOR];
     int64_t t[NHOR];
     for (int i = 0; i < NHOR; i++) {
         redo[i] = (i < 3 ? SEG16 : 2 * SEG16) + (uint64_t)i * 8192 + 40;
-        control(st, redo[i] + 100, redo[i]);
+        control(st, redo[i] + 100, redo[i], 1);
         CHECK(wal_page(st, w, I_SEG1, (uint64_t)i) == 1);
         pg_wal_pos p;
         CHECK(pg_wal_pos_get(st, &p) == 0);
@@ -623,11 +634,50 @@ static void test_horizon(void)
     env_free(&e);
 }
 
+/* A state whose pg_control names a checkpoint record its own WAL lacks
+ * (cut while the kernel still held that WAL: initdb writes without fsync,
+ * through the writeback cache) is no base: the state before it is, until
+ * a state holds the record. */
+static void test_unheld_checkpoint(void)
+{
+    env e;
+    env_init(&e);
+    store *st = open_branch(&e, "main");
+    pg_wal *w = must_observe(st);
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    dirent(st, PG_WAL_DIR, "000000010000000000000001", I_SEG1, S_IFREG);
+    dirent(st, 1, "global", I_GLOBAL, S_IFDIR);
+    dirent(st, I_GLOBAL, "pg_control", I_CONTROL, S_IFREG);
+    CHECK(wal_page(st, w, I_SEG1, 0) == 1);
+    control(st, SEG16 + 40, SEG16 + 40, 1);
+    pg_wal_pos p1, p2, p3;
+    CHECK(pg_wal_pos_get(st, &p1) == 0);
+    checkpoint(st);
+    uint64_t ckpt = SEG16 + 5 * 8192 + 40;    /* on page 5, not written yet */
+    CHECK(wal_page(st, w, I_SEG1, 1) == 1);
+    control(st, ckpt, ckpt, 0);
+    CHECK(pg_wal_pos_get(st, &p2) == 0 && p2.lsn > p1.lsn);
+    checkpoint(st);
+    pg_base b;
+    int rc = base_of(&e, "main", lsn_target(p2.lsn), 0, &b);
+    CHECK(rc == 0 && b.lsn == p1.lsn && b.checkpoint == SEG16 + 40);
+    if (rc || b.lsn != p1.lsn) fprintf(stderr, "  rc %d (%s), base lsn %" PRIX64 "\n", rc, err, b.lsn);
+    CHECK(wal_page(st, w, I_SEG1, 5) == 1);  /* the record arrives */
+    CHECK(pg_wal_pos_get(st, &p3) == 0);
+    checkpoint(st);
+    CHECK(base_of(&e, "main", lsn_target(p3.lsn), 0, &b) == 0 && b.lsn == p3.lsn && b.checkpoint == ckpt);
+    CHECK(base_of(&e, "main", lsn_target(p2.lsn), 0, &b) == 0 && b.lsn == p1.lsn);   /* still not that state */
+    pg_wal_close(w);
+    CHECK(store_close(st) == 0);
+    env_free(&e);
+}
+
 int main(void)
 {
     test_parse();
     test_settings();
     test_base();
     test_horizon();
+    test_unheld_checkpoint();
     return harness_done();
 }
