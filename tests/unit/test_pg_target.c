@@ -570,6 +570,15 @@ static void control(store *st, uint64_t ckpt, uint64_t redo, int held)
 
 #define NHOR 5
 
+/* pg_wal/ with segment 1's file, and global/pg_control (empty yet). */
+static void skeleton(store *st)
+{
+    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
+    dirent(st, PG_WAL_DIR, "000000010000000000000001", I_SEG1, S_IFREG);
+    dirent(st, 1, "global", I_GLOBAL, S_IFDIR);
+    dirent(st, I_GLOBAL, "pg_control", I_CONTROL, S_IFREG);
+}
+
 /* The WAL horizon of a window, and the archive trimmed to it: generations
  * whose checkpoint's redo lies in a trimmed segment are no base. */
 static void test_horizon(void)
@@ -578,10 +587,7 @@ static void test_horizon(void)
     env_init(&e);
     store *st = open_branch(&e, "main");
     pg_wal *w = must_observe(st);
-    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
-    dirent(st, PG_WAL_DIR, "000000010000000000000001", I_SEG1, S_IFREG);
-    dirent(st, 1, "global", I_GLOBAL, S_IFDIR);
-    dirent(st, I_GLOBAL, "pg_control", I_CONTROL, S_IFREG);
+    skeleton(st);
     uint64_t redo_out;
     CHECK(pg_target_horizon(e.os, "main", 10, now_us(), &redo_out) == -ENOENT);   /* no pg_control yet */
     control(st, SEG16 + 40, SEG16 + 40, 1);
@@ -644,10 +650,7 @@ static void test_unheld_checkpoint(void)
     env_init(&e);
     store *st = open_branch(&e, "main");
     pg_wal *w = must_observe(st);
-    dirent(st, 1, "pg_wal", PG_WAL_DIR, S_IFDIR);
-    dirent(st, PG_WAL_DIR, "000000010000000000000001", I_SEG1, S_IFREG);
-    dirent(st, 1, "global", I_GLOBAL, S_IFDIR);
-    dirent(st, I_GLOBAL, "pg_control", I_CONTROL, S_IFREG);
+    skeleton(st);
     CHECK(wal_page(st, w, I_SEG1, 0) == 1);
     control(st, SEG16 + 40, SEG16 + 40, 1);
     pg_wal_pos p1, p2, p3;
