@@ -12,7 +12,9 @@
 #
 # usage: tools/bench.sh [--lakefs BIN] [--dir DIR] [--runs N] [--time S]
 #                       [--scale N] [--fio-size SIZE] [--no-passthrough]
-#                       [--only native,lakefs,passthrough] [--out FILE]
+#                       [--only native,lakefs,passthrough] [--writeback-cache]
+#                       [--out FILE]
+# --writeback-cache mounts lakefs with -o writeback_cache.
 # Run as root. DIR (default /var/tmp/lakefs-bench) holds every config, so all
 # of them use the same disk; it is removed at the end.
 set -euo pipefail
@@ -21,7 +23,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/tests/e2e/lib.sh"
 
 bin='' dir=/var/tmp/lakefs-bench runs=3 duration=30 scale=20 fio_size=256M
-configs="native lakefs passthrough" outfile=
+configs="native lakefs passthrough" outfile= wb=
 while [ $# -gt 0 ]; do
     case $1 in
     --lakefs) bin=$2; shift ;;
@@ -32,8 +34,9 @@ while [ $# -gt 0 ]; do
     --fio-size) fio_size=$2; shift ;;
     --no-passthrough) configs=${configs/ passthrough/} ;;
     --only) configs=${2//,/ }; shift ;;
+    --writeback-cache) wb=,writeback_cache ;;
     --out) outfile=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -66,7 +69,7 @@ setup_lakefs() {
     mkdir -p "$T/lakefs/mnt"
     lakefs_init "file://$T/lakefs/repo"
     lakefs_mount "file://$T/lakefs/repo" "$T/lakefs/mnt" \
-        -o "allow_other,default_permissions,state_dir=$T/lakefs/state"
+        -o "allow_other,default_permissions$wb,state_dir=$T/lakefs/state"
     TESTDIR=$T/lakefs/mnt/branches/main
 }
 teardown_lakefs() {

@@ -21,7 +21,8 @@
 # markdown table.
 #
 # usage: tools/bench_timetravel.sh [--lakefs BIN] [--dir DIR] [--runs N]
-#                                  [--scale S] [--out FILE]
+#                                  [--scale S] [--writeback-cache] [--out FILE]
+# --writeback-cache mounts with -o writeback_cache.
 # Run as root, with a lakefs built without sanitizers. DIR (default
 # /var/tmp/lakefs-bench-timetravel) holds the repository, the base backup
 # and the WAL copy.
@@ -31,15 +32,16 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 LAKEFS_TOP=$top
 . "$top/tests/e2e/lib.sh"
 
-bin='' dir=/var/tmp/lakefs-bench-timetravel runs=3 scale=70 outfile=
+bin='' dir=/var/tmp/lakefs-bench-timetravel runs=3 scale=70 outfile= wb=
 while [ $# -gt 0 ]; do
     case $1 in
     --lakefs) bin=$2; shift ;;
     --dir) dir=$2; shift ;;
     --runs) runs=$2; shift ;;
     --scale) scale=$2; shift ;;
+    --writeback-cache) wb=,writeback_cache ;;
     --out) outfile=$2; shift ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "bench_timetravel.sh: unknown argument $1" >&2; exit 2 ;;
     esac
     shift
@@ -71,7 +73,7 @@ declare -A R=()
 url=file://$T/repo mp=$T/mnt
 mkdir -p "$mp" "$T/wal"
 lakefs_init "$url"
-lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state"
+lakefs_mount "$url" "$mp" -o "allow_other,default_permissions$wb,state_dir=$T/state"
 main=$mp/branches/main
 pg_initdb "$main"
 pg_start "$main"

@@ -95,6 +95,10 @@ static const char *usage_mount =
     "  -o path_style       path-style S3 addressing (the only one lakefs uses; accepted)\n"
     "  -o unsafe_no_conditional_put  mount even if the S3 server ignores If-None-Match\n"
     "                      (then nothing stops two writers of a branch from clobbering it)\n"
+    "  -o writeback_cache  let the kernel cache writes (root only; a barrier writes them\n"
+    "                      back before every branch point and time-travel base): faster\n"
+    "                      writes and recovery; off by default while a time-travel case\n"
+    "                      with it is investigated (README, Durability)\n"
     "  -o takeover         take the branch over from another daemon (one whose machine is\n"
     "                      gone); that daemon's later writes and fsyncs fail\n"
     "  -o fsname=NAME      name shown in /proc/mounts (default: URL)\n"
@@ -115,6 +119,7 @@ typedef struct mount_opts {
     long readahead;               /* -o readahead, -1: default */
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
+    int writeback_cache;          /* -o writeback_cache (fs/fs_writeback.c) */
     int durability_remote;        /* -o durability=remote */
     int compaction_off;           /* -o compaction=off */
     int64_t retention_s;          /* -o retention: time-travel window in seconds (-1: the repository's) */
@@ -166,6 +171,7 @@ static int parse_mount_opts(mount_opts *m, char *list)
         if (!strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8)) known = 1;
         if (known) continue;
         if (!strcmp(opt, "takeover")) { m->takeover = 1; continue; }
+        if (!strcmp(opt, "writeback_cache")) { m->writeback_cache = 1; continue; }
         if (!strcmp(opt, "ro")) { m->ro = 1; continue; }   /* a time-travel view is read-only by itself */
         if (!strcmp(opt, "path_style")) continue;   /* lakefs always addresses S3 path-style */
         if (!strcmp(opt, "unsafe_no_conditional_put")) {
@@ -283,8 +289,8 @@ static int serve(mount_opts *m, fs_mount *fs, objcache *cache, int report_fd)
         fuse_session_destroy(se);
         return cli_fail("cannot mount at %s (is /dev/fuse available and fuse3 installed?)", m->mountpoint);
     }
-    char wb_why[300];
-    int wb_rc = fs_writeback_setup(fs, m->mountpoint, wb_why, sizeof wb_why);
+    char wb_why[300] = "";
+    int wb_rc = m->writeback_cache ? fs_writeback_setup(fs, m->mountpoint, wb_why, sizeof wb_why) : 0;
     if (report_fd >= 0) {         /* detach: logs go to the log file */
         int nul = open("/dev/null", O_RDWR);
         int log = open(m->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
