@@ -276,12 +276,12 @@ void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct 
 /* ---- fs_writeback.c ---- */
 
 /* FUSE inode INO was opened (DELTA 1) or released (-1) with open FLAGS:
- * counted if that was for writing. */
+ * counted if that was for writing and the writeback cache is on. */
 void fs_writeback_track(fs_mount *m, fuse_ino_t ino, int flags, int delta);
 
 /* Have the kernel write back the dirty pages of view ID's files to the
- * daemon, and wait for them: 0 (also without the writeback cache), or
- * -errno.  Only from a thread that serves no FUSE request and holds
+ * daemon, and wait for them: 0 (also when none is open for writing, as
+ * without the writeback cache, which counts none), or -errno.  Only from a thread that serves no FUSE request and holds
  * nothing one needs. */
 int fs_writeback_barrier(fs_mount *m, uint32_t id);
 

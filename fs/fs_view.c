@@ -308,19 +308,27 @@ static int ref_named(fs_mount *m, const char *name, fs_ref *r)
     return rc == -ESTALE ? -ENOENT : rc;
 }
 
+/* The write-back barrier (fs_writeback.c) on the view serving NAME, before
+ * WHAT: 0 (also when NAME is not served or the cache is off), or -errno,
+ * logged. */
+static int writeback_named(fs_mount *m, const char *name, const char *what)
+{
+    fs_ref r;
+    if (!m->writeback || ref_named(m, name, &r)) return 0;
+    uint32_t id = r.v->id;
+    fs_ref_put(&r);               /* the barrier waits for requests on the view: hold nothing */
+    int rc = fs_writeback_barrier(m, id);
+    if (rc)
+        fprintf(stderr, "lakefs: branch %s: cannot have the kernel write back its dirty pages before %s: %s\n", name,
+                what, strerror(-rc));
+    return rc;
+}
+
 int fs_checkpoint(fs_mount *m, const char *name, uint64_t *seq, uint64_t *gen)
 {
     fs_ref r;
-    int rc = ref_named(m, name, &r);
+    int rc = writeback_named(m, name, "a checkpoint");
     if (rc) return rc;
-    uint32_t id = r.v->id;
-    fs_ref_put(&r);               /* the barrier waits for requests on the view: hold nothing */
-    rc = fs_writeback_barrier(m, id);
-    if (rc) {
-        fprintf(stderr, "lakefs: branch %s: cannot have the kernel write back its dirty pages before a checkpoint: "
-                "%s\n", name, strerror(-rc));
-        return rc;
-    }
     rc = ref_named(m, name, &r);
     if (!rc) {
         rc = store_checkpoint(r.st, seq, gen);
@@ -428,15 +436,7 @@ int fs_close_idle_views(fs_mount *m, int64_t idle_ns)
 
 int fs_release_branch(fs_mount *m, const char *name)
 {
-    fs_ref r;
-    if (!ref_named(m, name, &r)) {  /* what the kernel holds goes into the last flush */
-        uint32_t id = r.v->id;
-        fs_ref_put(&r);
-        int brc = fs_writeback_barrier(m, id);
-        if (brc)
-            fprintf(stderr, "lakefs: branch %s: cannot have the kernel write back its dirty pages before its "
-                    "release: %s\n", name, strerror(-brc));
-    }
+    writeback_named(m, name, "its release");   /* what the kernel holds goes into the last flush; logged */
     pthread_mutex_lock(&m->mu);
     fs_view *v = fs_view_find(m, name);
     int rc = v ? view_release(m, v) : -ENOENT;

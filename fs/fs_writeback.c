@@ -108,7 +108,7 @@ static size_t writer_bucket(fuse_ino_t ino)
 
 void fs_writeback_track(fs_mount *m, fuse_ino_t ino, int flags, int delta)
 {
-    if ((flags & O_ACCMODE) == O_RDONLY) return;
+    if (!m->writeback || (flags & O_ACCMODE) == O_RDONLY) return;   /* set before serving, never changed */
     size_t b = writer_bucket(ino);
     pthread_mutex_lock(&m->writers_mu);
     fs_writer **p = &m->writers[b];
@@ -178,7 +178,6 @@ static void barrier_child(const char *mountpoint, dev_t dev, const fuse_ino_t *i
 
 int fs_writeback_barrier(fs_mount *m, uint32_t id)
 {
-    if (!m->writeback) return 0;
     fuse_ino_t *inos;
     size_t n;
     int go[2], rc = writers_of(m, id, &inos, &n);
