@@ -265,9 +265,11 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     e.ino = fs_to_fuse(m, r.v, sino);
     fs_handles_add(m, e.ino, 1);     /* while the view is held: an idle close sees it */
     fs_writeback_track(m, e.ino, fi->flags, 1);
+    int direct = fs_writeback_bypass(m, &r, 1, fi->flags);
     fs_ref_put(&r);
     fi->fh = (uint64_t)(unsigned)fi->flags;   /* a handle is its open flags: nothing to free */
-    fi->keep_cache = 1;
+    fi->keep_cache = !direct;
+    fi->direct_io = direct;
     fs_attr_to_stat(&a, e.ino, &e.attr);
     e.attr_timeout = e.entry_timeout = TIMEOUT;
     if (fuse_reply_create(req, &e, fi)) {
@@ -516,15 +518,17 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         else if (!rc) store_hot_file(r.st, r.sino, a.size);
     }
     fs_mount *m = fs_mount_of(req);  /* REQ is gone once replied to */
+    int direct = arch;
     if (!rc) {
         fs_handles_add(m, ino, 1);   /* while the view is held: an idle close sees it */
         fs_writeback_track(m, ino, fi->flags, 1);
+        direct = direct || fs_writeback_bypass(m, &r, 0, fi->flags);
     }
     fs_ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }
     fi->fh = (uint64_t)(unsigned)fi->flags;   /* a handle is its open flags: nothing to free */
-    fi->keep_cache = !arch;
-    fi->direct_io = arch;
+    fi->keep_cache = !direct;
+    fi->direct_io = direct;
     if (fuse_reply_open(req, fi)) {
         fs_writeback_track(m, ino, fi->flags, -1);
         fs_handles_add(m, ino, -1);

@@ -244,6 +244,12 @@ static int pw_resolve(pg_wal *w, uint64_t ino, pg_wal_seg *seg)
     return pw_scan(w, ino, seg);
 }
 
+int pg_wal_is_segment(pg_wal *w, uint64_t ino)
+{
+    pg_wal_seg s;
+    return w ? pw_resolve(w, ino, &s) : 0;
+}
+
 /* ---- the observer ---- */
 
 static void pw_load_checkpoint(pg_wal *w);

@@ -144,6 +144,9 @@ int pg_wal_write(pg_wal *w, store_batch *b, uint64_t ino, uint64_t size, uint64_
                  uint64_t first_page, const uint8_t *pages, const size_t *marks, uint32_t *tli, uint64_t *first);
 /* The batch that pg_wal_write returned 1 for was committed with result RC. */
 void pg_wal_written(pg_wal *w, int rc);
+/* 1 if store inode INO is a WAL segment of pg_wal/, 0 if not (also
+ * when W is NULL), or -errno. */
+int pg_wal_is_segment(pg_wal *w, uint64_t ino);
 /* INO was renamed or unlinked (call before its inode lock is released, so
  * no write sees the old name after the change): look its name up again.
  * W NULL or INO 0: nothing. */

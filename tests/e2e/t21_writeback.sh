@@ -14,7 +14,12 @@
 #    daemon logs that it stalled, so the write was still in flight when
 #    the branch was asked for.
 # 3. A file written just before the unmount is there after a new mount.
-# 4. kill -9 of the daemon while a barrier waits for a write stalled in it
+# 4. The WAL bypasses the cache: a write into a WAL segment of pg_wal/,
+#    its writer keeping the file open without fsync, is at once in the
+#    branch's WAL archive (.lakefs-wal, read from the daemon), so the WAL
+#    observer sees WAL in PostgreSQL's order; and a reader that cached the
+#    segment's page before the write reads the new bytes on its next open.
+# 5. kill -9 of the daemon while a barrier waits for a write stalled in it
 #    (a second `branch create`): every thread of the daemon ends, so the
 #    kernel ends its connection (a thread of the daemon waiting on its own
 #    mount would keep it forever: the barrier runs in a child process).
@@ -77,10 +82,29 @@ lakefs_umount "$mp"
 lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,writeback_cache,state_dir=$T/state"
 cmp "$T/late" "$main/late" || die "a file written just before the unmount differs after a new mount"
 cmp "$T/data" "$mp/branches/snap/written" || die "branch snap lost its file across the remount"
-lakefs_umount "$mp"
 ok "a file written just before the unmount is there after a new mount"
 
 # ---------------------------------------------------------------- 4
+seg=000000010000000000000001
+mkdir "$main/pg_wal"
+dd if=/dev/zero of="$main/pg_wal/xlogtemp.1" bs=1M count=16 status=none
+mv "$main/pg_wal/xlogtemp.1" "$main/pg_wal/$seg"
+[ "$(head -c 64 "$main/pg_wal/$seg" | tr -d '\0' | wc -c)" = 0 ] || die "the new segment does not read as zeros"
+ready=0
+(exec 1<>"$main/pg_wal/$seg"; printf '%s' "$data"; kill -USR1 $$; exec sleep 120) &
+holder=$!
+on_exit "kill_job $holder"
+wait_for 30 "the WAL writer to write" writer_done || die "the WAL writer did not write"
+[ "$(head -c ${#data} "$main/.lakefs-wal/$seg")" = "$data" ] ||
+    die "a write into pg_wal/$seg, not fsynced, is not in the WAL archive: the kernel cached it"
+[ "$(head -c ${#data} "$main/pg_wal/$seg")" = "$data" ] ||
+    die "pg_wal/$seg, read again, shows the bytes cached before the write"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
+lakefs_umount "$mp"
+ok "a write into a WAL segment reaches the daemon at once; cached readers see it"
+
+# ---------------------------------------------------------------- 5
 # threads_gone PID: no thread of PID left (a zombie leader whose other
 # threads still run counts as alive)
 threads_gone() {
