@@ -913,9 +913,9 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
     conn->max_background = 64;
     conn->congestion_threshold = 48;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS) conn->want |= FUSE_CAP_PARALLEL_DIROPS;
-    /* The kernel's writeback cache, when asked for (-o writeback_cache)
-     * and the daemon can put a barrier before its cuts (fs_writeback.c): a
-     * write then costs no round trip.
+    /* The kernel's writeback cache, unless the mount says
+     * writeback_cache=off, when the daemon can put a barrier before its
+     * cuts (fs_writeback.c): a write then costs no round trip.
      * The kernel owns the sizes and times of open files; we are their
      * only writer, so they agree. */
     if (m->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) conn->want |= FUSE_CAP_WRITEBACK_CACHE;

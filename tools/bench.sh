@@ -12,9 +12,9 @@
 #
 # usage: tools/bench.sh [--lakefs BIN] [--dir DIR] [--runs N] [--time S]
 #                       [--scale N] [--fio-size SIZE] [--no-passthrough]
-#                       [--only native,lakefs,passthrough] [--writeback-cache]
+#                       [--only native,lakefs,passthrough] [--no-writeback-cache]
 #                       [--out FILE]
-# --writeback-cache mounts lakefs with -o writeback_cache.
+# --no-writeback-cache mounts lakefs with -o writeback_cache=off.
 # Run as root. DIR (default /var/tmp/lakefs-bench) holds every config, so all
 # of them use the same disk; it is removed at the end.
 set -euo pipefail
@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
     --fio-size) fio_size=$2; shift ;;
     --no-passthrough) configs=${configs/ passthrough/} ;;
     --only) configs=${2//,/ }; shift ;;
-    --writeback-cache) wb=,writeback_cache ;;
+    --no-writeback-cache) wb=,writeback_cache=off ;;
     --out) outfile=$2; shift ;;
     -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1" >&2; exit 2 ;;

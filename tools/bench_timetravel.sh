@@ -21,8 +21,8 @@
 # markdown table.
 #
 # usage: tools/bench_timetravel.sh [--lakefs BIN] [--dir DIR] [--runs N]
-#                                  [--scale S] [--writeback-cache] [--out FILE]
-# --writeback-cache mounts with -o writeback_cache.
+#                                  [--scale S] [--no-writeback-cache] [--out FILE]
+# --no-writeback-cache mounts with -o writeback_cache=off.
 # Run as root, with a lakefs built without sanitizers. DIR (default
 # /var/tmp/lakefs-bench-timetravel) holds the repository, the base backup
 # and the WAL copy.
@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
     --dir) dir=$2; shift ;;
     --runs) runs=$2; shift ;;
     --scale) scale=$2; shift ;;
-    --writeback-cache) wb=,writeback_cache ;;
+    --no-writeback-cache) wb=,writeback_cache=off ;;
     --out) outfile=$2; shift ;;
     -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "bench_timetravel.sh: unknown argument $1" >&2; exit 2 ;;

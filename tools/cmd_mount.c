@@ -95,10 +95,10 @@ static const char *usage_mount =
     "  -o path_style       path-style S3 addressing (the only one lakefs uses; accepted)\n"
     "  -o unsafe_no_conditional_put  mount even if the S3 server ignores If-None-Match\n"
     "                      (then nothing stops two writers of a branch from clobbering it)\n"
-    "  -o writeback_cache  let the kernel cache writes (root only; a barrier writes them\n"
-    "                      back before every branch point and time-travel base): faster\n"
-    "                      writes and recovery; off by default while a time-travel case\n"
-    "                      with it is investigated (README, Durability)\n"
+    "  -o writeback_cache=off  every write goes to the daemon before it returns (default\n"
+    "                      on, root only: the kernel caches writes, and a barrier writes\n"
+    "                      them back before every branch point and time-travel base;\n"
+    "                      WAL always goes straight through)\n"
     "  -o takeover         take the branch over from another daemon (one whose machine is\n"
     "                      gone); that daemon's later writes and fsyncs fail\n"
     "  -o fsname=NAME      name shown in /proc/mounts (default: URL)\n"
@@ -119,7 +119,7 @@ typedef struct mount_opts {
     long readahead;               /* -o readahead, -1: default */
     int foreground, debug;
     int takeover;                 /* break another daemon's lease on the branch */
-    int writeback_cache;          /* -o writeback_cache (fs/fs_writeback.c) */
+    int writeback_cache;          /* -o writeback_cache=on|off (fs/fs_writeback.c) */
     int durability_remote;        /* -o durability=remote */
     int compaction_off;           /* -o compaction=off */
     int64_t retention_s;          /* -o retention: time-travel window in seconds (-1: the repository's) */
@@ -171,7 +171,6 @@ static int parse_mount_opts(mount_opts *m, char *list)
         if (!strncmp(opt, "x-", 2) || !strncmp(opt, "comment=", 8)) known = 1;
         if (known) continue;
         if (!strcmp(opt, "takeover")) { m->takeover = 1; continue; }
-        if (!strcmp(opt, "writeback_cache")) { m->writeback_cache = 1; continue; }
         if (!strcmp(opt, "ro")) { m->ro = 1; continue; }   /* a time-travel view is read-only by itself */
         if (!strcmp(opt, "path_style")) continue;   /* lakefs always addresses S3 path-style */
         if (!strcmp(opt, "unsafe_no_conditional_put")) {
@@ -215,6 +214,10 @@ static int parse_mount_opts(mount_opts *m, char *list)
         } else if (!strcmp(opt, "retention")) {
             if (cli_parse_duration(val, &m->retention_s))
                 return cli_fail("bad retention '%s': use a duration like 7d, 12h or 30min", val);
+        } else if (!strcmp(opt, "writeback_cache")) {
+            if (!strcmp(val, "on")) m->writeback_cache = 1;
+            else if (!strcmp(val, "off")) m->writeback_cache = 0;
+            else return cli_fail("bad writeback_cache '%s': use writeback_cache=on or writeback_cache=off", val);
         } else if (!strcmp(opt, "compaction")) {
             if (!strcmp(val, "off")) m->compaction_off = 1;
             else if (!strcmp(val, "on")) m->compaction_off = 0;
@@ -621,7 +624,7 @@ static void gc_timer_stop(gc_timer *t)
 
 int cmd_mount(int argc, char **argv)
 {
-    mount_opts m = { .readahead = -1, .retention_s = -1, .gc_interval_s = 3600, .view_idle_s = 60 };
+    mount_opts m = { .readahead = -1, .retention_s = -1, .gc_interval_s = 3600, .view_idle_s = 60, .writeback_cache = 1 };
     int rc = 0, status = 1;
     char *positional[2];
     int npos = 0;

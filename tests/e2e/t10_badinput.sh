@@ -91,6 +91,8 @@ expect_fail "unknown -o option (alone)" "$LAKEFS" mount "$url" "$mp" -o "nosucho
 expect_fail "bad readahead" "$LAKEFS" mount "$url" "$mp" -o "$opts,readahead=lots"
 msg_says "bad readahead" "readahead" "lots"
 expect_fail "readahead too large" "$LAKEFS" mount "$url" "$mp" -o "$opts,readahead=1025"
+expect_fail "bad writeback_cache" "$LAKEFS" mount "$url" "$mp" -o "$opts,writeback_cache=maybe"
+msg_says "bad writeback_cache" "writeback_cache" "maybe"
 expect_fail "bad block_cache" "$LAKEFS" mount "$url" "$mp" -o "$opts,block_cache=big"
 msg_says "bad block_cache" "block_cache" "big"
 expect_fail "block_cache of 0" "$LAKEFS" mount "$url" "$mp" -o "$opts,block_cache=0"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # POSIX semantics PostgreSQL needs (tests/e2e/posix_check.c), as root and as
-# user postgres, then again after unmount + mount ("verify" mode).
+# user postgres, then again after unmount + mount ("verify" mode), through
+# the kernel's writeback cache (t21).
 # backends: file s3
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

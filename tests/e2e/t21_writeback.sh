@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The kernel's writeback cache (-o writeback_cache, fs/fs_writeback.c):
+# The kernel's writeback cache (on by default, fs/fs_writeback.c):
 # writes land in the page cache and reach the daemon in the background, so
 # before the daemon cuts a state it has the kernel write back what it
 # holds (the barrier).
 # 1. The mount's strict dirty-page limit for FUSE is lifted
-#    (/sys/class/bdi/DEV/strict_limit 0), or the daemon says it could not.
+#    (/sys/class/bdi/DEV/strict_limit 0), or the daemon says it could not;
+#    a mount with -o writeback_cache=off keeps it (nothing lifted, no cache).
 # 2. With the daemon's first FUSE write stalled for 2 s (failpoint
 #    fs-write=stall@1), a file written on main and kept open, without
 #    fsync (its write returns from the page cache; a close would wait),
@@ -33,9 +34,17 @@ url=$(repo_url repo)
 mp=$T/mnt main=$T/mnt/branches/main
 mkdir -p "$mp"
 lakefs_init "$url"
-LAKEFS_FAILPOINTS=fs-write=stall@1 lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,writeback_cache,state_dir=$T/state"
 
 # ---------------------------------------------------------------- 1
+lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,writeback_cache=off,state_dir=$T/state"
+dev=$(mountpoint -d "$mp")
+if [ -e "/sys/class/bdi/$dev/strict_limit" ]; then
+    [ "$(cat "/sys/class/bdi/$dev/strict_limit")" = 1 ] ||
+        die "a mount with -o writeback_cache=off lifted the strict dirty-page limit"
+    ok "a mount with -o writeback_cache=off keeps the strict limit"
+fi
+lakefs_umount "$mp"
+LAKEFS_FAILPOINTS=fs-write=stall@1 lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state"
 dev=$(mountpoint -d "$mp")
 if [ -e "/sys/class/bdi/$dev/strict_limit" ]; then
     [ "$(cat "/sys/class/bdi/$dev/strict_limit")" = 0 ] ||
@@ -79,7 +88,7 @@ ok "a write still stalled in the daemon is in a branch created at once (the kern
 head -c 54321 /dev/urandom >"$T/late"
 cp "$T/late" "$main/late"
 lakefs_umount "$mp"
-lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,writeback_cache,state_dir=$T/state"
+lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state"
 cmp "$T/late" "$main/late" || die "a file written just before the unmount differs after a new mount"
 cmp "$T/data" "$mp/branches/snap/written" || die "branch snap lost its file across the remount"
 ok "a file written just before the unmount is there after a new mount"
@@ -112,7 +121,7 @@ threads_gone() {
     for t in /proc/"$1"/task/*; do [ -e "$t" ] && n=$((n + 1)); done
     [ "$n" -le 1 ] && pid_dead "$1"
 }
-LAKEFS_FAILPOINTS=fs-write=stall@1 lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,writeback_cache,state_dir=$T/state"
+LAKEFS_FAILPOINTS=fs-write=stall@1 lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state"
 pid=${DAEMON_PID[$mp]}
 hold_written "$main/written2"
 "$LAKEFS" branch create snap2 --from main --repo "$url" >>"$(newlog branch2)" 2>&1 &
