@@ -288,8 +288,8 @@ int fs_writeback_bypass(fs_mount *m, const fs_ref *r, int created, int flags);
 
 /* Have the kernel write back the dirty pages of view ID's files to the
  * daemon, and wait for them: 0 (also when none is open for writing, as
- * without the writeback cache, which counts none), or -errno.  Only from a thread that serves no FUSE request and holds
- * nothing one needs. */
+ * without the writeback cache, which counts none), or -errno.  Only from
+ * a thread that serves no FUSE request and holds nothing one needs. */
 int fs_writeback_barrier(fs_mount *m, uint32_t id);
 
 /* 1 if REQ comes from the barrier's process (its fsyncs need no journal sync). */
