@@ -351,6 +351,11 @@ int store_freeze(store *st)
     return 0;
 }
 
+int store_active_full(const store *st)
+{
+    return (!st->snapshot || st->spill) && mt_bytes(st->active) > st->memtable_limit;
+}
+
 /* Make room for N more bytes of not yet uploaded batches (lock held). */
 static int store_rj_reserve(store *st, size_t n)
 {
@@ -424,7 +429,7 @@ int store_commit(store *st, store_batch *b)
         st->rj_len += 4 + b->len;
     }
     int wake = 0;
-    if (!rc && (!st->snapshot || st->spill) && mt_bytes(st->active) > st->memtable_limit) {
+    if (!rc && store_active_full(st)) {
         if (st->nfrozen < STORE_MAX_FROZEN) {
             rc = store_freeze(st);
             wake = 1;

@@ -647,6 +647,10 @@ void *store_flusher(void *arg)
         pthread_rwlock_wrlock(&st->lock);
         /* store_flush_soon: freeze what it asked for once the frozen ones are done */
         if (!st->nfrozen && mt_bytes(st->active) && mt_min_seq(st->active) <= st->flush_wanted) store_freeze(st);
+        /* a commit that filled the active memtable while every other one
+         * waited for the repository could not freeze it (store_commit): the
+         * flush that made room does, or it would wait for the next commit */
+        if (store_active_full(st)) store_freeze(st);
         int pending = st->nfrozen;
         pthread_rwlock_unlock(&st->lock);
         if (pending) {

@@ -170,6 +170,9 @@ int store_apply(store *st, const uint8_t *p, size_t len);
 int store_replay(void *arg, const uint8_t *p, size_t len);
 /* Freeze the active memtable (caller holds the write lock). */
 int store_freeze(store *st);
+/* 1 if the active memtable has passed its limit and is to be frozen
+ * (caller holds the lock). */
+int store_active_full(const store *st);
 /* Forget the not yet uploaded batches with seq <= UPTO (lock held). */
 void store_rj_drop(store *st, uint64_t upto);
 /* Wake commits waiting for room (after a layer was installed, or fencing). */

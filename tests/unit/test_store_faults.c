@@ -12,7 +12,8 @@
  *  - an outage: commits and fsyncs go on (the local journal) until the
  *    memtables reach their bound, then commits wait (backpressure), without
  *    an error; once the repository is back everything is flushed, and all
- *    of it is there after reopening;
+ *    of it is there after reopening; the memtable that filled last is
+ *    flushed too, though no commit follows to freeze it;
  *  - a manifest commit that lands but whose answer is lost: the flusher
  *    retries the same manifest and recognises its own commit, instead of
  *    taking it for another writer's and fencing itself.
@@ -397,6 +398,27 @@ static void test_outage_backpressure(void)
     env_free(&e);
 }
 
+/* ---- the memtable that filled during an outage is flushed without another commit ---- */
+
+static void test_outage_last_memtable(void)
+{
+    env e;
+    env_init(&e);
+    store *st = open_store(&e);
+    uint64_t gen0 = stats_of(st).manifest_gen;
+    f_set(&e.f, &e.f.down, 1);
+    /* every memtable full: the last commit finds no room to freeze the
+     * active one and makes later commits wait; none follows */
+    const uint64_t n = 2 * (MAX_FROZEN + 1);
+    for (uint64_t i = 0; i < n; i++) CHECK(put_page(st, i) == 0);
+    f_set(&e.f, &e.f.down, 0);
+    CHECK(wait_gen(st, gen0 + MAX_FROZEN + 1));   /* the active one too */
+    CHECK(stats_of(st).memtable_bytes == 0);
+    CHECK(store_close(st) == 0);
+    check_pages_after_reopen(&e, n);
+    env_free(&e);
+}
+
 /* ---- a lost answer to a manifest commit ---- */
 
 static void test_lost_commit_answer(void)
@@ -423,6 +445,7 @@ int main(void)
     test_read_does_not_stall_commits();
     test_upload_does_not_stall_commits();
     test_outage_backpressure();
+    test_outage_last_memtable();
     test_lost_commit_answer();
     return harness_done();
 }
