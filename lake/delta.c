@@ -305,6 +305,64 @@ static int action_member(void *arg, const char *key, jp *j)
     return jskip(j);
 }
 
+static char *bufdup(const delta_buf *b) { return strdup(b->p ? b->p : ""); }
+
+/* Free O's members; all unknown again. */
+static void origin_free(delta_origin *o)
+{
+    free(o->branch);
+    free(o->lsn_text);
+    free(o->snapshot);
+    free(o->server_started);
+    *o = (delta_origin){.lsn = -1, .timeline = -1};
+}
+
+/* String member value into *DST (replacing an earlier one; a value of
+ * another type is skipped); 0 or -1. */
+static int origin_string(jp *j, char **dst)
+{
+    if (j->s >= j->end || *j->s != '"') return jskip(j);
+    delta_buf b = {0};
+    int rc = jstring(j, &b);
+    if (!rc && !b.oom) {
+        free(*dst);
+        *dst = bufdup(&b);
+        rc = *dst ? 0 : -1;
+    } else {
+        rc = -1;
+    }
+    delta_buf_free(&b);
+    return rc;
+}
+
+/* Members of commitInfo.lakefs; others skipped. */
+static int origin_member(void *arg, const char *key, jp *j)
+{
+    delta_origin *o = arg;
+    jws(j);
+    if (!strcmp(key, "branch")) return origin_string(j, &o->branch);
+    if (!strcmp(key, "lsn")) return origin_string(j, &o->lsn_text);
+    if (!strcmp(key, "snapshot")) return origin_string(j, &o->snapshot);
+    if (!strcmp(key, "serverStarted")) return origin_string(j, &o->server_started);
+    if (!strcmp(key, "lsnNumber") || !strcmp(key, "timeline")) {
+        int64_t v;
+        int isint;
+        if (j->s >= j->end || (*j->s != '-' && (*j->s < '0' || *j->s > '9'))) return jskip(j);   /* not ours */
+        if (jnumber(j, &v, &isint)) return -1;
+        if (isint) *(key[0] == 'l' ? &o->lsn : &o->timeline) = v;
+        return 0;
+    }
+    return jskip(j);
+}
+
+/* Members of commitInfo: its lakefs object, if any (else skipped). */
+static int commit_info_member(void *arg, const char *key, jp *j)
+{
+    jws(j);
+    if (strcmp(key, "lakefs") || j->s >= j->end || *j->s != '{') return jskip(j);
+    return jobject(j, origin_member, arg);
+}
+
 typedef struct line_ctx {
     delta_log *log;
     char *err;
@@ -312,8 +370,6 @@ typedef struct line_ctx {
     const char *what;             /* the commit's key, for messages */
     int bad;                      /* 1: a semantic error already in ERR */
 } line_ctx;
-
-static char *bufdup(const delta_buf *b) { return strdup(b->p ? b->p : ""); }
 
 /* Drop PATH from the file set (if there). */
 static void files_remove(delta_log *l, const char *path)
@@ -333,6 +389,10 @@ static int line_member(void *arg, const char *key, jp *j)
     delta_log *l = c->log;
     int kind = !strcmp(key, "add") ? 1 : !strcmp(key, "remove") ? 2 : !strcmp(key, "txn") ? 3 :
                !strcmp(key, "metaData") ? 4 : !strcmp(key, "protocol") ? 5 : 0;
+    if (!strcmp(key, "commitInfo")) {
+        jws(j);
+        return j->s < j->end && *j->s == '{' ? jobject(j, commit_info_member, &l->origin) : jskip(j);
+    }
     if (!kind) return jskip(j);
     action a = {0};
     int rc = jobject(j, action_member, &a);
@@ -393,8 +453,10 @@ void delta_log_free(delta_log *l)
     free(l->txns);
     free(l->table_id);
     free(l->schema);
+    origin_free(&l->origin);
     memset(l, 0, sizeof *l);
     l->version = -1;
+    l->origin.lsn = l->origin.timeline = -1;
 }
 
 int64_t delta_txn_version(const delta_log *l, const char *app_id)
@@ -422,6 +484,7 @@ int delta_load(objstore *os, const char *prefix, delta_log *out, char *err, size
 {
     memset(out, 0, sizeof *out);
     out->version = -1;
+    origin_free(&out->origin);
     char dir[1100], tdir[1024];
     if (strlen(prefix) > 1000) {
         snprintf(err, errlen, "table path '%.40s...' is too long", prefix);
@@ -470,6 +533,7 @@ int delta_load(objstore *os, const char *prefix, delta_log *out, char *err, size
             snprintf(err, errlen, "reading %s/%s: %s", os_url(os), key, strerror(-rc));
             break;
         }
+        origin_free(&out->origin);   /* the newest commit's only */
         line_ctx c = {.log = out, .err = err, .errlen = errlen, .what = key};
         const char *p = data, *end = p + len;
         size_t lineno = 0;

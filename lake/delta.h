@@ -56,6 +56,17 @@ typedef struct delta_txn {
     int64_t version;
 } delta_txn;
 
+/* What lakefs's exporter recorded of its point in a commit's
+ * commitInfo.lakefs (tools/export.c); a member it lacks is NULL / -1. */
+typedef struct delta_origin {
+    char *branch;
+    char *lsn_text;               /* lsn: "0/16B3748" */
+    int64_t lsn;                  /* lsnNumber */
+    int64_t timeline;
+    char *snapshot;               /* txid_current_snapshot() of the export */
+    char *server_started;         /* serverStarted: pg_postmaster_start_time() */
+} delta_origin;
+
 /* The table as its newest version leaves it. */
 typedef struct delta_log {
     int64_t version;              /* newest version; -1: no table yet */
@@ -65,6 +76,7 @@ typedef struct delta_log {
     char *schema;                 /* metaData.schemaString */
     delta_txn *txns;
     size_t ntxns;
+    delta_origin origin;          /* the newest commit's */
 } delta_log;
 
 /* Replay the log of the table at PREFIX ("" or "dir/sub", no trailing '/')

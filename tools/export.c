@@ -18,8 +18,11 @@
  * row group and the file size, not by the table.  Last, the Delta commit
  * (delta.h) that replaces the table's previous files with them is created
  * with put-if-absent: until then readers see the previous version, and
- * files stored for a commit that never comes are deleted.  The commit's txn action {appId "lakefs:BRANCH:SCHEMA.TABLE",
- * version LSN} makes exporting the same point again a no-op.
+ * files stored for a commit that never comes are deleted.  The commit's
+ * txn action {appId "lakefs:BRANCH:SCHEMA.TABLE", version LSN} makes
+ * exporting the same point again a no-op; so does the snapshot recorded in
+ * commitInfo.lakefs on a live server whose LSN moved on while no
+ * transaction ended (unchanged_since).
  *
  * Columns whose values Parquet cannot hold in the mapped type (numeric
  * NaN, date/timestamp +/-infinity) are found first (one aggregate over the
@@ -65,8 +68,9 @@ static const char *usage_export =
     "read-only time-travel view BRANCH@POINT of the mounted repository and\n"
     "reads it; --dsn reads from a running server on BRANCH instead, inside one\n"
     "REPEATABLE READ snapshot whose LSN is the point.\n"
-    "Exporting the same point again changes nothing; a later point is a new\n"
-    "version replacing the table's files (older versions stay readable).\n"
+    "Exporting the same point again changes nothing, nor does a later point of\n"
+    "the same server at which no transaction has ended since; a later point is\n"
+    "a new version replacing the table's files (older versions stay readable).\n"
     "\n"
     "  --table SCHEMA.TABLE  a table to export (repeat for more)\n"
     "  --to URL              where the Delta tables go\n"
@@ -295,6 +299,7 @@ typedef struct export_ctx {
     uint64_t lsn;
     int timeline;
     const char *snapshot;         /* txid_current_snapshot() */
+    const char *server_started;   /* pg_postmaster_start_time() */
     size_t row_group_bytes;
     uint64_t file_bytes;          /* begin another data file past this */
 } export_ctx;
@@ -542,6 +547,23 @@ static int copy_rows(export_ctx *x, const char *qname, table_cols *t, pq_writer 
     return rc;
 }
 
+/* 1 if LOG's newest version is X's branch exported by the same run of the
+ * same server at the same snapshot as X's, only at an earlier LSN: no
+ * transaction has ended since (any commit or abort changes the snapshot's
+ * xmax or in-progress list), so it holds exactly the rows X would read --
+ * the LSN of a live server moves on without a transaction (checkpoints,
+ * the standby snapshots that bgwriter logs, hint bits).  The same server
+ * run rules out a restart (unlogged tables emptied) and another server
+ * whose transaction ids happen to coincide. */
+static int unchanged_since(const delta_log *log, const export_ctx *x, int64_t txn_version)
+{
+    const delta_origin *o = &log->origin;
+    return log->version >= 0 && o->branch && o->snapshot && o->server_started && o->lsn_text &&
+           o->lsn == txn_version && o->lsn <= (int64_t)x->lsn && o->timeline == x->timeline &&
+           !strcmp(o->branch, x->branch) && !strcmp(o->snapshot, x->snapshot) &&
+           !strcmp(o->server_started, x->server_started);
+}
+
 /* Export SPEC ("schema.table"); 1 on error (printed). */
 static int export_table(export_ctx *x, const char *spec)
 {
@@ -560,9 +582,16 @@ static int export_table(export_ctx *x, const char *spec)
     delta_log log;
     int rc = delta_load(x->os, spec, &log, err, sizeof err);
     if (rc) return export_fail(1, "%s", err);
-    if (log.version >= 0 && delta_txn_version(&log, app_id) == (int64_t)x->lsn) {
+    int64_t done = delta_txn_version(&log, app_id);
+    if (log.version >= 0 && done == (int64_t)x->lsn) {
         printf("%s: version %" PRId64 " already holds %s at %s: nothing to do\n", spec, log.version, x->branch,
                x->lsn_text);
+        delta_log_free(&log);
+        return 0;
+    }
+    if (unchanged_since(&log, x, done)) {
+        printf("%s: version %" PRId64 " already holds %s at %s, and no transaction has ended since (now %s): "
+               "nothing to do\n", spec, log.version, x->branch, log.origin.lsn_text, x->lsn_text);
         delta_log_free(&log);
         return 0;
     }
@@ -594,8 +623,10 @@ static int export_table(export_ctx *x, const char *spec)
     for (size_t i = 0; fields && i < t.n; i++) fields[i] = (delta_field){t.names[i], t.cols[i].spark};
     delta_buf_printf(&info, "\"lakefs\":{\"branch\":");
     delta_buf_json(&info, x->branch, strlen(x->branch));
-    delta_buf_printf(&info, ",\"timeline\":%d,\"lsn\":\"%s\",\"lsnNumber\":%" PRIu64 ",\"snapshot\":\"%s\",\"rows\":%" PRIu64 "}",
-                     x->timeline, x->lsn_text, x->lsn, x->snapshot, o.rows);
+    delta_buf_printf(&info, ",\"timeline\":%d,\"lsn\":\"%s\",\"lsnNumber\":%" PRIu64 ",\"snapshot\":\"%s\",\"serverStarted\":",
+                     x->timeline, x->lsn_text, x->lsn, x->snapshot);
+    delta_buf_json(&info, x->server_started, strlen(x->server_started));
+    delta_buf_printf(&info, ",\"rows\":%" PRIu64 "}", o.rows);
     delta_commit_args a = {.fields = fields, .nfields = t.n, .adds = o.adds, .nadds = o.nadds, .app_id = app_id,
                            .txn_version = (int64_t)x->lsn, .info = info.p, .now_ms = now_ms()};
     if (!fields || info.oom) rc = export_fail(1, "out of memory");
@@ -832,12 +863,13 @@ int export_main(int argc, char **argv)
                   "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END,"
                   " (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END"
                   "  - '0/0')::numeric::text, txid_current_snapshot()::text,"
-                  " (SELECT timeline_id FROM pg_control_checkpoint())", 0, NULL)))
+                  " (SELECT timeline_id FROM pg_control_checkpoint()), pg_postmaster_start_time()::text", 0, NULL)))
         goto close;
     x.lsn_text = PQgetvalue(r, 0, 0);
     x.lsn = strtoull(PQgetvalue(r, 0, 1), NULL, 10);
     x.snapshot = PQgetvalue(r, 0, 2);
     x.timeline = atoi(PQgetvalue(r, 0, 3));
+    x.server_started = PQgetvalue(r, 0, 4);
     if (v.pid) {                  /* a view stands at its point, whatever it has written since */
         x.lsn_text = v.lsn_text;
         x.lsn = v.lsn;

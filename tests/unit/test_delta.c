@@ -4,8 +4,10 @@
  * the schema, txn, adds with stats), replay of what was written, version 1
  * replacing the files (removes + adds), the txn version per appId, a racing
  * writer (-EEXIST), JSON escaping of any UTF-8 name and control
- * characters read back exactly, and refusals: a prefix with objects but no
- * log, a gap in the log, malformed JSON, checkpoints, a reader version 3.
+ * characters read back exactly, what lakefs recorded of its point
+ * (commitInfo.lakefs) in the newest commit, and refusals: a prefix with
+ * objects but no log, a gap in the log, malformed JSON, checkpoints, a
+ * reader version 3.
  */
 #include "harness.h"
 #include "delta.h"
@@ -90,6 +92,38 @@ static void test_commits(void)
     delta_log_free(&l);
 }
 
+/* commitInfo.lakefs of the newest commit only; members of other types ignored */
+static void test_origin(void)
+{
+    char err[512];
+    delta_log l;
+    CHECK(delta_load(os, "public.o", &l, err, sizeof err) == 0 && l.origin.branch == NULL && l.origin.lsn == -1);
+    delta_field f[1] = {{"id", "long"}};
+    delta_commit_args a = {.fields = f, .nfields = 1, .app_id = "lakefs:main:public.o", .txn_version = 1000,
+                           .info = "\"lakefs\":{\"branch\":\"main\",\"timeline\":1,\"lsn\":\"0/3E8\",\"lsnNumber\":1000,"
+                                   "\"snapshot\":\"5:7:5\",\"serverStarted\":\"2026-12-07 10:00:00+00\",\"rows\":3}",
+                           .now_ms = 1700000000000};
+    CHECK(delta_commit(os, "public.o", &l, &a, err, sizeof err) == 0);
+    delta_log_free(&l);
+    CHECK(delta_load(os, "public.o", &l, err, sizeof err) == 0);
+    CHECK(l.origin.branch && !strcmp(l.origin.branch, "main") && l.origin.timeline == 1 && l.origin.lsn == 1000);
+    CHECK(l.origin.lsn_text && !strcmp(l.origin.lsn_text, "0/3E8"));
+    CHECK(l.origin.snapshot && !strcmp(l.origin.snapshot, "5:7:5"));
+    CHECK(l.origin.server_started && !strcmp(l.origin.server_started, "2026-12-07 10:00:00+00"));
+    a.info = "\"lakefs\":{\"branch\":\"dev\",\"timeline\":null,\"lsnNumber\":\"x\",\"snapshot\":[1,{}]}";   /* another writer's */
+    a.txn_version = 2000;
+    CHECK(delta_commit(os, "public.o", &l, &a, err, sizeof err) == 0);
+    delta_log_free(&l);
+    CHECK(delta_load(os, "public.o", &l, err, sizeof err) == 0 && l.version == 1);
+    CHECK(l.origin.branch && !strcmp(l.origin.branch, "dev") && l.origin.timeline == -1 && l.origin.lsn == -1);
+    CHECK(!l.origin.snapshot && !l.origin.server_started && !l.origin.lsn_text);   /* not version 0's */
+    a.info = NULL;
+    CHECK(delta_commit(os, "public.o", &l, &a, err, sizeof err) == 0);
+    delta_log_free(&l);
+    CHECK(delta_load(os, "public.o", &l, err, sizeof err) == 0 && l.version == 2 && !l.origin.branch);
+    delta_log_free(&l);
+}
+
 static void test_refusals(void)
 {
     char err[512];
@@ -165,6 +199,7 @@ int main(void)
     }
     test_json_escape();
     test_commits();
+    test_origin();
     test_refusals();
     os_close(os);
     harness_rmtree(dir);
