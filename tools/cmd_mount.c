@@ -155,6 +155,16 @@ static int parse_size(const char *s, size_t *out)
     return 0;
 }
 
+/* OPT's value VAL, one of the words FIRST and SECOND, into *IS_SECOND
+ * (0 / 1); 0, or a usage status naming both. */
+static int parse_either(const char *opt, const char *val, const char *first, const char *second, int *is_second)
+{
+    if (!strcmp(val, first)) *is_second = 0;
+    else if (!strcmp(val, second)) *is_second = 1;
+    else return cli_fail("bad %s '%s': use %s=%s or %s=%s", opt, val, opt, first, opt, second);
+    return 0;
+}
+
 /* Parse one -o list into M; returns 0 or a usage status. */
 static int parse_mount_opts(mount_opts *m, char *list)
 {
@@ -215,13 +225,12 @@ static int parse_mount_opts(mount_opts *m, char *list)
             if (cli_parse_duration(val, &m->retention_s))
                 return cli_fail("bad retention '%s': use a duration like 7d, 12h or 30min", val);
         } else if (!strcmp(opt, "writeback_cache")) {
-            if (!strcmp(val, "on")) m->writeback_cache = 1;
-            else if (!strcmp(val, "off")) m->writeback_cache = 0;
-            else return cli_fail("bad writeback_cache '%s': use writeback_cache=on or writeback_cache=off", val);
+            int off, rc = parse_either(opt, val, "on", "off", &off);
+            if (rc) return rc;
+            m->writeback_cache = !off;
         } else if (!strcmp(opt, "compaction")) {
-            if (!strcmp(val, "off")) m->compaction_off = 1;
-            else if (!strcmp(val, "on")) m->compaction_off = 0;
-            else return cli_fail("bad compaction '%s': use compaction=on or compaction=off", val);
+            int rc = parse_either(opt, val, "on", "off", &m->compaction_off);
+            if (rc) return rc;
         } else if (!strcmp(opt, "gc_interval")) {
             if (cli_parse_duration_or_zero(val, &m->gc_interval_s))
                 return cli_fail("bad gc_interval '%s': use a duration like 1h or 30min, or 0 for never", val);
@@ -229,9 +238,8 @@ static int parse_mount_opts(mount_opts *m, char *list)
             if (cli_parse_duration_or_zero(val, &m->view_idle_s) || m->view_idle_s > 365 * 86400)
                 return cli_fail("bad view_idle '%s': use a duration like 1min or 30s (at most 365d), or 0 for never", val);
         } else if (!strcmp(opt, "durability")) {
-            if (!strcmp(val, "remote")) m->durability_remote = 1;
-            else if (!strcmp(val, "local")) m->durability_remote = 0;
-            else return cli_fail("bad durability '%s': use durability=local or durability=remote", val);
+            int rc = parse_either(opt, val, "local", "remote", &m->durability_remote);
+            if (rc) return rc;
         } else if (!strcmp(opt, "readahead")) {
             char *end;
             errno = 0;
