@@ -265,7 +265,7 @@ static void fs_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
     e.ino = fs_to_fuse(m, r.v, sino);
     fs_handles_add(m, e.ino, 1);     /* while the view is held: an idle close sees it */
     fs_writeback_track(m, e.ino, fi->flags, 1);
-    int direct = fs_writeback_bypass(m, &r, 1, fi->flags);
+    int direct = fs_writeback_bypass_create(m, &r);
     fs_ref_put(&r);
     fi->fh = (uint64_t)(unsigned)fi->flags;   /* a handle is its open flags: nothing to free */
     fi->keep_cache = !direct;
@@ -522,7 +522,7 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if (!rc) {
         fs_handles_add(m, ino, 1);   /* while the view is held: an idle close sees it */
         fs_writeback_track(m, ino, fi->flags, 1);
-        direct = direct || fs_writeback_bypass(m, &r, 0, fi->flags);
+        direct = direct || fs_writeback_bypass_open(m, &r, fi->flags);
     }
     fs_ref_put(&r);
     if (rc) { fuse_reply_err(req, -rc); return; }

@@ -279,12 +279,12 @@ void fs_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in, struct 
  * counted if that was for writing and the writeback cache is on. */
 void fs_writeback_track(fs_mount *m, fuse_ino_t ino, int flags, int delta);
 
-/* 1 if a file opened through R (CREATED: R holds the directory it was
- * just created in; else the file itself) with open FLAGS must bypass the
- * writeback cache: a WAL segment opened for writing, or any file created in
- * pg_wal/ (their writes must reach the WAL observer in order); 0 if not,
- * also without the cache. */
-int fs_writeback_bypass(fs_mount *m, const fs_ref *r, int created, int flags);
+/* Whether a file must bypass the writeback cache, its writes reaching the
+ * WAL observer at once and in order (0 also without the cache): 1 for a
+ * file R opened with FLAGS that is a WAL segment opened for writing, or
+ * for any file created in directory DIR that is pg_wal/. */
+int fs_writeback_bypass_open(fs_mount *m, const fs_ref *r, int flags);
+int fs_writeback_bypass_create(fs_mount *m, const fs_ref *dir);
 
 /* Have the kernel write back the dirty pages of view ID's files to the
  * daemon, and wait for them: 0 (also when none is open for writing, as

@@ -57,7 +57,7 @@
  * writeback cache.  The barrier waits for FUSE requests: it must not be
  * called from a request's handler, or with anything held that one needs.
  *
- * The WAL bypasses the cache (fs_writeback_bypass).  The WAL observer
+ * The WAL bypasses the cache (fs_writeback_bypass_*).  The WAL observer
  * (fs/pg/pg_wal.c) takes a segment's writes as PostgreSQL's WAL writer
  * makes them: in LSN order, each stamped with the time it arrives, the
  * highest LSN written being where the branch's WAL ends.  The kernel's
@@ -120,12 +120,17 @@ static size_t writer_bucket(fuse_ino_t ino)
     return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 54) % FS_WRITER_BUCKETS;
 }
 
-int fs_writeback_bypass(fs_mount *m, const fs_ref *r, int created, int flags)
+int fs_writeback_bypass_open(fs_mount *m, const fs_ref *r, int flags)
+{
+    if (!m->writeback || !r->v || (r->sino & ARCH_BIT)) return 0;
+    return (flags & O_ACCMODE) != O_RDONLY && pg_wal_is_segment(r->v->wal, r->sino) > 0;
+}
+
+int fs_writeback_bypass_create(fs_mount *m, const fs_ref *dir)
 {
     uint64_t waldir;
-    if (!m->writeback || !r->v || (r->sino & ARCH_BIT)) return 0;
-    if (created) return !pg_wal_dir(r->st, &waldir) && waldir == r->sino;
-    return (flags & O_ACCMODE) != O_RDONLY && pg_wal_is_segment(r->v->wal, r->sino) > 0;
+    if (!m->writeback || !dir->v || (dir->sino & ARCH_BIT)) return 0;
+    return !pg_wal_dir(dir->st, &waldir) && waldir == dir->sino;
 }
 
 void fs_writeback_track(fs_mount *m, fuse_ino_t ino, int flags, int delta)
