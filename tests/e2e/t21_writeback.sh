@@ -36,25 +36,22 @@ mkdir -p "$mp"
 lakefs_init "$url"
 
 # ---------------------------------------------------------------- 1
+# strict_limit MOUNTPOINT: its kernel's strict dirty-page limit for FUSE
+# (0 or 1), or nothing on a kernel without the knob
+strict_limit() { local f; f="/sys/class/bdi/$(mountpoint -d "$1")/strict_limit"; [ ! -e "$f" ] || cat "$f"; }
 lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,writeback_cache=off,state_dir=$T/state"
-dev=$(mountpoint -d "$mp")
-if [ -e "/sys/class/bdi/$dev/strict_limit" ]; then
-    [ "$(cat "/sys/class/bdi/$dev/strict_limit")" = 1 ] ||
-        die "a mount with -o writeback_cache=off lifted the strict dirty-page limit"
-    ok "a mount with -o writeback_cache=off keeps the strict limit"
-fi
+limit=$(strict_limit "$mp")
+[ "${limit:-1}" = 1 ] || die "a mount with -o writeback_cache=off lifted the strict dirty-page limit"
+[ -z "$limit" ] || ok "a mount with -o writeback_cache=off keeps the strict limit"
 lakefs_umount "$mp"
 LAKEFS_FAILPOINTS=fs-write=stall@1 lakefs_mount "$url" "$mp" -o "allow_other,default_permissions,state_dir=$T/state"
-dev=$(mountpoint -d "$mp")
-if [ -e "/sys/class/bdi/$dev/strict_limit" ]; then
-    [ "$(cat "/sys/class/bdi/$dev/strict_limit")" = 0 ] ||
-        die "the mount ($dev) keeps the kernel's strict dirty-page limit for FUSE"
-    ok "the mount's strict dirty-page limit is lifted (/sys/class/bdi/$dev/strict_limit 0)"
-else
-    cat "$T"/logs/*daemon-mnt*.log | grep -q "$mp: the kernel's strict dirty-page limit for FUSE stays on" ||
-        die "no /sys/class/bdi/$dev/strict_limit and the daemon did not say so"
-    ok "this kernel has no strict_limit knob; the daemon said so"
-fi
+case $(strict_limit "$mp") in
+0) ok "the mount's strict dirty-page limit is lifted (strict_limit 0)" ;;
+"") cat "$T"/logs/*daemon-mnt*.log | grep -q "$mp: the kernel's strict dirty-page limit for FUSE stays on" ||
+        die "this kernel has no strict_limit knob and the daemon did not say so"
+    ok "this kernel has no strict_limit knob; the daemon said so" ;;
+*) die "the mount keeps the kernel's strict dirty-page limit for FUSE" ;;
+esac
 
 # ---------------------------------------------------------------- 2
 head -c 9000 /dev/urandom | base64 -w 0 >"$T/data"
