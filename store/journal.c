@@ -45,6 +45,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define JOURNAL_MAGIC 0x4c4b4a31u          /* "LKJ1": a record */
@@ -68,6 +69,7 @@ struct journal {
     int syncing;                  /* a leader is in fdatasync */
     uint64_t synced_id, synced;   /* durable up to this file id and offset */
     int sync_err;                 /* sticky error: once fsync failed, stay failed */
+    journal_stats stats;          /* journal_sync's fdatasyncs (under mu) */
 };
 
 /* Path of journal file ID in DIR into BUF. */
@@ -359,9 +361,18 @@ int journal_sync(journal *j)
             j->syncing = 1;
             int fd = j->fd;
             uint64_t id = j->id, upto = __atomic_load_n(&j->written, __ATOMIC_ACQUIRE);
+            uint64_t bytes = id == j->synced_id && upto > j->synced ? upto - j->synced : upto;
+            struct timespec t0, t1;
             pthread_mutex_unlock(&j->mu);
+            clock_gettime(CLOCK_MONOTONIC, &t0);
             int rc = fdatasync(fd) < 0 ? -errno : 0;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
             pthread_mutex_lock(&j->mu);
+            uint64_t ns = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+            j->stats.syncs++;
+            j->stats.bytes += bytes;
+            j->stats.ns += ns;
+            if (ns > j->stats.max_ns) j->stats.max_ns = ns;
             j->syncing = 0;
             if (rc) {
                 fprintf(stderr, "lakefs: fdatasync journal %s/journal.%016" PRIx64 ": %s\n", j->dir, id, strerror(-rc));
@@ -377,6 +388,13 @@ int journal_sync(journal *j)
     int rc = j->sync_err;
     pthread_mutex_unlock(&j->mu);
     return rc;
+}
+
+void journal_get_stats(journal *j, journal_stats *out)
+{
+    pthread_mutex_lock(&j->mu);
+    *out = j->stats;
+    pthread_mutex_unlock(&j->mu);
 }
 
 int journal_rotate(journal *j, uint64_t *old)

@@ -41,6 +41,14 @@ void journal_close(journal *j);
 int journal_append(journal *j, const void *payload, size_t len);
 /* Make everything appended so far durable (group commit across threads). */
 int journal_sync(journal *j);
+
+/* What journal_sync's fdatasyncs cost: how a commit's fsync is spent. */
+typedef struct journal_stats {
+    uint64_t syncs;               /* fdatasyncs run */
+    uint64_t bytes;               /* bytes appended since the sync before, summed */
+    uint64_t ns, max_ns;          /* time in them, in all and the longest */
+} journal_stats;
+void journal_get_stats(journal *j, journal_stats *out);
 /* Sync and close the current file, start the next; *OLD gets the id of the
  * newest file that is now closed (everything up to it may be dropped once
  * its contents are committed elsewhere). */

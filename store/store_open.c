@@ -555,7 +555,15 @@ int store_close(store *st)
         pthread_mutex_unlock(&st->flush_mu);
     }
     store_cpend_clear(st);
-    if (st->jn) journal_close(st->jn);
+    if (st->jn) {
+        journal_stats js;
+        journal_get_stats(st->jn, &js);
+        if (js.syncs)
+            fprintf(stderr, "lakefs: branch %s: journal: %" PRIu64 " fdatasyncs, %.1f KiB and %.0f us each on average, "
+                    "the longest %.1f ms\n", st->branch, js.syncs, (double)js.bytes / 1024 / (double)js.syncs,
+                    (double)js.ns / 1000 / (double)js.syncs, (double)js.max_ns / 1e6);
+        journal_close(st->jn);
+    }
     if (st->fenced) {             /* the branch belongs to the new writer now */
         store_quarantine_journal(st);
         rc = -EIO;
