@@ -20,6 +20,10 @@
 /* ---- the commands ---- */
 int cmd_init(int argc, char **argv);     /* cmd_init.c */
 int cmd_mount(int argc, char **argv);    /* cmd_mount.c */
+/* Before anything else of a mount: run the process ARGV again with glibc's
+ * malloc advising transparent huge pages (cmd_mount.c); returns only if it
+ * need not, or cannot. */
+void mount_exec_with_thp(char **argv);
 int cmd_branch(int argc, char **argv);   /* cmd_branch.c */
 int cmd_lsn(int argc, char **argv);      /* cmd_history.c */
 int cmd_log(int argc, char **argv);      /* cmd_history.c */

@@ -630,6 +630,39 @@ static void gc_timer_stop(gc_timer *t)
     pthread_cond_destroy(&t->cv);
 }
 
+/*
+ * The daemon's allocations are mostly large and short-lived: a request's
+ * pages and batch, memtable versions, a layer being built, a merge's
+ * chunks; glibc gives big ones back to the kernel when they are freed (and
+ * store_trim the rest after each flush, which keeps the resident memory
+ * bounded), so the next ones are faulted in again page by page.  Cost
+ * model: a first touch of anonymous memory costs 11.6 us per 4 KiB page on
+ * this project's test machine (a PVM guest), 0.25 us per 4 KiB in
+ * transparent huge pages; one run of bench.sh's fio took the daemon
+ * 406,000 faults, 244,000 with huge pages, and read 30% and wrote 19% more
+ * IOPS (medians of 3 alternating runs).  glibc's malloc advises huge pages
+ * for its heaps and mappings (madvise: what the usual
+ * transparent_hugepage=madvise honours) only when GLIBC_TUNABLES says so at
+ * the start of the process, hence the exec.  A GLIBC_TUNABLES that names
+ * glibc.malloc.hugetlb already (the user's choice, or this exec's) is left
+ * as it is.
+ */
+void mount_exec_with_thp(char **argv)
+{
+    static const char tunable[] = "glibc.malloc.hugetlb=1";
+    const char *cur = getenv("GLIBC_TUNABLES");
+    if (cur && strstr(cur, "glibc.malloc.hugetlb=")) return;
+    char *saved = cur ? strdup(cur) : NULL, *v = malloc((cur ? strlen(cur) + 1 : 0) + sizeof tunable);
+    if (v && (!cur || saved)) {
+        sprintf(v, "%s%s%s", cur ? cur : "", cur && *cur ? ":" : "", tunable);
+        if (!setenv("GLIBC_TUNABLES", v, 1)) execv("/proc/self/exe", argv);
+        if (saved) setenv("GLIBC_TUNABLES", saved, 1);   /* the exec failed: run on as we are */
+        else unsetenv("GLIBC_TUNABLES");
+    }
+    free(v);
+    free(saved);
+}
+
 int cmd_mount(int argc, char **argv)
 {
     mount_opts m = { .readahead = -1, .retention_s = -1, .gc_interval_s = 3600, .view_idle_s = 60, .writeback_cache = 1 };

@@ -58,10 +58,12 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) { fputs(usage_main, stdout); return 0; }
     if (!strcmp(cmd, "--version")) { printf("lakefs %s\n", PACKAGE_VERSION); return 0; }
+    /* mount(8) convention: lakefs SOURCE MOUNTPOINT [-o OPTS] */
+    int mount_url = strstr(cmd, "://") != NULL;
+    if (mount_url || !strcmp(cmd, "mount")) mount_exec_with_thp(argv);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(cmd, commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    /* mount(8) convention: lakefs SOURCE MOUNTPOINT [-o OPTS] */
-    if (strstr(cmd, "://")) return cmd_mount(argc, argv);
+    if (mount_url) return cmd_mount(argc, argv);
     cli_fail("unknown command '%s' (see lakefs --help)", cmd);
     return 2;
 }
