@@ -454,9 +454,7 @@ void delta_log_free(delta_log *l)
     free(l->table_id);
     free(l->schema);
     origin_free(&l->origin);
-    memset(l, 0, sizeof *l);
-    l->version = -1;
-    l->origin.lsn = l->origin.timeline = -1;
+    *l = (delta_log){.version = -1, .origin = l->origin};   /* empty: origin_free left it unknown */
 }
 
 int64_t delta_txn_version(const delta_log *l, const char *app_id)
@@ -482,9 +480,7 @@ static int64_t commit_version(const char *key, size_t dirlen)
 
 int delta_load(objstore *os, const char *prefix, delta_log *out, char *err, size_t errlen)
 {
-    memset(out, 0, sizeof *out);
-    out->version = -1;
-    origin_free(&out->origin);
+    *out = (delta_log){.version = -1, .origin = {.lsn = -1, .timeline = -1}};
     char dir[1100], tdir[1024];
     if (strlen(prefix) > 1000) {
         snprintf(err, errlen, "table path '%.40s...' is too long", prefix);
