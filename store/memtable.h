@@ -5,7 +5,8 @@
  * keep the versions of their key, newest first -- or, after
  * mt_keep_latest (as the store uses them), only the newest.  Not
  * thread-safe: the store serialises writers and lets readers in under a
- * read lock.
+ * read lock.  Its memory comes from 2 MiB chunks that outlive it (see
+ * memtable.c): freeing a memtable gives them to the next one.
  */
 #ifndef LAKEFS_MEMTABLE_H
 #define LAKEFS_MEMTABLE_H
@@ -19,6 +20,7 @@ typedef struct mt_version {
     struct mt_version *older;     /* next older version of the same key */
     uint64_t seq;                 /* batch that wrote it */
     uint32_t vlen;                /* value bytes following */
+    uint32_t room;                /* value bytes allocated (a rewrite in place fits in them) */
     uint8_t tomb;                 /* 1: deletion */
     uint8_t val[];
 } mt_version;
@@ -31,10 +33,11 @@ int mt_put(memtable *mt, const uint8_t *key, size_t klen, uint64_t seq,
 /* Newest version of KEY with seq <= MAX_SEQ, or NULL; valid while MT lives. */
 const mt_version *mt_get(const memtable *mt, const uint8_t *key, size_t klen,
                          uint64_t max_seq);
-/* From now on keep only the newest version of each key.  A version is
- * freed by the put that replaces it: no reader may hold it then. */
+/* From now on keep only the newest version of each key.  A put replaces
+ * the newest version, in place when the new value fits in its room: no
+ * reader may hold it then. */
 void mt_keep_latest(memtable *mt);
-/* Bytes of keys and values held (the flush trigger). */
+/* Bytes of keys, values and their headers allocated (the flush trigger). */
 size_t mt_bytes(const memtable *mt);
 /* Lowest and highest seq held (0 when empty). */
 uint64_t mt_min_seq(const memtable *mt);

@@ -321,17 +321,61 @@ static void test_keep_latest(void)
     CHECK(mt_get(mt, (const uint8_t *)"k", 1, 99) == NULL);       /* the history is gone */
     CHECK(mt_get(full, (const uint8_t *)"k", 1, 99) != NULL);     /* (kept without the flag) */
     CHECK(mt_bytes(mt) < 2 * sizeof val && mt_bytes(full) > 100 * sizeof val);
+    size_t one = mt_bytes(mt);
     CHECK(mt_put(mt, (const uint8_t *)"k", 1, 101, 1, NULL, 0) == 0);
     v = mt_get(mt, (const uint8_t *)"k", 1, UINT64_MAX);
-    CHECK(v && v->tomb && !v->older && mt_bytes(mt) < sizeof val);
+    CHECK(v && v->tomb && !v->older && v->vlen == 0 && mt_bytes(mt) == one);   /* in place */
+    /* a value past the old one's room takes new bytes; shorter ones fit again */
+    char big[3000];
+    memset(big, 7, sizeof big);
+    CHECK(mt_put(mt, (const uint8_t *)"k", 1, 102, 0, big, sizeof big) == 0);
+    CHECK(mt_bytes(mt) >= one + sizeof big);
+    one = mt_bytes(mt);
+    CHECK(mt_put(mt, (const uint8_t *)"k", 1, 103, 0, val, 10) == 0);
+    v = mt_get(mt, (const uint8_t *)"k", 1, UINT64_MAX);
+    CHECK(v && v->seq == 103 && !v->tomb && v->vlen == 10 && v->val[9] == 100 && mt_bytes(mt) == one);
     mt_free(mt);
     mt_free(full);
+}
+
+/* Values past a 2 MiB chunk, and chunks reused across memtables: every
+ * value reads back after many tables were filled and freed. */
+static void test_chunks(void)
+{
+    size_t huge = (size_t)5 << 20;
+    uint8_t *val = malloc(huge);
+    CHECK(val != NULL);
+    for (size_t i = 0; i < huge; i++) val[i] = (uint8_t)(i * 7 + i / 4096);
+    for (int round = 0; round < 6; round++) {
+        memtable *mt = mt_new();
+        mt_keep_latest(mt);
+        char key[32];
+        size_t bad = 0;
+        /* ~12 MiB of pages, then one value bigger than a chunk between them */
+        for (int i = 0; i < 1500; i++) {
+            snprintf(key, sizeof key, "p%06d", i);
+            CHECK(mt_put(mt, (const uint8_t *)key, strlen(key), (uint64_t)i + 1, 0, val + i, 8192) == 0);
+            if (i == 700) CHECK(mt_put(mt, (const uint8_t *)"huge", 4, 5000, 0, val, huge) == 0);
+        }
+        CHECK(mt_bytes(mt) > huge + 1500 * 8192);
+        for (int i = 0; i < 1500; i++) {
+            snprintf(key, sizeof key, "p%06d", i);
+            const mt_version *v = mt_get(mt, (const uint8_t *)key, strlen(key), UINT64_MAX);
+            if (!v || v->vlen != 8192 || memcmp(v->val, val + i, 8192)) bad++;
+        }
+        const mt_version *v = mt_get(mt, (const uint8_t *)"huge", 4, UINT64_MAX);
+        CHECK(v && v->vlen == huge && memcmp(v->val, val, huge) == 0);
+        CHECK(bad == 0);
+        mt_free(mt);
+    }
+    free(val);
 }
 
 int main(void)
 {
     test_empty();
     test_keep_latest();
+    test_chunks();
     test_seq_range();
     test_same_seq();
     make_keys();
