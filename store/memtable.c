@@ -7,31 +7,26 @@
  * Versions are prepended to a node's list, so the newest is at the head
  * and a read at a past seq walks back through older ones.
  *
- * Memory.  Nodes and versions are carved from 2 MiB chunks mapped on
- * their own (aligned, advised as transparent huge pages), never from
- * malloc, and a memtable is freed whole: its chunks go to a process-wide
- * pool of up to MT_POOL_MAX chunks, which the next memtable takes first.
- * Cost model: the store fills a memtable of ~64 MiB in 8 KiB versions,
+ * Memory.  Nodes and versions are carved from 2 MiB chunks of the
+ * process-wide pool (util/chunkpool.h), never from malloc, and a memtable
+ * is freed whole: its chunks go back to the pool for the next one.  Cost
+ * model: the store fills a memtable of ~64 MiB in 8 KiB versions,
  * flushes it, and fills the next; from malloc, each fill faulted its
- * memory in again page by page after the flush's malloc_trim gave it
- * back (11.6 us per 4 KiB page on the virtual machines this runs on, a
- * fifth of the daemon's page faults in an fio run), and the versions were
- * spread over every FUSE thread's arena.  From the pool a fill faults
- * nothing, and a new chunk is one huge-page fault.  The pool only holds
- * memory that memtables held before (a chunk is mapped only when the pool
- * is empty), so the daemon's peak does not grow; idle, it keeps at most
- * MT_POOL_MAX chunks.  A put that replaces the newest version of a key
- * under mt_keep_latest rewrites it in place when the value fits (a page
- * written again, the store's common case), else the old version's bytes
- * stay unused until the memtable is freed and count in mt_bytes.
+ * memory in again page by page after the flush's malloc_trim gave it back
+ * (a fifth of the daemon's page faults in an fio run), and the versions
+ * were spread over every FUSE thread's arena.  From the pool a fill
+ * faults nothing.  A put that replaces the newest version of a key under
+ * mt_keep_latest rewrites it in place when the value fits (a page written
+ * again, the store's common case), else the old version's bytes stay
+ * unused until the memtable is freed and count in mt_bytes.
  */
 #include "memtable.h"
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
+
+#include "chunkpool.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
@@ -42,21 +37,15 @@
 #define MT_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
-#define MT_CHUNK ((size_t)2 << 20)    /* a chunk: one huge page */
-#define MT_POOL_MAX 32                /* chunks kept for reuse: 64 MiB */
 #define MT_ALIGN 16
 
 typedef struct mt_chunk {
-    struct mt_chunk *next;        /* the memtable's previous chunk, or the pool's next */
-    size_t size;                  /* bytes mapped, this header included */
+    struct mt_chunk *next;        /* the memtable's previous chunk */
+    size_t size;                  /* bytes, this header included (CHUNK_SIZE: pooled) */
     size_t used;                  /* bytes handed out, this header included */
 } mt_chunk;
 
 #define MT_CHUNK_HDR ((sizeof(mt_chunk) + MT_ALIGN - 1) & ~(size_t)(MT_ALIGN - 1))
-
-static pthread_mutex_t mt_pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static mt_chunk *mt_pool;         /* free MT_CHUNK-sized chunks */
-static int mt_pool_n;
 
 #define MT_LEVELS 20
 
@@ -78,52 +67,22 @@ struct memtable {
     mt_chunk *chunks;             /* the newest first; allocations are carved from it */
 };
 
-/* Map SIZE bytes (a multiple of the page size) for a chunk; an
- * MT_CHUNK-sized one aligned to it and advised as a huge page. */
-static mt_chunk *mt_chunk_map(size_t size)
-{
-    size_t len = size == MT_CHUNK ? 2 * MT_CHUNK : size;
-    uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    if (size == MT_CHUNK) {
-        size_t head = (MT_CHUNK - (uintptr_t)p % MT_CHUNK) % MT_CHUNK;
-        if (head) munmap(p, head);
-        if (len - head - size) munmap(p + head + size, len - head - size);
-        p += head;
-        (void)madvise(p, size, MADV_HUGEPAGE);   /* advice: the kernel may say no */
-    }
-    mt_chunk *c = (mt_chunk *)(void *)p;
-    c->size = size;
-    MT_POISON(p + MT_CHUNK_HDR, size - MT_CHUNK_HDR);
-    return c;
-}
-
-/* A chunk of SIZE bytes: from the pool if it is MT_CHUNK, else mapped. */
+/* A chunk of SIZE bytes for MT: pooled if it is CHUNK_SIZE, else mapped
+ * on its own; its free bytes poisoned. */
 static mt_chunk *mt_chunk_get(size_t size)
 {
-    mt_chunk *c = NULL;
-    if (size == MT_CHUNK) {
-        pthread_mutex_lock(&mt_pool_mu);
-        if ((c = mt_pool)) { mt_pool = c->next; mt_pool_n--; }
-        pthread_mutex_unlock(&mt_pool_mu);
-    }
-    if (!c) c = mt_chunk_map(size);
-    if (c) { c->next = NULL; c->used = MT_CHUNK_HDR; }
+    mt_chunk *c = size == CHUNK_SIZE ? chunk_get() : chunk_map_big(size);
+    if (!c) return NULL;
+    c->next = NULL; c->size = size; c->used = MT_CHUNK_HDR;
+    MT_POISON((uint8_t *)c + MT_CHUNK_HDR, size - MT_CHUNK_HDR);
     return c;
 }
 
-/* Give C back: to the pool while it has room, else to the kernel. */
+/* Give C back, to the pool or the kernel. */
 static void mt_chunk_put(mt_chunk *c)
 {
-    if (c->size == MT_CHUNK) {
-        MT_POISON((uint8_t *)c + MT_CHUNK_HDR, c->size - MT_CHUNK_HDR);
-        pthread_mutex_lock(&mt_pool_mu);
-        int kept = mt_pool_n < MT_POOL_MAX;
-        if (kept) { c->next = mt_pool; mt_pool = c; mt_pool_n++; }
-        pthread_mutex_unlock(&mt_pool_mu);
-        if (kept) return;
-    }
-    munmap(c, c->size);
+    if (c->size == CHUNK_SIZE) chunk_put(c);
+    else chunk_unmap_big(c, c->size);
 }
 
 /* N bytes from MT's chunks (aligned to MT_ALIGN), counted in its bytes;
@@ -133,11 +92,11 @@ static void *mt_alloc(memtable *mt, size_t n)
     n = (n + MT_ALIGN - 1) & ~(size_t)(MT_ALIGN - 1);
     mt_chunk *c = mt->chunks;
     if (!c || c->size - c->used < n) {
-        size_t size = MT_CHUNK_HDR + n <= MT_CHUNK ? MT_CHUNK
+        size_t size = MT_CHUNK_HDR + n <= CHUNK_SIZE ? CHUNK_SIZE
                     : (MT_CHUNK_HDR + n + 4095) & ~(size_t)4095;   /* a value past a chunk */
         mt_chunk *fresh = mt_chunk_get(size);
         if (!fresh) return NULL;
-        if (c && size != MT_CHUNK) {              /* an oversized chunk goes second: */
+        if (c && size != CHUNK_SIZE) {              /* an oversized chunk goes second: */
             fresh->next = c->next;                /* the current one keeps its room */
             c->next = fresh;
             c = fresh;

@@ -74,6 +74,7 @@
  */
 #include "store_impl.h"
 #include "branch.h"
+#include "../util/chunkpool.h"
 #include "../util/failpoint.h"
 #include "journal_remote.h"
 
@@ -225,16 +226,30 @@ void store_batch_init(store_batch *b)
     b->len = 12;                  /* seq u64 + nops u32, filled at commit */
 }
 
-/* Make room for N more bytes in B. */
+/* Make room for N more bytes in B.  A batch past BATCH_SMALL bytes (a
+ * FUSE write of many pages: up to 1 MiB and their keys) moves to a pooled
+ * chunk, which the next such batch reuses instead of faulting in again
+ * (util/chunkpool.h); smaller ones and ones past a chunk use malloc. */
+#define BATCH_SMALL ((size_t)64 << 10)
 static int store_batch_reserve(store_batch *b, size_t n)
 {
     if (b->err) return -1;
-    if (b->len + n <= b->cap) return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + n) cap *= 2;
-    uint8_t *nb = realloc(b->buf, cap);
+    size_t need = b->len + n;
+    if (need <= b->cap) return 0;
+    uint8_t *nb;
+    int chunk = need > BATCH_SMALL && need <= CHUNK_SIZE;
+    size_t cap = chunk ? CHUNK_SIZE : b->cap ? b->cap : 256;
+    while (cap < need) cap *= 2;
+    if (chunk || b->chunk) {                  /* into or out of a chunk: a copy */
+        nb = chunk ? chunk_get() : malloc(cap);
+        if (nb && b->buf) memcpy(nb, b->buf, b->len);
+        if (nb && b->chunk) chunk_put(b->buf);
+        else if (nb) free(b->buf);
+    } else {
+        nb = realloc(b->buf, cap);
+    }
     if (!nb) { b->err = -ENOMEM; return -1; }
-    b->buf = nb; b->cap = cap;
+    b->buf = nb; b->cap = cap; b->chunk = chunk;
     return 0;
 }
 
@@ -283,7 +298,8 @@ void store_batch_put_same(store_batch *b, const skey *k, size_t mark, const void
 
 void store_batch_free(store_batch *b)
 {
-    free(b->buf);
+    if (b->chunk) chunk_put(b->buf);
+    else free(b->buf);
     memset(b, 0, sizeof *b);
 }
 
