@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 typedef struct osf {
@@ -326,6 +327,76 @@ out:
     return rc;
 }
 
+/* N consecutive ranges of KEY from OFF into new buffers, all or none:
+ * one preadv into the block buffers.  Cost model: the generic path
+ * (objstore.c) reads the span into a buffer of its own and copies each
+ * range out, an extra allocation and copy of up to a read-ahead job (16
+ * blocks, ~1 MiB) whose pages were faulted in anew each time: a third of
+ * the read-ahead threads' page faults during an fio run. */
+static int osf_get_ranges(void *state, const char *key, uint64_t off,
+                          const uint32_t *lens, size_t n, void **bufs)
+{
+    osf *f = state;
+    struct iovec few[16], *iov = n <= 16 ? few : calloc(n, sizeof *iov);
+    uint64_t span = 0;
+    size_t i, at = 0;
+    int fd, rc = 0;
+
+    for (i = 0; i < n; i++)
+        bufs[i] = NULL;
+    char *path = iov ? osf_path(f, key) : NULL;
+    if (!path) {
+        if (iov != few)
+            free(iov);
+        return -ENOMEM;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0) {
+        rc = errno == ENOTDIR ? -ENOENT : -errno;
+        if (iov != few)
+            free(iov);
+        return rc;
+    }
+    for (i = 0; i < n && !rc; i++) {
+        if (!(bufs[i] = malloc(lens[i] ? lens[i] : 1)))
+            rc = -ENOMEM;
+        iov[i] = (struct iovec){ bufs[i], lens[i] };
+        span += lens[i];
+    }
+    /* a short read (a signal, a huge span) resumes where it stopped */
+    for (uint64_t done = 0; !rc && done < span;) {
+        while (at < n && iov[at].iov_len == 0)
+            at++;
+        int cnt = n - at < IOV_MAX ? (int)(n - at) : IOV_MAX;
+        ssize_t r = preadv(fd, iov + at, cnt, (off_t)(off + done));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {               /* 0: the object is shorter than asked */
+            rc = r < 0 ? -errno : -EIO;
+            break;
+        }
+        done += (uint64_t)r;
+        for (size_t got = (size_t)r; got > 0; at++) {
+            size_t take = got < iov[at].iov_len ? got : iov[at].iov_len;
+            iov[at].iov_base = (char *)iov[at].iov_base + take;
+            iov[at].iov_len -= take;
+            got -= take;
+            if (iov[at].iov_len)
+                break;
+        }
+    }
+    close(fd);
+    if (iov != few)
+        free(iov);
+    if (rc)
+        for (i = 0; i < n; i++) {
+            free(bufs[i]);
+            bufs[i] = NULL;
+        }
+    return rc;
+}
+
 /* Size of KEY; -ENOENT if none. */
 static int osf_head(void *state, const char *key, uint64_t *size)
 {
@@ -505,6 +576,7 @@ const os_backend os_file_backend = {
     .close = osf_close,
     .put_if_absent = osf_put_if_absent,
     .get = osf_get,
+    .get_ranges = osf_get_ranges,
     .head = osf_head,
     .list = osf_list,
     .del = osf_del,

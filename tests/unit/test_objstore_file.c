@@ -138,6 +138,26 @@ int main(void)
         CHECK(os_get(os, "big", big - 100, 1000, &buf, &len) == 0);
         CHECK(len == 100 && memcmp(buf, p + big - 100, 100) == 0);
         free(buf);
+
+        /* consecutive ranges (one preadv): each exact, empty ones too, more
+         * than the 16 on the stack, all or none */
+        uint32_t lens[40];
+        void *bufs[40];
+        uint64_t from = 12345, at = from;
+        for (size_t i = 0; i < 40; i++)
+            lens[i] = i % 7 == 3 ? 0 : (uint32_t)(1000 + i * 37 * 1024 % 70000);
+        CHECK(os_get_ranges(os, "big", from, lens, 40, bufs) == 0);
+        size_t bad = 0;
+        for (size_t i = 0; i < 40; i++) {
+            if (!bufs[i] || memcmp(bufs[i], p + at, lens[i])) bad++;
+            at += lens[i];
+            free(bufs[i]);
+        }
+        CHECK(bad == 0);
+        lens[0] = 1000; lens[1] = 2000;
+        bufs[0] = bufs[1] = (void *)1;
+        CHECK(os_get_ranges(os, "big", big - 2500, lens, 2, bufs) == -EIO && !bufs[0] && !bufs[1]);
+        CHECK(os_get_ranges(os, "nope", 0, lens, 2, bufs) == -ENOENT && !bufs[0] && !bufs[1]);
         free(p);
     }
 
