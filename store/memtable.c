@@ -28,15 +28,6 @@
 
 #include "chunkpool.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define MT_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define MT_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define MT_POISON(p, n) ((void)(p), (void)(n))
-#define MT_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 #define MT_ALIGN 16
 
 typedef struct mt_chunk {
@@ -74,7 +65,7 @@ static mt_chunk *mt_chunk_get(size_t size)
     mt_chunk *c = size == CHUNK_SIZE ? chunk_get() : chunk_map_big(size);
     if (!c) return NULL;
     c->next = NULL; c->size = size; c->used = MT_CHUNK_HDR;
-    MT_POISON((uint8_t *)c + MT_CHUNK_HDR, size - MT_CHUNK_HDR);
+    CHUNK_POISON((uint8_t *)c + MT_CHUNK_HDR, size - MT_CHUNK_HDR);
     return c;
 }
 
@@ -108,7 +99,7 @@ static void *mt_alloc(memtable *mt, size_t n)
     uint8_t *p = (uint8_t *)c + c->used;
     c->used += n;
     mt->bytes += n;
-    MT_UNPOISON(p, n);
+    CHUNK_UNPOISON(p, n);
     return p;
 }
 

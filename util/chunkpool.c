@@ -13,15 +13,6 @@
 #include <stdint.h>
 #include <sys/mman.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#define CHUNK_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define CHUNK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define CHUNK_POISON(p, n) ((void)(p), (void)(n))
-#define CHUNK_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 typedef struct free_chunk {
     struct free_chunk *next;      /* the pool's next chunk */
 } free_chunk;

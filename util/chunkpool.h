@@ -18,6 +18,17 @@
 
 #include <stddef.h>
 
+/* Mark N bytes at P unusable / usable again for AddressSanitizer (no-ops
+ * without it): a chunk's user poisons what it has not handed out. */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define CHUNK_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define CHUNK_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define CHUNK_POISON(p, n) ((void)(p), (void)(n))
+#define CHUNK_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 #define CHUNK_SIZE ((size_t)2 << 20)    /* one huge page */
 #define CHUNK_POOL_MAX 48               /* chunks kept: 96 MiB */
 
