@@ -30,7 +30,7 @@
 #endif
 
 #define CHUNK_SIZE ((size_t)2 << 20)    /* one huge page */
-#define CHUNK_POOL_MAX 48               /* chunks kept: 96 MiB */
+#define CHUNK_POOL_MAX 16               /* chunks kept: 32 MiB */
 
 /* A chunk of CHUNK_SIZE bytes (contents undefined), or NULL. */
 void *chunk_get(void);
