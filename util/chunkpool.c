@@ -6,6 +6,8 @@
  * FUSE write of more than 64 KiB, so the lock is never contended for
  * long.  A chunk is aligned by mapping twice its size and unmapping the
  * ends: the kernel backs a 2 MiB-aligned range with a huge page only.
+ * AddressSanitizer keeps the poison of an unmapped range for whatever is
+ * mapped there next, so a chunk is unpoisoned before it is unmapped.
  */
 #include "chunkpool.h"
 
@@ -62,7 +64,10 @@ void chunk_put(void *p)
         CHUNK_POISON(c, CHUNK_SIZE);   /* the link too: read only under pool_mu, unpoisoned first */
     }
     pthread_mutex_unlock(&pool_mu);
-    if (!kept) munmap(p, CHUNK_SIZE);
+    if (!kept) {
+        CHUNK_UNPOISON(p, CHUNK_SIZE);   /* else the range stays poisoned for its next mapping */
+        munmap(p, CHUNK_SIZE);
+    }
 }
 
 void *chunk_map_big(size_t size)
@@ -73,5 +78,7 @@ void *chunk_map_big(size_t size)
 
 void chunk_unmap_big(void *p, size_t size)
 {
-    if (p) munmap(p, size);
+    if (!p) return;
+    CHUNK_UNPOISON(p, size);
+    munmap(p, size);
 }
