@@ -268,15 +268,13 @@ out:
     return rc;
 }
 
-/* Read LEN bytes at OFF of KEY (UINT64_MAX: to the end) into a new buffer. */
-static int osf_get(void *state, const char *key, uint64_t off, uint64_t len,
-                   void **buf, size_t *outlen)
+/* Open object KEY for reading: its fd, and its size in *SIZE; -ENOENT if
+ * there is none (no such file, or not a regular file), or -errno. */
+static int osf_open_object(osf *f, const char *key, uint64_t *size)
 {
-    osf *f = state;
-    char *path = osf_path(f, key), *p = NULL;
+    char *path = osf_path(f, key);
     struct stat st;
-    uint64_t size, n = 0;
-    int fd, rc = 0;
+    int fd, rc;
 
     if (!path)
         return -ENOMEM;
@@ -284,15 +282,25 @@ static int osf_get(void *state, const char *key, uint64_t off, uint64_t len,
     free(path);
     if (fd < 0)
         return errno == ENOTDIR ? -ENOENT : -errno;
-    if (fstat(fd, &st) < 0) {
-        rc = -errno;
-        goto out;
+    rc = fstat(fd, &st) < 0 ? -errno : S_ISREG(st.st_mode) ? 0 : -ENOENT;
+    if (rc) {
+        close(fd);
+        return rc;
     }
-    if (!S_ISREG(st.st_mode)) {
-        rc = -ENOENT;
-        goto out;
-    }
-    size = (uint64_t)st.st_size;
+    *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+/* Read LEN bytes at OFF of KEY (UINT64_MAX: to the end) into a new buffer. */
+static int osf_get(void *state, const char *key, uint64_t off, uint64_t len,
+                   void **buf, size_t *outlen)
+{
+    char *p = NULL;
+    uint64_t size, n = 0;
+    int rc = 0, fd = osf_open_object(state, key, &size);
+
+    if (fd < 0)
+        return fd;
     if (off < size)
         n = size - off < len ? size - off : len;
     if (n > SIZE_MAX - 1 || n > (uint64_t)SSIZE_MAX) {
@@ -331,32 +339,22 @@ out:
  * one preadv into the block buffers.  Cost model: the generic path
  * (objstore.c) reads the span into a buffer of its own and copies each
  * range out, an extra allocation and copy of up to a read-ahead job (16
- * blocks, ~1 MiB) whose pages were faulted in anew each time: a third of
- * the read-ahead threads' page faults during an fio run. */
+ * blocks, ~1 MiB) per job. */
 static int osf_get_ranges(void *state, const char *key, uint64_t off,
                           const uint32_t *lens, size_t n, void **bufs)
 {
-    osf *f = state;
     struct iovec few[16], *iov = n <= 16 ? few : calloc(n, sizeof *iov);
-    uint64_t span = 0;
+    uint64_t size, span = 0;
     size_t i, at = 0;
-    int fd, rc = 0;
+    int rc = 0, fd = -1;
 
     for (i = 0; i < n; i++)
         bufs[i] = NULL;
-    char *path = iov ? osf_path(f, key) : NULL;
-    if (!path) {
-        if (iov != few)
-            free(iov);
+    if (!iov)
         return -ENOMEM;
-    }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    free(path);
-    if (fd < 0) {
-        rc = errno == ENOTDIR ? -ENOENT : -errno;
-        if (iov != few)
-            free(iov);
-        return rc;
+    if ((fd = osf_open_object(state, key, &size)) < 0) {
+        rc = fd;
+        goto out;
     }
     for (i = 0; i < n && !rc; i++) {
         if (!(bufs[i] = malloc(lens[i] ? lens[i] : 1)))
@@ -386,7 +384,9 @@ static int osf_get_ranges(void *state, const char *key, uint64_t off,
                 break;
         }
     }
-    close(fd);
+out:
+    if (fd >= 0)
+        close(fd);
     if (iov != few)
         free(iov);
     if (rc)
