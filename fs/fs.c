@@ -41,9 +41,6 @@
 
 pthread_mutex_t fs_ns_mu = PTHREAD_MUTEX_INITIALIZER;
 
-/* A write's pages past this many bytes go in a pooled chunk. */
-#define FS_PAGES_SMALL ((size_t)64 << 10)
-
 /* ---- lookups ---- */
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -618,9 +615,8 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     uint64_t first = (uint64_t)off / PAGE, npages = ((uint64_t)off % PAGE + size + PAGE - 1) / PAGE;
     /* one allocation: the pages, then where each page's put starts in the
      * batch; a pooled chunk when it is big (see util/chunkpool.h) */
-    size_t pages_len = npages ? npages * (PAGE + sizeof(size_t)) : 1;
-    int pages_chunk = pages_len > FS_PAGES_SMALL && pages_len <= CHUNK_SIZE;
-    uint8_t *pages = pages_chunk ? chunk_get() : malloc(pages_len);
+    size_t pages_len = npages * (PAGE + sizeof(size_t));
+    uint8_t *pages = chunk_buf_alloc(pages_len);
     size_t *marks = pages ? (size_t *)(void *)(pages + npages * PAGE) : NULL;
     rc = pages ? fs_itxn_begin(st, sino, &t) : -ENOMEM;
     /* a segment file mapped onto the WAL archive keeps its segment's size;
@@ -650,8 +646,7 @@ static void fs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
     if (wal > 0) pg_wal_written(r.v->wal, rc);
     /* a checkpoint completed: that state is a base for time travel (pg_wal.h) */
     if (!rc && pg_wal_checkpointed(r.v->wal, sino, (uint64_t)off, size, pages) > 0) fs_base_soon(fs_mount_of(req), r.v);
-    if (pages_chunk) chunk_put(pages);
-    else free(pages);
+    chunk_buf_free(pages, pages_len);
     if (!rc && fi && ((unsigned)fi->fh & (unsigned)(O_SYNC | O_DSYNC))) rc = store_sync(st);
     fs_ref_put(&r);
     if (rc) fuse_reply_err(req, -rc == ENOENT ? EIO : -rc);

@@ -226,30 +226,23 @@ void store_batch_init(store_batch *b)
     b->len = 12;                  /* seq u64 + nops u32, filled at commit */
 }
 
-/* Make room for N more bytes in B.  A batch past BATCH_SMALL bytes (a
- * FUSE write of many pages: up to 1 MiB and their keys) moves to a pooled
- * chunk, which the next such batch reuses instead of faulting in again
- * (util/chunkpool.h); smaller ones and ones past a chunk use malloc. */
-#define BATCH_SMALL ((size_t)64 << 10)
+/* Make room for N more bytes in B.  Its buffer is a chunk_buf_alloc of
+ * its capacity: a batch past CHUNK_SMALL (a FUSE write of many pages: up
+ * to 1 MiB and their keys) gets a whole pooled chunk, which the next such
+ * batch reuses instead of faulting in again (util/chunkpool.h). */
 static int store_batch_reserve(store_batch *b, size_t n)
 {
     if (b->err) return -1;
     size_t need = b->len + n;
     if (need <= b->cap) return 0;
-    uint8_t *nb;
-    int chunk = need > BATCH_SMALL && need <= CHUNK_SIZE;
-    size_t cap = chunk ? CHUNK_SIZE : b->cap ? b->cap : 256;
+    size_t cap = b->cap ? b->cap : 256;
     while (cap < need) cap *= 2;
-    if (chunk || b->chunk) {                  /* into or out of a chunk: a copy */
-        nb = chunk ? chunk_get() : malloc(cap);
-        if (nb && b->buf) memcpy(nb, b->buf, b->len);
-        if (nb && b->chunk) chunk_put(b->buf);
-        else if (nb) free(b->buf);
-    } else {
-        nb = realloc(b->buf, cap);
-    }
+    if (cap > CHUNK_SMALL && cap < CHUNK_SIZE) cap = CHUNK_SIZE;
+    uint8_t *nb = chunk_buf_alloc(cap);
     if (!nb) { b->err = -ENOMEM; return -1; }
-    b->buf = nb; b->cap = cap; b->chunk = chunk;
+    if (b->buf) memcpy(nb, b->buf, b->len);
+    chunk_buf_free(b->buf, b->cap);
+    b->buf = nb; b->cap = cap;
     return 0;
 }
 
@@ -298,8 +291,7 @@ void store_batch_put_same(store_batch *b, const skey *k, size_t mark, const void
 
 void store_batch_free(store_batch *b)
 {
-    if (b->chunk) chunk_put(b->buf);
-    else free(b->buf);
+    chunk_buf_free(b->buf, b->cap);
     memset(b, 0, sizeof *b);
 }
 

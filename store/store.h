@@ -110,7 +110,6 @@ typedef struct store_batch {
     size_t len, cap;
     uint32_t nops;
     int err;                      /* first allocation failure */
-    int chunk;                    /* buf is a pooled chunk (util/chunkpool.h) */
 } store_batch;
 
 void store_batch_init(store_batch *b);

@@ -632,9 +632,10 @@ static void gc_timer_stop(gc_timer *t)
 }
 
 /*
- * The daemon's allocations are mostly large and short-lived: a request's
- * pages and batch, a layer being built, a merge's pieces (memtables have
- * pooled chunks of their own, store/memtable.c); glibc gives big ones back to the kernel when they are freed (and
+ * The daemon's allocations are mostly large and short-lived: a layer
+ * being built, a merge's pieces, read-ahead blocks (memtables and a
+ * write's pages and batch use pooled chunks, util/chunkpool.h); glibc
+ * gives big ones back to the kernel when they are freed (and
  * store_trim the rest after each flush, which keeps the resident memory
  * bounded), so the next ones are faulted in again page by page.  Cost
  * model: a first touch of anonymous memory costs 11.6 us per 4 KiB page on

@@ -13,6 +13,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/mman.h>
 
 typedef struct free_chunk {
@@ -68,6 +69,23 @@ void chunk_put(void *p)
         CHUNK_UNPOISON(p, CHUNK_SIZE);   /* else the range stays poisoned for its next mapping */
         munmap(p, CHUNK_SIZE);
     }
+}
+
+/* Whether a buffer of N bytes is a chunk. */
+static int chunk_buf_pooled(size_t n)
+{
+    return n > CHUNK_SMALL && n <= CHUNK_SIZE;
+}
+
+void *chunk_buf_alloc(size_t n)
+{
+    return chunk_buf_pooled(n) ? chunk_get() : malloc(n ? n : 1);
+}
+
+void chunk_buf_free(void *p, size_t n)
+{
+    if (chunk_buf_pooled(n)) chunk_put(p);
+    else free(p);
 }
 
 void *chunk_map_big(size_t size)
